@@ -1,1 +1,1 @@
-"""benchmark"""
+"""The MMFace4D benchmark: metrics, protocol, submissions, scoring, reports and bundled models."""
