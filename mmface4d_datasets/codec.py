@@ -1,0 +1,450 @@
+"""Our storage format for mesh sequences: (T, N, 3) float32 in metres, with a guaranteed error bound.
+
+``encode(vertices, max_error=1e-5)`` returns bytes that ``decode`` turns back into a (T, N, 3) float32
+array whose every coordinate lies within ``max_error`` metres of the input:
+``max |decode(encode(v, e)) - v| <= e``.  The encoder checks this on its own output with exactly the
+arithmetic the decoder uses, so the bound holds for every input it accepts, not on average.
+
+How (format version 1; docs/codec.md has the byte layout):
+
+1. Quantise. Every coordinate goes onto a uniform grid per axis,
+   ``q = rint((v - origin) / step)`` with ``step = 2 * max_error * (1 - 2**-20)`` (slightly under
+   twice the bound, so grid rounding alone stays strictly inside it) and ``origin`` the axis minimum.
+   The decoder reconstructs ``float32(origin + float64(q) * step)``: three correctly rounded IEEE
+   operations, identical on every machine.
+2. Check. The encoder runs that same reconstruction and compares with the input. The float32 cast
+   can add up to half a float32 ulp, which matters only for coordinates of hundreds of metres; any
+   coordinate that misses the bound is stored verbatim as an exception (index + float32 value).
+   If exceptions are many, or the grid would need more than 2**53 levels, the whole sequence is
+   stored losslessly instead (raw float32, byte-shuffled, zstd).
+3. Predict and entropy-code the integers (lossless): frame 0 by the previous vertex of the same
+   axis, every later frame by the previous frame; residuals are zig-zag mapped, stored in the
+   narrowest unsigned width, split into byte planes and compressed with zstd.
+
+Only the integer path must be exact; the prediction decides how small the numbers are.
+
+Robustness: the bytes start with a magic, the format version, the shape and the bound, and end the
+header with a CRC-32 of everything. ``decode`` refuses a short, corrupted or unknown-version stream
+with :class:`CodecError` (a :class:`~mmface4d_datasets.errors.FormatError`) and validates every
+declared size against the shape *before* it allocates: a header that claims 10**12 frames behind a
+small payload is refused at once.
+
+Edge cases: NaN or Inf in the input raise :class:`CodecError` (they have no place on a grid and a
+bound cannot be checked against them). T = 0 or N = 0 is allowed and round-trips to an empty array
+of the same shape. ``max_error = 0`` means lossless. Non-float32 input is first converted to float32
+(``np.asarray(vertices, np.float32)``); the bound is against that float32 array.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmface4d_datasets.errors import FormatError
+
+__all__ = ["CODEC_VERSION", "CodecError", "decode", "encode", "peek"]
+
+#: Version of the byte format written by :func:`encode` (bumped whenever the layout changes).
+CODEC_VERSION = "1"
+_FORMAT = 1
+_READABLE_FORMATS = (1,)
+
+_MAGIC = b"MF4C"
+# magic, format, mode, reserved, T, N, max_error, step, origin x y z, number of sections, payload bytes, crc32
+_HEADER = struct.Struct("<4sHBBQQdd3dIQI")
+# name, compression, element code, stored bytes, raw bytes
+_SECTION = struct.Struct("<4sBBQQ")
+
+_MODE_EMPTY = 0
+_MODE_RAW = 1
+_MODE_GRID = 2
+_MODE_NAMES = {_MODE_EMPTY: "empty", _MODE_RAW: "raw-float32", _MODE_GRID: "grid"}
+
+_STORED = 0
+_ZSTD = 1
+
+_ELEMENT_DTYPES = {0: np.dtype("u1"), 1: np.dtype("<u2"), 2: np.dtype("<u4"), 3: np.dtype("<u8"), 4: np.dtype("<f4"), 5: np.dtype("<i8")}
+_ELEMENT_CODES = {dtype: code for code, dtype in _ELEMENT_DTYPES.items()}
+
+#: The grid step is this fraction of twice the bound, so rounding to the grid stays inside the bound.
+_STEP_FRACTION = 1.0 - 2.0**-20
+#: Largest grid index: beyond it float64 no longer holds every integer exactly.
+_MAX_GRID_INDEX = 2**53
+#: Above this share of exception coordinates the lossless mode is smaller and simpler.
+_MAX_EXCEPTION_SHARE = 0.01
+#: zstd never expands a block by less than this factor; a declared raw size above
+#: ``_MAX_ZSTD_RATIO * stored + 2**16`` cannot be genuine and is refused before allocating.
+_MAX_ZSTD_RATIO = 65536
+_ZSTD_LEVEL = 9
+
+
+class CodecError(FormatError):
+    """Bytes that are not a valid codec stream, or an input the codec cannot store within its bound."""
+
+
+@dataclass(frozen=True)
+class _Header:
+    format: int
+    mode: int
+    num_frames: int
+    num_vertices: int
+    max_error: float
+    step: float
+    origin: tuple[float, float, float]
+    num_sections: int
+    payload_bytes: int
+    crc32: int
+
+
+# ---------------------------------------------------------------------------------------------- encode
+
+
+def encode(vertices, max_error: float = 1e-5) -> bytes:
+    """Encode a (T, N, 3) mesh sequence (metres) so every decoded coordinate is within ``max_error``.
+
+    Args:
+        vertices: array-like of shape (T, N, 3); converted to float32. T = 0 or N = 0 is allowed.
+        max_error: the guaranteed maximum per-coordinate error in metres (default 10 µm); 0 means
+            lossless. Must be finite and >= 0.
+
+    Returns:
+        Self-contained bytes: shape, bound and codec version travel inside.
+
+    Raises:
+        CodecError: NaN or Inf in ``vertices``, a wrong shape, or an invalid ``max_error``.
+    """
+    array = _validated_input(vertices)
+    max_error = _validated_bound(max_error)
+    num_frames, num_vertices, _ = array.shape
+    if array.size == 0:
+        return _pack(_MODE_EMPTY, num_frames, num_vertices, max_error, 0.0, (0.0, 0.0, 0.0), [])
+    if max_error > 0.0:
+        grid = _encode_grid(array, max_error)
+        if grid is not None:
+            return grid
+    return _encode_raw(array, max_error)
+
+
+def _validated_input(vertices) -> np.ndarray:
+    array = np.asarray(vertices)
+    if array.dtype.kind not in "fiub":
+        raise CodecError(f"codec input must be real numbers, got dtype {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise CodecError(f"codec input must have shape (T, N, 3), got {array.shape}")
+    if array.size and not np.isfinite(array).all():
+        bad = np.argwhere(~np.isfinite(array))[0]
+        raise CodecError(
+            f"codec input holds NaN or Inf (first at frame {bad[0]}, vertex {bad[1]}, axis {bad[2]}); "
+            "a bounded-error codec cannot store non-finite coordinates"
+        )
+    return array
+
+
+def _validated_bound(max_error) -> float:
+    try:
+        value = float(max_error)
+    except (TypeError, ValueError):
+        raise CodecError(f"max_error must be a number of metres, got {max_error!r}") from None
+    if not np.isfinite(value) or value < 0.0:
+        raise CodecError(f"max_error must be finite and >= 0 metres, got {max_error!r}")
+    return value
+
+
+def _grid_step(max_error: float) -> float:
+    return 2.0 * max_error * _STEP_FRACTION
+
+
+def _dequantise(grid_index: np.ndarray, step: float, origin: np.ndarray) -> np.ndarray:
+    """float32(origin + float64(q) * step), per axis: the one reconstruction both sides compute."""
+    values = grid_index.astype(np.float64)
+    values *= step
+    values += origin
+    return values.astype(np.float32)
+
+
+def _encode_grid(array: np.ndarray, max_error: float) -> bytes | None:
+    """The lossy grid mode, or None when the lossless mode must be used instead."""
+    num_frames, num_vertices, _ = array.shape
+    step = _grid_step(max_error)
+    if step == 0.0 or not np.isfinite(step):
+        return None
+    origin = array.reshape(-1, 3).min(axis=0).astype(np.float64)
+    extent = array.reshape(-1, 3).max(axis=0).astype(np.float64) - origin
+    if not np.all(np.isfinite(extent)) or float(extent.max()) / step >= _MAX_GRID_INDEX:
+        return None
+    grid_index = np.rint((array.astype(np.float64) - origin) / step).astype(np.int64)
+    exception_index, exception_value = _exceptions(array, grid_index, step, origin, max_error)
+    if exception_index.size > _MAX_EXCEPTION_SHARE * array.size:
+        return None
+
+    sections = [_section(b"RESI", _zigzag_narrow(_temporal_residual(grid_index)))]
+    if exception_index.size:
+        sections.append(_section(b"EXIX", _zigzag_narrow(np.diff(exception_index, prepend=0))))
+        sections.append(_section(b"EXVL", _shuffle(exception_value.astype("<f4"))))
+    data = _pack(_MODE_GRID, num_frames, num_vertices, max_error, step, tuple(origin.tolist()), sections)
+    if len(data) >= array.nbytes:
+        return None
+    _verify(data, array, max_error)
+    return data
+
+
+def _exceptions(array, grid_index, step, origin, max_error):
+    """Flat indices (int64, increasing) and float32 values of the coordinates the grid misses."""
+    reconstruction = _dequantise(grid_index, step, origin)
+    error = np.abs(reconstruction.astype(np.float64) - array.astype(np.float64))
+    exception_index = np.flatnonzero(error > max_error)
+    return exception_index, array.reshape(-1)[exception_index]
+
+
+def _temporal_residual(grid_index: np.ndarray) -> np.ndarray:
+    """Frame 0 minus its previous vertex (per axis), later frames minus the previous frame."""
+    residual = np.empty_like(grid_index)
+    residual[0, 0] = grid_index[0, 0]
+    residual[0, 1:] = grid_index[0, 1:] - grid_index[0, :-1]
+    residual[1:] = grid_index[1:] - grid_index[:-1]
+    return residual
+
+
+def _undo_temporal_residual(residual: np.ndarray) -> np.ndarray:
+    grid_index = residual.copy()
+    np.cumsum(grid_index[0], axis=0, out=grid_index[0])
+    np.cumsum(grid_index, axis=0, out=grid_index)
+    return grid_index
+
+
+def _encode_raw(array: np.ndarray, max_error: float) -> bytes:
+    num_frames, num_vertices, _ = array.shape
+    sections = [_section(b"RAWF", _shuffle(array.astype("<f4").reshape(-1)))]
+    return _pack(_MODE_RAW, num_frames, num_vertices, max_error, 0.0, (0.0, 0.0, 0.0), sections)
+
+
+def _verify(data: bytes, array: np.ndarray, max_error: float) -> None:
+    """Decode what was written and confirm the bound; a failure here is a bug, never silent."""
+    decoded = decode(data)
+    error = np.abs(decoded.astype(np.float64) - array.astype(np.float64))
+    if error.size and float(error.max()) > max_error:
+        raise AssertionError(f"codec self-check failed: error {float(error.max())} > bound {max_error}")
+
+
+# ------------------------------------------------------------------------------------ integer streams
+
+
+def _zigzag_narrow(values: np.ndarray) -> np.ndarray:
+    """Signed int64 -> zig-zag unsigned, in the narrowest of uint8/16/32/64 that holds them."""
+    values = np.asarray(values, dtype=np.int64).reshape(-1)
+    unsigned = (values.view(np.uint64) << np.uint64(1)) ^ (values >> 63).view(np.uint64)
+    largest = int(unsigned.max()) if unsigned.size else 0
+    for dtype in ("u1", "<u2", "<u4"):
+        if largest <= np.iinfo(dtype).max:
+            return _shuffle(unsigned.astype(dtype))
+    return _shuffle(unsigned.astype("<u8"))
+
+
+def _unzigzag(unsigned: np.ndarray) -> np.ndarray:
+    unsigned = unsigned.astype(np.uint64)
+    return ((unsigned >> np.uint64(1)) ^ (np.uint64(0) - (unsigned & np.uint64(1)))).view(np.int64)
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """A flat array kept as byte planes (all first bytes, then all second bytes, ...)."""
+
+    dtype: np.dtype
+    planes: bytes
+
+
+def _shuffle(values: np.ndarray) -> _Stream:
+    values = np.ascontiguousarray(values).reshape(-1)
+    dtype = values.dtype.newbyteorder("<") if values.dtype.itemsize > 1 else values.dtype
+    values = values.astype(dtype, copy=False)
+    planes = values.view(np.uint8).reshape(-1, dtype.itemsize).T.tobytes()
+    return _Stream(np.dtype(dtype), planes)
+
+
+def _unshuffle(planes: bytes, dtype: np.dtype) -> np.ndarray:
+    raw = np.frombuffer(planes, dtype=np.uint8).reshape(dtype.itemsize, -1)
+    return np.ascontiguousarray(raw.T).view(dtype).reshape(-1)
+
+
+# ------------------------------------------------------------------------------------------- container
+
+
+def _section(name: bytes, stream: _Stream) -> tuple[bytes, int, bytes, int, int]:
+    import zstandard
+
+    compressed = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(stream.planes)
+    if len(compressed) < len(stream.planes):
+        return name, _ZSTD, compressed, _element_code(stream.dtype), len(stream.planes)
+    return name, _STORED, stream.planes, _element_code(stream.dtype), len(stream.planes)
+
+
+def _element_code(dtype: np.dtype) -> int:
+    return _ELEMENT_CODES[np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).itemsize > 1 else np.dtype(dtype)]
+
+
+def _pack(mode, num_frames, num_vertices, max_error, step, origin, sections) -> bytes:
+    body = bytearray()
+    for name, compression, stored, element_code, raw_bytes in sections:
+        body += _SECTION.pack(name, compression, element_code, len(stored), raw_bytes)
+        body += stored
+    header = _HEADER.pack(
+        _MAGIC, _FORMAT, mode, 0, num_frames, num_vertices, max_error, step, *origin, len(sections), len(body), 0
+    )
+    crc = zlib.crc32(body, zlib.crc32(header[: -4]))
+    return header[:-4] + struct.pack("<I", crc) + bytes(body)
+
+
+def _read_header(data) -> _Header:
+    view = memoryview(data)
+    if len(view) < _HEADER.size:
+        if bytes(view[:4]) != _MAGIC[: len(view[:4])]:
+            raise CodecError("not an mmface4d codec stream (bad magic)")
+        raise CodecError(f"truncated codec stream: {len(view)} bytes, the header alone needs {_HEADER.size}")
+    fields = _HEADER.unpack_from(view)
+    if fields[0] != _MAGIC:
+        raise CodecError(f"not an mmface4d codec stream (magic {fields[0]!r}, expected {_MAGIC!r})")
+    header = _Header(
+        format=fields[1], mode=fields[2], num_frames=fields[4], num_vertices=fields[5], max_error=fields[6],
+        step=fields[7], origin=tuple(fields[8:11]), num_sections=fields[11], payload_bytes=fields[12], crc32=fields[13],
+    )
+    if header.format not in _READABLE_FORMATS:
+        raise CodecError(
+            f"codec format version {header.format} is unknown to this mmface4d-datasets "
+            f"(it reads versions {', '.join(map(str, _READABLE_FORMATS))}); upgrade the package to decode it"
+        )
+    return header
+
+
+def _checked_sections(data) -> tuple[_Header, dict[bytes, tuple[int, int, memoryview, int]]]:
+    view = memoryview(data)
+    header = _read_header(view)
+    actual_payload = len(view) - _HEADER.size
+    if actual_payload < header.payload_bytes:
+        raise CodecError(f"truncated codec stream: payload has {actual_payload} bytes, header declares {header.payload_bytes}")
+    if actual_payload > header.payload_bytes:
+        raise CodecError(f"codec stream has {actual_payload - header.payload_bytes} unexpected bytes after its payload")
+    crc = zlib.crc32(view[_HEADER.size :], zlib.crc32(view[: _HEADER.size - 4]))
+    if crc != header.crc32:
+        raise CodecError(f"corrupted codec stream: CRC-32 {crc:#010x} does not match the stored {header.crc32:#010x}")
+    if header.mode not in _MODE_NAMES:
+        raise CodecError(f"codec stream has unknown mode {header.mode}")
+    sections = {}
+    offset = _HEADER.size
+    for _ in range(header.num_sections):
+        if offset + _SECTION.size > len(view):
+            raise CodecError("truncated codec stream: a section header runs past the end")
+        name, compression, element_code, stored_bytes, raw_bytes = _SECTION.unpack_from(view, offset)
+        offset += _SECTION.size
+        if offset + stored_bytes > len(view):
+            raise CodecError(f"truncated codec stream: section {name!r} runs past the end")
+        if compression not in (_STORED, _ZSTD) or element_code not in _ELEMENT_DTYPES:
+            raise CodecError(f"codec section {name!r} has unknown compression {compression} or element {element_code}")
+        sections[name] = (compression, element_code, view[offset : offset + stored_bytes], raw_bytes)
+        offset += stored_bytes
+    if offset != len(view):
+        raise CodecError("codec stream sections do not fill the declared payload")
+    return header, sections
+
+
+def peek(data) -> dict:
+    """Shape, bound, version, mode and section sizes of an encoded stream, without decoding it.
+
+    The header and the CRC-32 are checked, so a corrupted stream raises :class:`CodecError` here too.
+    """
+    header, sections = _checked_sections(data)
+    return {
+        "codec_version": str(header.format),
+        "shape": (header.num_frames, header.num_vertices, 3),
+        "dtype": "float32",
+        "max_error": header.max_error,
+        "step": header.step,
+        "mode": _MODE_NAMES[header.mode],
+        "total_bytes": len(memoryview(data)),
+        "payload_bytes": header.payload_bytes,
+        "sections": {
+            name.decode("ascii", "replace"): {"stored_bytes": len(stored), "raw_bytes": raw}
+            for name, (_, _, stored, raw) in sections.items()
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------- decode
+
+
+def decode(data) -> np.ndarray:
+    """Decode bytes made by :func:`encode` into a (T, N, 3) float32 array (metres).
+
+    Raises:
+        CodecError: the stream is truncated, corrupted (CRC-32 mismatch), of an unknown version, or
+            declares a shape its payload cannot hold (refused before any large allocation).
+    """
+    header, sections = _checked_sections(data)
+    shape = (header.num_frames, header.num_vertices, 3)
+    count = header.num_frames * header.num_vertices * 3
+    if header.mode == _MODE_EMPTY:
+        if count != 0 or sections:
+            raise CodecError(f"codec stream in empty mode declares shape {shape}")
+        return np.empty(shape, dtype=np.float32)
+    if count == 0:
+        raise CodecError(f"codec stream declares empty shape {shape} but holds data")
+    if header.mode == _MODE_RAW:
+        values = _section_array(sections, b"RAWF", count, {4})
+        return values.reshape(shape)
+    # grid mode
+    residual = _section_array(sections, b"RESI", count, {0, 1, 2, 3}).reshape(shape)
+    grid_index = _undo_temporal_residual(_unzigzag(residual))
+    vertices = _dequantise(grid_index, header.step, np.asarray(header.origin, dtype=np.float64))
+    if b"EXIX" in sections:
+        exception_count = _declared_count(sections, b"EXIX", count)
+        positions = np.cumsum(_unzigzag(_section_array(sections, b"EXIX", exception_count, {0, 1, 2, 3})))
+        values = _section_array(sections, b"EXVL", exception_count, {4})
+        if positions.size and (positions[0] < 0 or positions[-1] >= count or np.any(np.diff(positions) <= 0)):
+            raise CodecError("codec stream exception indices are out of range")
+        vertices.reshape(-1)[positions] = values
+    return vertices
+
+
+def _declared_count(sections, name: bytes, limit: int) -> int:
+    if name not in sections:
+        raise CodecError(f"codec stream lacks its {name.decode()} section")
+    _, element_code, _, raw_bytes = sections[name]
+    itemsize = _ELEMENT_DTYPES[element_code].itemsize
+    if raw_bytes % itemsize or raw_bytes // itemsize > limit:
+        raise CodecError(f"codec section {name.decode()} declares {raw_bytes} bytes, inconsistent with the shape")
+    return raw_bytes // itemsize
+
+
+def _section_array(sections, name: bytes, count: int, allowed_elements: set[int]) -> np.ndarray:
+    """Decompress one section after checking its declared size against ``count`` elements."""
+    if name not in sections:
+        raise CodecError(f"codec stream lacks its {name.decode()} section")
+    compression, element_code, stored, raw_bytes = sections[name]
+    if element_code not in allowed_elements:
+        raise CodecError(f"codec section {name.decode()} has element code {element_code}, not allowed there")
+    dtype = _ELEMENT_DTYPES[element_code]
+    if raw_bytes != count * dtype.itemsize:
+        raise CodecError(
+            f"codec section {name.decode()} declares {raw_bytes} bytes but the shape needs {count * dtype.itemsize}"
+        )
+    if compression == _STORED:
+        if len(stored) != raw_bytes:
+            raise CodecError(f"codec section {name.decode()} holds {len(stored)} bytes, declares {raw_bytes}")
+        planes = bytes(stored)
+    else:
+        if raw_bytes > _MAX_ZSTD_RATIO * len(stored) + 2**16:
+            raise CodecError(
+                f"codec section {name.decode()} declares {raw_bytes} bytes from {len(stored)} compressed: impossible, refused"
+            )
+        import zstandard
+
+        try:
+            planes = zstandard.ZstdDecompressor().decompress(bytes(stored), max_output_size=raw_bytes)
+        except zstandard.ZstdError as error:
+            raise CodecError(f"codec section {name.decode()} does not decompress: {error}") from None
+        if len(planes) != raw_bytes:
+            raise CodecError(f"codec section {name.decode()} decompresses to {len(planes)} bytes, declares {raw_bytes}")
+    return _unshuffle(planes, dtype)
