@@ -1,0 +1,145 @@
+"""``mmface4d build``: make releases (``release``, ``synthetic``) and send them to the Hub (``push``).
+
+Only the standard library is imported here (every ``mmface4d`` call loads this module); the
+handlers import the builders and the core when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _add_writer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="release folder to write; an unfinished build there is resumed")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the subject split and style references (default: 0)")
+    parser.add_argument("--max-error", type=float, default=None, metavar="METRES",
+                        help="per-coordinate error bound of the vertex codec, in metres "
+                             "(default: the release writer's default)")
+    parser.add_argument("--shard-size", type=float, default=None, metavar="MB",
+                        help="target size of one data shard in megabytes (default: the release writer's default)")
+    parser.add_argument("--on-error", choices=("stop", "skip"), default="stop",
+                        help="on a bad take: stop with its error (default), or skip it and list it at the "
+                             "end and in the build report (OUT/.build-report.json)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def register(subparsers) -> None:
+    """Add ``build`` with its sub-commands ``release``, ``synthetic`` and ``push``."""
+    build = subparsers.add_parser(
+        "build",
+        help="make a release from the authors' layout or the synthetic generator; push it to the Hub",
+        description="Make MMFace4D releases (Parquet shards, splits, templates, dataset card) and push them "
+                    "to a dataset repository on the Hugging Face Hub. Builds are deterministic, atomic and "
+                    "resumable: rerun a stopped build with the same arguments to continue it.",
+    )
+    commands = build.add_subparsers(dest="build_command", metavar="SUBCOMMAND")
+    build.set_defaults(func=lambda args: (build.print_help(), 2)[1])
+
+    release = commands.add_parser(
+        "release",
+        help="build a release from takes in the authors' layout",
+        description="Build a release from a folder of takes in the authors' layout: flat (ID.wav, "
+                    "ID_filt_{0,1,2}.nut side by side) or one folder per take (mesh files may be named "
+                    "reconstruct_filt_{0,1,2}.nut). Metadata comes from --manifest CSV "
+                    "(take_id,subject_id,sentence_id,text,gender,age), else from each take's ID.meta.json; "
+                    "the CSV wins for the takes it lists. Every take is checked before it is written; a bad "
+                    "take is reported by its id.",
+    )
+    release.add_argument("source", metavar="SRC", help="folder of takes (searched recursively)")
+    release.add_argument("--manifest", metavar="CSV", default=None,
+                         help="metadata of the takes: take_id,subject_id,sentence_id,text,gender,age")
+    release.add_argument("--bfm-info", metavar="FILE", default=None,
+                         help="BFM facemodel_info.mat giving the bfm_front triangles and keypoints "
+                              "(default: BFM/facemodel_info.mat found in SRC or a folder above it)")
+    release.add_argument("--no-raw", action="store_true",
+                         help="leave out the raw config (camera intrinsics and 2-D landmarks)")
+    _add_writer_options(release)
+    release.set_defaults(func=_run_release)
+
+    synthetic = commands.add_parser(
+        "synthetic",
+        help="build a release of synthetic takes from the embedded generator",
+        description="Generate K synthetic subjects speaking M sentences each with the embedded face model "
+                    "and speech synthesiser, and build them into a release of the same format.",
+    )
+    synthetic.add_argument("--subjects", type=int, required=True, metavar="K", help="number of subjects")
+    synthetic.add_argument("--sentences", type=int, required=True, metavar="M", help="sentences per subject")
+    synthetic.add_argument("--vertices", type=int, default=None, metavar="N",
+                           help="vertex count of the embedded synthetic_v1 model (default: the generator's)")
+    _add_writer_options(synthetic)
+    synthetic.set_defaults(func=_run_synthetic)
+
+    push = commands.add_parser(
+        "push",
+        help="validate a release and upload it to a dataset repository on the Hub",
+        description="Validate the release in DIR, then upload it to the dataset repository ORG/NAME "
+                    "(created if missing) in several resumable commits, retrying transient failures. "
+                    "Hidden files (the build's bookkeeping) are not uploaded. Log in first "
+                    "(`hf auth login` or HF_TOKEN). With --dry-run nothing is sent: it prints what "
+                    "would be committed.",
+    )
+    push.add_argument("folder", metavar="DIR", help="release folder made by `mmface4d build`")
+    push.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="dataset repository on the Hub")
+    push.add_argument("--private", action="store_true", help="create the repository as private (if it is new)")
+    push.add_argument("--revision", metavar="BRANCH", default=None,
+                      help="branch to commit to, created if missing (default: main)")
+    push.add_argument("--dry-run", action="store_true",
+                      help="print what would be committed (files, sizes, files per folder against the Hub's "
+                           "limits) as JSON and send nothing")
+    push.add_argument("--retries", type=int, default=5, help="retries of a transient failure (default: 5)")
+    push.add_argument("--skip-validation", action="store_true",
+                      help="upload without running the release validator first")
+    push.set_defaults(func=_run_push)
+
+
+def _writer_options(args) -> dict:
+    options = {"seed": args.seed, "progress": not args.quiet}
+    if args.max_error is not None:
+        options["max_error"] = args.max_error
+    if args.shard_size is not None:
+        options["shard_size_bytes"] = int(args.shard_size * 1_000_000)
+    return options
+
+
+def _print_summary(report) -> int:
+    print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+    if report.skipped:
+        print(f"mmface4d build: {len(report.skipped)} take(s) were SKIPPED: "
+              + ", ".join(s.take_id for s in report.skipped), file=sys.stderr)
+    return 0
+
+
+def _run_release(args) -> int:
+    from builders.build import build_release
+
+    report = build_release(args.source, args.out, manifest=args.manifest, bfm_info=args.bfm_info,
+                           on_error=args.on_error, raw=not args.no_raw, **_writer_options(args))
+    return _print_summary(report)
+
+
+def _run_synthetic(args) -> int:
+    from builders.build import build_synthetic_release
+
+    report = build_synthetic_release(args.out, subjects=args.subjects, sentences=args.sentences,
+                                     num_vertices=args.vertices, on_error=args.on_error, **_writer_options(args))
+    return _print_summary(report)
+
+
+def _run_push(args) -> int:
+    from builders.push import plan_push, push_release
+
+    if args.dry_run:
+        plan = plan_push(args.folder)
+        print(json.dumps(plan.as_dict() | {"repo_id": args.repo_id, "revision": args.revision or "main",
+                                           "private": args.private, "dry_run": True}, indent=2))
+        return 1 if plan.problems() else 0
+
+    plan = push_release(args.folder, args.repo_id, private=args.private, revision=args.revision,
+                        retries=args.retries, validate=not args.skip_validation,
+                        log=lambda line: print(line, file=sys.stderr))
+    print(f"pushed {len(plan.files)} files ({plan.total_bytes} bytes) to https://huggingface.co/datasets/{args.repo_id}")
+    return 0

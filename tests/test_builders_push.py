@@ -1,0 +1,160 @@
+"""`mmface4d build push`: the plan, the calls up to the network, retries and the offline error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from builders import push
+from builders.push import HubUnreachableError, PushError, PushPlan, plan_push, push_release
+
+
+@pytest.fixture
+def fake_release(tmp_path):
+    root = tmp_path / "release"
+    for relative, size in {"README.md": 10, "meta/info.json": 20, "meta/splits.json": 5,
+                           "data/train/shard-00000.parquet": 300, "data/train/shard-00001.parquet": 200,
+                           ".staging/000337.npz": 50, "data/.shard.tmp": 7, ".build-report.json": 3}.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+    return root
+
+
+def test_plan_lists_non_hidden_files_with_sizes_and_folder_counts(fake_release):
+    plan = plan_push(fake_release)
+    assert [f.path for f in plan.files] == ["README.md", "data/train/shard-00000.parquet",
+                                            "data/train/shard-00001.parquet", "meta/info.json", "meta/splits.json"]
+    assert plan.total_bytes == 535
+    assert plan.files_per_folder == {"": 1, "data/train": 2, "meta": 2}
+    assert plan.commits == 1 and plan.problems() == []
+
+
+def test_plan_reports_breaches_of_the_hub_limits(tmp_path):
+    crowded = PushPlan(folder=tmp_path, files=[push.PlannedFile(f"data/{i}", 1) for i in range(250)],
+                       files_per_folder={"data": push.MAX_FILES_PER_FOLDER, "meta": 3})
+    assert crowded.commits == 3  # 250 files at 100 per commit
+    (problem,) = crowded.problems()
+    assert "files in folder 'data'" in problem and "fewer than 10000" in problem
+
+
+def test_plan_refuses_what_is_not_a_release(tmp_path):
+    with pytest.raises(PushError, match="not a folder"):
+        plan_push(tmp_path / "nothing")
+    (tmp_path / ".staging").mkdir()
+    (tmp_path / ".staging" / "a").write_bytes(b"1")
+    with pytest.raises(PushError, match="holds no file to push"):
+        plan_push(tmp_path)
+
+
+class RecordingApi:
+    """Stands in for HfApi: records calls; fails the first `failures` upload attempts."""
+
+    def __init__(self, failures=(), upload_name="upload_folder"):
+        self.calls = []
+        self.failures = list(failures)
+        setattr(self, upload_name, self._upload)
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def create_branch(self, repo_id, **kwargs):
+        self.calls.append(("create_branch", repo_id, kwargs))
+
+    def _upload(self, **kwargs):
+        self.calls.append(("upload", kwargs["repo_id"], kwargs))
+        if self.failures:
+            raise self.failures.pop(0)
+        return "commit-info"
+
+
+def test_push_creates_the_dataset_repo_then_uploads_the_folder(fake_release):
+    api = RecordingApi()
+    plan = push_release(fake_release, "org/faces", private=True, revision="v1", validate=False, api=api)
+    assert len(plan.files) == 5
+    (create, branch, upload) = api.calls
+    assert create == ("create_repo", "org/faces", {"repo_type": "dataset", "private": True, "exist_ok": True})
+    assert branch == ("create_branch", "org/faces", {"branch": "v1", "repo_type": "dataset", "exist_ok": True})
+    kwargs = upload[2]
+    assert kwargs["folder_path"] == str(fake_release) and kwargs["repo_type"] == "dataset"
+    assert kwargs["revision"] == "v1"
+    assert ".*" in kwargs["ignore_patterns"] and "**/.*" in kwargs["ignore_patterns"]
+
+
+def test_push_prefers_upload_large_folder_where_the_hub_has_it(fake_release):
+    api = RecordingApi(upload_name="upload_large_folder")
+    push_release(fake_release, "org/faces", validate=False, api=api)
+    upload = api.calls[-1][2]
+    assert upload["repo_type"] == "dataset" and upload["private"] is False
+    assert upload["folder_path"] == str(fake_release)
+
+
+def test_push_through_the_real_hfapi_class_stops_at_the_network_call(fake_release, monkeypatch):
+    """The installed huggingface_hub's HfApi, with its network methods replaced: the arguments it gets."""
+    import huggingface_hub
+
+    seen = {}
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: seen.setdefault("create", (repo_id, kw)))
+    name = "upload_large_folder" if hasattr(huggingface_hub.HfApi, "upload_large_folder") else "upload_folder"
+    monkeypatch.setattr(huggingface_hub.HfApi, name, lambda self, **kw: seen.setdefault("upload", kw))
+    push_release(fake_release, "org/faces", validate=False, token="hf_test")
+    assert seen["create"] == ("org/faces", {"repo_type": "dataset", "private": False, "exist_ok": True})
+    assert seen["upload"]["repo_id"] == "org/faces" and seen["upload"]["folder_path"] == str(fake_release)
+
+
+def test_transient_failures_are_retried_with_backoff(fake_release):
+    class ServerError(Exception):
+        response = type("Response", (), {"status_code": 503})()
+
+    api = RecordingApi(failures=[ConnectionResetError("reset"), ServerError("busy")])
+    waits = []
+    push_release(fake_release, "org/faces", validate=False, api=api, retries=3, backoff_s=0.5, sleep=waits.append)
+    assert [c[0] for c in api.calls].count("upload") == 3
+    assert waits == [0.5, 1.0]
+
+
+def test_a_client_error_is_not_retried(fake_release):
+    class Forbidden(Exception):
+        response = type("Response", (), {"status_code": 403})()
+
+    api = RecordingApi(failures=[Forbidden("no write access")])
+    with pytest.raises(Forbidden):
+        push_release(fake_release, "org/faces", validate=False, api=api, sleep=lambda s: None)
+    assert [c[0] for c in api.calls].count("upload") == 1
+
+
+def test_unreachable_hub_after_retries_says_so(fake_release):
+    api = RecordingApi(failures=[ConnectionError("down")] * 3)
+    with pytest.raises(HubUnreachableError, match="could not be reached while uploading 5 files.*run the same command again"):
+        push_release(fake_release, "org/faces", validate=False, api=api, retries=2, sleep=lambda s: None)
+
+
+@pytest.mark.parametrize("repo_id", ["faces", "a/b/c", "/faces", "org/"])
+def test_repo_id_must_be_org_slash_name(fake_release, repo_id):
+    with pytest.raises(PushError, match="expected ORG/NAME"):
+        push_release(fake_release, repo_id, validate=False, api=RecordingApi())
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "mmface4d_datasets", "build", "push", *args],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_cli_offline_push_fails_clearly_and_uploads_nothing(fake_release):
+    out = run_cli(str(fake_release), "--repo-id", "org/faces", "--skip-validation", "--retries", "0",
+                  env={"HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 2, out.stderr
+    assert "could not be reached" in out.stderr and "nothing was uploaded" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_dry_run_prints_the_plan(fake_release):
+    out = run_cli(str(fake_release), "--repo-id", "org/faces", "--dry-run", env={"HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["dry_run"] is True and plan["repo_id"] == "org/faces" and plan["num_files"] == 5
+    assert plan["files_per_folder"]["data/train"] == 2 and plan["problems"] == []
