@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from mmface4d_datasets.errors import FormatError, MMFace4DError
+from mmface4d_datasets.release.schema import EMOTION_NAMES
 
 if TYPE_CHECKING:  # the reader pulls in pyarrow; only needed at call time
     from mmface4d_datasets.release import Release
@@ -35,8 +36,6 @@ if TYPE_CHECKING:  # the reader pulls in pyarrow; only needed at call time
 SAMPLE_RATE = 16000
 #: Frame rate of every mesh sequence (frames per second).
 FPS = 30
-#: Emotion names in ClassLabel order (DESIGN.md, the record: sentence-id prefixes 00, 21..26).
-EMOTIONS = ("neutral", "happy", "angry", "sad", "surprise", "fear", "disgust")
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,7 +135,7 @@ def _mono_16k(audio: Any, record_id: str) -> np.ndarray:
 def emotion_name(value: Any) -> str:
     """The emotion as a name: records may carry the ClassLabel integer or the string."""
     if isinstance(value, (int, np.integer)):
-        return EMOTIONS[int(value)] if 0 <= int(value) < len(EMOTIONS) else str(int(value))
+        return EMOTION_NAMES[int(value)] if 0 <= int(value) < len(EMOTION_NAMES) else str(int(value))
     return "" if value is None else str(value)
 
 
