@@ -1,14 +1,58 @@
-"""The release writer: sources in, a release folder out (DESIGN.md, A release)."""
+"""The release writer: sources in, a release folder out (DESIGN.md, A release).
+
+Stages, each resumable:
+
+1. `take` pass: every source is loaded, checked (`SourceSequence.check`) and its light part staged
+   atomically as `.staging/takes/<key>.npz`: metadata, audio bytes (bit-exact), raw capture arrays
+   and the take's reference mesh (canonical.py rule). A rerun skips staged keys without loading them.
+2. Templates: per subject, from the staged references (cheap, recomputed every run).
+3. `row` pass: every take is loaded again, moved into its subject's canonical frame and encoded;
+   vertices bytes and head poses are staged as `.staging/rows/<key>.npz`. (Loading twice keeps the
+   staging area small: no float32 copy of the vertices is ever staged.)
+4. Splits, then shards in id order (`data/{split}/shard-XXXXX.parquet`, `raw/{split}/...`),
+   `templates/templates.parquet`, `meta/sequences.parquet`, `meta/splits.json`,
+   `meta/topology.npz`, `meta/info.json` (with checksums) and `README.md` (the card). Every file is
+   written under a temporary name and renamed when complete; files of an earlier build that this one
+   does not produce are removed; `.staging/` is removed at the end unless `keep_staging`.
+
+Determinism: rows are sorted by id, row groups and shards are cut at fixed byte counts, Parquet is
+written with fixed settings and no timestamps, .npz members carry a fixed date, JSON is canonical.
+The same sources with the same pinned dependencies give byte-identical files, resumed or not.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from mmface4d_datasets.release.schema import BuildReport, SequenceSource, TopologyInfo
+import numpy as np
+
+from mmface4d_datasets.errors import FormatError, MMFace4DError
+from mmface4d_datasets.release import canonical
+from mmface4d_datasets.release.audio import encode_audio
+from mmface4d_datasets.release.files import atomic_write_bytes, json_bytes, npz_bytes, read_npz, sha256_file, temporary_path
+from mmface4d_datasets.release.schema import (
+    EMOTION_NAMES,
+    FORMAT_VERSION,
+    BuildReport,
+    RawCapture,
+    SequenceSource,
+    SourceSequence,
+    TopologyInfo,
+    emotion_of,
+)
+from mmface4d_datasets.release.splits import assign_splits, split_of_subjects
 
 DEFAULT_SHARD_SIZE_BYTES = 256 * 2**20
 DEFAULT_ROW_GROUP_SIZE_BYTES = 128 * 2**20
+STAGING = ".staging"
+
+
+class BuildError(MMFace4DError):
+    """A take (named in the message) could not be written into the release."""
 
 
 def write_release(
@@ -25,14 +69,496 @@ def write_release(
     card_info: dict | None = None,
     keep_staging: bool = False,
 ) -> BuildReport:
-    """Write a release folder from `sources` (contract; the implementation lands next).
+    """Write a release folder from `sources` (the module docstring lists the stages).
 
-    Stages: (1) each source is loaded, checked and staged atomically under `out_dir/.staging/`
-    (a rerun skips staged keys without loading them); (2) per subject a template and the canonical
-    head frame; (3) each take's vertices moved into that frame (`head_pose` keeps the rigid motion)
-    and encoded with the codec at `max_error` metres per coordinate; (4) splits, shards
-    (`data/{split}/shard-XXXXX.parquet`, `raw/...`, `templates/templates.parquet`), `meta/` and the
-    card. Same inputs -> byte-identical files. `on_error="stop"` raises naming the take,
-    `"skip"` leaves it out and lists it in the report. Returns a `BuildReport`.
+    sources: `SequenceSource` objects (a `key` = take id, and `load() -> SourceSequence`); keys unique.
+    out_dir: the release folder (created; an earlier build there is replaced file by file, its
+        `.staging/` resumed when it was made with the same topology, codec bound and versions).
+    topology: the topology every sequence must have (`TopologyInfo`).
+    seed: seed of the split rule (splits.py). max_error: codec bound, metres per coordinate.
+    shard_size_bytes / row_group_size_bytes: a shard / row group is closed once its rows' stored
+        bytes (audio + vertices + head pose) reach this count.
+    on_error: "stop" raises `BuildError` naming the take; "skip" leaves the take out and lists it in
+        `BuildReport.skipped` (and prints it when `progress`).
+    card_info: optional card fields (`pretty_name`, `license`, `homepage`, `source`, `citation`).
+    Returns a `BuildReport`. Raises `BuildError` when no take is left to write.
     """
-    raise NotImplementedError("write_release: the implementation lands in the next commit")
+    if on_error not in ("stop", "skip"):
+        raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
+    out_dir = Path(out_dir)
+    staging = out_dir / STAGING
+    sources = list(sources)
+    keys = [str(source.key) for source in sources]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1}) if len(set(keys)) != len(keys) else []
+    if duplicates:
+        raise BuildError(f"{out_dir}: take ids given more than once: {', '.join(duplicates[:10])}")
+
+    report = BuildReport(out_dir=str(out_dir))
+    _prepare_staging(staging, topology, max_error)
+    stable = canonical.stable_vertex_ids(topology.region_masks, topology.keypoints)
+
+    def fail(key: str, exc: BaseException) -> None:
+        message = str(exc) if isinstance(exc, MMFace4DError) else f"{type(exc).__name__}: {exc}"
+        if on_error == "stop":
+            raise BuildError(f"take {key!r}: {message}") from exc
+        report.skipped.append((key, message))
+        if progress:
+            print(f"mmface4d: skipping take {key!r}: {message}")
+
+    # 1. take pass
+    metas: dict[str, dict] = {}
+    for source, key in _progress(list(zip(sources, keys)), progress, "stage takes"):
+        staged = staging / "takes" / f"{key}.npz"
+        if staged.exists():
+            report.resumed.append(key)
+        else:
+            try:
+                sequence = source.load()
+                _check_sequence(sequence, key, topology)
+                atomic_write_bytes(staged, npz_bytes(_stage_take(sequence, stable)))
+            except Exception as exc:  # any failure of one take is reported under its name
+                fail(key, exc)
+                continue
+        metas[key] = json.loads(read_npz(staged)["meta"].tobytes().decode("utf-8"))
+
+    # 2. templates
+    templates = _templates(metas, staging, topology, stable, fail)
+    metas = {key: meta for key, meta in metas.items() if meta["subject_id"] in templates}
+    if not metas:
+        raise BuildError(f"{out_dir}: no take could be written ({len(report.skipped)} skipped)")
+
+    # 3. row pass
+    by_key = dict(zip(keys, sources))
+    for key in _progress(sorted(metas), progress, "encode rows"):
+        staged = staging / "rows" / f"{key}.npz"
+        if staged.exists():
+            continue
+        try:
+            sequence = by_key[key].load()
+            _check_sequence(sequence, key, topology)
+            atomic_write_bytes(staged, npz_bytes(_stage_row(sequence, templates[sequence.subject_id], stable, max_error)))
+        except Exception as exc:
+            fail(key, exc)
+            metas.pop(key)
+    if not metas:
+        raise BuildError(f"{out_dir}: no take could be written ({len(report.skipped)} skipped)")
+
+    # 4. splits, shards, meta, card
+    manifest = assign_splits(metas.values(), seed=seed)
+    split_of = split_of_subjects(manifest)
+    produced: set[Path] = set()
+    sequence_rows: list[dict] = []
+    for split in ("train", "test"):
+        split_metas = sorted((m for m in metas.values() if split_of[m["subject_id"]] == split), key=lambda m: m["id"])
+        if not split_metas:
+            continue
+        sequence_rows += _write_data_shards(out_dir, split, split_metas, staging, shard_size_bytes, row_group_size_bytes, produced)
+        _write_raw_shards(out_dir, split, split_metas, staging, shard_size_bytes, produced)
+        report.split_counts[split] = len(split_metas)
+    _write_templates(out_dir, templates, metas, topology, produced)
+    _write_parquet(out_dir / "meta" / "sequences.parquet", _sequences_table(sequence_rows), produced)
+    atomic_write_bytes(out_dir / "meta" / "splits.json", json_bytes(manifest))
+    atomic_write_bytes(out_dir / "meta" / "topology.npz", npz_bytes(_topology_arrays(topology)))
+    produced |= {out_dir / "meta" / "splits.json", out_dir / "meta" / "topology.npz"}
+    _remove_stale(out_dir, produced)
+    info = _info(out_dir, metas, sequence_rows, topology, max_error, produced)
+    atomic_write_bytes(out_dir / "meta" / "info.json", json_bytes(info))
+
+    from mmface4d_datasets.release.card import render_card
+
+    atomic_write_bytes(out_dir / "README.md", render_card(info, manifest, sequence_rows, card_info or {}).encode("utf-8"))
+    if not keep_staging:
+        shutil.rmtree(staging, ignore_errors=True)
+    report.sequences = sorted(m["id"] for m in metas.values())
+    return report
+
+
+def _progress(items, enabled: bool, description: str):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=f"mmface4d release: {description}", unit="take")
+
+
+def _prepare_staging(staging: Path, topology: TopologyInfo, max_error: float) -> None:
+    """Create `.staging/`; wipe it first when it was made with other settings (its files would not fit)."""
+    from mmface4d_datasets.codec import CODEC_VERSION
+
+    settings = {
+        "format_version": FORMAT_VERSION,
+        "codec_version": CODEC_VERSION,
+        "max_error": float(max_error),
+        "topology_hash": topology.hash,
+        "template_rule": canonical.TEMPLATE_RULE_VERSION,
+    }
+    marker = staging / "settings.json"
+    if marker.exists():
+        try:
+            previous = json.loads(marker.read_text())
+        except ValueError:
+            previous = None
+        if previous != settings:
+            shutil.rmtree(staging)
+    (staging / "takes").mkdir(parents=True, exist_ok=True)
+    (staging / "rows").mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        atomic_write_bytes(marker, json_bytes(settings))
+
+
+def _check_sequence(sequence: SourceSequence, key: str, topology: TopologyInfo) -> None:
+    if not isinstance(sequence, SourceSequence):
+        raise FormatError(f"load() returned {type(sequence).__name__}, not a SourceSequence")
+    if str(sequence.take_id) != key:
+        raise FormatError(f"the source's key is {key!r} but the loaded take says take_id={sequence.take_id!r}")
+    if sequence.topology != topology.name:
+        raise FormatError(f"topology {sequence.topology!r}, the release is {topology.name!r}")
+    sequence.check(topology.num_vertices)
+
+
+def _stage_take(sequence: SourceSequence, stable: np.ndarray) -> dict[str, np.ndarray]:
+    meta = {
+        "id": sequence.id,
+        "subject_id": str(sequence.subject_id),
+        "take_id": str(sequence.take_id),
+        "sentence_id": str(sequence.sentence_id),
+        "emotion": emotion_of(sequence.sentence_id, where=f"take {sequence.take_id!r}"),
+        "text": sequence.text,
+        "gender": sequence.gender,
+        "age": None if sequence.age is None else int(sequence.age),
+        "fps": int(sequence.fps),
+        "num_frames": int(sequence.vertices.shape[0]),
+        "num_vertices": int(sequence.vertices.shape[1]),
+        "topology": sequence.topology,
+        "sample_rate": int(sequence.sample_rate),
+        "audio_subtype": sequence.audio_subtype,
+        "num_samples": int(sequence.audio.shape[0]),
+    }
+    arrays = {
+        "meta": np.frombuffer(json_bytes(meta), dtype=np.uint8),
+        "audio": np.frombuffer(encode_audio(sequence.audio, sequence.sample_rate, sequence.audio_subtype), dtype=np.uint8),
+        "reference": canonical.take_reference(sequence.vertices, stable),
+    }
+    raw = sequence.raw or RawCapture()
+    cameras = sorted({int(c) for c in (*raw.intrinsics, *raw.extrinsics, *raw.landmarks)})
+    arrays["raw_cameras"] = np.asarray(cameras, dtype=np.int32)
+    arrays["raw_intrinsics"] = np.stack([_matrix_or_nan(raw.intrinsics, c, 3) for c in cameras]) if cameras else np.zeros((0, 3, 3))
+    arrays["raw_extrinsics"] = np.stack([_matrix_or_nan(raw.extrinsics, c, 4) for c in cameras]) if cameras else np.zeros((0, 4, 4))
+    for camera in cameras:
+        arrays[f"raw_landmarks_{camera}"] = np.asarray(raw.landmarks.get(camera, np.zeros((0, 0, 2))), dtype=np.float64)
+    return arrays
+
+
+def _matrix_or_nan(matrices: dict, camera: int, size: int) -> np.ndarray:
+    if camera not in matrices:
+        return np.full((size, size), np.nan)
+    matrix = np.asarray(matrices[camera], dtype=np.float64)
+    if matrix.shape != (size, size):
+        raise FormatError(f"camera {camera}: expected a ({size}, {size}) matrix, got {matrix.shape}")
+    return matrix
+
+
+def _templates(metas, staging, topology, stable, fail) -> dict[str, np.ndarray]:
+    """subject_id -> canonical template (N, 3) float32; a subject whose template fails is skipped via `fail`."""
+    by_subject: dict[str, list[dict]] = defaultdict(list)
+    for key, meta in metas.items():
+        by_subject[meta["subject_id"]].append(dict(meta, key=key))
+    templates = {}
+    for subject in sorted(by_subject):
+        takes = sorted(by_subject[subject], key=lambda m: m["take_id"])
+        chosen = [m for m in takes if m["emotion"] == 0] or takes
+        references = [read_npz(staging / "takes" / f"{m['key']}.npz")["reference"] for m in chosen]
+        try:
+            templates[subject] = canonical.canonical_template(references, topology.keypoints, stable)
+        except ValueError as exc:
+            for meta in takes:
+                fail(meta["key"], FormatError(f"subject {subject!r}: no canonical frame ({exc})"))
+    return templates
+
+
+def _stage_row(sequence: SourceSequence, template: np.ndarray, stable: np.ndarray, max_error: float) -> dict[str, np.ndarray]:
+    from mmface4d_datasets.codec import encode
+
+    vertices, head_pose = canonical.canonicalize(sequence.vertices, template, stable)
+    return {
+        "vertices": np.frombuffer(encode(vertices, max_error=max_error), dtype=np.uint8),
+        "head_pose": head_pose,
+    }
+
+
+# --------------------------------------------------------------------------- Parquet
+
+def _features_metadata(columns: dict[str, dict]) -> bytes:
+    """The `huggingface` schema metadata `datasets` reads its Features from (ClassLabel names for emotion)."""
+    return json.dumps({"info": {"features": columns}}, sort_keys=True).encode("utf-8")
+
+
+def _value(dtype: str) -> dict:
+    return {"dtype": dtype, "_type": "Value"}
+
+
+def data_schema():
+    """Arrow schema of `data/{split}/shard-*.parquet` (column order = schema.DATA_COLUMNS)."""
+    import pyarrow as pa
+
+    fields = [
+        ("id", pa.string()), ("subject_id", pa.string()), ("take_id", pa.string()), ("sentence_id", pa.string()),
+        ("emotion", pa.int64()), ("text", pa.string()), ("gender", pa.string()), ("age", pa.int32()),
+        ("fps", pa.int32()), ("num_frames", pa.int32()), ("num_vertices", pa.int32()), ("topology", pa.string()),
+        ("sample_rate", pa.int32()), ("audio", pa.binary()), ("vertices", pa.binary()), ("head_pose", pa.binary()),
+    ]
+    features = {name: _value(_hf_dtype(kind)) for name, kind in fields}
+    features["emotion"] = {"names": list(EMOTION_NAMES), "_type": "ClassLabel"}
+    return pa.schema(fields, metadata={"huggingface": _features_metadata(features)})
+
+
+def raw_schema():
+    """Arrow schema of `raw/{split}/shard-*.parquet`."""
+    import pyarrow as pa
+
+    fields = [
+        ("id", pa.string()), ("cameras", pa.list_(pa.int32())),
+        ("intrinsics", pa.list_(pa.list_(pa.float64()))), ("extrinsics", pa.list_(pa.list_(pa.float64()))),
+        ("landmarks", pa.binary()), ("landmarks_shape", pa.list_(pa.list_(pa.int32()))),
+    ]
+    features = {name: _hf_feature(kind) for name, kind in fields}
+    return pa.schema(fields, metadata={"huggingface": _features_metadata(features)})
+
+
+def template_schema():
+    """Arrow schema of `templates/templates.parquet`."""
+    import pyarrow as pa
+
+    fields = [
+        ("subject_id", pa.string()), ("num_vertices", pa.int32()), ("topology", pa.string()),
+        ("num_sequences", pa.int32()), ("rule", pa.string()), ("vertices", pa.binary()),
+    ]
+    features = {name: _value(_hf_dtype(kind)) for name, kind in fields}
+    return pa.schema(fields, metadata={"huggingface": _features_metadata(features)})
+
+
+def _hf_dtype(kind) -> str:
+    return {"string": "string", "int64": "int64", "int32": "int32", "binary": "binary", "double": "float64"}[str(kind)]
+
+
+def _hf_feature(kind) -> dict | list:
+    import pyarrow as pa
+
+    if pa.types.is_list(kind):
+        return {"feature": _hf_feature(kind.value_type), "_type": "List"}
+    return _value(_hf_dtype(kind))
+
+
+def _writer(path: Path, schema):
+    import pyarrow.parquet as pq
+
+    binary = [f.name for f in schema if str(f.type) == "binary"]
+    return pq.ParquetWriter(
+        temporary_path(path), schema,
+        compression={f.name: ("NONE" if f.name in ("audio", "vertices") else "ZSTD") for f in schema},
+        compression_level=None,
+        use_dictionary=[f.name for f in schema if f.name not in binary],
+        write_statistics=[f.name for f in schema if f.name not in binary],
+        version="2.6",
+        data_page_version="1.0",
+    )
+
+
+def _write_parquet(path: Path, table, produced: set[Path], row_group_rows: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = _writer(path, table.schema)
+    writer.write_table(table, row_group_size=row_group_rows or max(1, table.num_rows))
+    writer.close()
+    temporary_path(path).replace(path)
+    produced.add(path)
+
+
+def _shard_path(out_dir: Path, config: str, split: str, index: int) -> Path:
+    return out_dir / config / split / f"shard-{index:05d}.parquet"
+
+
+def _data_row(meta: dict, audio: bytes, row: dict) -> dict:
+    return {
+        "id": meta["id"], "subject_id": meta["subject_id"], "take_id": meta["take_id"], "sentence_id": meta["sentence_id"],
+        "emotion": meta["emotion"], "text": meta["text"], "gender": meta["gender"], "age": meta["age"], "fps": meta["fps"],
+        "num_frames": meta["num_frames"], "num_vertices": meta["num_vertices"], "topology": meta["topology"],
+        "sample_rate": meta["sample_rate"], "audio": audio, "vertices": row["vertices"].tobytes(),
+        "head_pose": np.ascontiguousarray(row["head_pose"], dtype="<f4").tobytes(),
+    }
+
+
+def _write_data_shards(out_dir, split, metas, staging, shard_size_bytes, row_group_size_bytes, produced) -> list[dict]:
+    """Rows of one split, in id order, into shards cut at `shard_size_bytes` with row groups cut at
+    `row_group_size_bytes`. Returns the `meta/sequences.parquet` rows of these sequences."""
+    import pyarrow as pa
+
+    schema = data_schema()
+    sequence_rows = []
+    shard_index, writer, path = 0, None, None
+    group: list[dict] = []
+    group_bytes = shard_bytes = shard_row = 0
+
+    def flush_group():
+        nonlocal group, group_bytes
+        if group:
+            writer.write_table(pa.Table.from_pylist(group, schema=schema), row_group_size=len(group))
+        group, group_bytes = [], 0
+
+    for meta in metas:
+        if writer is None:
+            path = _shard_path(out_dir, "data", split, shard_index)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer, shard_bytes, shard_row = _writer(path, schema), 0, 0
+        staged_take = read_npz(staging / "takes" / f"{meta['take_id']}.npz")
+        row = _data_row(meta, staged_take["audio"].tobytes(), read_npz(staging / "rows" / f"{meta['take_id']}.npz"))
+        size = len(row["audio"]) + len(row["vertices"]) + len(row["head_pose"])
+        group.append(row)
+        group_bytes += size
+        shard_bytes += size
+        sequence_rows.append(dict(meta, split=split, shard=path.relative_to(out_dir).as_posix(), row=shard_row))
+        shard_row += 1
+        if group_bytes >= row_group_size_bytes:
+            flush_group()
+        if shard_bytes >= shard_size_bytes:
+            flush_group()
+            writer.close()
+            temporary_path(path).replace(path)
+            produced.add(path)
+            writer, shard_index = None, shard_index + 1
+    if writer is not None:
+        flush_group()
+        writer.close()
+        temporary_path(path).replace(path)
+        produced.add(path)
+    return sequence_rows
+
+
+def _write_raw_shards(out_dir, split, metas, staging, shard_size_bytes, produced) -> None:
+    """Raw capture rows of one split, in id order, cut into shards at `shard_size_bytes` (one row group each)."""
+    import pyarrow as pa
+
+    rows, size, shard_index = [], 0, 0
+    for meta in metas:
+        staged = read_npz(staging / "takes" / f"{meta['take_id']}.npz")
+        cameras = [int(c) for c in staged["raw_cameras"]]
+        landmarks = [staged[f"raw_landmarks_{c}"] for c in cameras]
+        blob = b"".join(np.ascontiguousarray(a, dtype="<f8").tobytes() for a in landmarks)
+        rows.append({
+            "id": meta["id"], "cameras": cameras,
+            "intrinsics": [m.reshape(-1).tolist() for m in staged["raw_intrinsics"]],
+            "extrinsics": [m.reshape(-1).tolist() for m in staged["raw_extrinsics"]],
+            "landmarks": blob, "landmarks_shape": [list(a.shape) for a in landmarks],
+        })
+        size += len(blob)
+        if size >= shard_size_bytes:
+            _write_parquet(_shard_path(out_dir, "raw", split, shard_index), pa.Table.from_pylist(rows, schema=raw_schema()), produced)
+            rows, size, shard_index = [], 0, shard_index + 1
+    if rows:
+        _write_parquet(_shard_path(out_dir, "raw", split, shard_index), pa.Table.from_pylist(rows, schema=raw_schema()), produced)
+
+
+def _write_templates(out_dir, templates, metas, topology, produced) -> None:
+    import pyarrow as pa
+
+    counts: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for meta in metas.values():
+        neutral, total = counts[meta["subject_id"]]
+        counts[meta["subject_id"]] = (neutral + (meta["emotion"] == 0), total + 1)
+    rows = []
+    for subject in sorted(templates):
+        if subject not in counts:
+            continue
+        neutral, total = counts[subject]
+        rows.append({
+            "subject_id": subject, "num_vertices": int(topology.num_vertices), "topology": topology.name,
+            "num_sequences": int(neutral or total), "rule": canonical.TEMPLATE_RULE,
+            "vertices": np.ascontiguousarray(templates[subject], dtype="<f4").tobytes(),
+        })
+    _write_parquet(out_dir / "templates" / "templates.parquet", pa.Table.from_pylist(rows, schema=template_schema()), produced,
+                   row_group_rows=256)
+
+
+def _sequences_table(sequence_rows: list[dict]):
+    import pyarrow as pa
+
+    schema = pa.schema([
+        ("id", pa.string()), ("subject_id", pa.string()), ("take_id", pa.string()), ("sentence_id", pa.string()),
+        ("split", pa.string()), ("emotion", pa.string()), ("text", pa.string()), ("gender", pa.string()),
+        ("age", pa.int32()), ("num_frames", pa.int32()), ("duration_s", pa.float64()), ("shard", pa.string()),
+        ("row", pa.int32()),
+    ])
+    rows = [{
+        "id": r["id"], "subject_id": r["subject_id"], "take_id": r["take_id"], "sentence_id": r["sentence_id"],
+        "split": r["split"], "emotion": EMOTION_NAMES[r["emotion"]], "text": r["text"], "gender": r["gender"],
+        "age": r["age"], "num_frames": r["num_frames"], "duration_s": r["num_frames"] / r["fps"],
+        "shard": r["shard"], "row": r["row"],
+    } for r in sorted(sequence_rows, key=lambda r: r["id"])]
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _topology_arrays(topology: TopologyInfo) -> dict[str, np.ndarray]:
+    arrays = {
+        "triangles": np.asarray(topology.triangles, dtype=np.int64),
+        "keypoints": np.asarray(topology.keypoints, dtype=np.int64),
+        "name": np.asarray(topology.name),
+        "hash": np.asarray(topology.hash),
+        "num_vertices": np.asarray(int(topology.num_vertices), dtype=np.int64),
+        "region_rule_version": np.asarray(topology.region_rule_version),
+    }
+    for name, ids in sorted(topology.region_masks.items()):
+        arrays[f"mask_{name}"] = np.asarray(ids, dtype=np.int64)
+    return arrays
+
+
+def _remove_stale(out_dir: Path, produced: set[Path]) -> None:
+    """Delete shards of an earlier build in this folder that this build did not write."""
+    for config in ("data", "raw", "templates"):
+        for path in sorted((out_dir / config).glob("**/*.parquet")):
+            if path not in produced:
+                path.unlink()
+
+
+def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> dict:
+    from mmface4d_datasets import __version__
+    from mmface4d_datasets.codec import CODEC_VERSION
+
+    def uniform(name):
+        values = sorted({m[name] for m in metas.values()})
+        return values[0] if len(values) == 1 else values
+
+    splits = {}
+    for split in sorted({r["split"] for r in sequence_rows}):
+        rows = [r for r in sequence_rows if r["split"] == split]
+        splits[split] = {
+            "sequences": len(rows),
+            "subjects": len({r["subject_id"] for r in rows}),
+            "frames": int(sum(r["num_frames"] for r in rows)),
+            "shards": sorted({r["shard"] for r in rows}),
+        }
+    files = {}
+    for path in sorted(produced):
+        relative = path.relative_to(out_dir).as_posix()
+        files[relative] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return {
+        "format_version": FORMAT_VERSION,
+        "writer": f"mmface4d-datasets {__version__}",
+        "fps": uniform("fps"),
+        "sample_rate": uniform("sample_rate"),
+        "topology": topology.name,
+        "topology_hash": topology.hash,
+        "num_vertices": int(topology.num_vertices),
+        "vertex_dtype": "float32",
+        "units": "metres",
+        "frame": "canonical head frame of the subject (+y up, +z out of the face); head_pose maps it to the source camera",
+        "codec_version": CODEC_VERSION,
+        "max_error": float(max_error),
+        "template_rule": canonical.TEMPLATE_RULE_VERSION,
+        "emotions": list(EMOTION_NAMES),
+        "counts": {
+            "sequences": len(metas),
+            "subjects": len({m["subject_id"] for m in metas.values()}),
+            "frames": int(sum(m["num_frames"] for m in metas.values())),
+        },
+        "splits": splits,
+        "files": files,
+    }

@@ -1,0 +1,182 @@
+"""Reading a release folder (docs/architecture.md, `release/`).
+
+`Release(path)` opens a release written by `write_release` (or downloaded from the Hub), checks its
+format version, and streams records shard by shard, row group by row group, so that memory holds one
+row group at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from mmface4d_datasets.errors import FormatError, MMFace4DError
+from mmface4d_datasets.release.schema import FORMAT_VERSION
+
+_BATCH_ROWS = 8  # records decoded together when streaming
+
+
+class ReleaseVersionError(FormatError):
+    """A release of another format version than this package reads."""
+
+
+def check_format_version(version, where) -> None:
+    """Raise `ReleaseVersionError` unless `version` has the major number of FORMAT_VERSION."""
+    if str(version).split(".")[0] != FORMAT_VERSION.split(".")[0]:
+        raise ReleaseVersionError(
+            f"{where}: release format version {version!r}, this package reads {FORMAT_VERSION}. "
+            f"Install the mmface4d-datasets version that matches the release "
+            f"(or upgrade: pip install -U mmface4d-datasets), or convert it by rebuilding it from its sources "
+            f"with `mmface4d build release`.")
+
+
+def head_pose_array(data: bytes, num_frames: int, where: str = "head_pose") -> np.ndarray:
+    """(T, 4, 4) float32 from the stored little-endian bytes."""
+    array = np.frombuffer(data, dtype="<f4")
+    if array.size != num_frames * 16:
+        raise FormatError(f"{where}: {array.size} floats, expected {num_frames} x 16")
+    return array.reshape(num_frames, 4, 4).astype(np.float32)
+
+
+def decode_record(row: dict, where: str = "record") -> dict:
+    """Decode one stored row in place of its bytes: `vertices` (T, N, 3) float32, `head_pose`
+    (T, 4, 4) float32, `audio` {"array": float32 samples, "sampling_rate": int} at the stored rate."""
+    from mmface4d_datasets.codec import decode
+    from mmface4d_datasets.release.audio import decode_audio
+
+    record = dict(row)
+    vertices = decode(row["vertices"])
+    if vertices.shape[:2] != (row["num_frames"], row["num_vertices"]):
+        raise FormatError(f"{where}: vertices decode to {vertices.shape}, the row says ({row['num_frames']}, {row['num_vertices']}, 3)")
+    samples, rate = decode_audio(row["audio"], where=f"{where}: audio")
+    record["vertices"] = vertices
+    record["head_pose"] = head_pose_array(row["head_pose"], row["num_frames"], f"{where}: head_pose")
+    record["audio"] = {"array": samples, "sampling_rate": rate}
+    return record
+
+
+class Release:
+    """An opened release folder.
+
+    .info (meta/info.json), .splits (meta/splits.json), .topology (meta/topology.npz arrays),
+    .region_masks(), .sequences(split), .iter_records(split, decode), .record(id), .templates(),
+    .style_reference(id). Raises `FormatError` for a folder that is not a release and
+    `ReleaseVersionError` for another format version.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        info_path = self.path / "meta" / "info.json"
+        if not info_path.is_file():
+            raise FormatError(f"{self.path}: not a release folder (meta/info.json is missing)")
+        try:
+            self.info = json.loads(info_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise FormatError(f"{info_path}: not valid JSON ({exc})") from exc
+        check_format_version(self.info.get("format_version"), info_path)
+
+    def __repr__(self) -> str:
+        counts = {split: s["sequences"] for split, s in self.info.get("splits", {}).items()}
+        return f"Release({str(self.path)!r}, topology={self.info.get('topology')!r}, sequences={counts})"
+
+    @cached_property
+    def splits(self) -> dict:
+        """The split manifest (meta/splits.json)."""
+        path = self.path / "meta" / "splits.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise FormatError(f"{path}: cannot be read ({exc})") from exc
+
+    @cached_property
+    def topology(self) -> dict[str, np.ndarray]:
+        """Arrays of meta/topology.npz: triangles, keypoints, mask_<name>, name, hash, num_vertices."""
+        from mmface4d_datasets.release.files import read_npz
+
+        path = self.path / "meta" / "topology.npz"
+        try:
+            return read_npz(path)
+        except (OSError, ValueError) as exc:
+            raise FormatError(f"{path}: cannot be read ({exc})") from exc
+
+    def region_masks(self) -> dict[str, np.ndarray]:
+        """Region name -> int64 vertex ids (lips, upper_face, face, eyes, nose, forehead)."""
+        return {name[len("mask_"):]: ids for name, ids in self.topology.items() if name.startswith("mask_")}
+
+    @property
+    def split_names(self) -> list[str]:
+        """Splits present in this release ("train" first)."""
+        return sorted(self.info.get("splits", {}), key=lambda s: (s != "train", s))
+
+    def shards(self, split: str, config: str = "data") -> list[Path]:
+        """Sorted shard files of a split (config "data" or "raw")."""
+        if split not in self.info.get("splits", {}):
+            raise MMFace4DError(f"{self.path}: no split {split!r} (this release has {self.split_names})")
+        return sorted((self.path / config / split).glob("shard-*.parquet"))
+
+    def sequences(self, split: str | None = None):
+        """meta/sequences.parquet as a pandas DataFrame (only `split`'s rows when given)."""
+        import pandas as pd
+
+        table = pd.read_parquet(self.path / "meta" / "sequences.parquet")
+        if split is not None:
+            table = table[table["split"] == split].reset_index(drop=True)
+        return table
+
+    def iter_records(self, split: str, decode: bool = True) -> Iterator[dict]:
+        """Records of a split in id order, streamed row group by row group.
+
+        decode=True: `vertices`, `head_pose`, `audio` decoded (see `decode_record`); False: the stored
+        bytes. `emotion` is the ClassLabel index (names in `info["emotions"]`).
+        """
+        import pyarrow.parquet as pq
+
+        for shard in self.shards(split):
+            parquet = pq.ParquetFile(shard)
+            row = 0
+            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
+                for record in batch.to_pylist():
+                    yield decode_record(record, f"{shard} row {row}") if decode else record
+                    row += 1
+
+    def record(self, id: str, decode: bool = True) -> dict:
+        """One record by id, read from its shard's row group only."""
+        import pyarrow.parquet as pq
+
+        table = self.sequences()
+        match = table[table["id"] == id]
+        if match.empty:
+            raise MMFace4DError(f"{self.path}: no sequence with id {id!r}")
+        shard, row = self.path / match.iloc[0]["shard"], int(match.iloc[0]["row"])
+        parquet = pq.ParquetFile(shard)
+        start = 0
+        for group in range(parquet.num_row_groups):
+            count = parquet.metadata.row_group(group).num_rows
+            if row < start + count:
+                stored = parquet.read_row_group(group).slice(row - start, 1).to_pylist()[0]
+                if stored["id"] != id:
+                    raise FormatError(f"{shard} row {row}: holds {stored['id']!r}, meta/sequences.parquet says {id!r}")
+                return decode_record(stored, f"{shard} row {row}") if decode else stored
+            start += count
+        raise FormatError(f"{shard}: has no row {row} (meta/sequences.parquet points there for {id!r})")
+
+    def templates(self) -> dict[str, np.ndarray]:
+        """subject_id -> template (N, 3) float32, metres, canonical frame (templates/templates.parquet)."""
+        import pyarrow.parquet as pq
+
+        path = self.path / "templates" / "templates.parquet"
+        result = {}
+        for row in pq.read_table(path).to_pylist():
+            result[row["subject_id"]] = np.frombuffer(row["vertices"], dtype="<f4").reshape(row["num_vertices"], 3).astype(np.float32)
+        return result
+
+    def style_reference(self, id: str) -> str:
+        """Id of the frozen style reference of a test sequence (meta/splits.json)."""
+        try:
+            return self.splits["style_reference"][id]
+        except KeyError:
+            raise MMFace4DError(f"{self.path}: {id!r} has no style reference (only test sequences have one)") from None
