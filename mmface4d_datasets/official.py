@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -378,3 +380,343 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int =
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+# --------------------------------------------------------------------------------------------
+# calibration and landmarks
+
+#: Keys of an Azure Kinect calibration file and the JSON types each must have.
+CALIBRATION_KEYS = {
+    "color_mode": str,
+    "depth_mode": str,
+    "width": int,
+    "height": int,
+    "intrinsic_matrix": list,
+    "serial_number": str,
+    "stream_length_usec": int,
+}
+
+
+def read_calibration(path: str | os.PathLike) -> dict:
+    """Read and validate one camera's calibration JSON (``ID_c.json``); returns the whole dict.
+
+    Required keys and JSON types: :data:`CALIBRATION_KEYS` (further keys are kept as they are).
+    ``width``/``height`` are positive pixels; ``intrinsic_matrix`` is 9 finite numbers in
+    COLUMN-major order ``(fx, 0, 0, 0, fy, 0, cx, cy, 1)`` with fx, fy > 0 - a row-major list (cx at
+    position 2) is refused rather than silently transposed.
+    Raises FormatError naming the file and the missing key / problem for unreadable or invalid JSON.
+    """
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FormatError(f"{path}: calibration file is missing") from None
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: calibration is not UTF-8 text: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}: calibration is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: calibration must be a JSON object, found {type(data).__name__}")
+    missing = [key for key in CALIBRATION_KEYS if key not in data]
+    if missing:
+        raise FormatError(f"{path}: calibration lacks the key(s) {', '.join(missing)}")
+    for key, kind in CALIBRATION_KEYS.items():
+        value = data[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            expected = {str: "a string", int: "an integer", list: "a list"}[kind]
+            raise FormatError(f"{path}: calibration key {key!r} must be {expected}, found {value!r}")
+    for key in ("width", "height"):
+        if data[key] <= 0:
+            raise FormatError(f"{path}: calibration key {key!r} must be positive, found {data[key]}")
+    _intrinsics_from_list(data["intrinsic_matrix"], path)
+    return data
+
+
+def _intrinsics_from_list(values, path: Path) -> np.ndarray:
+    if len(values) != 9 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise FormatError(f"{path}: intrinsic_matrix must be a list of 9 numbers, found {values!r}")
+    matrix = np.asarray(values, dtype=np.float64).reshape(3, 3, order="F")
+    if not np.isfinite(matrix).all():
+        raise FormatError(f"{path}: intrinsic_matrix holds NaN or infinite values")
+    if matrix[1, 0] != 0 or matrix[2, 0] != 0 or matrix[2, 1] != 0 or matrix[2, 2] != 1:
+        raise FormatError(
+            f"{path}: intrinsic_matrix is not column-major (fx, 0, 0, 0, fy, 0, cx, cy, 1): {values!r}"
+        )
+    if matrix[0, 0] <= 0 or matrix[1, 1] <= 0:
+        raise FormatError(f"{path}: intrinsic_matrix has non-positive focal lengths: {values!r}")
+    return matrix
+
+
+def read_intrinsics(path: str | os.PathLike) -> np.ndarray:
+    """The camera matrix K (3, 3) float64 of a calibration JSON, in pixels.
+
+    ``K = [[fx, s, cx], [0, fy, cy], [0, 0, 1]]`` from the column-major ``intrinsic_matrix`` list;
+    the file is validated by :func:`read_calibration` first.
+    """
+    path = Path(path)
+    return _intrinsics_from_list(read_calibration(path)["intrinsic_matrix"], path)
+
+
+def read_landmarks(path: str | os.PathLike) -> np.ndarray:
+    """2-D facial landmarks of one camera, (T, K, 2) float64 in pixels (K = 98 in the authors' files).
+
+    ``ID_c.pkl`` (the authors') is read through the restricted unpickler (numpy arrays only; any
+    other global raises UnsafePickleError and is never executed); ``ID_c.landmarks.npy`` (our rig)
+    with ``np.load(allow_pickle=False)``. Raises FormatError naming the file for another shape, a
+    non-numeric dtype, or NaN/Inf values.
+    """
+    from mmface4d_datasets.safe_pickle import load_array
+
+    path = Path(path)
+    if path.name.endswith(".npy"):
+        try:
+            array = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise FormatError(f"{path}: landmark file is missing") from None
+        except ValueError as exc:  # object arrays need pickle: refused
+            raise FormatError(f"{path}: not a plain numeric .npy array: {exc}") from exc
+        if array.dtype.kind not in "iuf":
+            raise FormatError(f"{path}: landmark array has dtype {array.dtype}, expected numbers")
+    else:
+        array = load_array(path, kinds="iuf")
+    if array.ndim != 3 or array.shape[2] != 2 or array.shape[0] < 1:
+        raise FormatError(f"{path}: landmarks must be (T, K, 2), found shape {array.shape}")
+    array = array.astype(np.float64, copy=False)
+    finite = np.isfinite(array).all(axis=(1, 2))
+    if not finite.all():
+        raise FormatError(f"{path}: landmarks of frame {int(np.flatnonzero(~finite)[0])} hold NaN or Inf")
+    return array
+
+
+# --------------------------------------------------------------------------------------------
+# takes
+
+
+@dataclass(frozen=True)
+class Take:
+    """The files of one take (DESIGN.md, Takes). Paths only; nothing is decoded until asked.
+
+    ``mesh_prefix``: the mesh files are ``f"{mesh_prefix}_{a}.nut"`` for a = 0, 1, 2 (x, y, z).
+    ``calibrations`` / ``landmarks``: camera index (0, 1, 2) -> file, possibly empty.
+    ``meta`` (``ID.meta.json``) and ``ground_truth`` (``ID.gt.npz``, synthetic takes) may be None.
+    """
+
+    take_id: str
+    folder: Path
+    audio: Path
+    mesh_prefix: Path
+    calibrations: dict[int, Path] = field(default_factory=dict)
+    landmarks: dict[int, Path] = field(default_factory=dict)
+    meta: Path | None = None
+    ground_truth: Path | None = None
+
+    @property
+    def mesh_paths(self) -> list[Path]:
+        """The three axis files x, y, z."""
+        return mesh_axis_paths(self.mesh_prefix)
+
+    def vertices(self, num_vertices: int) -> np.ndarray:
+        """The decoded mesh sequence (T, N, 3) float32, metres (see :func:`read_mesh_sequence`)."""
+        return read_mesh_sequence(self.mesh_prefix, num_vertices)
+
+    def read_audio(self) -> tuple[np.ndarray, int]:
+        """The take's speech (float32 samples, 16000); see :func:`read_audio`."""
+        return read_audio(self.audio)
+
+
+_TAKE_ID = r"(?P<id>[0-9]{6})"
+_CAMERA = r"(?P<index>[0-2])"
+# (kind, pattern) of every file name that belongs to a take; the first match decides.
+_TAKE_FILE_PATTERNS = [
+    ("audio", re.compile(rf"{_TAKE_ID}\.wav")),
+    ("mesh", re.compile(rf"{_TAKE_ID}_filt_{_CAMERA}\.nut")),
+    ("calibration", re.compile(rf"{_TAKE_ID}_{_CAMERA}\.json")),
+    ("landmarks", re.compile(rf"{_TAKE_ID}_{_CAMERA}\.pkl")),
+    ("landmarks", re.compile(rf"{_TAKE_ID}_{_CAMERA}\.landmarks\.npy")),
+    ("camera_video", re.compile(rf"{_TAKE_ID}_{_CAMERA}\.(mp4|nut)")),
+    ("meta", re.compile(rf"{_TAKE_ID}\.meta\.json")),
+    ("ground_truth", re.compile(rf"{_TAKE_ID}\.gt\.npz")),
+]
+# A one-take folder's mesh files carry no take id (as in the authors' sample take).
+_PER_TAKE_MESH = re.compile(rf"reconstruct_filt_{_CAMERA}\.nut")
+_STARTS_WITH_TAKE_ID = re.compile(rf"{_TAKE_ID}[._]")
+
+
+class _TakeFiles:
+    """What one folder holds for one take id while the folder is being scanned."""
+
+    def __init__(self, take_id: str):
+        self.take_id = take_id
+        self.audio: Path | None = None
+        self.mesh: dict[int, Path] = {}
+        self.reconstruct_mesh: dict[int, Path] = {}
+        self.calibrations: dict[int, Path] = {}
+        self.landmarks: dict[int, Path] = {}
+        self.meta: Path | None = None
+        self.ground_truth: Path | None = None
+        self.problems: list[str] = []
+
+    def add(self, kind: str, index: int | None, path: Path) -> None:
+        if kind in ("audio", "meta", "ground_truth"):
+            setattr(self, kind, path)
+        elif kind == "mesh":
+            self.mesh[index] = path
+        elif kind == "calibration":
+            self.calibrations[index] = path
+        elif kind == "landmarks":
+            if index in self.landmarks:
+                self.problems.append(
+                    f"camera {index} has two landmark files, {self.landmarks[index].name} and {path.name}"
+                )
+            self.landmarks[index] = path
+
+    def finish(self, folder: Path) -> Take | None:
+        """The Take, or None with the reasons appended to ``problems``."""
+        if self.mesh and self.reconstruct_mesh:
+            self.problems.append(
+                "both ID_filt_*.nut and reconstruct_filt_*.nut mesh files: "
+                + ", ".join(p.name for p in [*self.mesh.values(), *self.reconstruct_mesh.values()])
+            )
+        axes = self.mesh or self.reconstruct_mesh
+        prefix = folder / (f"{self.take_id}_filt" if self.mesh or not self.reconstruct_mesh else "reconstruct_filt")
+        if self.audio is None:
+            self.problems.append(f"missing {self.take_id}.wav")
+        missing_axes = [a for a in range(len(AXES)) if a not in axes]
+        if missing_axes:
+            self.problems.append("missing " + ", ".join(f"{prefix.name}_{a}.nut" for a in missing_axes))
+        if self.problems:
+            return None
+        return Take(
+            take_id=self.take_id,
+            folder=folder,
+            audio=self.audio,
+            mesh_prefix=prefix,
+            calibrations=dict(sorted(self.calibrations.items())),
+            landmarks=dict(sorted(self.landmarks.items())),
+            meta=self.meta,
+            ground_truth=self.ground_truth,
+        )
+
+
+def _scan_folder(folder: Path, names: list[str]) -> tuple[dict[str, Take], dict[str, list[str]], list[str]]:
+    """Group one folder's files by take (not recursive).
+
+    Returns (takes by id, problems by take id, problems of the folder itself).
+    Files that name no take and are no ``.nut`` (README.md, bfm_faces.pkl, ...) are ignored.
+    """
+    files: dict[str, _TakeFiles] = {}
+    per_take_mesh: dict[int, Path] = {}
+    folder_problems: list[str] = []
+    for name in sorted(names):
+        path = folder / name
+        match = _PER_TAKE_MESH.fullmatch(name)
+        if match:
+            per_take_mesh[int(match["index"])] = path
+            continue
+        for kind, pattern in _TAKE_FILE_PATTERNS:
+            match = pattern.fullmatch(name)
+            if match:
+                files.setdefault(match["id"], _TakeFiles(match["id"])).add(
+                    kind, int(match["index"]) if "index" in pattern.groupindex else None, path
+                )
+                break
+        else:
+            match = _STARTS_WITH_TAKE_ID.match(name)
+            if match:
+                files.setdefault(match["id"], _TakeFiles(match["id"])).problems.append(f"unexpected file {name}")
+            elif name.endswith(".nut"):
+                folder_problems.append(f"unexpected file {name} (a .nut that is no mesh axis or camera video)")
+    if per_take_mesh:
+        if len(files) == 1:
+            next(iter(files.values())).reconstruct_mesh = per_take_mesh
+        else:
+            found = ", ".join(sorted(files)) or "none"
+            folder_problems.append(
+                "reconstruct_filt_*.nut needs exactly one take in its folder (named by its ID.wav); "
+                f"take ids found: {found}"
+            )
+    takes: dict[str, Take] = {}
+    problems: dict[str, list[str]] = {}
+    for take_id, take_files in files.items():
+        take = take_files.finish(folder)
+        if take is None:
+            problems[take_id] = take_files.problems
+        else:
+            takes[take_id] = take
+    return takes, problems, folder_problems
+
+
+def _problem_report(header: str, problems: list[str], limit: int = 30) -> str:
+    shown = problems[:limit]
+    more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
+    return header + "\n  " + "\n  ".join(shown) + more
+
+
+def find_takes(root: str | os.PathLike) -> list[Take]:
+    """Every take under ``root``, sorted by take id (DESIGN.md, Takes).
+
+    ``root`` is walked recursively (hidden folders skipped, symlinked folders not followed). A folder
+    is FLAT (takes side by side, mesh files ``ID_filt_a.nut``) or holds ONE TAKE whose mesh files may
+    be ``reconstruct_filt_a.nut`` (its id from the ``ID.wav`` name). A take needs ``ID.wav`` and all
+    three mesh axes; calibrations, landmarks, ``ID.meta.json`` and ``ID.gt.npz`` are optional.
+    Unexpected files are those whose name starts with a take id but match no known name (e.g.
+    ``ID_3.json``, ``ID_filt_3.nut``) and ``.nut`` files that are neither mesh axes nor camera videos;
+    other files (README.md, bfm_faces.pkl, ...) are ignored. All problems of the tree (missing files,
+    unexpected files, a take id found in two folders) are raised together as one FormatError that
+    names each file. An existing tree without takes gives an empty list.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FormatError(f"{root}: no such folder")
+    takes: dict[str, Take] = {}
+    problems: list[str] = []
+    for folder, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(folder)
+        found, take_problems, folder_problems = _scan_folder(folder, filenames)
+        problems += [f"{folder}: {p}" for p in folder_problems]
+        for take_id, reasons in sorted(take_problems.items()):
+            problems += [f"{folder}: take {take_id}: {reason}" for reason in reasons]
+        for take_id, take in found.items():
+            if take_id in takes:
+                problems.append(f"take {take_id} appears twice: in {takes[take_id].folder} and in {folder}")
+            else:
+                takes[take_id] = take
+    if problems:
+        raise FormatError(_problem_report(f"{root}: {len(problems)} problem(s) with the takes found:", problems))
+    return [takes[take_id] for take_id in sorted(takes)]
+
+
+def read_take(path: str | os.PathLike, take_id: str | None = None) -> Take:
+    """One take from a folder (not recursive), or from the path of one of its files.
+
+    With ``take_id`` None the folder must hold exactly one take (a file path names its take when
+    its name starts with the id). Raises FormatError naming the folder and every missing or
+    unexpected file of that take; problems of other takes in a flat folder are not this take's.
+    """
+    path = Path(path)
+    if path.is_file():
+        match = _STARTS_WITH_TAKE_ID.match(path.name)
+        if take_id is None and match:
+            take_id = match["id"]
+        path = path.parent
+    if not path.is_dir():
+        raise FormatError(f"{path}: no such take folder")
+    takes, take_problems, folder_problems = _scan_folder(path, [p.name for p in path.iterdir() if p.is_file()])
+    if take_id is None:
+        ids = sorted({*takes, *take_problems})
+        if len(ids) != 1:
+            raise FormatError(
+                f"{path}: holds {len(ids)} takes ({', '.join(ids) or 'none'}); pass take_id to choose one"
+            )
+        take_id = ids[0]
+    reasons = take_problems.get(take_id, []) + folder_problems
+    if reasons:
+        raise FormatError(_problem_report(f"{path}: take {take_id}: {len(reasons)} problem(s):", reasons))
+    if take_id not in takes:
+        raise FormatError(f"{path}: no take {take_id} here (takes: {', '.join(sorted(takes)) or 'none'})")
+    return takes[take_id]
