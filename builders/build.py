@@ -1,0 +1,139 @@
+"""Run a build: sources in, the core's release writer, a build report out.
+
+:func:`build_release` (the authors' layout) and :func:`build_synthetic_release` (the embedded
+generator) both hand their takes to ``mmface4d_datasets.release.writer.write_release``, which owns
+staging, resume, determinism and atomic shards. What this module adds is the report: every take
+left out under ``on_error="skip"`` is listed by id with its reason, in the returned
+:class:`BuildSummary` and in ``<out>/.build-report.json`` (hidden, so never pushed to the Hub).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from builders.sources import DEFAULT_DURATION_TOLERANCE_S, scan_source
+from mmface4d_datasets.errors import MMFace4DError
+
+REPORT_NAME = ".build-report.json"
+ON_ERROR = ("stop", "skip")
+
+
+@dataclass(frozen=True)
+class SkippedTake:
+    take_id: str
+    reason: str
+
+
+@dataclass
+class BuildSummary:
+    """What a build did (also written, as JSON, to ``<out>/.build-report.json``)."""
+
+    out_dir: str
+    source: str
+    topology: str
+    sequences: list[str]
+    split_counts: dict[str, int]
+    skipped: list[SkippedTake] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    manifest_unmatched: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"num_sequences": len(self.sequences), "num_skipped": len(self.skipped)}
+
+
+def _write_json_atomically(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(value, stream, indent=2, sort_keys=True)
+            stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ON_ERROR:
+        raise MMFace4DError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
+
+
+def _writer_options(max_error: float | None, shard_size_bytes: int | None) -> dict:
+    """Only the options the caller set: the writer's own defaults stay the single source of truth."""
+    options = {}
+    if max_error is not None:
+        options["max_error"] = float(max_error)
+    if shard_size_bytes is not None:
+        options["shard_size_bytes"] = int(shard_size_bytes)
+    return options
+
+
+def run_writer(sources, out_dir, *, topology, source_description: str, on_error: str, seed: int,
+               progress: bool, writer_options: dict, manifest_unmatched=()) -> BuildSummary:
+    """Hand ``sources`` to the core's writer and turn its report into a :class:`BuildSummary`."""
+    from mmface4d_datasets.release.writer import write_release
+
+    _check_on_error(on_error)
+    out = Path(out_dir)
+    report = write_release(sources, out, topology=topology, seed=seed, on_error=on_error, progress=progress,
+                           card_info={"source": source_description}, **writer_options)
+    summary = BuildSummary(
+        out_dir=str(out),
+        source=source_description,
+        topology=topology.name,
+        sequences=list(report.sequences),
+        split_counts=dict(report.split_counts),
+        skipped=[SkippedTake(str(key), str(message)) for key, message in report.skipped],
+        resumed=list(report.resumed),
+        manifest_unmatched=list(manifest_unmatched),
+    )
+    _write_json_atomically(out / REPORT_NAME, summary.as_dict())
+    return summary
+
+
+def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
+                  bfm_info: str | os.PathLike | None = None, on_error: str = "stop", raw: bool = True, seed: int = 0,
+                  max_error: float | None = None, shard_size_bytes: int | None = None, progress: bool = True,
+                  duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S) -> BuildSummary:
+    """Build a release in ``out_dir`` from the takes under ``source`` (the authors' layout).
+
+    See :func:`builders.sources.scan_source` for ``manifest``, ``bfm_info``, ``raw`` and the checks.
+    ``on_error``: ``"stop"`` raises the first bad take's error (naming it); ``"skip"`` leaves bad
+    takes out and lists them in the summary and the build report. ``seed`` fixes the split and the
+    style references; ``max_error`` (metres per coordinate) and ``shard_size_bytes`` default to the
+    writer's. Rerunning after an interruption resumes the build.
+    """
+    _check_on_error(on_error)
+    plan = scan_source(source, manifest=manifest, bfm_info=bfm_info, raw=raw,
+                       duration_tolerance_s=duration_tolerance_s)
+    if on_error == "stop" and plan.problems:
+        # Fail before any writing: the first bad take (by id) is the one reported.
+        key = sorted(plan.problems)[0]
+        raise MMFace4DError(plan.problems[key])
+    return run_writer(plan.sources, out_dir, topology=plan.topology,
+                      source_description=f"takes in the authors' layout ({len(plan.sources)} found)",
+                      on_error=on_error, seed=seed, progress=progress,
+                      writer_options=_writer_options(max_error, shard_size_bytes),
+                      manifest_unmatched=plan.manifest_unmatched)
+
+
+def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, sentences: int, seed: int = 0,
+                            num_vertices: int | None = None, on_error: str = "stop",
+                            max_error: float | None = None, shard_size_bytes: int | None = None,
+                            progress: bool = True) -> BuildSummary:
+    """Build a release of ``subjects`` x ``sentences`` synthetic takes (see :mod:`builders.synthetic`)."""
+    from builders.synthetic import synthetic_sources
+
+    _check_on_error(on_error)
+    sources, topology = synthetic_sources(subjects=subjects, sentences=sentences, seed=seed,
+                                          num_vertices=num_vertices, work_dir=Path(out_dir) / ".synthetic-takes",
+                                          progress=progress)
+    return run_writer(sources, out_dir, topology=topology,
+                      source_description=f"synthetic takes ({subjects} subjects x {sentences} sentences, seed {seed})",
+                      on_error=on_error, seed=seed, progress=progress,
+                      writer_options=_writer_options(max_error, shard_size_bytes))
