@@ -110,7 +110,7 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
     """
     _check_on_error(on_error)
     plan = scan_source(source, manifest=manifest, bfm_info=bfm_info, raw=raw,
-                       duration_tolerance_s=duration_tolerance_s)
+                       duration_tolerance_s=duration_tolerance_s, progress=progress)
     if on_error == "stop" and plan.problems:
         # Fail before any writing: the first bad take (by id) is the one reported.
         key = sorted(plan.problems)[0]

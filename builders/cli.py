@@ -7,6 +7,7 @@ handlers import the builders and the core when they run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -116,16 +117,19 @@ def _print_summary(report) -> int:
 def _run_release(args) -> int:
     from builders.build import build_release
 
-    report = build_release(args.source, args.out, manifest=args.manifest, bfm_info=args.bfm_info,
-                           on_error=args.on_error, raw=not args.no_raw, **_writer_options(args))
+    # Progress and notes go to stderr, so that stdout holds only the JSON summary.
+    with contextlib.redirect_stdout(sys.stderr):
+        report = build_release(args.source, args.out, manifest=args.manifest, bfm_info=args.bfm_info,
+                               on_error=args.on_error, raw=not args.no_raw, **_writer_options(args))
     return _print_summary(report)
 
 
 def _run_synthetic(args) -> int:
     from builders.build import build_synthetic_release
 
-    report = build_synthetic_release(args.out, subjects=args.subjects, sentences=args.sentences,
-                                     num_vertices=args.vertices, on_error=args.on_error, **_writer_options(args))
+    with contextlib.redirect_stdout(sys.stderr):
+        report = build_synthetic_release(args.out, subjects=args.subjects, sentences=args.sentences,
+                                         num_vertices=args.vertices, on_error=args.on_error, **_writer_options(args))
     return _print_summary(report)
 
 

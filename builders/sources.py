@@ -313,13 +313,13 @@ def discover_takes(root: Path) -> tuple[list, dict[str, str]]:
 
 def scan_source(root: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
                 bfm_info: str | os.PathLike | None = None, raw: bool = True,
-                duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S) -> SourcePlan:
+                duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S, progress: bool = False) -> SourcePlan:
     """Find the takes under ``root`` and make them sources for the release writer.
 
     ``manifest``: a CSV (take_id,subject_id,sentence_id,text,gender,age) whose rows win over the
     takes' meta.json. ``bfm_info``: the BFM ``facemodel_info.mat`` for bfm_front takes (default:
     searched next to the source, see :func:`find_bfm_info`). ``raw``: read intrinsics, extrinsics
-    and landmarks for the ``raw`` config.
+    and landmarks for the ``raw`` config. ``progress``: a tqdm bar over the takes being scanned.
 
     Raises :class:`SourceError` (or ``find_takes``' ``FormatError`` for a stray file or a take id
     found twice) when ``root`` holds no take, a take id appears twice, the takes mix topologies (naming the takes of each), or no take can be built at all; per-take problems
@@ -333,7 +333,13 @@ def scan_source(root: str | os.PathLike, *, manifest: str | os.PathLike | None =
         raise SourceError(f"{root}: no take found (expected ID.wav with ID_filt_{{0,1,2}}.nut, "
                           "or a folder per take with reconstruct_filt_{0,1,2}.nut)")
     rows = read_manifest(manifest) if manifest is not None else None
-    sources = [_scan_take(t, rows, raw=raw, duration_tolerance_s=duration_tolerance_s) for t in takes]
+    if progress:
+        from tqdm.auto import tqdm
+
+        takes_to_scan = tqdm(takes, desc="mmface4d build: scan takes", unit="take")
+    else:
+        takes_to_scan = takes
+    sources = [_scan_take(t, rows, raw=raw, duration_tolerance_s=duration_tolerance_s) for t in takes_to_scan]
     sources += [TakeSource(key=key, take=None, metadata=None, topology=None, problem=problem)
                 for key, problem in incomplete.items()]
     sources.sort(key=lambda s: s.key)

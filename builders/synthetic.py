@@ -71,5 +71,5 @@ def synthetic_sources(*, subjects: int, sentences: int, seed: int = 0, num_verti
     """
     work = generate_work_takes(work_dir, subjects=subjects, sentences=sentences, seed=seed,
                                num_vertices=num_vertices, progress=progress)
-    plan = scan_source(work, raw=True)
+    plan = scan_source(work, raw=True, progress=progress)
     return plan.sources, plan.topology

@@ -158,3 +158,22 @@ def test_cli_dry_run_prints_the_plan(fake_release):
     plan = json.loads(out.stdout)
     assert plan["dry_run"] is True and plan["repo_id"] == "org/faces" and plan["num_files"] == 5
     assert plan["files_per_folder"]["data/train"] == 2 and plan["problems"] == []
+
+
+def test_push_validates_the_release_first(tmp_path):
+    from builders.build import build_release
+    from test_builders_support import small_take
+
+    small_take(tmp_path / "src", "000001")
+    small_take(tmp_path / "src", "000002", sentence="210001", seed=1)
+    build_release(tmp_path / "src", tmp_path / "release", progress=False)
+    api = RecordingApi()
+    plan = push_release(tmp_path / "release", "org/faces", api=api)
+    assert "meta/info.json" in [f.path for f in plan.files] and api.calls[-1][0] == "upload"
+    assert not any(f.path.startswith(".") for f in plan.files)  # the build report stays home
+
+    (tmp_path / "release" / "meta" / "splits.json").write_text("{}")
+    untouched = RecordingApi()
+    with pytest.raises(PushError, match=r"does not validate, nothing was uploaded(?s:.*)splits.json"):
+        push_release(tmp_path / "release", "org/faces", api=untouched)
+    assert untouched.calls == []
