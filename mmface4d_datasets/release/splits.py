@@ -54,7 +54,7 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def test_subject_count(eligible: int, total_subjects: int) -> int:
+def count_test_subjects(eligible: int, total_subjects: int) -> int:
     """Rule step 2: how many eligible subjects go to test."""
     numerator, denominator = TEST_SHARE
     count = (2 * numerator * eligible + denominator) // (2 * denominator)  # round half up
@@ -96,7 +96,7 @@ def assign_splits(sequences: Iterable[dict], seed: int = 0) -> dict:
         strata[(str(gender), age_bin(age))].append(subject)
 
     eligible = sum(len(subjects) for subjects in strata.values())
-    n_test = test_subject_count(eligible, len(by_subject))
+    n_test = count_test_subjects(eligible, len(by_subject))
     quotas = _quotas({key: len(subjects) for key, subjects in strata.items()}, n_test)
     test: set[str] = set()
     for key, subjects in strata.items():

@@ -511,11 +511,15 @@ def _topology_arrays(topology: TopologyInfo) -> dict[str, np.ndarray]:
 
 
 def _remove_stale(out_dir: Path, produced: set[Path]) -> None:
-    """Delete shards of an earlier build in this folder that this build did not write."""
+    """Delete shards of an earlier build in this folder that this build did not write, and temporary
+    files a killed build left behind (outside `.staging/`)."""
     for config in ("data", "raw", "templates"):
         for path in sorted((out_dir / config).glob("**/*.parquet")):
             if path not in produced:
                 path.unlink()
+    for folder in (out_dir, out_dir / "meta", out_dir / "data", out_dir / "raw", out_dir / "templates"):
+        for path in sorted(folder.glob("**/.*.tmp-*") if folder != out_dir else folder.glob(".*.tmp-*")):
+            path.unlink()
 
 
 def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> dict:

@@ -1,0 +1,41 @@
+"""`mmface4d validate RELEASE`: check a release folder and list every problem by file and row.
+
+Only the standard library is imported here; the handler imports the checker.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check a release folder (format version, checksums, schema, splits, style references)",
+        description=(
+            "Check a release folder written by `mmface4d build release`: its format version, the sha256 "
+            "of every data file listed in meta/info.json, the columns of every shard, every row (ids, "
+            "emotion, shapes, audio header), the splits (no subject in two splits) and the frozen style "
+            "references. Prints one line per problem (file and row) and exits 1 when there is any, 0 "
+            "when the release is valid."
+        ),
+    )
+    parser.add_argument("release", help="the release folder (the one holding meta/info.json)")
+    parser.add_argument("--max-problems", type=int, default=200, metavar="N",
+                        help="print at most N problems (all are counted; default 200)")
+    parser.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from mmface4d_datasets.release.validate import validate_release
+
+    problems = validate_release(args.release)
+    for problem in problems[: args.max_problems]:
+        print(problem)
+    if len(problems) > args.max_problems:
+        print(f"... and {len(problems) - args.max_problems} more")
+    if problems:
+        print(f"{args.release}: {len(problems)} problem(s)")
+        return 1
+    print(f"{args.release}: valid")
+    return 0

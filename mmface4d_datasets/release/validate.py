@@ -1,0 +1,327 @@
+"""Checking a release folder: `validate_release(path) -> list[Problem]` and `mmface4d validate`.
+
+What is checked (every problem is reported by file and, for table rows, row number):
+- `meta/info.json`: present, JSON, this package's format version, topology and vertex count;
+- checksums and sizes of every file listed in `info["files"]`, and no unlisted shard;
+- schema: the columns and types of data, raw and template shards and of `meta/sequences.parquet`;
+- rows: id = subject_id/take_id, unique ids, emotion index and sentence prefix agree, topology and
+  vertex count, the codec header's shape against num_frames/num_vertices, head_pose size, audio
+  readable, the subject's split in `meta/splits.json` against the shard's folder;
+- splits: no subject in two splits, every test sequence has a style reference, which is another
+  existing sequence of the same test subject;
+- `meta/sequences.parquet` points at the right shard rows; a template exists for every subject;
+- `meta/topology.npz` hash matches `info`; the card has its YAML configs and gating fields.
+Codec payloads are not decoded (the header CRC is checked); audio headers are read, not samples.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmface4d_datasets.release.schema import EMOTION_NAMES, EMOTION_PREFIXES, FORMAT_VERSION, SEQUENCE_COLUMNS
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: the file (relative to the release), the table row when it is about one, the message."""
+
+    file: str
+    message: str
+    row: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file if self.row is None else f"{self.file} row {self.row}"
+        return f"{where}: {self.message}"
+
+
+class _Findings:
+    def __init__(self, root: Path):
+        self.root = root
+        self.problems: list[Problem] = []
+
+    def add(self, path, message: str, row: int | None = None) -> None:
+        path = Path(path)
+        relative = path.relative_to(self.root).as_posix() if path.is_absolute() and path.is_relative_to(self.root) else str(path)
+        self.problems.append(Problem(relative, message, row))
+
+
+def validate_release(path: str | Path) -> list[Problem]:
+    """All problems found in the release folder at `path` (empty list: valid)."""
+    root = Path(path).resolve()
+    found = _Findings(root)
+    info_path = root / "meta" / "info.json"
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        found.add(info_path, "missing: this is not a release folder")
+        return found.problems
+    except ValueError as exc:
+        found.add(info_path, f"not valid JSON ({exc})")
+        return found.problems
+    version = info.get("format_version")
+    if str(version).split(".")[0] != FORMAT_VERSION.split(".")[0]:
+        found.add(info_path, f"format version {version!r}; this package reads {FORMAT_VERSION} "
+                             f"(install the matching mmface4d-datasets or rebuild with `mmface4d build release`)")
+        return found.problems
+    for key in ("topology", "topology_hash", "num_vertices", "files", "splits", "codec_version"):
+        if key not in info:
+            found.add(info_path, f"has no {key!r} field")
+    if found.problems:
+        return found.problems
+
+    _check_files(root, info, found)
+    manifest = _check_splits_file(root, found)
+    ids = _check_data(root, info, manifest, found)
+    _check_sequences_table(root, ids, found)
+    _check_style_references(root, manifest, ids, found)
+    _check_templates(root, info, {subject for subject, _ in ids.values()}, found)
+    _check_topology(root, info, found)
+    _check_card(root, found)
+    return found.problems
+
+
+def _check_files(root, info, found) -> None:
+    from mmface4d_datasets.release.files import sha256_file
+
+    listed = set(info["files"])
+    for relative, expected in sorted(info["files"].items()):
+        path = root / relative
+        if not path.is_file():
+            found.add(path, "listed in meta/info.json but missing")
+            continue
+        if path.stat().st_size != expected.get("bytes"):
+            found.add(path, f"size {path.stat().st_size} bytes, meta/info.json says {expected.get('bytes')}")
+        elif sha256_file(path) != expected.get("sha256"):
+            found.add(path, "sha256 checksum does not match meta/info.json")
+    for config in ("data", "raw", "templates"):
+        for path in sorted((root / config).glob("**/*.parquet")):
+            if path.relative_to(root).as_posix() not in listed:
+                found.add(path, "not listed in meta/info.json files")
+
+
+def _check_splits_file(root, found) -> dict:
+    path = root / "meta" / "splits.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        found.add(path, "missing")
+        return {"train": [], "test": [], "style_reference": {}}
+    except ValueError as exc:
+        found.add(path, f"not valid JSON ({exc})")
+        return {"train": [], "test": [], "style_reference": {}}
+    for key in ("version", "rule", "seed", "train", "test", "style_reference"):
+        if key not in manifest:
+            found.add(path, f"has no {key!r} field")
+            manifest.setdefault(key, {} if key == "style_reference" else [])
+    both = sorted(set(manifest["train"]) & set(manifest["test"]))
+    for subject in both:
+        found.add(path, f"subject {subject!r} is in both train and test")
+    return manifest
+
+
+def _schema_problems(path, schema, expected) -> list[str]:
+    problems = []
+    for field in expected:
+        if field.name not in schema.names:
+            problems.append(f"column {field.name!r} is missing")
+        elif not schema.field(field.name).type.equals(field.type):
+            problems.append(f"column {field.name!r} has type {schema.field(field.name).type}, expected {field.type}")
+    return problems
+
+
+def _open_table(path, expected, found):
+    """ParquetFile of `path` if it opens and has the expected columns, else None (problems recorded)."""
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for non-Parquet bytes
+        found.add(path, f"not a readable Parquet file ({exc})")
+        return None
+    problems = _schema_problems(path, parquet.schema_arrow, expected)
+    for message in problems:
+        found.add(path, message)
+    return None if problems else parquet
+
+
+def _check_data(root, info, manifest, found) -> dict[str, tuple[str, str]]:
+    """Check every data shard row; returns id -> (subject_id, split) of the rows seen."""
+    import soundfile
+
+    from mmface4d_datasets.codec import peek
+    from mmface4d_datasets.release.writer import data_schema, raw_schema
+
+    split_of = {s: split for split in ("train", "test") for s in manifest.get(split, [])}
+    ids: dict[str, tuple[str, str]] = {}
+    for split in sorted(info["splits"]):
+        shards = sorted((root / "data" / split).glob("shard-*.parquet"))
+        if not shards:
+            found.add(root / "data" / split, "split listed in meta/info.json has no shards")
+        for shard in shards:
+            parquet = _open_table(shard, data_schema(), found)
+            if parquet is None:
+                continue
+            row = 0
+            for batch in parquet.iter_batches(batch_size=16):
+                for record in batch.to_pylist():
+                    _check_row(shard, row, record, split, info, split_of, ids, found, peek, soundfile)
+                    ids.setdefault(record["id"], (record["subject_id"], split))
+                    row += 1
+        for shard in sorted((root / "raw" / split).glob("shard-*.parquet")):
+            parquet = _open_table(shard, raw_schema(), found)
+            if parquet is not None:
+                for row, record_id in enumerate(parquet.read(columns=["id"]).column("id").to_pylist()):
+                    if record_id not in ids:
+                        found.add(shard, f"raw row for {record_id!r}, which is not in data/{split}", row)
+    return ids
+
+
+def _check_row(shard, row, record, split, info, split_of, ids, found, peek, soundfile) -> None:
+    def bad(message):
+        found.add(shard, f"{record.get('id')!r}: {message}", row)
+
+    if record["id"] in ids:
+        bad("id appears twice in the release")
+    if record["id"] != f"{record['subject_id']}/{record['take_id']}":
+        bad("id is not subject_id/take_id")
+    expected_split = split_of.get(record["subject_id"])
+    if expected_split is None:
+        bad(f"subject {record['subject_id']!r} is in no split of meta/splits.json")
+    elif expected_split != split:
+        bad(f"subject {record['subject_id']!r} is in {expected_split!r} in meta/splits.json but stored under data/{split}")
+    emotion = record["emotion"]
+    if emotion is None or not 0 <= emotion < len(EMOTION_NAMES):
+        bad(f"emotion index {emotion!r} out of range")
+    elif EMOTION_PREFIXES.get(str(record["sentence_id"])[:2]) != emotion:
+        bad(f"emotion {EMOTION_NAMES[emotion]!r} does not match sentence id {record['sentence_id']!r}")
+    if record["topology"] != info["topology"] or record["num_vertices"] != info["num_vertices"]:
+        bad(f"topology {record['topology']!r} with {record['num_vertices']} vertices, "
+            f"meta/info.json says {info['topology']!r} with {info['num_vertices']}")
+    try:
+        shape = tuple(peek(record["vertices"])["shape"])
+        if shape != (record["num_frames"], record["num_vertices"], 3):
+            bad(f"vertices hold shape {shape}, the row says ({record['num_frames']}, {record['num_vertices']}, 3)")
+    except Exception as exc:  # CodecError or a truncated header
+        bad(f"vertices are not a valid codec stream ({exc})")
+    if record["head_pose"] is None or len(record["head_pose"]) != 64 * record["num_frames"]:
+        bad(f"head_pose holds {len(record['head_pose'] or b'')} bytes, expected 64 x {record['num_frames']}")
+    try:
+        audio = soundfile.info(io.BytesIO(record["audio"]))
+        if audio.samplerate != record["sample_rate"] or audio.channels != 1:
+            bad(f"audio is {audio.channels} channel(s) at {audio.samplerate} Hz, the row says mono at {record['sample_rate']} Hz")
+    except Exception as exc:  # soundfile's LibsndfileError for bytes that are no audio file
+        bad(f"audio bytes are not readable audio ({exc})")
+
+
+def _check_sequences_table(root, ids, found) -> None:
+    import pyarrow.parquet as pq
+
+    path = root / "meta" / "sequences.parquet"
+    if not path.is_file():
+        found.add(path, "missing")
+        return
+    table = pq.read_table(path)
+    missing = [c for c in SEQUENCE_COLUMNS if c not in table.column_names]
+    if missing:
+        found.add(path, f"columns missing: {missing}")
+        return
+    listed = set()
+    shard_ids: dict[str, list[str]] = {}
+    for row, record in enumerate(table.select(["id", "shard", "row", "split"]).to_pylist()):
+        listed.add(record["id"])
+        if record["id"] not in ids:
+            found.add(path, f"{record['id']!r} is not in any data shard", row)
+            continue
+        if ids[record["id"]][1] != record["split"]:
+            found.add(path, f"{record['id']!r} says split {record['split']!r}, its shard is in {ids[record['id']][1]!r}", row)
+        if record["shard"] not in shard_ids:
+            shard_path = root / record["shard"]
+            shard_ids[record["shard"]] = pq.read_table(shard_path, columns=["id"]).column("id").to_pylist() if shard_path.is_file() else []
+        stored = shard_ids[record["shard"]]
+        if not 0 <= record["row"] < len(stored) or stored[record["row"]] != record["id"]:
+            found.add(path, f"{record['id']!r} points at {record['shard']} row {record['row']}, which holds another sequence", row)
+    for record_id in sorted(set(ids) - listed):
+        found.add(path, f"{record_id!r} of the data shards is not listed")
+
+
+def _check_style_references(root, manifest, ids, found) -> None:
+    path = root / "meta" / "splits.json"
+    references = manifest.get("style_reference", {})
+    test_subjects = set(manifest.get("test", []))
+    for record_id, (subject, split) in sorted(ids.items()):
+        if subject in test_subjects and record_id not in references:
+            found.add(path, f"test sequence {record_id!r} has no style reference")
+    for record_id, reference in sorted(references.items()):
+        if record_id not in ids:
+            found.add(path, f"style reference given for {record_id!r}, which is not in the release")
+        elif ids[record_id][0] not in test_subjects:
+            found.add(path, f"style reference given for {record_id!r}, which is not a test sequence")
+        elif reference == record_id:
+            found.add(path, f"the style reference of {record_id!r} is the sequence itself (that leaks the target)")
+        elif reference not in ids:
+            found.add(path, f"the style reference of {record_id!r} is {reference!r}, which is not in the release")
+        elif ids[reference][0] != ids[record_id][0]:
+            found.add(path, f"the style reference of {record_id!r} is {reference!r}, of another subject")
+
+
+def _check_templates(root, info, subjects, found) -> None:
+    from mmface4d_datasets.release.writer import template_schema
+
+    path = root / "templates" / "templates.parquet"
+    if not path.is_file():
+        found.add(path, "missing")
+        return
+    parquet = _open_table(path, template_schema(), found)
+    if parquet is None:
+        return
+    seen = set()
+    for row, record in enumerate(parquet.read().to_pylist()):
+        seen.add(record["subject_id"])
+        if record["num_vertices"] != info["num_vertices"] or len(record["vertices"] or b"") != 12 * info["num_vertices"]:
+            found.add(path, f"template of {record['subject_id']!r} does not hold {info['num_vertices']} float32 vertices", row)
+    for subject in sorted(subjects - seen):
+        found.add(path, f"no template for subject {subject!r}")
+
+
+def _check_topology(root, info, found) -> None:
+    import numpy as np
+
+    from mmface4d_datasets.release.files import read_npz
+
+    path = root / "meta" / "topology.npz"
+    try:
+        arrays = read_npz(path)
+    except (OSError, ValueError) as exc:
+        found.add(path, f"cannot be read ({exc})")
+        return
+    for key in ("triangles", "keypoints", "hash", "name"):
+        if key not in arrays:
+            found.add(path, f"has no {key!r} array")
+            return
+    if str(arrays["hash"]) != info["topology_hash"] or str(arrays["name"]) != info["topology"]:
+        found.add(path, "topology name/hash differ from meta/info.json")
+    if not any(name.startswith("mask_") for name in arrays):
+        found.add(path, "holds no region masks (mask_<name>)")
+    if arrays["keypoints"].shape != (68,) or np.any(arrays["keypoints"] >= info["num_vertices"]):
+        found.add(path, "keypoints are not 68 vertex ids of this topology")
+
+
+def _check_card(root, found) -> None:
+    from mmface4d_datasets.errors import MMFace4DError
+    from mmface4d_datasets.release.card import card_front_matter
+
+    path = root / "README.md"
+    if not path.is_file():
+        found.add(path, "missing (the dataset card)")
+        return
+    try:
+        front = card_front_matter(path)
+    except MMFace4DError as exc:
+        found.add(path, str(exc))
+        return
+    for key in ("configs:", "extra_gated_fields:", "extra_gated_prompt:", "license:"):
+        if key not in front:
+            found.add(path, f"YAML front matter has no {key.rstrip(':')!r}")
