@@ -15,13 +15,16 @@ input, which lets the ground truth leak into the prediction; this protocol fixes
 in the split manifest before any model is run.
 
 A model is anything with a ``name`` and a ``predict(inputs) -> (T, N, 3) float32`` method
-(:class:`AnimationModel`). :func:`iter_protocol_inputs` builds the inputs from a release.
+(:class:`AnimationModel`). :func:`iter_protocol_inputs` builds the inputs from a release and
+:func:`write_predictions` runs a model over a split into a submission file.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -90,6 +93,10 @@ class AnimationModel(Protocol):
     def predict(self, inputs: ProtocolInputs) -> np.ndarray: ...
 
 
+# A model may also state which inputs it reads (a subset of benchmark.submission.PROTOCOL_INPUTS)
+# in an ``inputs`` attribute; the submission header records it (all protocol inputs when absent).
+
+
 class PredictionError(MMFace4DError):
     """A model returned an array that does not fit the sequence it was asked for."""
 
@@ -111,25 +118,23 @@ def check_prediction(inputs: ProtocolInputs, prediction: Any, model_name: str = 
 
 
 def _mono_16k(audio: Any, record_id: str) -> np.ndarray:
-    """The record's audio as float32 mono samples at 16 kHz (resampled polyphase if needed)."""
-    if isinstance(audio, dict):
-        samples, rate = audio.get("array"), audio.get("sampling_rate")
+    """The record's audio as float32 mono samples at 16 kHz.
+
+    Accepts a decoded ``{"array", "sampling_rate"}`` dict or the stored WAV/FLAC bytes (a record
+    read with ``decode=False``); other rates are resampled (polyphase, the core's resampler).
+    """
+    from mmface4d_datasets.release.audio import decode_audio, resample
+
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        samples, rate = decode_audio(audio, where=f"record {record_id}: audio")
+    elif isinstance(audio, dict) and audio.get("array") is not None and audio.get("sampling_rate"):
+        samples, rate = audio["array"], audio["sampling_rate"]
     else:
-        raise FormatError(f"record {record_id}: audio is not decoded (got {type(audio).__name__})")
-    if samples is None or rate is None:
-        raise FormatError(f"record {record_id}: audio lacks 'array' or 'sampling_rate'")
+        raise FormatError(f"record {record_id}: audio is neither stored bytes nor a decoded dict (got {type(audio).__name__})")
     samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim == 2:  # (S, C): average the channels
-        samples = samples.mean(axis=1, dtype=np.float32)
-    rate = int(rate)
-    if rate != SAMPLE_RATE:
-        from math import gcd
-
-        from scipy.signal import resample_poly
-
-        g = gcd(rate, SAMPLE_RATE)
-        samples = resample_poly(samples, SAMPLE_RATE // g, rate // g).astype(np.float32)
-    return np.ascontiguousarray(samples)
+    if samples.ndim != 1:
+        raise FormatError(f"record {record_id}: audio must be mono, got shape {samples.shape}")
+    return np.ascontiguousarray(resample(samples, int(rate), SAMPLE_RATE), dtype=np.float32)
 
 
 def emotion_name(value: Any) -> str:
@@ -170,19 +175,66 @@ def inputs_from_records(record: dict, style_record: dict, template: np.ndarray, 
     )
 
 
-def iter_protocol_inputs(release: "Release", split: str = "test") -> Iterator[tuple[ProtocolInputs, dict]]:
-    """Stream ``(inputs, ground_truth_record)`` for every sequence of ``split``, one at a time.
+def iter_protocol_inputs(release: "Release", split: str = "test") -> Iterator[ProtocolInputs]:
+    """Stream the :class:`ProtocolInputs` of every sequence of ``split``, one at a time, in id order.
 
-    The ground-truth record is returned beside the inputs for the scorer only; the model gets
-    ``inputs``. Style references come from ``release.style_reference(id)`` (the frozen manifest).
-    Templates are read once. Raises MMFace4DError when a subject has no template.
+    The target's vertices are never decoded: records are read with ``decode=False`` and only
+    their audio is decoded. Style references come from ``release.style_reference(id)`` (the
+    manifest frozen in ``meta/splits.json``); templates are read once. Raises MMFace4DError when
+    a subject has no template or a sequence has no style reference.
     """
+    from mmface4d_datasets.release.reader import decode_record
+
     templates = release.templates()
     topology = str(release.info.get("topology", ""))
-    for record in release.iter_records(split):
-        record_id = str(record["id"])
-        subject = str(record["subject_id"])
+    for stored in release.iter_records(split, decode=False):
+        record_id = str(stored["id"])
+        subject = str(stored["subject_id"])
         if subject not in templates:
             raise MMFace4DError(f"release {release.path}: no template for subject {subject} (record {record_id})")
-        style_record = release.record(release.style_reference(record_id))
-        yield inputs_from_records(record, style_record, templates[subject], topology), record
+        target = {key: value for key, value in stored.items() if key not in ("vertices", "head_pose")}
+        style_id = release.style_reference(record_id)
+        style_record = release.record(style_id, decode=False)
+        style_record = decode_record(style_record, f"{release.path}: style reference {style_id}")
+        yield inputs_from_records(target, style_record, templates[subject], topology)
+
+
+def write_predictions(
+    model: AnimationModel,
+    release: "Release",
+    path: str | os.PathLike,
+    *,
+    split: str = "test",
+    encoding: str = "codec",
+    max_error: float = 1e-5,
+    header_extra: dict | None = None,
+    progress: bool = False,
+) -> Path:
+    """Run ``model`` on every sequence of ``split`` under the protocol and write a submission.
+
+    One sequence at a time: inputs built, ``model.predict`` called, the prediction checked
+    (:func:`check_prediction`) and appended to the file; the file appears at ``path`` only when
+    complete. The header names the model, the inputs of the protocol, the hardware and the
+    release's format version and topology, and the model's ``inputs`` attribute when it has one.
+    """
+    from benchmark.submission import PROTOCOL_INPUTS, SubmissionWriter, make_header
+
+    header = make_header(
+        getattr(model, "name", type(model).__name__),
+        inputs=getattr(model, "inputs", PROTOCOL_INPUTS),
+        release_format_version=str(release.info.get("format_version", "")),
+        topology=str(release.info.get("topology", "")),
+        split=split,
+        **(header_extra or {}),
+    )
+    inputs_stream = iter_protocol_inputs(release, split)
+    if progress:
+        from tqdm import tqdm
+
+        total = int(release.info.get("splits", {}).get(split, {}).get("sequences", 0)) or None
+        inputs_stream = tqdm(inputs_stream, total=total, desc=f"{header['model']} on {split}", unit="seq")
+    with SubmissionWriter(path, header, encoding=encoding, max_error=max_error) as writer:
+        for inputs in inputs_stream:
+            prediction = check_prediction(inputs, model.predict(inputs), header["model"])
+            writer.add(inputs.id, prediction)
+    return Path(path)

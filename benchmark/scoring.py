@@ -19,6 +19,7 @@ import numpy as np
 
 from benchmark import metrics
 from benchmark.protocol import emotion_name
+from mmface4d_datasets.errors import FormatError
 from benchmark.submission import (
     Issue,
     SubmissionError,
@@ -202,7 +203,9 @@ def score_submission(
         raise ValueError(f"unknown convention(s) {unknown}; use {CONVENTIONS}")
     context = release_context(release, split)
     expected = expected_sequences(release, split)
-    num_vertices = int(context["num_vertices"] or release.templates().popitem()[1].shape[0])
+    if context["num_vertices"] is None:
+        raise FormatError(f"{context['path']}: meta/info.json does not state num_vertices")
+    num_vertices = int(context["num_vertices"])
     submission = open_submission(submission_path)
     if submission.usable:
         check_declared(submission, {k: v["num_frames"] for k, v in expected.items()}, num_vertices,

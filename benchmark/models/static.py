@@ -14,6 +14,7 @@ class StaticModel:
     """Predicts ``template`` for each of the ``num_frames`` frames (float32, metres)."""
 
     name = "static"
+    inputs = ("template",)
 
     def predict(self, inputs: ProtocolInputs) -> np.ndarray:
         template = np.asarray(inputs.template, dtype=np.float32)
