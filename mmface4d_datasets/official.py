@@ -192,12 +192,14 @@ def read_mesh_sequence(prefix: str | os.PathLike, num_vertices: int) -> np.ndarr
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FormatError(f"mesh sequence {os.fspath(prefix)!s}: missing axis file(s) {', '.join(missing)}")
-    vertices = None
-    for axis, path in enumerate(paths):
-        frames = read_quantised_axis(path, num_vertices)
-        if vertices is None:
-            vertices = np.empty((len(frames), num_vertices, 3), dtype=np.float32)
-        elif len(frames) != len(vertices):
+    from concurrent.futures import ThreadPoolExecutor
+
+    # FFmpeg releases the GIL while decoding: the three axes decode side by side.
+    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
+        raw = list(pool.map(lambda path: read_quantised_axis(path, num_vertices), paths))
+    vertices = np.empty((len(raw[0]), num_vertices, 3), dtype=np.float32)
+    for axis, (path, frames) in enumerate(zip(paths, raw)):
+        if len(frames) != len(vertices):
             raise FormatError(
                 f"{path}: {len(frames)} frames, but {paths[0]} has {len(vertices)} "
                 "(the three axes of a mesh sequence must have the same number of frames)"

@@ -1,0 +1,88 @@
+"""`mmface4d quickstart`: sections printed, summary.json written, absent inputs skipped with a reason."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mmface4d_datasets.cli import main
+from mmface4d_datasets.quickstart import STEPS, QuickstartStep, run_quickstart
+
+
+def test_quickstart_on_the_sample_take(tmp_path, official_sample, capsys):
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out), "--sample", str(official_sample)]) == 0
+    printed = capsys.readouterr().out
+    for text in ("1. The authors' sample take", "take id                      000337",
+                 "frames x vertices            67 x 35709 (2.233 s at 30 fps)",
+                 "encoded size                 121,842 bytes/frame (raw float32: 428,508 bytes/frame)",
+                 "35733 samples at 16000 Hz", "frame 0 reads back identical yes"):
+        assert text in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["steps"]) == [step.name for step in STEPS]
+    decode = summary["steps"]["decode"]
+    assert decode["status"] == "ok" and decode["num_frames"] == 67 and decode["num_vertices"] == 35709
+    assert decode["audio_samples"] == 35733 and abs(decode["audio_minus_mesh_seconds"]) < 1 / 30
+    assert all(lo < hi for lo, hi in zip(decode["bbox_min_m"], decode["bbox_max_m"]))
+    assert decode["landmark_shapes"] == {"0": [67, 98, 2], "1": [67, 98, 2], "2": [67, 98, 2]}
+    export = summary["steps"]["export"]
+    assert export["files"] == 67 and export["first_frame_reads_back_identical"] is True
+    assert len(list((out / "official_sample_meshes").glob("frame_*.ply"))) == 67
+    assert summary["conditions"]["cpu_count"] >= 1 and summary["total_seconds"] > 0
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_absent_sample_is_skipped_with_where_it_looked(tmp_path):
+    lines = []
+    summary = run_quickstart(tmp_path / "qs", echo=lines.append, sample_dir=tmp_path / "empty")
+    steps = summary["steps"]
+    assert steps["sample"]["status"] == "skipped"
+    assert steps["sample"]["looked_in"] == [str(tmp_path / "empty")]
+    assert steps["decode"]["status"] == "skipped" and steps["export"]["status"] == "skipped"
+    printed = "\n".join(lines)
+    assert f"looked in                    {tmp_path / 'empty'}" in printed
+    assert "set MMFACE4D_FIXTURES" in printed
+    assert json.loads((tmp_path / "qs" / "summary.json").read_text())["steps"] == steps
+
+
+def test_steps_compose_and_share_state(tmp_path):
+    def produce(context):
+        context.state["answer"] = 42
+        context.line("made", 42)
+        return {"status": "ok"}
+
+    def consume(context):
+        return {"status": "ok", "seen": context.state["answer"], "earlier": sorted(context.summaries)}
+
+    lines = []
+    steps = [QuickstartStep("produce", "Produce", produce), QuickstartStep("consume", "Consume", consume)]
+    summary = run_quickstart(tmp_path, steps=steps, echo=lines.append)
+    assert summary["steps"]["consume"]["seen"] == 42
+    assert summary["steps"]["consume"]["earlier"] == ["produce"]
+    assert "\n1. Produce" in lines and "\n2. Consume" in lines
+    assert any(line.strip().startswith("made") and line.strip().endswith("42") for line in lines)
+
+
+def test_failing_step_stops_the_run_without_a_summary(tmp_path):
+    def broken(context):
+        raise RuntimeError("step failed")
+
+    with pytest.raises(RuntimeError, match="step failed"):
+        run_quickstart(tmp_path, steps=[QuickstartStep("broken", "Broken", broken)], echo=lambda _: None)
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_help_is_light_and_true():
+    code = (
+        "import sys, json, argparse; from mmface4d_datasets import quickstart, export;"
+        "p = argparse.ArgumentParser(); s = p.add_subparsers(); quickstart.register(s); export.register(s);"
+        "print(json.dumps([m for m in ('numpy', 'torch', 'trimesh', 'av') if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+    help_text = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "quickstart", "--help"],
+                               capture_output=True, text=True).stdout
+    assert "--out DIR" in help_text and "summary.json" in help_text
