@@ -78,7 +78,8 @@ def kabsch(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _apply(rotation: np.ndarray, translation: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return np.einsum("...ij,...nj->...ni", rotation, points) + translation[..., None, :]
+    """R p + t for points (..., N, 3) (matmul, not einsum: BLAS is several times faster here)."""
+    return points @ np.swapaxes(rotation, -1, -2) + translation[..., None, :]
 
 
 def take_reference(vertices: np.ndarray, stable: np.ndarray) -> np.ndarray:
@@ -156,11 +157,11 @@ def canonicalize(vertices: np.ndarray, template: np.ndarray, stable: np.ndarray)
         stored_rotation = pose[:, :3, :3].astype(np.float64)
         stored_translation = pose[:, :3, 3].astype(np.float64)
         inverse = np.linalg.inv(stored_rotation)
-        canonical[start:start + _FRAME_CHUNK] = np.einsum("fij,fnj->fni", inverse, chunk - stored_translation[:, None, :])
+        canonical[start:start + _FRAME_CHUNK] = (chunk - stored_translation[:, None, :]) @ np.swapaxes(inverse, -1, -2)
     return canonical, head_pose
 
 
 def to_source_frame(canonical: np.ndarray, head_pose: np.ndarray) -> np.ndarray:
     """Inverse of `canonicalize`: x_source = R x + t per frame; (T, N, 3) float64 out."""
     head_pose = np.asarray(head_pose, dtype=np.float64)
-    return np.einsum("fij,fnj->fni", head_pose[:, :3, :3], np.asarray(canonical, dtype=np.float64)) + head_pose[:, None, :3, 3]
+    return _apply(head_pose[:, :3, :3], head_pose[:, :3, 3], np.asarray(canonical, dtype=np.float64))
