@@ -7,9 +7,12 @@ import subprocess
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mmface4d_datasets.errors import FormatError
 from mmface4d_datasets.official import (
+    dequantise,
     frame_side,
     mesh_axis_paths,
     quantise,
@@ -220,3 +223,22 @@ def test_missing_axis_is_named(tmp_path):
     mesh_axis_paths(prefix)[2].unlink()
     with pytest.raises(FormatError, match=r"missing axis file\(s\) .*two_2\.nut"):
         read_mesh_sequence(prefix, 12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    num_frames=st.integers(1, 4),
+    num_vertices=st.integers(1, 60),
+    scale=st.floats(1e-6, 2.0),
+    offset=st.floats(-2.0, 2.0),
+    seed=st.integers(0, 2**16),
+)
+def test_quantise_then_dequantise_stays_within_half_a_step(num_frames, num_vertices, scale, offset, seed):
+    values = (np.random.default_rng(seed).normal(offset, scale, (num_frames, num_vertices))).astype(np.float32)
+    frames = quantise(values)
+    assert frames.shape == (num_frames, frame_side(num_vertices) ** 2) and frames.dtype == np.uint16
+    back = dequantise(frames, num_vertices)
+    span = values.max(axis=1).astype(np.float64) - values.min(axis=1) + 0.1
+    # half a step, plus float32 rounding of the span, the product and the sum (an ulp each at most)
+    bound = span / 2**17 + 2 * np.spacing((np.abs(values).max(axis=1) + span).astype(np.float32)).astype(np.float64)
+    assert (np.abs(back.astype(np.float64) - values).max(axis=1) <= bound).all()
