@@ -139,7 +139,8 @@ def read_quantised_axis(path: str | os.PathLike, num_vertices: int) -> np.ndarra
                     frames = np.concatenate([frames, np.empty_like(frames)])
                 plane = frame.planes[0]
                 # Rows are padded to the plane's line size: view the buffer with its stride, copy once.
-                rows = np.frombuffer(plane, dtype="<u2").reshape(side, plane.line_size // 2)
+                stride = plane.line_size // 2
+                rows = np.frombuffer(plane, dtype="<u2", count=side * stride).reshape(side, stride)
                 frames[count].reshape(side, side)[...] = rows[:, :side]
                 count += 1
         except av.error.FFmpegError as exc:
@@ -515,6 +516,10 @@ class Take:
     landmarks: dict[int, Path] = field(default_factory=dict)
     meta: Path | None = None
     ground_truth: Path | None = None
+
+    def __hash__(self) -> int:
+        # the dict fields are unhashable; a take is identified by its id and folder
+        return hash((self.take_id, self.folder))
 
     @property
     def mesh_paths(self) -> list[Path]:

@@ -45,6 +45,7 @@ def test_fixture_is_one_take_in_its_own_folder(official_sample):
     assert sorted(take.landmarks) == [0, 1, 2] and take.landmarks[2].name == "000337_2.pkl"
     assert take.meta is None and take.ground_truth is None
     assert read_take(official_sample) == take
+    assert len({take, read_take(official_sample)}) == 1  # hashable despite its dict fields
     assert read_take(official_sample / "000337.wav") == take
 
 
