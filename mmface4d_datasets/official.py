@@ -663,6 +663,57 @@ def _problem_report(header: str, problems: list[str], limit: int = 30) -> str:
     return header + "\n  " + "\n  ".join(shown) + more
 
 
+@dataclass(frozen=True)
+class TakeScan:
+    """What :func:`scan_takes` found: the complete takes and every problem, nothing raised.
+
+    ``problems`` maps a take id to the reasons that take was left out (missing, unexpected or
+    conflicting files), each a line ``"{folder}: take {id}: {reason}"``; ``other_problems`` lists what concerns
+    no single take (a stray ``.nut``, a one-take folder holding several ids, a take id in two folders).
+    """
+
+    takes: list[Take]
+    problems: dict[str, list[str]]
+    other_problems: list[str]
+
+    def all_problems(self) -> list[str]:
+        """Every problem as one line, take problems first (sorted by take id)."""
+        return [line for take_id in sorted(self.problems) for line in self.problems[take_id]] + self.other_problems
+
+
+def scan_takes(root: str | os.PathLike) -> TakeScan:
+    """Walk ``root`` like :func:`find_takes` but return the problems instead of raising.
+
+    For callers that want to go on without the incomplete takes (e.g. a builder's ``--on-error
+    skip``). A take id found in two folders is an ``other_problem`` and both copies are left out.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FormatError(f"{root}: no such folder")
+    takes: dict[str, Take] = {}
+    problems: dict[str, list[str]] = {}
+    other: list[str] = []
+    duplicated: set[str] = set()
+    for folder, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(folder)
+        found, take_problems, folder_problems = _scan_folder(folder, filenames)
+        other += [f"{folder}: {p}" for p in folder_problems]
+        for take_id, reasons in take_problems.items():
+            problems.setdefault(take_id, []).extend(f"{folder}: take {take_id}: {reason}" for reason in reasons)
+        for take_id, take in found.items():
+            if take_id in takes:
+                other.append(f"take {take_id} appears twice: in {takes[take_id].folder} and in {folder}")
+                duplicated.add(take_id)
+            else:
+                takes[take_id] = take
+    return TakeScan(
+        takes=[takes[t] for t in sorted(takes) if t not in duplicated and t not in problems],
+        problems={t: problems[t] for t in sorted(problems)},
+        other_problems=other,
+    )
+
+
 def find_takes(root: str | os.PathLike) -> list[Take]:
     """Every take under ``root``, sorted by take id (DESIGN.md, Takes).
 
@@ -674,28 +725,14 @@ def find_takes(root: str | os.PathLike) -> list[Take]:
     ``ID_3.json``, ``ID_filt_3.nut``) and ``.nut`` files that are neither mesh axes nor camera videos;
     other files (README.md, bfm_faces.pkl, ...) are ignored. All problems of the tree (missing files,
     unexpected files, a take id found in two folders) are raised together as one FormatError that
-    names each file. An existing tree without takes gives an empty list.
+    names each file. An existing tree without takes gives an empty list. :func:`scan_takes` returns
+    the problems instead.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FormatError(f"{root}: no such folder")
-    takes: dict[str, Take] = {}
-    problems: list[str] = []
-    for folder, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        folder = Path(folder)
-        found, take_problems, folder_problems = _scan_folder(folder, filenames)
-        problems += [f"{folder}: {p}" for p in folder_problems]
-        for take_id, reasons in sorted(take_problems.items()):
-            problems += [f"{folder}: take {take_id}: {reason}" for reason in reasons]
-        for take_id, take in found.items():
-            if take_id in takes:
-                problems.append(f"take {take_id} appears twice: in {takes[take_id].folder} and in {folder}")
-            else:
-                takes[take_id] = take
+    scan = scan_takes(root)
+    problems = scan.all_problems()
     if problems:
         raise FormatError(_problem_report(f"{root}: {len(problems)} problem(s) with the takes found:", problems))
-    return [takes[take_id] for take_id in sorted(takes)]
+    return scan.takes
 
 
 def read_take(path: str | os.PathLike, take_id: str | None = None) -> Take:

@@ -13,6 +13,7 @@ from mmface4d_datasets.official import (
     find_takes,
     read_mesh_sequence,
     read_take,
+    scan_takes,
     write_audio,
     write_mesh_sequence,
 )
@@ -152,3 +153,18 @@ def test_absent_folders(tmp_path):
     with pytest.raises(FormatError, match=r"nowhere: no such take folder"):
         read_take(tmp_path / "nowhere")
     assert find_takes(tmp_path) == []
+
+
+def test_scan_takes_keeps_the_good_takes_and_lists_the_rest(tmp_path):
+    _make_take(tmp_path / "a", "000001")
+    _make_take(tmp_path / "a", "000002", audio=False)
+    _make_take(tmp_path / "b", "000003")
+    _make_take(tmp_path / "c", "000003")
+    (tmp_path / "a" / "stray.nut").write_bytes(b"")
+    scan = scan_takes(tmp_path)
+    assert [t.take_id for t in scan.takes] == ["000001"]
+    assert scan.problems == {"000002": [f"{tmp_path / 'a'}: take 000002: missing 000002.wav"]}
+    assert len(scan.other_problems) == 2
+    assert "unexpected file stray.nut" in scan.other_problems[0]
+    assert "take 000003 appears twice" in scan.other_problems[1]
+    assert scan.all_problems() == scan.problems["000002"] + scan.other_problems
