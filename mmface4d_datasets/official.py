@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import secrets
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,9 +269,12 @@ def _encode_ffv1(path: Path, images: np.ndarray, fps: int) -> None:
 
 
 def _temporary_sibling(path: Path) -> Path:
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    return Path(name)
+    """A fresh hidden name beside ``path`` for writing before the rename.
+
+    Not created here (mkstemp would create it with mode 0600, which the rename would keep): the
+    writer creates it, so the finished file gets the usual permissions under the user's umask.
+    """
+    return path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp"
 
 
 def write_mesh_sequence(prefix: str | os.PathLike, vertices: np.ndarray, fps: int = FPS) -> None:

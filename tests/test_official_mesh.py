@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -114,6 +115,15 @@ def test_writing_reproduces_the_formats_quantisation(tmp_path, sample_vertices):
     write_mesh_sequence(prefix, back)
     again = read_mesh_sequence(prefix, BFM_VERTICES)
     assert (np.abs(again.astype(np.float64) - back).max(axis=1) <= bound).all()
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    write_mesh_sequence(tmp_path / "perm", _small_sequence())
+    for path in mesh_axis_paths(tmp_path / "perm"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"perm_{a}.nut" for a in range(3)]
 
 
 def test_raw_frames_are_stored_losslessly(tmp_path):
