@@ -127,14 +127,13 @@ def read_quantised_axis(path: str | os.PathLike, num_vertices: int) -> np.ndarra
         count = 0
         try:
             for frame in container.decode(stream):
-                if count == 0:
-                    if frame.format.name != "gray16le":
-                        raise FormatError(f"{path}: pixel format {frame.format.name}, expected gray16le")
-                    if frame.width != side or frame.height != side:
-                        raise FormatError(
-                            f"{path}: frames are {frame.width}x{frame.height}, but {num_vertices} vertices "
-                            f"need {side}x{side} (S = ceil(sqrt(N + 4)))"
-                        )
+                if frame.format.name != "gray16le":
+                    raise FormatError(f"{path}: frame {count} has pixel format {frame.format.name}, expected gray16le")
+                if frame.width != side or frame.height != side:
+                    raise FormatError(
+                        f"{path}: frames are {frame.width}x{frame.height}, but {num_vertices} vertices "
+                        f"need {side}x{side} (S = ceil(sqrt(N + 4)))"
+                    )
                 if count == len(frames):
                     frames = np.concatenate([frames, np.empty_like(frames)])
                 plane = frame.planes[0]

@@ -252,3 +252,19 @@ def test_quantise_then_dequantise_stays_within_half_a_step(num_frames, num_verti
     # half a step, plus float32 rounding of the span, the product and the sum (an ulp each at most)
     bound = span / 2**17 + 2 * np.spacing((np.abs(values).max(axis=1) + span).astype(np.float32)).astype(np.float64)
     assert (np.abs(back.astype(np.float64) - values).max(axis=1) <= bound).all()
+
+
+def test_other_pixel_formats_are_refused(tmp_path):
+    import av
+
+    path = tmp_path / "gray8_0.nut"
+    with av.open(str(path), mode="w", format="nut") as container:
+        stream = container.add_stream("ffv1", rate=30)
+        stream.width = stream.height = 4
+        stream.pix_fmt = "gray"
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((4, 4), np.uint8), format="gray")):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with pytest.raises(FormatError, match=r"gray8_0\.nut: frame 0 has pixel format gray, expected gray16le"):
+        read_quantised_axis(path, 12)
