@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from mmface4d_datasets.errors import FormatError, MMFace4DError
+from mmface4d_datasets.errors import MMFace4DError
 
 #: Key of the JSON header in the Parquet file's key-value metadata.
 HEADER_KEY = "mmface4d_submission"
@@ -457,7 +457,11 @@ def read_prediction(submission: Submission, sequence_id: str) -> np.ndarray:
             shape different from the declared one, non-finite values.
     """
     row = submission.rows[sequence_id]
-    payload = _payload(submission, row)
+    try:
+        payload = _payload(submission, row)
+    except Exception as exc:  # a damaged Parquet page: pyarrow raises OSError, ArrowInvalid, ...
+        raise _row_error(Issue(sequence_id, "corrupted_payload",
+                               f"row group {row.row_group} cannot be read ({type(exc).__name__}: {exc})")) from None
     if payload is None:
         raise _row_error(Issue(sequence_id, "corrupted_payload", "the vertices value is null"))
     expected_shape = (row.num_frames, row.num_vertices, 3)
@@ -476,7 +480,9 @@ def read_prediction(submission: Submission, sequence_id: str) -> np.ndarray:
                 raise _row_error(Issue(sequence_id, "size_mismatch",
                                        f"codec header says shape {tuple(info['shape'])}; the row declares {expected_shape}"))
             array = codec.decode(payload)
-        except FormatError as exc:
+        except SubmissionError:
+            raise
+        except Exception as exc:  # CodecError, and anything else hostile bytes may provoke
             raise _row_error(Issue(sequence_id, "corrupted_payload", f"codec bytes do not decode: {exc}")) from None
     # NaN propagates through min/max and an infinity shows in them: two reductions, no mask array
     if not (np.isfinite(array.min()) and np.isfinite(array.max())):

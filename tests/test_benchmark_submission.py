@@ -221,3 +221,18 @@ def test_many_rows_in_one_row_group_are_read(tmp_path):
     assert pq.ParquetFile(path).num_row_groups == 1
     report = _validate(path)
     assert report.ok and report.checked == 3
+
+
+def test_a_damaged_parquet_page_is_a_payload_issue(tmp_path):
+    path = tmp_path / "damaged.parquet"
+    sub.write_submission(path, {k: _prediction(t, i) for i, (k, t) in enumerate(EXPECTED.items())}, HEADER,
+                         encoding="float32le")  # float32le pages are zstd-compressed by the writer
+    parquet = pq.ParquetFile(path)
+    column = parquet.metadata.row_group(1).column(4)  # the vertices of the second sequence
+    data = bytearray(path.read_bytes())
+    middle = column.data_page_offset + column.total_compressed_size // 2
+    data[middle:middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    report = _validate(path)
+    assert _rules(report) == {("s1/000002", "corrupted_payload")}
+    assert "row group 1" in report.errors[0].message
