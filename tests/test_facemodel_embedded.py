@@ -37,7 +37,7 @@ def _digest(model: FaceModel) -> str:
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("num_vertices", [500, 777, 2048, 35709])
+@pytest.mark.parametrize("num_vertices", [500, 777, 2048, pytest.param(35709, marks=pytest.mark.slow)])
 def test_exactly_the_requested_vertex_count_and_a_clean_mesh(num_vertices):
     m = load_face_model(num_vertices=num_vertices)
     assert m.num_vertices == num_vertices and m.mean.shape == (num_vertices, 3)

@@ -10,34 +10,32 @@
 - Topology utilities (``topology``): edges, adjacency, Laplacians, vertex normals.
 """
 
-from mmface4d_datasets.facemodel.model import (
-    NUM_EXPRESSION,
-    NUM_IDENTITY,
-    NUM_KEYPOINTS,
-    FaceModel,
-    face_model_for_topology,
-    load_face_model,
-)
-from mmface4d_datasets.facemodel.regions import REGION_NAMES, REGION_RULE_VERSION, region_masks
+import importlib
 
-__all__ = [
-    "FaceModel",
-    "load_face_model",
-    "face_model_for_topology",
-    "region_masks",
-    "REGION_NAMES",
-    "REGION_RULE_VERSION",
-    "NUM_IDENTITY",
-    "NUM_EXPRESSION",
-    "NUM_KEYPOINTS",
-    "bfm_topology",
-]
+# Names are loaded on first use, so that `mmface4d facemodel --help` (which imports the `cli`
+# submodule, and therefore this package) stays on the standard library.
+_EXPORTS = {
+    "FaceModel": "model",
+    "load_face_model": "model",
+    "face_model_for_topology": "model",
+    "NUM_IDENTITY": "model",
+    "NUM_EXPRESSION": "model",
+    "NUM_KEYPOINTS": "model",
+    "region_masks": "regions",
+    "REGION_NAMES": "regions",
+    "REGION_RULE_VERSION": "regions",
+    "bfm_topology": "bfm",
+}
+
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name):
-    # The BFM loader needs scipy.io; load it on first use.
-    if name == "bfm_topology":
-        from mmface4d_datasets.facemodel.bfm import bfm_topology
-
-        return bfm_topology
+    if name in _EXPORTS:
+        module = importlib.import_module(f"mmface4d_datasets.facemodel.{_EXPORTS[name]}")
+        return getattr(module, name)
     raise AttributeError(f"module 'mmface4d_datasets.facemodel' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
