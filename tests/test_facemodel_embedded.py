@@ -212,6 +212,9 @@ def test_vertices_torch_matches_numpy_and_is_differentiable(model):
     # d(chin y)/d(jaw_open) is the jaw mode's chin displacement
     assert exp_t.grad[0, 0].item() == pytest.approx(float(model.expression_basis[0, model.keypoints[8], 1]), rel=1e-5)
     assert model.vertices_torch().shape == (N, 3)
+    # array-likes are accepted too (CPU float32)
+    mixed = model.vertices_torch(identity[0], exp_t[0].detach())
+    np.testing.assert_allclose(mixed.numpy(), model.vertices(identity[0], expression[0]), atol=2e-6)
 
 
 def test_model_arrays_are_read_only(model):

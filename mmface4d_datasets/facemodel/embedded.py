@@ -421,13 +421,13 @@ def _identity_modes(p, rng) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=8)
 def embedded_face_model(num_vertices: int = DEFAULT_NUM_VERTICES, seed: int = 0) -> FaceModel:
     """The embedded face model ``synthetic_v1@<num_vertices>`` (see the module docstring).
 
     ``num_vertices`` may be any integer in [500, 200000] (35,709 matches BFM for realistic
     performance runs); the result has exactly that many vertices. ``seed`` picks the random
-    parts of the bases. Same arguments, same bytes. Cached (the model is read-only).
+    parts of the bases. Same arguments, same bytes. The last four models built are cached (they
+    are read-only); ``embedded_face_model.cache_clear()`` forgets them.
     """
     if isinstance(num_vertices, bool) or not isinstance(num_vertices, (int, np.integer)):
         raise MMFace4DError(f"embedded face model: num_vertices must be an integer, found {num_vertices!r}")
@@ -436,6 +436,12 @@ def embedded_face_model(num_vertices: int = DEFAULT_NUM_VERTICES, seed: int = 0)
         raise MMFace4DError(
             f"embedded face model: num_vertices must lie in [{MIN_NUM_VERTICES}, {MAX_NUM_VERTICES}], found {num_vertices}"
         )
+    return _build(num_vertices, int(seed))
+
+
+# A 35,709-vertex model holds about 60 MB of bases: keep only a few.
+@lru_cache(maxsize=4)
+def _build(num_vertices: int, seed: int) -> FaceModel:
     xs, ys, chain_start, chain_count = _points(num_vertices)
     triangles = _triangulate(xs, ys, chain_start, chain_count)
     zs = _height(xs, ys)
@@ -465,3 +471,7 @@ def embedded_face_model(num_vertices: int = DEFAULT_NUM_VERTICES, seed: int = 0)
         expression_names=EXPRESSION_NAMES,
         metadata={"seed": int(seed), "generator": "mmface4d_datasets.facemodel.embedded"},
     )
+
+
+#: Forget the cached models (tests use it to check that a rebuild gives the same bytes).
+embedded_face_model.cache_clear = _build.cache_clear

@@ -160,13 +160,13 @@ class FaceModel:
     def vertices_torch(self, identity=None, expression=None):
         """The same as ``vertices`` in torch, differentiable with respect to the coefficients.
 
-        Coefficients are torch tensors (..., K); the result is (..., N, 3) on their device and in
-        their floating dtype (float32 when both are ``None``). torch is imported here, not at
+        Coefficients are torch tensors (..., K) (or array-likes); the result is (..., N, 3) on the
+        device and in the floating dtype of the first tensor given (CPU float32 otherwise). torch is imported here, not at
         module import.
         """
         import torch
 
-        given = [t for t in (identity, expression) if t is not None]
+        given = [t for t in (identity, expression) if isinstance(t, torch.Tensor)]
         device = given[0].device if given else torch.device("cpu")
         dtype = given[0].dtype if given and given[0].is_floating_point() else torch.float32
         out = torch.as_tensor(self.mean.copy(), device=device, dtype=dtype)
