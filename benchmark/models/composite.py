@@ -83,11 +83,11 @@ class CompositeModel(nn.Module):
     def encode(self, offsets: torch.Tensor) -> torch.Tensor:
         """``(..., N, 3)`` offsets in metres -> ``(..., D)`` codes: ``flatten(offsets) / s @ W``."""
         flat = offsets.reshape(*offsets.shape[:-2], 3 * self.num_vertices)
-        return (flat / self.offset_scale) @ self.basis
+        return (flat @ self.basis) / self.offset_scale  # scale the small result, not the large input
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """``(..., D)`` codes -> ``(..., N, 3)`` offsets in metres: ``s * (z @ W^T)`` (tied)."""
-        flat = (codes @ self.basis.T) * self.offset_scale
+        flat = (codes * self.offset_scale) @ self.basis.T
         return flat.reshape(*codes.shape[:-1], self.num_vertices, 3)
 
     def regional_sparsity(self) -> torch.Tensor:

@@ -88,18 +88,25 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor], self_mask: torch.Tensor,
                 memory_mask: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
-        """``x`` (B, L, d) new positions. With ``cache`` (a dict), their keys/values are appended to
-        those of earlier calls and attention runs over all of them."""
+        """``x`` (B, L, d) new positions. With ``cache`` (from :meth:`new_cache`), their keys/values
+        are written after those of earlier calls and attention runs over all of them."""
         attention = self.self_attention
         keys, values = attention.split(attention.key(x)), attention.split(attention.value(x))
         if cache is not None:
-            if "keys" in cache:
-                keys = torch.cat([cache["keys"], keys], dim=2)
-                values = torch.cat([cache["values"], values], dim=2)
-            cache["keys"], cache["values"] = keys, values
+            start, stop = cache["length"], cache["length"] + x.shape[1]
+            cache["keys"][:, :, start:stop] = keys
+            cache["values"][:, :, start:stop] = values
+            cache["length"] = stop
+            keys, values = cache["keys"][:, :, :stop], cache["values"][:, :, :stop]
         x = self.norm1(x + self.drop1(attention(x, keys, values, self_mask)))
         x = self.norm2(x + self.drop2(self.cross_attention(x, *memory_kv, memory_mask)))
         return self.norm3(x + self.drop3(self.feed_forward(x)))
+
+    def new_cache(self, batch: int, max_length: int, like: torch.Tensor) -> dict:
+        """Preallocated key/value buffers for ``max_length`` positions (filled as decoding goes)."""
+        heads, head_dim = self.self_attention.num_heads, self.self_attention.head_dim
+        shape = (batch, heads, max_length, head_dim)
+        return {"keys": like.new_empty(shape), "values": like.new_empty(shape), "length": 0}
 
     def memory_keys_values(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cross = self.cross_attention
@@ -156,16 +163,17 @@ class FaceFormerModel(nn.Module):
         memory = self.audio_map((features - self.feature_mean) / self.feature_std)
         return [layer.memory_keys_values(memory) for layer in self.layers]
 
-    def _decode(self, tokens: torch.Tensor, memory_kv, query_offset: int, key_length: int,
+    def _decode(self, tokens: torch.Tensor, memory_kv, self_mask: torch.Tensor, memory_mask: torch.Tensor,
                 caches: list[dict] | None = None) -> torch.Tensor:
-        length, audio_length = tokens.shape[1], memory_kv[0][0].shape[2]
-        self_mask = period_biased_causal_mask(self.num_heads, length, key_length, self.period, query_offset,
-                                              device=tokens.device)[None]
-        memory_mask = alignment_mask(length, audio_length, query_offset, device=tokens.device)[None, None]
         hidden = tokens
         for index, layer in enumerate(self.layers):
             hidden = layer(hidden, memory_kv[index], self_mask, memory_mask, None if caches is None else caches[index])
         return hidden
+
+    def _masks(self, length: int, audio_length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Self-attention (1, H, L, L) and audio (1, 1, L, A) masks for ``length`` positions from 0."""
+        self_mask = period_biased_causal_mask(self.num_heads, length, length, self.period, device=device)
+        return self_mask[None], alignment_mask(length, audio_length, device=device)[None, None]
 
     def forward(self, features: torch.Tensor, template: torch.Tensor, style_vertices: torch.Tensor,
                 style_mask: torch.Tensor | None = None, target: torch.Tensor | None = None) -> torch.Tensor:
@@ -180,7 +188,7 @@ class FaceFormerModel(nn.Module):
         past = self.vertex_map(self._flat_offsets(target[:, :-1], template)) + style
         tokens = torch.cat([style, past], dim=1)
         tokens = tokens + periodic_positional_encoding(tokens.shape[1], self.d_model, self.period, tokens.device)
-        hidden = self._decode(tokens, self._memory(features), 0, tokens.shape[1])
+        hidden = self._decode(tokens, self._memory(features), *self._masks(tokens.shape[1], features.shape[1], tokens.device))
         offsets = self.vertex_map_r(hidden) * self.offset_scale
         return template[:, None] + offsets.reshape(*offsets.shape[:2], self.num_vertices, 3)
 
@@ -204,11 +212,14 @@ class FaceFormerModel(nn.Module):
         return (template + offsets.reshape(1, num_frames, self.num_vertices, 3))[0]
 
     def _generate_published(self, style: torch.Tensor, memory_kv, num_frames: int) -> torch.Tensor:
-        # FaceFormer's loop: positional encoding, decoder and output map over the whole prefix each step.
+        # FaceFormer's loop: positional encoding, decoder and output map over the whole prefix each
+        # step; like the published code, the masks are built once and sliced.
+        self_mask, memory_mask = self._masks(num_frames, memory_kv[0][0].shape[2], style.device)
+        encoding = periodic_positional_encoding(num_frames, self.d_model, self.period, style.device)
         tokens = style
         for step in range(num_frames):
-            inputs = tokens + periodic_positional_encoding(step + 1, self.d_model, self.period, tokens.device)
-            hidden = self._decode(inputs, memory_kv, 0, step + 1)
+            hidden = self._decode(tokens + encoding[: step + 1], memory_kv, self_mask[:, :, : step + 1, : step + 1],
+                                  memory_mask[:, :, : step + 1])
             offsets = self.vertex_map_r(hidden)                                   # (1, step + 1, 3N)
             if step + 1 < num_frames:
                 tokens = torch.cat([tokens, self.vertex_map(offsets[:, -1:]) + style], dim=1)
@@ -219,10 +230,18 @@ class FaceFormerModel(nn.Module):
         feedback_weight = self.vertex_map.weight @ self.vertex_map_r.weight
         feedback_bias = self.vertex_map.weight @ self.vertex_map_r.bias + self.vertex_map.bias
         encoding = periodic_positional_encoding(num_frames, self.d_model, self.period, style.device)
-        caches: list[dict] = [{} for _ in self.layers]
+        # Row i of the biased mask over keys 0..i is bias_by_distance[:, i - j]: keep the reversed
+        # distances once and slice (memory O(H T), not O(H T^2)).
+        distance_bias = period_biased_causal_mask(self.num_heads, num_frames, 1, self.period, device=style.device)
+        reversed_bias = distance_bias[:, :, 0].flip(-1)[:, None, None, :]       # (H, 1, 1, T): distance T-1 .. 0
+        audio_length = memory_kv[0][0].shape[2]
+        caches = [layer.new_cache(1, num_frames, style) for layer in self.layers]
         token, outputs = style, []
         for step in range(num_frames):
-            hidden = self._decode(token + encoding[step], memory_kv, step, step + 1, caches)
+            self_mask = reversed_bias[..., num_frames - 1 - step:].transpose(0, 1)   # (1, H, 1, step + 1)
+            memory_mask = style.new_full((1, 1, 1, audio_length), float("-inf"))
+            memory_mask[..., step] = 0.0                                       # alignment: frame i sees audio i
+            hidden = self._decode(token + encoding[step], memory_kv, self_mask, memory_mask, caches)
             outputs.append(hidden)
             token = F.linear(hidden, feedback_weight, feedback_bias) + style
         return self.vertex_map_r(torch.cat(outputs, dim=1))
