@@ -172,3 +172,18 @@ def test_fixture_keypoints_project_onto_camera_1_landmarks(official_sample):
     # the check can fail: left and right swapped (a mirrored layout) is far off
     swapped = np.linalg.norm(pixels[:, [45, 42, 39, 36, 54, 48]] - landmarks[:frames, [36, 39, 42, 45, 48, 54]], axis=-1)
     assert np.median(swapped) > 20.0
+
+
+def test_show_and_info_draw_a_bfm_model_from_a_folder(tmp_path, capsys):
+    import json
+
+    from mmface4d_datasets.cli import main
+
+    _write_small_bfm(tmp_path)
+    out = tmp_path / "bfm.png"
+    assert main(["facemodel", "show", "--model", "bfm", "--bfm-dir", str(tmp_path), "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    capsys.readouterr()
+    assert main(["facemodel", "info", "--model", "bfm", "--bfm-dir", str(tmp_path)]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["topology"] == "bfm_front" and facts["num_vertices"] == FRONT and facts["region_sizes"]["face"] == FRONT
