@@ -187,3 +187,35 @@ def test_bench_train_command_on_a_release_then_predict_the_test_split(tmp_path, 
     assert predicted > 0
     meta = json.loads((tmp_path / "run" / "checkpoint-0000006" / "checkpoint.json").read_text())
     assert meta["release"] == str(release_dir) and meta["train_config"]["seed"] == 3
+
+
+def test_command_module_and_front_end_module_import_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, benchmark.train_cli, benchmark.features, benchmark.training; "
+            "heavy = [m for m in ('torch', 'transformers', 'safetensors') if m in sys.modules]; "
+            "print(heavy); raise SystemExit(1 if heavy else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_perf_inference_script_prints_its_conditions(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "perf" / "inference.py"
+    spec = importlib.util.spec_from_file_location("perf_inference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    previous = torch.get_num_threads()
+    try:
+        assert module.main(["--vertices", "60", "--clips", "0.5", "--repeats", "1", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(previous)
+    output = capsys.readouterr().out
+    result = json.loads(output[output.index("{\n"):])
+    assert result["conditions"]["vertices"] == 60 and result["conditions"]["threads"] == 1
+    clip = result["models"]["faceformer"]["clips"]["0.5s"]
+    assert clip["without_front_end_s_per_s"] > 0 and clip["with_logmel_s_per_s"] > 0
+    assert set(result["models"]) == {"mmface4d", "faceformer", "faceformer-cached"}
