@@ -34,6 +34,7 @@ import numpy as np
 
 from mmface4d_datasets.errors import MMFace4DError
 from mmface4d_datasets.facemodel.model import NUM_EXPRESSION, NUM_IDENTITY, FaceModel
+from mmface4d_datasets.facemodel.topology import edges
 
 __all__ = [
     "DEFAULT_NUM_VERTICES",
@@ -172,10 +173,11 @@ def _triangulate(xs, ys, chain_start: int, chain_count: int) -> np.ndarray:
     tri[signed < 0] = tri[signed < 0][:, [0, 2, 1]]
 
     chain = np.arange(chain_start, num_base)
-    edge_set = {tuple(sorted(e)) for t in tri.tolist() for e in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0]))}
-    missing = [(a, b) for a, b in zip(chain[:-1], chain[1:]) if (a, b) not in edge_set]
-    if missing:  # pragma: no cover - guaranteed by the Gabriel margin
-        raise RuntimeError(f"mouth chain edges missing from the triangulation: {missing}")
+    edge_keys = edges(tri) @ np.array([num_base, 1])
+    wanted = chain[:-1] * num_base + chain[1:]
+    missing = wanted[~np.isin(wanted, edge_keys)]
+    if missing.size:  # pragma: no cover - guaranteed by the Gabriel margin
+        raise RuntimeError(f"mouth chain edges missing from the triangulation: {divmod(missing, num_base)}")
 
     # Triangles below the mouth line use the lower-lip copies of the interior chain points.
     duplicate_of = np.arange(num_base + chain_count - 2)
@@ -255,8 +257,9 @@ def _place_landmarks(xs, ys, chain_start: int, chain_count: int) -> np.ndarray:
     keypoints = np.zeros(68, dtype=np.int64)
     for k in range(68):
         pool = candidates[k]
-        order = np.argsort(np.hypot(xs[pool] - targets[k, 0], ys[pool] - targets[k, 1]), kind="stable")
-        choice = next(int(pool[j]) for j in order if int(pool[j]) not in used)
+        distance = np.hypot(xs[pool] - targets[k, 0], ys[pool] - targets[k, 1])
+        distance[np.isin(pool, list(used))] = np.inf
+        choice = int(pool[np.argmin(distance)])  # the first of equals: deterministic
         used.add(choice)
         keypoints[k] = choice
     return keypoints
@@ -411,9 +414,11 @@ def _identity_modes(p, rng) -> np.ndarray:
     gram = np.einsum("kfc,fg,jgc->kj", mixing, feature_gram, mixing)
     lower = np.linalg.cholesky(gram)
     transform = np.linalg.inv(lower).T  # mode j = sum_k raw_k * transform[k, j]
+    # Mode j = sum_k transform[k, j] * (features @ mixing[k]): fold the transform into the mixing
+    # first, then one matrix product over the vertices.
+    combined = np.einsum("kj,kfc->fjc", transform, mixing).reshape(num_features, -1)
     features = _identity_features(p[:, :2])
-    raw = np.einsum("nf,kfc->knc", features, mixing)
-    modes = np.einsum("knc,kj->jnc", raw, transform)
+    modes = (features @ combined).reshape(len(p), NUM_IDENTITY, 3).transpose(1, 0, 2)
     scale = 0.006 / np.sqrt(np.arange(1, NUM_IDENTITY + 1))
     return modes * scale[:, None, None]
 
