@@ -1,0 +1,186 @@
+"""Loading speed and size of a release against raw float32 .npy files (DESIGN.md, Performance: loading).
+
+Builds a release from copies of the authors' sample take (each copy a different take of one subject,
+BFM front topology, 35,709 vertices), writes the same canonical frames as one raw float32 `.npy` per
+take, warms the page cache by reading every file once, then measures frames per second delivered as
+torch tensors by a `torch.utils.data.DataLoader` with 1 and 2 workers (batch size 1, one sequence per
+item), for:
+- `release`: `load_dataset(data_dir=..., split="train").with_format("torch")` (shard read + codec decode +
+  audio decode at 16 kHz);
+- `npy`: a map-style dataset doing `torch.from_numpy(np.load(path))`.
+Also: shard bytes per frame (whole shard: vertices, audio, head pose, metadata), vertex bytes per frame,
+.npy bytes per frame. Prints one JSON object.
+
+    .venv/bin/python perf/loader.py [--copies 10] [--epochs 3] [--max-error 1e-5] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BFM_VERTICES = 35709
+
+
+def fixture_sources(fixture: Path, copies: int):
+    """(sources, topology): `copies` takes of subject "sample" that are the fixture take."""
+    import scipy.io
+
+    from mmface4d_datasets import official
+    from mmface4d_datasets.facemodel import REGION_RULE_VERSION, region_masks
+    from mmface4d_datasets.release.schema import CallableSource, SourceSequence, TopologyInfo
+
+    info = scipy.io.loadmat(fixture / "BFM" / "facemodel_info.mat")
+    triangles = info["tri"].astype(np.int64) - 1
+    keypoints = info["keypoints"].reshape(-1).astype(np.int64) - 1
+    masks = region_masks(triangles, keypoints, BFM_VERTICES)
+    topology = TopologyInfo("bfm_front", BFM_VERTICES, triangles, keypoints,
+                            {k: np.asarray(v, np.int64) for k, v in masks.items()}, REGION_RULE_VERSION)
+    take = official.read_take(fixture)
+    vertices = take.vertices(BFM_VERTICES)
+    samples, rate = official.read_audio(take.audio)
+
+    def source(index: int):
+        take_id = f"{900000 + index:06d}"
+        return CallableSource(take_id, lambda: SourceSequence(
+            take_id=take_id, subject_id="sample", sentence_id="00001", vertices=vertices, audio=samples,
+            sample_rate=rate, audio_subtype="FLOAT", topology="bfm_front"))
+
+    return [source(i) for i in range(copies)], topology
+
+
+def vertices_only(batch):
+    """Collate for batch size 1: the sequence's vertex tensor (module level: picklable for workers)."""
+    return batch[0]["vertices"]
+
+
+class NpyFrames:
+    """Map-style dataset: item i = torch tensor of the i-th .npy file."""
+
+    def __init__(self, paths):
+        self.paths = list(paths)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        import torch
+
+        return {"vertices": torch.from_numpy(np.load(self.paths[index]))}
+
+
+def frames_per_second(dataset, workers: int, epochs: int) -> dict:
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=vertices_only,
+                        persistent_workers=workers > 0)
+    for tensor in loader:  # warm-up epoch: worker start-up, page cache, lazy imports
+        pass
+    frames = 0
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for tensor in loader:
+            frames += int(tensor.shape[0])
+    seconds = time.perf_counter() - start
+    return {"frames": frames, "seconds": round(seconds, 4), "frames_per_s": round(frames / seconds, 1)}
+
+
+def warm(paths) -> None:
+    for path in paths:
+        with open(path, "rb") as handle:
+            while handle.read(1 << 24):
+                pass
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--copies", type=int, default=10, help="copies of the fixture take (default 10)")
+    parser.add_argument("--epochs", type=int, default=3, help="timed passes over the data (default 3)")
+    parser.add_argument("--max-error", type=float, default=1e-5, help="codec bound in metres (default 1e-5)")
+    parser.add_argument("--keep", default=None, help="work in this folder and keep it (default: a temporary folder)")
+    args = parser.parse_args(argv)
+
+    from mmface4d_datasets.paths import official_sample_dir
+
+    fixture = official_sample_dir()
+    if fixture is None:
+        print(json.dumps({"skipped": "the authors' sample take is absent; set MMFACE4D_FIXTURES"}))
+        return 1
+    import torch
+
+    from mmface4d_datasets.loading import load_dataset
+    from mmface4d_datasets.release.reader import Release
+    from mmface4d_datasets.release.writer import write_release
+
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mmface4d-perf-loader-"))
+    release_dir, npy_dir = work / "release", work / "npy"
+    sources, topology = fixture_sources(fixture, args.copies)
+    start = time.perf_counter()
+    write_release(sources, release_dir, topology=topology, max_error=args.max_error, progress=False)
+    build_seconds = time.perf_counter() - start
+
+    release = Release(release_dir)
+    npy_dir.mkdir(parents=True, exist_ok=True)
+    npy_paths, vertex_bytes, frames = [], 0, 0
+    for record in release.iter_records("train", decode=False):
+        from mmface4d_datasets.codec import decode
+
+        array = decode(record["vertices"])
+        path = npy_dir / f"{record['take_id']}.npy"
+        np.save(path, array)
+        npy_paths.append(path)
+        vertex_bytes += len(record["vertices"])
+        frames += array.shape[0]
+    shards = sorted((release_dir / "data").glob("*/*.parquet"))
+    shard_bytes = sum(p.stat().st_size for p in shards)
+    npy_bytes = sum(p.stat().st_size for p in npy_paths)
+
+    dataset = load_dataset(data_dir=release_dir, split="train").with_format("torch")
+    npy = NpyFrames(npy_paths)
+    warm(shards + npy_paths)
+    results = {}
+    for workers in (1, 2):
+        results[f"release_{workers}_workers"] = frames_per_second(dataset, workers, args.epochs)
+        results[f"npy_{workers}_workers"] = frames_per_second(npy, workers, args.epochs)
+    ratios = {f"npy_over_release_{w}_workers": round(results[f"npy_{w}_workers"]["frames_per_s"]
+                                                      / results[f"release_{w}_workers"]["frames_per_s"], 2) for w in (1, 2)}
+    report = {
+        "what": "frames/s to torch tensors through a DataLoader (batch 1 sequence), release vs raw float32 .npy",
+        "data": f"the authors' sample take x {args.copies} copies (one subject), {frames} frames",
+        "num_vertices": BFM_VERTICES,
+        "max_error_m": args.max_error,
+        "cache": "warm (every file read once before timing, one untimed warm-up epoch per loader)",
+        "epochs_timed": args.epochs,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "build_seconds": round(build_seconds, 2),
+        "results": results,
+        "speed_ratios": ratios,
+        "bytes_per_frame": {
+            "shard_total": round(shard_bytes / frames, 1),
+            "vertices_codec": round(vertex_bytes / frames, 1),
+            "npy_float32": round(npy_bytes / frames, 1),
+            "npy_over_shard": round(npy_bytes / shard_bytes, 2),
+        },
+        "work_dir": str(work) if args.keep else None,
+    }
+    print(json.dumps(report, indent=2))
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
