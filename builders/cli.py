@@ -57,7 +57,8 @@ def register(subparsers) -> None:
                          help="BFM facemodel_info.mat giving the bfm_front triangles and keypoints "
                               "(default: BFM/facemodel_info.mat found in SRC or a folder above it)")
     release.add_argument("--no-raw", action="store_true",
-                         help="leave out the raw config (camera intrinsics and 2-D landmarks)")
+                         help="do not read camera calibrations and 2-D landmarks (the raw config's rows "
+                              "then list no camera)")
     _add_writer_options(release)
     release.set_defaults(func=_run_release)
 

@@ -23,7 +23,6 @@ Checks and where they happen:
 from __future__ import annotations
 
 import os
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 
 from builders.manifest import TakeMetadata, read_manifest, read_meta_json, take_metadata
 from mmface4d_datasets import official
-from mmface4d_datasets.errors import FormatError, MMFace4DError
+from mmface4d_datasets.errors import MMFace4DError
 
 #: Vertex count of the BFM front-face topology of the authors' release.
 BFM_FRONT_VERTICES = 35_709
@@ -276,39 +275,19 @@ def _scan_take(take, manifest, *, raw: bool, duration_tolerance_s: float) -> Tak
                       raw=raw, duration_tolerance_s=duration_tolerance_s)
 
 
-_STARTS_WITH_TAKE_ID = re.compile(r"([0-9]{6})[._]")
-
-
 def discover_takes(root: Path) -> tuple[list, dict[str, str]]:
-    """The takes under ``root`` (``official.find_takes``) and, by take id, those that are incomplete.
+    """The complete takes under ``root`` and, by take id, why each incomplete one cannot be read.
 
-    ``find_takes`` refuses the whole tree when one take lacks a file. To let ``--on-error skip`` leave
-    such a take out, the tree is then read again folder by folder with ``official.read_take`` per take
-    id: good takes are kept, each bad one becomes ``{take id: its error}``. A problem that concerns no
-    take (a stray file) re-raises ``find_takes``' error. A take id found in two folders raises
-    :class:`SourceError`.
+    Through ``official.scan_takes``, which walks the tree like ``find_takes`` without raising, so that
+    ``--on-error skip`` can leave an incomplete take out. What concerns no single take (a stray
+    ``.nut``, a take id found in two folders) raises :class:`SourceError` listing every such problem.
     """
-    try:
-        return official.find_takes(root), {}
-    except FormatError as whole:
-        first_error = whole
-    takes: dict[str, object] = {}
-    problems: dict[str, str] = {}
-    folders: dict[str, Path] = {}
-    for folder, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # as find_takes walks
-        folder = Path(folder)
-        for take_id in sorted({m[1] for name in filenames if (m := _STARTS_WITH_TAKE_ID.match(name))}):
-            if take_id in folders:
-                raise SourceError(f"{root}: take {take_id} appears twice, in {folders[take_id]} and {folder}")
-            folders[take_id] = folder
-            try:
-                takes[take_id] = official.read_take(folder, take_id)
-            except FormatError as exc:
-                problems[take_id] = str(exc) if f"take {take_id}" in str(exc) else f"take {take_id}: {exc}"
-    if not problems:
-        raise first_error
-    return [takes[k] for k in sorted(takes)], problems
+    scan = official.scan_takes(root)
+    if scan.other_problems:
+        listed = "\n  ".join(scan.other_problems[:30])
+        more = f"\n  ... and {len(scan.other_problems) - 30} more" if len(scan.other_problems) > 30 else ""
+        raise SourceError(f"{root}: {len(scan.other_problems)} problem(s) with the source folder:\n  {listed}{more}")
+    return list(scan.takes), {take_id: "; ".join(reasons) for take_id, reasons in scan.problems.items()}
 
 
 def scan_source(root: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
@@ -321,8 +300,8 @@ def scan_source(root: str | os.PathLike, *, manifest: str | os.PathLike | None =
     searched next to the source, see :func:`find_bfm_info`). ``raw``: read intrinsics, extrinsics
     and landmarks for the ``raw`` config. ``progress``: a tqdm bar over the takes being scanned.
 
-    Raises :class:`SourceError` (or ``find_takes``' ``FormatError`` for a stray file or a take id
-    found twice) when ``root`` holds no take, a take id appears twice, the takes mix topologies (naming the takes of each), or no take can be built at all; per-take problems
+    Raises :class:`SourceError` when ``root`` holds no take or a stray file, a take id appears twice,
+    the takes mix topologies (naming the takes of each), or no take can be built at all; per-take problems
     are kept for the writer (see the module docstring).
     """
     root = Path(root)
