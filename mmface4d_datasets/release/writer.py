@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import defaultdict
+import sys
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def write_release(
     staging = out_dir / STAGING
     sources = list(sources)
     keys = [str(source.key) for source in sources]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1}) if len(set(keys)) != len(keys) else []
+    duplicates = sorted(key for key, count in Counter(keys).items() if count > 1)
     if duplicates:
         raise BuildError(f"{out_dir}: take ids given more than once: {', '.join(duplicates[:10])}")
 
@@ -103,7 +104,7 @@ def write_release(
             raise BuildError(f"take {key!r}: {message}") from exc
         report.skipped.append((key, message))
         if progress:
-            print(f"mmface4d: skipping take {key!r}: {message}")
+            print(f"mmface4d: skipping take {key!r}: {message}", file=sys.stderr)
 
     # 1. take pass
     metas: dict[str, dict] = {}
