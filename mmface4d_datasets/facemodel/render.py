@@ -2,7 +2,7 @@
 
 Orthographic projection along -z, triangles drawn back to front (painter's order) with Lambert
 shading, each coloured by its region; the 68 keypoints are marked and numbered. matplotlib is
-imported inside the function (Agg back end), never at module import.
+imported inside the function and draws on its own Agg canvas (pyplot's global state is not used).
 """
 
 from __future__ import annotations
@@ -52,12 +52,11 @@ def render_face_model(
     ``masks`` defaults to ``model.region_masks()``. The file is written under a temporary name in
     the same folder and renamed when complete. Returns the path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # A Figure with its own Agg canvas: no pyplot, so the caller's backend and figures are untouched.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import PolyCollection
     from matplotlib.colors import to_rgb
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     from mmface4d_datasets.facemodel.topology import vertex_normals
@@ -79,7 +78,9 @@ def render_face_model(
     # A triangle takes the most specific label among its corners.
     colours = palette[labels[triangles].min(axis=1)] * shade[:, None]
 
-    fig, ax = plt.subplots(figsize=size_inches, dpi=dpi)
+    fig = Figure(figsize=size_inches, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     polygons = points[triangles][:, :, :2] * 100.0  # centimetres on the axes
     ax.add_collection(PolyCollection(polygons, facecolors=colours, edgecolors="none", antialiased=False))
     keypoints = points[np.asarray(model.keypoints)] * 100.0
@@ -105,7 +106,6 @@ def render_face_model(
         fig.savefig(temporary, format="png")
         os.replace(temporary, out_path)
     finally:
-        plt.close(fig)
         if temporary.exists():
             temporary.unlink()
     return out_path
