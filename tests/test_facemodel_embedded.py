@@ -181,6 +181,21 @@ def test_random_modes_are_localised_and_identity_modes_scaled(default_model):
     assert np.abs(cosines - np.eye(80)).max() < 0.2
 
 
+def test_modes_are_smooth_on_the_mesh(default_model):
+    """A smooth displacement field has a small Laplacian; white noise of the same size does not."""
+    from mmface4d_datasets.facemodel.topology import laplacian
+
+    lap = laplacian(default_model.triangles, default_model.num_vertices, kind="uniform")
+
+    def roughness(field):
+        return np.linalg.norm(lap @ field) / np.linalg.norm(field)
+
+    noise = np.random.default_rng(0).normal(size=(default_model.num_vertices, 3))
+    assert roughness(noise) > 5.0
+    for basis in (default_model.identity_basis, default_model.expression_basis[len(EXPRESSION_NAMES) :]):
+        assert max(roughness(mode.astype(np.float64)) for mode in basis) < 0.1 * roughness(noise)  # measured 0.06
+
+
 def test_vertices_broadcast_over_batch_dimensions(model):
     rng = np.random.default_rng(0)
     identity = rng.normal(size=(2, 1, 80))

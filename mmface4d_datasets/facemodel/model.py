@@ -169,7 +169,7 @@ class FaceModel:
         given = [t for t in (identity, expression) if isinstance(t, torch.Tensor)]
         device = given[0].device if given else torch.device("cpu")
         dtype = given[0].dtype if given and given[0].is_floating_point() else torch.float32
-        out = torch.as_tensor(self.mean.copy(), device=device, dtype=dtype)
+        out = _torch_view(self.mean, torch, device, dtype)
         for values, basis, what in (
             (identity, self.identity_basis, "identity"),
             (expression, self.expression_basis, "expression"),
@@ -183,10 +183,21 @@ class FaceModel:
                     f"face model {self.topology}: {what} coefficients must have shape (..., K) with "
                     f"K <= {len(basis)}, found {tuple(coeffs.shape)}"
                 )
-            flat = torch.as_tensor(basis[:k].reshape(k, -1).copy(), device=device, dtype=dtype)
+            flat = _torch_view(basis[:k].reshape(k, -1), torch, device, dtype)
             offset = (coeffs.reshape(-1, k) @ flat).reshape(tuple(coeffs.shape[:-1]) + tuple(self.mean.shape))
             out = out + offset
         return out
+
+
+def _torch_view(array: np.ndarray, torch, device, dtype):
+    """``array`` as a tensor without a copy where device and dtype allow (CPU float32)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # The model's arrays are read-only; torch warns about that, but only reads them here.
+        warnings.simplefilter("ignore", UserWarning)
+        tensor = torch.from_numpy(array)
+    return tensor.to(device=device, dtype=dtype)
 
 
 def load_face_model(name: str = "default", **options) -> FaceModel:
