@@ -136,16 +136,16 @@ def make_actor(seed: int, index: int, num_identity_modes: int = 80) -> Actor:
         pitch=int(rng.integers(30, 52) if male else rng.integers(52, 76)),
         pitch_range=int(rng.integers(35, 75)),
     )
-    weights = np.exp(rng.normal(0.0, 0.3, size=4))
+    weights = np.exp(rng.normal(0.0, 0.4, size=4))
     style = SpeakingStyle(
-        mouth_amplitude=float(np.exp(rng.normal(0.0, 0.25))),
+        mouth_amplitude=float(np.exp(rng.normal(0.0, 0.3))),
         viseme_weights=tuple(float(w) for w in weights),
         articulation_speed=speed,
         brow_gain=float(rng.uniform(0.2, 1.6)),
         brow_baseline=float(rng.normal(0.0, 0.35)),
         brow_lag=float(rng.uniform(0.0, 0.12)),
         blink_rate=float(rng.uniform(8.0, 28.0)),
-        head_amplitude=float(rng.uniform(0.8, 3.0)),
+        head_amplitude=float(rng.uniform(1.0, 4.0)),
         emotion_intensity=float(rng.uniform(0.6, 1.2)),
         smile_baseline=float(rng.normal(0.0, 0.2)),
     )

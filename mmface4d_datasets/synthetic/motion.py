@@ -37,6 +37,9 @@ ANIMATED_MODES = MOUTH_MODES + ("smile", "brow_raise", "eye_blink")
 ANTICIPATION = 0.04  # seconds the visible articulation leads the sound
 REST_DOMINANCE = 0.02  # dominance of the rest pose, everywhere
 OVERSAMPLING = 4  # evaluations per frame, averaged over the frame
+#: Gain of each mouth mode after the viseme blend: less jaw, more lip shaping than the raw targets,
+#: which brings the per-axis lip speeds nearer those of the authors' sample take.
+MOUTH_GAINS = (0.8, 1.3, 1.3, 1.0)
 
 # Vowel qualities (jaw_open, lip_pucker, lip_stretch, lip_press).
 _OPEN = (1.0, 0.0, 0.1, 0.0)
@@ -161,11 +164,17 @@ def prosody(samples: np.ndarray, sample_rate: int, num_frames: int, fps: float =
     windows = np.stack([padded[c:c + 2 * half] for c in centres]) if num_frames else np.zeros((0, 2 * half))
     energy_db = 20.0 * np.log10(np.sqrt((windows ** 2).mean(axis=1)) + 1e-6)
     min_lag, max_lag = int(sample_rate / f0_range[1]), int(sample_rate / f0_range[0])
+    window = np.hanning(2 * half)
     centred = windows - windows.mean(axis=1, keepdims=True)
-    spectrum = np.fft.rfft(centred * np.hanning(2 * half)[None, :], n=4 * half, axis=1)
+    spectrum = np.fft.rfft(centred * window[None, :], n=4 * half, axis=1)
     autocorr = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :max_lag + 1]
-    normalised = autocorr / np.maximum(autocorr[:, :1], 1e-12)
-    lags = min_lag + np.argmax(normalised[:, min_lag:max_lag + 1], axis=1)
+    # Divide by the window's own autocorrelation (Boersma 1993) so long lags are not penalised.
+    window_autocorr = np.fft.irfft(np.abs(np.fft.rfft(window, n=4 * half)) ** 2)[:max_lag + 1]
+    normalised = (autocorr / np.maximum(autocorr[:, :1], 1e-12)) / (window_autocorr / window_autocorr[0])
+    candidates = normalised[:, min_lag:max_lag + 1]
+    # The shortest lag within 10% of the best one: a period's multiples score almost as high.
+    near_best = candidates >= 0.9 * candidates.max(axis=1, keepdims=True)
+    lags = min_lag + np.argmax(near_best, axis=1)
     peak = normalised[np.arange(num_frames), lags]
     loud = energy_db > (energy_db.max(initial=-120.0) - 35.0)
     voiced = (peak > 0.45) & loud
@@ -254,14 +263,14 @@ def head_motion(num_frames: int, amplitude_degrees: float, energy_db: np.ndarray
                 fps: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
     """Small rigid head motion: (T, 3) angles in degrees (pitch, yaw, roll) and (T, 3) translation in metres.
 
-    Angles: smooth noise (correlation 0.6 s) times ``amplitude_degrees`` (roll at half of it),
-    plus a nod on pitch that follows the smoothed, z-scored energy (0.4 x amplitude per unit).
+    Angles: smooth noise (correlation 0.5 s) times ``amplitude_degrees`` (roll at half of it),
+    plus a nod on pitch that follows the z-scored energy smoothed over 0.25 s (0.3 x amplitude per unit).
     Translation: smooth noise of 2 mm per axis (correlation 0.8 s).
     """
-    angles = smooth_noise(num_frames, 0.6, rng, fps, 3) * amplitude_degrees * np.array([1.0, 1.0, 0.5])
-    energy = _gaussian_smooth(energy_db, 0.1 * fps)
+    angles = smooth_noise(num_frames, 0.5, rng, fps, 3) * amplitude_degrees * np.array([1.0, 1.0, 0.5])
+    energy = _gaussian_smooth(energy_db, 0.25 * fps)
     if num_frames > 1 and energy.std() > 0:
-        angles[:, 0] += 0.4 * amplitude_degrees * (energy - energy.mean()) / energy.std()
+        angles[:, 0] += 0.3 * amplitude_degrees * (energy - energy.mean()) / energy.std()
     translation = smooth_noise(num_frames, 0.8, rng, fps, 3) * 0.002
     return angles, translation
 
@@ -340,7 +349,7 @@ def animate(samples: np.ndarray, sample_rate: int, starts: np.ndarray, ends: np.
     """Animate one take from its audio and phoneme timings (seconds from the first sample).
 
     ``style`` is a :class:`~mmface4d_datasets.synthetic.actors.SpeakingStyle`. Mouth:
-    :func:`viseme_curves` times ``mouth_amplitude x viseme_weights x EMOTION_MOUTH_GAIN``; brows:
+    :func:`viseme_curves` times ``mouth_amplitude x viseme_weights x EMOTION_MOUTH_GAIN x MOUTH_GAINS``; brows:
     ``brow_baseline + brow_gain x prominence(t - brow_lag)``; smile: ``smile_baseline``; blinks:
     :func:`blink_curve`; every mode plus its emotion offset times ``emotion_intensity``; head:
     :func:`head_motion`. ``rng`` draws the blinks, then the head motion.
@@ -348,7 +357,7 @@ def animate(samples: np.ndarray, sample_rate: int, starts: np.ndarray, ends: np.
     if emotion not in EMOTION_OFFSETS:
         raise ValueError(f"unknown emotion {emotion!r}; expected one of {tuple(EMOTION_OFFSETS)}")
     mouth = viseme_curves(starts, ends, phonemes, num_frames, fps, style.articulation_speed)
-    mouth = mouth * (style.mouth_amplitude * EMOTION_MOUTH_GAIN[emotion]) * np.asarray(style.viseme_weights)
+    mouth = mouth * (style.mouth_amplitude * EMOTION_MOUTH_GAIN[emotion]) * np.asarray(style.viseme_weights) * MOUTH_GAINS
     features = prosody(samples, sample_rate, num_frames, fps)
     drive = prominence(features, fps)
     curves = {mode: mouth[:, k] for k, mode in enumerate(MOUTH_MODES)}
