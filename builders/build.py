@@ -126,13 +126,12 @@ def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, senten
                             num_vertices: int | None = None, on_error: str = "stop",
                             max_error: float | None = None, shard_size_bytes: int | None = None,
                             progress: bool = True) -> BuildSummary:
-    """Build a release of ``subjects`` x ``sentences`` synthetic takes (see :mod:`builders.synthetic`)."""
+    """Build a release of ``subjects`` x ``sentences`` synthetic takes made in memory by the core's
+    generator (see :mod:`builders.synthetic`); ``seed`` drives both the generator and the split."""
     from builders.synthetic import synthetic_sources
 
     _check_on_error(on_error)
-    sources, topology = synthetic_sources(subjects=subjects, sentences=sentences, seed=seed,
-                                          num_vertices=num_vertices, work_dir=Path(out_dir) / ".synthetic-takes",
-                                          progress=progress)
+    sources, topology = synthetic_sources(subjects=subjects, sentences=sentences, seed=seed, num_vertices=num_vertices)
     return run_writer(sources, out_dir, topology=topology,
                       source_description=f"synthetic takes ({subjects} subjects x {sentences} sentences, seed {seed})",
                       on_error=on_error, seed=seed, progress=progress,

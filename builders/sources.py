@@ -103,6 +103,52 @@ def detect_topology(take, meta: dict | None) -> str:
                      "name the topology (synthetic_v1@<N>) in the take's meta.json")
 
 
+def check_durations(num_frames: int, fps: int, num_samples: int, sample_rate: int,
+                    tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S) -> None:
+    """Raise ``ValueError`` unless ``|num_frames / fps - num_samples / sample_rate| <= tolerance_s``."""
+    mesh_s, audio_s = num_frames / fps, num_samples / sample_rate
+    if abs(mesh_s - audio_s) > tolerance_s:
+        raise ValueError(f"{num_frames} mesh frames last {mesh_s:.3f} s at {fps} fps but the audio lasts "
+                         f"{audio_s:.3f} s ({num_samples} samples at {sample_rate} Hz); they may differ by at "
+                         f"most {tolerance_s:g} s")
+
+
+#: Conventions a meta.json may name for its camera transforms, and whether they must be inverted to
+#: give the release's convention (camera c -> reference camera 1: x_1 = E x_c).
+_EXTRINSICS_CONVENTIONS = {"camera-c-from-camera-1": True, "camera-1-from-camera-c": False}
+
+
+def extrinsics_from_meta(meta: dict | None) -> dict[int, np.ndarray]:
+    """Camera transforms of a take's meta.json, as the release stores them: camera c -> camera 1.
+
+    Two forms are read: ``{"extrinsics": {"0": 4x4, ...}}`` (already camera c -> camera 1), or our
+    rig's and simulator's ``{"extrinsics": {"reference_camera": 1, "convention": "...", "cameras":
+    {"0": 4x4, ...}}}`` whose convention string names ``camera-c-from-camera-1`` (inverted here) or
+    ``camera-1-from-camera-c``. Returns {} when there are none; raises ``ValueError`` for a matrix
+    that is not a finite 4x4, another reference camera or an unknown convention.
+    """
+    found = (meta or {}).get("extrinsics") or {}
+    if not isinstance(found, dict):
+        raise ValueError(f"expected an object, found {type(found).__name__}")
+    invert = False
+    if "cameras" in found:
+        if int(found.get("reference_camera", 1)) != 1:
+            raise ValueError(f"reference_camera is {found.get('reference_camera')}, the release's reference is camera 1")
+        convention = str(found.get("convention", ""))
+        named = [name for name in _EXTRINSICS_CONVENTIONS if name in convention]
+        if len(named) != 1:
+            raise ValueError(f"convention {convention!r} names neither of {', '.join(_EXTRINSICS_CONVENTIONS)}")
+        invert = _EXTRINSICS_CONVENTIONS[named[0]]
+        found = found["cameras"] or {}
+    out = {}
+    for camera, matrix in sorted(found.items(), key=lambda item: int(item[0])):
+        array = np.asarray(matrix, dtype=np.float64)
+        if array.shape != (4, 4) or not np.isfinite(array).all():
+            raise ValueError(f"camera {camera} is not a finite 4x4 matrix (shape {array.shape})")
+        out[int(camera)] = np.linalg.inv(array) if invert else array
+    return out
+
+
 @dataclass(frozen=True)
 class TakeSource:
     """One take as a ``SequenceSource`` for the release writer: ``key`` is the take id.
@@ -132,11 +178,10 @@ class TakeSource:
             raise TakeError(self.problem)
         audio, sample_rate, subtype = self._read_audio()
         vertices = self._read_vertices()
-        mesh_s, audio_s = vertices.shape[0] / official.FPS, audio.shape[0] / sample_rate
-        if abs(mesh_s - audio_s) > self.duration_tolerance_s:
-            raise self._fail(f"{vertices.shape[0]} mesh frames last {mesh_s:.3f} s at {official.FPS} fps but the audio lasts "
-                             f"{audio_s:.3f} s ({audio.shape[0]} samples at {sample_rate} Hz); they may differ by at "
-                             f"most {self.duration_tolerance_s:g} s", self.take.audio)
+        try:
+            check_durations(vertices.shape[0], official.FPS, audio.shape[0], sample_rate, self.duration_tolerance_s)
+        except ValueError as exc:
+            raise self._fail(str(exc), self.take.audio) from None
         m = self.metadata
         return SourceSequence(
             take_id=self.key, subject_id=m.subject_id, sentence_id=m.sentence_id,
@@ -203,16 +248,10 @@ class TakeSource:
         return RawCapture(intrinsics=intrinsics, extrinsics=self._extrinsics(), landmarks=landmarks)
 
     def _extrinsics(self) -> dict[int, np.ndarray]:
-        """``meta.json`` ``extrinsics``: {camera: 4x4 nested list} (camera -> reference camera, metres)."""
-        found = (self.meta or {}).get("extrinsics") or {}
-        out = {}
-        for camera, matrix in found.items():
-            array = np.asarray(matrix, dtype=np.float64)
-            if array.shape != (4, 4) or not np.isfinite(array).all():
-                raise self._fail(f"meta.json extrinsics of camera {camera} are not a finite 4x4 matrix "
-                                 f"(shape {array.shape})", self.take.meta)
-            out[int(camera)] = array
-        return out
+        try:
+            return extrinsics_from_meta(self.meta)
+        except ValueError as exc:
+            raise self._fail(f"meta.json extrinsics: {exc}", self.take.meta) from None
 
 
 @dataclass

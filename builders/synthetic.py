@@ -1,75 +1,86 @@
-"""Synthetic takes (the core's generator) -> sources for the release writer.
+"""Synthetic takes, made in memory by the core's generator, as sources for the release writer.
 
-The generator (``mmface4d_datasets.synthetic.generate_takes``) writes takes in the DESIGN.md layout
-(``ID.wav``, ``ID_filt_{0,1,2}.nut``, ``ID.meta.json`` with subject, sentence, text and the topology
-``synthetic_v1@N``). They are generated into a work folder, then read back by the same path as the
-authors' takes (:func:`builders.sources.scan_source`), so a synthetic release goes through exactly
-the checks and the writer a real one does.
+Take ``(i, j)`` (subject i, sentence j, 0-based) is ``mmface4d_datasets.synthetic.synthesize_take(i,
+j, seed, model)``: deterministic, independent of every other take, and cheap (about 0.1 to 0.3 s
+each), so a :class:`SyntheticSource` makes its take again whenever the writer loads it instead of
+writing take folders to disk. Nothing is quantised on the way: the writer gets the generator's own
+float32 camera-frame vertices and float32 audio (stored bit-exact as float WAV bytes).
 
-Resume: the work folder gets a ``complete.json`` naming the generator's parameters once every take is
-written; a rerun with the same parameters reuses the takes instead of generating them again (the
-generator is deterministic for its seed, so regenerating would give the same takes, only slower).
-Different parameters start the work folder afresh.
+Each loaded take passes the checks a take from disk passes: metadata (subject, emotion prefix, age)
+through :func:`builders.manifest.metadata_from_fields` on the generator's ``meta.json`` content, the
+mesh/audio duration rule, finite vertices, and the camera extrinsics read with
+:func:`builders.sources.extrinsics_from_meta` into the ``raw`` config.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-from pathlib import Path
+from dataclasses import dataclass
 
-from builders.sources import scan_source
+import numpy as np
+
+from builders.manifest import metadata_from_fields
+from builders.sources import DEFAULT_DURATION_TOLERANCE_S, TakeError, check_durations, extrinsics_from_meta
 from mmface4d_datasets.errors import MMFace4DError
 
-COMPLETE_NAME = "complete.json"
+#: The generator's take ids have three digits for the subject and three for the sentence.
+MAX_COUNT = 999
 
 
-def _parameters(subjects: int, sentences: int, seed: int, num_vertices: int | None) -> dict:
-    from mmface4d_datasets import __version__
+@dataclass(frozen=True)
+class SyntheticSource:
+    """A ``SequenceSource`` for synthetic take ``(subject_index, sentence_index)`` of ``seed``."""
 
-    # The package version is part of the key: another generator version may make other takes.
-    return {"subjects": subjects, "sentences": sentences, "seed": seed, "num_vertices": num_vertices,
-            "package_version": __version__}
+    key: str
+    subject_index: int
+    sentence_index: int
+    seed: int
+    model: object  # mmface4d_datasets.facemodel.FaceModel (named expression modes)
+    duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S
 
+    def load(self):
+        from mmface4d_datasets.release.schema import RawCapture, SourceSequence
+        from mmface4d_datasets.synthetic.takes import FPS, synthesize_take
 
-def generate_work_takes(work_dir: str | os.PathLike, *, subjects: int, sentences: int, seed: int = 0,
-                        num_vertices: int | None = None, progress: bool = True) -> Path:
-    """Make sure ``work_dir`` holds the takes of these generator parameters; return it.
-
-    Raises :class:`MMFace4DError` for a count below 1.
-    """
-    if subjects < 1 or sentences < 1:
-        raise MMFace4DError(f"--subjects and --sentences must be at least 1 (got {subjects} and {sentences})")
-    from mmface4d_datasets.synthetic import generate_takes
-
-    work = Path(work_dir)
-    wanted = _parameters(subjects, sentences, seed, num_vertices)
-    marker = work / COMPLETE_NAME
-    if marker.is_file():
+        take = synthesize_take(self.subject_index, self.sentence_index, self.seed, model=self.model)
+        meta = take.metadata()
+        where = f"synthetic take {take.take_id} (seed {self.seed})"
+        metadata = metadata_from_fields(take.take_id, meta, source=where)
         try:
-            if json.loads(marker.read_text(encoding="utf-8")) == wanted:
-                return work
-        except (OSError, json.JSONDecodeError):
-            pass  # an unreadable marker means: generate again
-    if work.exists():
-        shutil.rmtree(work)  # takes of other parameters, or an interrupted generation
-    work.mkdir(parents=True)
-    generate_takes(work, subjects, sentences, seed=seed, num_vertices=num_vertices, progress=progress)
-    temporary = marker.with_name(COMPLETE_NAME + ".tmp")
-    temporary.write_text(json.dumps(wanted, sort_keys=True), encoding="utf-8")
-    os.replace(temporary, marker)
-    return work
+            check_durations(take.num_frames, FPS, take.audio.shape[0], take.sample_rate, self.duration_tolerance_s)
+            extrinsics = extrinsics_from_meta(meta)
+        except ValueError as exc:
+            raise TakeError(f"take {take.take_id} ({where}): {exc}") from None
+        if not np.isfinite(take.vertices).all():
+            raise TakeError(f"take {take.take_id} ({where}): the generated vertices hold NaN or infinite values")
+        return SourceSequence(
+            take_id=take.take_id, subject_id=metadata.subject_id, sentence_id=metadata.sentence_id,
+            vertices=np.ascontiguousarray(take.vertices, dtype=np.float32),
+            audio=np.ascontiguousarray(take.audio, dtype=np.float32), sample_rate=int(take.sample_rate),
+            audio_subtype="FLOAT", topology=take.topology, fps=FPS,
+            text=metadata.text, gender=metadata.gender, age=metadata.age,
+            raw=RawCapture(extrinsics=extrinsics),
+        )
 
 
-def synthetic_sources(*, subjects: int, sentences: int, seed: int = 0, num_vertices: int | None = None,
-                      work_dir: str | os.PathLike, progress: bool = True):
-    """``(sources, topology)`` of ``subjects`` x ``sentences`` synthetic takes, generated in ``work_dir``.
+def synthetic_sources(*, subjects: int, sentences: int, seed: int = 0, num_vertices: int | None = None):
+    """``(sources, topology)`` for ``subjects`` x ``sentences`` synthetic takes of ``seed``.
 
-    The sources are :class:`builders.sources.TakeSource` objects, sorted by take id; ``topology`` is
-    the ``TopologyInfo`` of ``synthetic_v1@N``.
+    ``sources``: :class:`SyntheticSource` objects sorted by take id; ``topology``: the
+    ``TopologyInfo`` of the embedded model ``synthetic_v1@N`` (``num_vertices``, default: the
+    model's default size). Raises :class:`MMFace4DError` for counts outside 1..999, a negative seed
+    or a vertex count the embedded model does not support.
     """
-    work = generate_work_takes(work_dir, subjects=subjects, sentences=sentences, seed=seed,
-                               num_vertices=num_vertices, progress=progress)
-    plan = scan_source(work, raw=True, progress=progress)
-    return plan.sources, plan.topology
+    for name, value in (("subjects", subjects), ("sentences", sentences)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+            raise MMFace4DError(f"--{name} must be a whole number in 1..{MAX_COUNT} (take ids have three digits each), got {value!r}")
+    if seed < 0:
+        raise MMFace4DError(f"--seed must be >= 0, got {seed}")
+    from mmface4d_datasets.facemodel import load_face_model
+    from mmface4d_datasets.release.schema import TopologyInfo
+    from mmface4d_datasets.synthetic.takes import take_id_of
+
+    model = load_face_model("default", **({} if num_vertices is None else {"num_vertices": int(num_vertices)}))
+    sources = [SyntheticSource(take_id_of(i, j), i, j, int(seed), model)
+               for i in range(subjects) for j in range(sentences)]
+    sources.sort(key=lambda s: s.key)
+    return sources, TopologyInfo.from_face_model(model)

@@ -127,7 +127,7 @@ def test_extrinsics_from_meta_json_go_to_raw(tmp_path):
     raw = scan_source(tmp_path).sources[0].load().raw
     assert list(raw.extrinsics) == [0] and np.array_equal(raw.extrinsics[0], pose)
     small_take(tmp_path / "bad", "000001", meta_extra={"extrinsics": {"0": [[1, 2], [3, 4]]}})
-    with pytest.raises(TakeError, match="extrinsics of camera 0 are not a finite 4x4"):
+    with pytest.raises(TakeError, match="extrinsics: camera 0 is not a finite 4x4"):
         scan_source(tmp_path / "bad").sources[0].load()
 
 
@@ -166,3 +166,21 @@ def test_a_take_id_seen_twice_is_refused(official_sample, tmp_path):
         (twin / path.name).symlink_to(path.resolve())
     with pytest.raises(SourceError, match="take 000401 appears twice"):
         scan_source(source, manifest=manifest)
+
+
+def test_extrinsics_conventions():
+    from builders.sources import extrinsics_from_meta
+
+    pose = np.eye(4)
+    pose[:3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
+    pose[:3, 3] = [0.2, 0.0, 0.1]
+    inverse = np.linalg.inv(pose)
+    nested = {"reference_camera": 1, "convention": "4x4 camera-c-from-camera-1 transforms", "cameras": {"2": pose.tolist()}}
+    assert np.allclose(extrinsics_from_meta({"extrinsics": nested})[2], inverse)
+    kept = nested | {"convention": "camera-1-from-camera-c"}
+    assert np.array_equal(extrinsics_from_meta({"extrinsics": kept})[2], pose)
+    assert extrinsics_from_meta({}) == {} and extrinsics_from_meta(None) == {}
+    with pytest.raises(ValueError, match="names neither"):
+        extrinsics_from_meta({"extrinsics": nested | {"convention": "world"}})
+    with pytest.raises(ValueError, match="reference_camera is 0"):
+        extrinsics_from_meta({"extrinsics": nested | {"reference_camera": 0}})
