@@ -10,6 +10,7 @@ left out under ``on_error="skip"`` is listed by id with its reason, in the retur
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -67,8 +68,12 @@ def _writer_options(max_error: float | None, shard_size_bytes: int | None) -> di
     """Only the options the caller set: the writer's own defaults stay the single source of truth."""
     options = {}
     if max_error is not None:
+        if not (math.isfinite(max_error) and max_error >= 0):
+            raise MMFace4DError(f"--max-error must be a finite number of metres >= 0, got {max_error}")
         options["max_error"] = float(max_error)
     if shard_size_bytes is not None:
+        if shard_size_bytes <= 0:
+            raise MMFace4DError(f"--shard-size must be positive, got {shard_size_bytes} bytes")
         options["shard_size_bytes"] = int(shard_size_bytes)
     return options
 
@@ -109,16 +114,18 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
     writer's. Rerunning after an interruption resumes the build.
     """
     _check_on_error(on_error)
+    writer_options = _writer_options(max_error, shard_size_bytes)
     plan = scan_source(source, manifest=manifest, bfm_info=bfm_info, raw=raw,
                        duration_tolerance_s=duration_tolerance_s, progress=progress)
     if on_error == "stop" and plan.problems:
-        # Fail before any writing: the first bad take (by id) is the one reported.
-        key = sorted(plan.problems)[0]
-        raise MMFace4DError(plan.problems[key])
+        # Fail before anything is written, naming every take the scan found bad.
+        listed = [plan.problems[key] for key in sorted(plan.problems)]
+        more = f"\n  ... and {len(listed) - 20} more" if len(listed) > 20 else ""
+        raise MMFace4DError(f"{source}: {len(listed)} take(s) cannot be built (--on-error skip leaves them out):\n  "
+                            + "\n  ".join(listed[:20]) + more)
     return run_writer(plan.sources, out_dir, topology=plan.topology,
                       source_description=f"takes in the authors' layout ({len(plan.sources)} found)",
-                      on_error=on_error, seed=seed, progress=progress,
-                      writer_options=_writer_options(max_error, shard_size_bytes),
+                      on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
                       manifest_unmatched=plan.manifest_unmatched)
 
 
@@ -131,8 +138,8 @@ def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, senten
     from builders.synthetic import synthetic_sources
 
     _check_on_error(on_error)
+    writer_options = _writer_options(max_error, shard_size_bytes)
     sources, topology = synthetic_sources(subjects=subjects, sentences=sentences, seed=seed, num_vertices=num_vertices)
     return run_writer(sources, out_dir, topology=topology,
                       source_description=f"synthetic takes ({subjects} subjects x {sentences} sentences, seed {seed})",
-                      on_error=on_error, seed=seed, progress=progress,
-                      writer_options=_writer_options(max_error, shard_size_bytes))
+                      on_error=on_error, seed=seed, progress=progress, writer_options=writer_options)

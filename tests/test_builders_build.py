@@ -230,3 +230,20 @@ def test_synthetic_release_through_the_cli(tmp_path):
     assert row["cameras"] == [0, 1, 2]
     stored = np.asarray(row["extrinsics"][0]).reshape(4, 4)
     assert np.allclose(stored @ camera_extrinsics(0), np.eye(4), atol=1e-9)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(max_error=-1.0), "--max-error must be a finite number"),
+    (dict(max_error=float("nan")), "--max-error must be a finite number"),
+    (dict(shard_size_bytes=0), "--shard-size must be positive"),
+    (dict(subjects=0), "--subjects must be a whole number in 1..999"),
+    (dict(sentences=1000), "--sentences must be a whole number in 1..999"),
+    (dict(on_error="ignore"), "on_error must be one of stop, skip"),
+])
+def test_bad_build_arguments_are_refused_before_any_work(tmp_path, options, message):
+    from builders.build import build_synthetic_release
+
+    arguments = dict(subjects=1, sentences=1, num_vertices=500, progress=False) | options
+    with pytest.raises(MMFace4DError, match=message):
+        build_synthetic_release(tmp_path / "out", **arguments)
+    assert not (tmp_path / "out").exists()
