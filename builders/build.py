@@ -79,14 +79,18 @@ def _writer_options(max_error: float | None, shard_size_bytes: int | None) -> di
 
 
 def run_writer(sources, out_dir, *, topology, source_description: str, on_error: str, seed: int,
-               progress: bool, writer_options: dict, manifest_unmatched=()) -> BuildSummary:
-    """Hand ``sources`` to the core's writer and turn its report into a :class:`BuildSummary`."""
+               progress: bool, writer_options: dict, manifest_unmatched=(), card_info: dict | None = None) -> BuildSummary:
+    """Hand ``sources`` to the core's writer and turn its report into a :class:`BuildSummary`.
+
+    ``card_info``: extra dataset-card fields for the writer (``pretty_name``, ...); ``source`` is
+    always ``source_description``.
+    """
     from mmface4d_datasets.release.writer import write_release
 
     _check_on_error(on_error)
     out = Path(out_dir)
     report = write_release(sources, out, topology=topology, seed=seed, on_error=on_error, progress=progress,
-                           card_info={"source": source_description}, **writer_options)
+                           card_info=(card_info or {}) | {"source": source_description}, **writer_options)
     summary = BuildSummary(
         out_dir=str(out),
         source=source_description,
@@ -142,4 +146,5 @@ def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, senten
     sources, topology = synthetic_sources(subjects=subjects, sentences=sentences, seed=seed, num_vertices=num_vertices)
     return run_writer(sources, out_dir, topology=topology,
                       source_description=f"synthetic takes ({subjects} subjects x {sentences} sentences, seed {seed})",
-                      on_error=on_error, seed=seed, progress=progress, writer_options=writer_options)
+                      on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
+                      card_info={"pretty_name": "MMFace4D synthetic (generated, no real person)"})

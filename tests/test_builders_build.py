@@ -213,6 +213,8 @@ def test_synthetic_release_through_the_cli(tmp_path):
     assert summary["topology"] == "synthetic_v1@500" and summary["num_sequences"] == 6
     assert summary["split_counts"] == {"train": 4, "test": 2}  # one of three subjects (2 takes each) is held out
     assert list(validate_release(tmp_path / "synth")) == []
+    card = (tmp_path / "synth" / "README.md").read_text(encoding="utf-8")
+    assert "pretty_name: MMFace4D synthetic" in card and "synthetic takes (3 subjects x 2 sentences, seed 4)" in card
     release = Release(tmp_path / "synth")
     take = synthesize_take(1, 0, 4, num_vertices=500)
     record = release.record(f"{take.actor.subject_id}/{take.take_id}")
