@@ -16,7 +16,8 @@ def _add_writer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="release folder to write; an unfinished build there is resumed")
     parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the subject split and style references (default: 0)")
+                        help="seed of the subject split and style references; for `synthetic` also of the "
+                             "generator (default: 0)")
     parser.add_argument("--max-error", type=float, default=None, metavar="METRES",
                         help="per-coordinate error bound of the vertex codec, in metres "
                              "(default: the release writer's default)")
@@ -71,7 +72,7 @@ def register(subparsers) -> None:
     synthetic.add_argument("--subjects", type=int, required=True, metavar="K", help="number of subjects")
     synthetic.add_argument("--sentences", type=int, required=True, metavar="M", help="sentences per subject")
     synthetic.add_argument("--vertices", type=int, default=None, metavar="N",
-                           help="vertex count of the embedded synthetic_v1 model (default: the generator's)")
+                           help="vertex count of the embedded synthetic_v1 model, 500..200000 (default: the generator's)")
     _add_writer_options(synthetic)
     synthetic.set_defaults(func=_run_synthetic)
 

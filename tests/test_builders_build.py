@@ -47,6 +47,10 @@ def test_fixture_take_lands_in_train_with_no_test_split(fixture_release):
     assert splits["train"] == ["S001"] and splits["test"] == []
     report = json.loads((out / REPORT_NAME).read_text())
     assert report["num_sequences"] == 1 and report["skipped"] == []
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "extra_gated_prompt" in card and "extra_gated_fields" in card
+    assert "| train | 1 | 1 | 67 |" in card  # subjects, sequences, frames computed from the data
+    assert "Consent, intended use and risks" in card and "Source: takes in the authors' layout (1 found)" in card
 
 
 def test_fixture_raw_config_holds_the_three_cameras(fixture_release):
