@@ -6,7 +6,8 @@ Where the release comes from, in this order:
 2. `data_dir=...`, else the environment variable `MMFACE4D_DATA_DIR`: a local release folder.
 3. `path` naming an existing folder: that release folder.
 4. The Hub: repository `path` when it contains "/", else `$MMFACE4D_REPO_ID`, else `DEFAULT_REPO_ID`;
-   only the README, `meta/` and the files of the asked config and split are downloaded.
+   only the README, `meta/` and the files of the asked config and split are downloaded; with
+   `streaming=True` only the README and `meta/`, and the shards are read remotely (`hf://` paths).
 
 What comes back: `datasets.DatasetDict` (no `split`), `Dataset` (a split) or `IterableDataset`
 (`streaming=True`). Rows of the default config have the DESIGN.md fields with `vertices` decoded to
@@ -71,7 +72,13 @@ def load_dataset(path: str = "mmface4d", name: str | None = None, split: str | N
         folder = Path(path).expanduser()
     else:
         repo_id = path if "/" in path else os.environ.get(REPO_ENV, DEFAULT_REPO_ID)
-        folder = download_release(repo_id, config, split, revision)
+        # Streaming downloads only the card and meta/; the shards are read remotely through hf:// paths.
+        folder = download_release(repo_id, config, split, revision, metadata_only=streaming)
+        if streaming:
+            from mmface4d_datasets.release.reader import Release
+
+            remote = hub_stream_files(repo_id, revision, Release(folder).info, config, split)
+            return _open_files(remote, config, split, streaming=True, decode=decode)
     return open_release_dataset(folder, config, split, streaming=streaming, decode=decode)
 
 
@@ -84,12 +91,32 @@ def hub_patterns(config: str, split: str | None) -> list[str]:
     return patterns + [f"{folder}/{split or '*'}/*.parquet"]
 
 
-def download_release(repo_id: str, config: str, split: str | None, revision: str | None) -> Path:
-    """snapshot_download of only the needed files; any failure becomes a `DatasetNotAvailableError` saying what to do."""
+def hub_stream_files(repo_id: str, revision: str | None, info: dict, config: str, split: str | None) -> dict[str, list[str]]:
+    """`hf://` paths of the shards of one config (per split), from the file list of `meta/info.json`."""
+    base = f"hf://datasets/{repo_id}@{revision or 'main'}/"
+    if config == "templates":
+        return {"train": [base + "templates/templates.parquet"]}
+    folder = "raw" if config == "raw" else "data"
+    splits = [split] if split is not None else sorted(info.get("splits", {}), key=lambda s: (s != "train", s))
+    files = {}
+    for name in splits:
+        listed = sorted(path for path in info.get("files", {}) if path.startswith(f"{folder}/{name}/"))
+        if not listed:
+            raise MMFace4DError(f"Hub repository {repo_id!r}: meta/info.json lists no {folder}/{name}/ shards "
+                                f"(splits: {sorted(info.get('splits', {}))})")
+        files[name] = [base + path for path in listed]
+    return files
+
+
+def download_release(repo_id: str, config: str, split: str | None, revision: str | None, *,
+                     metadata_only: bool = False) -> Path:
+    """snapshot_download of only the needed files (only README.md and meta/ with `metadata_only`);
+    any failure becomes a `DatasetNotAvailableError` saying what to do."""
+    patterns = hub_patterns(config, split)[:2] if metadata_only else hub_patterns(config, split)
     try:
         from huggingface_hub import snapshot_download
 
-        folder = snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=hub_patterns(config, split))
+        folder = snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns)
     except Exception as exc:  # offline mode, no network, no such repo, gated and not logged in: same ways out
         raise DatasetNotAvailableError(
             f"could not get the MMFace4D release {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}: {exc}). "
@@ -124,12 +151,15 @@ def _data_files(release, config: str, split: str | None) -> dict[str, list[str]]
 def open_release_dataset(folder, config: str = "default", split: str | None = None, *, streaming: bool = False,
                          decode: bool = True):
     """A local release folder's config as DatasetDict / Dataset / IterableDataset with decoding (see `load_dataset`)."""
-    import datasets
-
     from mmface4d_datasets.release.reader import Release
 
     release = Release(folder)  # checks the format version first
-    files = _data_files(release, config, split)
+    return _open_files(_data_files(release, config, split), config, split, streaming=streaming, decode=decode)
+
+
+def _open_files(files: dict[str, list[str]], config: str, split: str | None, *, streaming: bool, decode: bool):
+    import datasets
+
     loaded = datasets.load_dataset("parquet", data_files=files, streaming=streaming)
     decoder = RowDecoder(config, decode)
     result = {name: _decorate(dataset, decoder, streaming) for name, dataset in loaded.items()}

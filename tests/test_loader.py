@@ -149,6 +149,38 @@ def test_no_data_no_network_says_what_to_do(tmp_path, monkeypatch, how):
     assert ("someone/elsewhere" if how == "no-network" else "mmface4d/mmface4d") in message
 
 
+def test_hub_path_downloads_only_the_needed_files(local_release, monkeypatch):
+    import huggingface_hub
+
+    out, _ = local_release
+    calls = []
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs))
+        return str(out)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.delenv("MMFACE4D_DATA_DIR", raising=False)
+    monkeypatch.setenv("MMFACE4D_REPO_ID", "lab/faces")
+    test = load_dataset("mmface4d", split="test", revision="v1")
+    assert test.num_rows == 3 and test[0]["vertices"].ndim == 3
+    assert calls == [("lab/faces", {"repo_type": "dataset", "revision": "v1",
+                                    "allow_patterns": ["README.md", "meta/*", "data/test/*.parquet"]})]
+
+
+def test_hub_streaming_reads_shards_remotely(local_release):
+    from mmface4d_datasets.loading import hub_stream_files
+    from mmface4d_datasets.release.reader import Release
+
+    info = Release(local_release[0]).info
+    files = hub_stream_files("lab/faces", None, info, "default", None)
+    assert list(files) == ["train", "test"]
+    assert files["test"] == ["hf://datasets/lab/faces@main/data/test/shard-00000.parquet"]
+    assert hub_stream_files("lab/faces", "v2", info, "raw", "train")["train"][0].startswith("hf://datasets/lab/faces@v2/raw/train/")
+    with pytest.raises(mmface4d_datasets.errors.MMFace4DError, match="lists no data/validation/"):
+        hub_stream_files("lab/faces", None, info, "default", "validation")
+
+
 def test_hub_downloads_only_what_is_needed():
     assert hub_patterns("default", "test") == ["README.md", "meta/*", "data/test/*.parquet"]
     assert hub_patterns("raw", None) == ["README.md", "meta/*", "raw/*/*.parquet"]
