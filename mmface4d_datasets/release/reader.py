@@ -78,6 +78,7 @@ class Release:
         except ValueError as exc:
             raise FormatError(f"{info_path}: not valid JSON ({exc})") from exc
         check_format_version(self.info.get("format_version"), info_path)
+        self._last_group = (None, None)
 
     def __repr__(self) -> str:
         counts = {split: s["sequences"] for split, s in self.info.get("splits", {}).items()}
@@ -118,14 +119,27 @@ class Release:
             raise MMFace4DError(f"{self.path}: no split {split!r} (this release has {self.split_names})")
         return sorted((self.path / config / split).glob("shard-*.parquet"))
 
-    def sequences(self, split: str | None = None):
-        """meta/sequences.parquet as a pandas DataFrame (only `split`'s rows when given)."""
+    @cached_property
+    def _sequence_table(self):
         import pandas as pd
 
-        table = pd.read_parquet(self.path / "meta" / "sequences.parquet")
+        path = self.path / "meta" / "sequences.parquet"
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            raise FormatError(f"{path}: cannot be read ({exc})") from exc
+
+    @cached_property
+    def _locations(self) -> dict[str, tuple[str, int]]:
+        table = self._sequence_table
+        return dict(zip(table["id"], zip(table["shard"], table["row"].astype(int))))
+
+    def sequences(self, split: str | None = None):
+        """meta/sequences.parquet as a pandas DataFrame (a copy; only `split`'s rows when given)."""
+        table = self._sequence_table
         if split is not None:
-            table = table[table["split"] == split].reset_index(drop=True)
-        return table
+            return table[table["split"] == split].reset_index(drop=True)
+        return table.copy()
 
     def iter_records(self, split: str, decode: bool = True) -> Iterator[dict]:
         """Records of a split in id order, streamed row group by row group.
@@ -147,17 +161,19 @@ class Release:
         """One record by id, read from its shard's row group only."""
         import pyarrow.parquet as pq
 
-        table = self.sequences()
-        match = table[table["id"] == id]
-        if match.empty:
+        if id not in self._locations:
             raise MMFace4DError(f"{self.path}: no sequence with id {id!r}")
-        shard, row = self.path / match.iloc[0]["shard"], int(match.iloc[0]["row"])
+        relative, row = self._locations[id]
+        shard = self.path / relative
         parquet = pq.ParquetFile(shard)
         start = 0
         for group in range(parquet.num_row_groups):
             count = parquet.metadata.row_group(group).num_rows
             if row < start + count:
-                stored = parquet.read_row_group(group).slice(row - start, 1).to_pylist()[0]
+                # Keep the last row group read: lookups (style references) tend to hit the same one again.
+                if self._last_group[0] != (relative, group):
+                    self._last_group = ((relative, group), parquet.read_row_group(group))
+                stored = self._last_group[1].slice(row - start, 1).to_pylist()[0]
                 if stored["id"] != id:
                     raise FormatError(f"{shard} row {row}: holds {stored['id']!r}, meta/sequences.parquet says {id!r}")
                 return decode_record(stored, f"{shard} row {row}") if decode else stored
