@@ -9,15 +9,14 @@ left out under ``on_error="skip"`` is listed by id with its reason, in the retur
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from builders.sources import DEFAULT_DURATION_TOLERANCE_S, scan_source
 from mmface4d_datasets.errors import MMFace4DError
+from mmface4d_datasets.release.files import atomic_write_bytes, json_bytes
 
 REPORT_NAME = ".build-report.json"
 ON_ERROR = ("stop", "skip")
@@ -44,19 +43,6 @@ class BuildSummary:
 
     def as_dict(self) -> dict:
         return asdict(self) | {"num_sequences": len(self.sequences), "num_skipped": len(self.skipped)}
-
-
-def _write_json_atomically(path: Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(value, stream, indent=2, sort_keys=True)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _check_on_error(on_error: str) -> None:
@@ -101,7 +87,7 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
         resumed=list(report.resumed),
         manifest_unmatched=list(manifest_unmatched),
     )
-    _write_json_atomically(out / REPORT_NAME, summary.as_dict())
+    atomic_write_bytes(out / REPORT_NAME, json_bytes(summary.as_dict()))
     return summary
 
 
