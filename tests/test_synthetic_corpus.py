@@ -170,13 +170,13 @@ def test_empty_text_is_refused():
 
 @pytest.mark.slow
 def test_the_whole_corpus_is_spoken_as_mandarin_within_the_paper_durations():
-    """Every sentence with eSpeak NG's default Mandarin voice: no switch to another language (eSpeak NG
-    spells words it cannot read in English), and at the default rate the speech plus the take's
-    silences (at most 0.8 s) stays within the paper's 11.4 s (slower voices are re-spoken faster by
-    the take generator, tested with the takes)."""
-    longest = 0.0
+    """Every sentence is read as Mandarin: no switch to another language (eSpeak NG spells words it
+    cannot read in English; checked at a fast rate to save time, the words do not depend on it), and
+    the longest sentences at the default rate, plus the take's silences (at most 0.8 s), stay within
+    the paper's 11.4 s (slower voices are re-spoken faster by the take generator, tested with the takes)."""
     for sentence in mandarin_corpus():
-        speech = synthesize_speech(sentence.text, Voice())
+        speech = synthesize_speech(sentence.text, Voice(rate=450))
         assert not any(p.startswith("(") for p in speech.phonemes), (sentence, list(speech.phonemes))
-        longest = max(longest, speech.duration)
-    assert 5.0 < longest and longest + 0.8 <= 11.4
+    longest = sorted(mandarin_corpus(), key=lambda s: len(s.text))[-20:]
+    durations = [synthesize_speech(s.text, Voice()).duration for s in longest]
+    assert 5.0 < max(durations) and max(durations) + 0.8 <= 11.4

@@ -11,7 +11,7 @@ import pytest
 from mmface4d_datasets.cli import main
 from mmface4d_datasets.facemodel import FaceModel, load_face_model
 from mmface4d_datasets.official import find_takes, read_audio
-from mmface4d_datasets.synthetic import SyntheticTake, generate_takes, synthesize_take, write_take
+from mmface4d_datasets.synthetic import SyntheticTake, generate_takes, iter_takes, synthesize_take, write_take
 from mmface4d_datasets.synthetic.actors import make_actor
 from mmface4d_datasets.synthetic.takes import (
     FPS,
@@ -233,6 +233,22 @@ def test_same_seed_same_bytes_and_resume(written, model, tmp_path):
         generate_takes(again, subjects=1, sentences=1, seed=12, model=model, progress=False)
 
 
+@pytest.mark.slow
+def test_parallel_workers_write_the_same_bytes(written, model, tmp_path):
+    out, _ = written
+    parallel = tmp_path / "parallel"
+    folders = generate_takes(parallel, subjects=2, sentences=2, seed=11, model=model, progress=False, workers=2)
+    assert [f.name for f in folders] == ["001001", "001002", "002001", "002002"]
+    assert _tree_bytes(parallel) == _tree_bytes(out)
+
+
+def test_in_memory_takes_are_the_written_ones(written, model):
+    out, _ = written
+    takes = list(iter_takes(2, 2, seed=11, model=model))
+    assert [t.take_id for t in takes] == ["001001", "001002", "002001", "002002"]
+    assert np.array_equal(read_audio(out / "synth0001" / "001002" / "001002.wav")[0], takes[1].audio)
+
+
 def test_write_take_refuses_an_existing_folder_and_leaves_nothing_half_written(take, tmp_path):
     target = tmp_path / "t"
     target.mkdir()
@@ -249,6 +265,7 @@ def test_write_take_refuses_an_existing_folder_and_leaves_nothing_half_written(t
     ({"subjects": 1, "sentences": 1000}, "sentences"),
     ({"subjects": 1, "sentences": 1, "seed": -1}, "seed"),
     ({"subjects": 1, "sentences": 1, "num_vertices": 20}, "500"),
+    ({"subjects": 1, "sentences": 1, "workers": 0}, "workers"),
 ])
 def test_bad_arguments_are_named(tmp_path, kwargs, message):
     with pytest.raises(SynthesisError, match=message):

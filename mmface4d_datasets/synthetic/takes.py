@@ -419,8 +419,61 @@ def _check_existing(folder: Path, take_id: str, seed: int, topology: str) -> Non
                              f"uses {wanted}; choose another output folder")
 
 
+def _check_set_arguments(subjects, sentences, seed) -> None:
+    for name, value, high in (("subjects", subjects, MAX_SUBJECTS), ("sentences", sentences, MAX_SENTENCES)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= high:
+            raise SynthesisError(f"{name} must be an integer in 1..{high}, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SynthesisError(f"seed must be an integer >= 0, got {seed!r}")
+
+
+def _set_model(model, num_vertices):
+    try:
+        return _face_model(model, num_vertices)
+    except SynthesisError:
+        raise
+    except MMFace4DError as exc:
+        raise SynthesisError(f"--vertices {num_vertices}: {exc}") from None
+
+
+def iter_takes(subjects: int, sentences: int, seed: int = 0, num_vertices: int | None = None, model=None):
+    """Yield the :class:`SyntheticTake` of every (subject, sentence) in order, in memory (nothing written).
+
+    The same takes, in the same order, as :func:`generate_takes` writes; for building a release
+    without a round trip through disk. Arguments as for :func:`generate_takes`.
+    """
+    _check_set_arguments(subjects, sentences, seed)
+    model = _set_model(model, num_vertices)
+    for subject_index in range(subjects):
+        for sentence_index in range(sentences):
+            yield synthesize_take(subject_index, sentence_index, int(seed), model=model)
+
+
+_WORKER_MODEL = None
+
+
+def _init_worker(model) -> None:
+    global _WORKER_MODEL
+    _WORKER_MODEL = model
+
+
+def _make_take(out_dir: Path, subject_index: int, sentence_index: int, seed: int, model=None) -> tuple[Path, list]:
+    """Write one take unless an earlier run did; return its folder and its manifest row."""
+    model = model if model is not None else _WORKER_MODEL
+    take_id = take_id_of(subject_index, sentence_index)
+    folder = out_dir / f"synth{subject_index + 1:04d}" / take_id
+    if folder.exists():
+        _check_existing(folder, take_id, seed, model.topology)
+        meta = json.loads((folder / f"{take_id}.meta.json").read_text(encoding="utf-8"))
+    else:
+        take = synthesize_take(subject_index, sentence_index, seed, model=model)
+        write_take(take, folder)
+        meta = take.metadata()
+    return folder, [take_id, meta["subject_id"], meta["sentence_id"], meta["text"], meta["gender"], meta["age"]]
+
+
 def generate_takes(out_dir, subjects: int, sentences: int, seed: int = 0, num_vertices: int | None = None,
-                   model=None, progress: bool = True) -> list[Path]:
+                   model=None, progress: bool = True, workers: int = 1) -> list[Path]:
     """Write ``subjects`` x ``sentences`` synthetic takes under ``out_dir``; return the take folders.
 
     Layout: ``out_dir/{subject_id}/{take_id}/`` holding ``ID.wav``, ``ID_filt_{0,1,2}.nut``,
@@ -428,7 +481,7 @@ def generate_takes(out_dir, subjects: int, sentences: int, seed: int = 0, num_ve
     ``out_dir/manifest.csv`` (take_id, subject_id, sentence_id, text, gender, age) of this run's takes.
     Each take folder appears atomically. Takes already present from an earlier run with the same
     seed, generator version and model are kept (the run resumes); a take folder from a different
-    run is an error. Deterministic: the same arguments give the same bytes.
+    run is an error. Deterministic: the same arguments give the same bytes, whatever ``workers``.
 
     Args:
         out_dir: output folder (created if missing).
@@ -437,18 +490,12 @@ def generate_takes(out_dir, subjects: int, sentences: int, seed: int = 0, num_ve
         num_vertices: vertex count of the embedded model (default: the model's default); not with ``model``.
         model: any face model naming the animated modes (default: the embedded model).
         progress: show a tqdm progress bar on stderr.
+        workers: processes making takes in parallel (1: in this process).
     """
-    for name, value, high in (("subjects", subjects, MAX_SUBJECTS), ("sentences", sentences, MAX_SENTENCES)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= high:
-            raise SynthesisError(f"{name} must be an integer in 1..{high}, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SynthesisError(f"seed must be an integer >= 0, got {seed!r}")
-    try:
-        model = _face_model(model, num_vertices)
-    except MMFace4DError as exc:
-        if isinstance(exc, SynthesisError):
-            raise
-        raise SynthesisError(f"--vertices {num_vertices}: {exc}") from None
+    _check_set_arguments(subjects, sentences, seed)
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise SynthesisError(f"workers must be an integer >= 1, got {workers!r}")
+    model = _set_model(model, num_vertices)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SynthesisError(f"{out_dir}: exists and is not a folder")
@@ -461,23 +508,28 @@ def generate_takes(out_dir, subjects: int, sentences: int, seed: int = 0, num_ve
 
     from tqdm.auto import tqdm
 
-    folders, rows = [], []
     jobs = [(i, j) for i in range(subjects) for j in range(sentences)]
-    for subject_index, sentence_index in tqdm(jobs, desc="synthetic takes", unit="take", disable=not progress):
-        take_id = take_id_of(subject_index, sentence_index)
-        actor_id = f"synth{subject_index + 1:04d}"
-        folder = out_dir / actor_id / take_id
-        if folder.exists():
-            _check_existing(folder, take_id, int(seed), model.topology)
-            meta = json.loads((folder / f"{take_id}.meta.json").read_text(encoding="utf-8"))
+    bar = tqdm(total=len(jobs), desc="synthetic takes", unit="take", disable=not progress)
+    results = []
+    with bar:
+        if workers == 1:
+            for i, j in jobs:
+                results.append(_make_take(out_dir, i, j, int(seed), model))
+                bar.update()
         else:
-            take = synthesize_take(subject_index, sentence_index, int(seed), model=model)
-            write_take(take, folder)
-            meta = take.metadata()
-        folders.append(folder)
-        rows.append([take_id, meta["subject_id"], meta["sentence_id"], meta["text"], meta["gender"], meta["age"]])
-    _write_manifest(out_dir / "manifest.csv", rows)
-    return folders
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: a fresh interpreter per worker, nothing inherited from this process's libraries.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
+                                     initargs=(model,)) as pool:
+                futures = [pool.submit(_make_take, out_dir, i, j, int(seed)) for i, j in jobs]
+                for future in futures:
+                    results.append(future.result())
+                    bar.update()
+    _write_manifest(out_dir / "manifest.csv", [row for _, row in results])
+    return [folder for folder, _ in results]
 
 
 def _write_manifest(path: Path, rows: list[list]) -> None:
