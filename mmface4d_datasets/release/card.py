@@ -20,13 +20,15 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 DEFAULT_CARD_INFO = {
     "pretty_name": "MMFace4D",
     "license": "other",
-    "homepage": "https://wuhaozhe.github.io/mmface4d",
+    "homepage": "https://arxiv.org/abs/2303.09797",
     "source": "MMFace4D (Wu et al.): 431 identities recorded with three Azure Kinect cameras and one microphone",
     "summary": ("Speech audio synchronised with topology-uniform 3D face mesh sequences (30 fps) for audio-driven "
                 "3D face animation, in the mmface4d release format."),
     "citation": ("@article{wu2023mmface4d,\n  title={MMFace4D: A Large-Scale Multi-Modal 4D Face Dataset for "
-                 "Audio-Driven 3D Face Animation},\n  author={Wu, Haozhe and Jia, Jia and Xing, Junliang and Xu, Hongwei "
-                 "and Wang, Xiangyuan and Wang, Jelo},\n  journal={arXiv preprint arXiv:2303.09797},\n  year={2023}\n}"),
+                 "Audio-Driven 3D Face Animation},\n  author={Wu, Haozhe and others},\n"
+                 "  journal={arXiv preprint arXiv:2303.09797},\n  year={2023}\n}"),
+    "consent": ("The people recorded consented to the collection and research use of their faces and voices, as stated "
+                "by the dataset's authors."),
 }
 
 
@@ -93,7 +95,7 @@ def render_card(info: dict, manifest: dict, sequence_rows: list[dict], card_info
         sample_rate=str(info["sample_rate"]),
         codec_version=info["codec_version"],
         max_error_um=f"{info['max_error'] * 1e6:g}",
-        split_rule=f"Rule `{manifest['version']}` (seed {manifest['seed']}): {manifest['rule']}. "
+        split_rule=f"Seed {manifest['seed']}. Rule {manifest['rule']}. "
                    f"This release: {len(manifest['train'])} train and {len(manifest['test'])} test subjects, "
                    f"{len(manifest['style_reference'])} frozen style references.",
         statistics_table=statistics_table(sequence_rows),

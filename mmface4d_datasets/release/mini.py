@@ -73,7 +73,9 @@ def ensure_mini_release(progress: bool = False) -> Path:
                                  "summary": "A small synthetic release made by mmface4d-datasets for tests and examples: "
                                             "8 synthetic speakers x 3 Mandarin sentences, 1,000-vertex embedded face model.",
                                  "source": "the mmface4d synthetic generator (eSpeak NG speech, embedded face model), seed 0",
-                                 "license": "apache-2.0"})
+                                 "license": "apache-2.0",
+                                 "consent": "No person was recorded: voices come from eSpeak NG and faces from the "
+                                            "embedded synthetic face model; the paragraph below is about the real release."})
         if target.exists():
             shutil.rmtree(target)  # an incomplete folder without meta/info.json
         os.replace(building, target)
