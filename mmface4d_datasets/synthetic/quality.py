@@ -6,7 +6,7 @@ Pure numpy functions, used by the tests and by ``perf/synthetic.py``:
   speech envelope (per-frame RMS); synchronised speech correlates best near lag 0;
 - style: :func:`region_axis_speed`, the paper's V(region, axis) statistic (mean absolute vertex
   velocity per axis over a region), as per-sequence features for :func:`nearest_centroid_accuracy`;
-- realism: the same speed statistic beside a real take's.
+- realism: the same statistic, and the mean lip vertex speed (:func:`region_speed`), beside a real take's.
 """
 
 from __future__ import annotations
@@ -63,6 +63,15 @@ def region_axis_speed(vertices: np.ndarray, region: np.ndarray) -> np.ndarray:
         return np.zeros(3)
     part = vertices[:, np.asarray(region)].astype(np.float64)
     return np.abs(np.diff(part, axis=0)).mean(axis=(0, 1))
+
+
+def region_speed(vertices: np.ndarray, region: np.ndarray) -> float:
+    """Mean over frames t and vertices v in ``region`` of ||x[t+1, v] - x[t, v]|| (metres per frame; 0 for T < 2)."""
+    vertices = np.asarray(vertices)
+    if vertices.shape[0] < 2:
+        return 0.0
+    part = vertices[:, np.asarray(region)].astype(np.float64)
+    return float(np.linalg.norm(np.diff(part, axis=0), axis=-1).mean())
 
 
 def nearest_centroid_accuracy(features: np.ndarray, labels) -> float:

@@ -36,7 +36,13 @@ import numpy as np
 from mmface4d_datasets.errors import MMFace4DError
 from mmface4d_datasets.synthetic.actors import STREAM_SENTENCES, STREAM_TAKE, Actor, emotional_voice, make_actor, stream
 from mmface4d_datasets.synthetic.corpus import CORPUS_VERSION, Sentence, draw_sentences
-from mmface4d_datasets.synthetic.motion import ANIMATED_MODES, animate, head_pose_matrices, rotation_matrix
+from mmface4d_datasets.synthetic.motion import (
+    ANIMATED_MODES,
+    FACE_TO_CAMERA,
+    animate,
+    head_pose_matrices,
+    rotation_matrix,
+)
 from mmface4d_datasets.synthetic.speech import SAMPLE_RATE, synthesize_speech
 
 #: Version of the generator's rules: bumped whenever the same seed would give different takes.
@@ -294,10 +300,10 @@ def synthesize_take(subject_index: int, sentence_index: int, seed: int = 0, mode
     centre = (low + high) / 2
     # Pivot of the head: in the neck, a quarter of the face height above the chin, 15 cm behind the nose tip.
     pivot = np.array([centre[0], low[1] + 0.25 * (high[1] - low[1]), high[2] - 0.15])
-    from mmface4d_datasets.synthetic.motion import FACE_TO_CAMERA
-
     pivot_in_camera = actor.camera_offset + FACE_TO_CAMERA @ (pivot - centre)
     poses = head_pose_matrices(motion.head_angles, motion.head_translation, pivot, pivot_in_camera, actor.base_rotation)
+    # The stored float32 pose is THE pose: the camera-frame vertices are made with exactly it.
+    poses = poses.astype(np.float32).astype(np.float64)
     vertices = np.matmul(canonical, poses[:, :3, :3].transpose(0, 2, 1)) + poses[:, None, :3, 3]
     return SyntheticTake(
         take_id=take_id,
