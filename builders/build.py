@@ -9,8 +9,10 @@ left out under ``on_error="skip"`` is listed by id with its reason, in the retur
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from mmface4d_datasets.errors import MMFace4DError
 from mmface4d_datasets.release.files import atomic_write_bytes, json_bytes
 
 REPORT_NAME = ".build-report.json"
+#: Fingerprint of the inputs of the build whose staging area is in the release folder.
+INPUTS_NAME = ".build-inputs.json"
 ON_ERROR = ("stop", "skip")
 
 
@@ -64,6 +68,42 @@ def _writer_options(max_error: float | None, shard_size_bytes: int | None) -> di
     return options
 
 
+def inputs_fingerprint(sources, topology) -> str:
+    """sha256 over every source's ``fingerprint()`` and the topology: what the staged takes depend on."""
+    import hashlib
+
+    content = {"topology": topology.hash, "sources": [source.fingerprint() for source in sources]}
+    return hashlib.sha256(json_bytes(content)).hexdigest()
+
+
+def forget_stale_staging(out: Path, fingerprint: str, *, log=print) -> bool:
+    """Remove the writer's staging area in ``out`` when it was made from other inputs.
+
+    The writer resumes from staged takes by take id; if a take's files or metadata changed since
+    (a corrected manifest, a re-exported take), its staged copy would be stale. So the fingerprint
+    of the inputs is kept in ``out/.build-inputs.json``; an unfinished build of other inputs (or of
+    unknown inputs) is discarded and the build starts afresh. Returns True when something was removed.
+    """
+    import shutil
+
+    from mmface4d_datasets.release.writer import STAGING
+
+    staging, record = out / STAGING, out / INPUTS_NAME
+    previous = None
+    if record.is_file():
+        try:
+            previous = json.loads(record.read_text(encoding="utf-8")).get("sha256")
+        except (OSError, ValueError, AttributeError):
+            previous = None
+    removed = False
+    if staging.exists() and previous != fingerprint:
+        log(f"mmface4d build: {staging} holds an unfinished build of other inputs; starting afresh")
+        shutil.rmtree(staging)
+        removed = True
+    atomic_write_bytes(record, json_bytes({"sha256": fingerprint}))
+    return removed
+
+
 def run_writer(sources, out_dir, *, topology, source_description: str, on_error: str, seed: int,
                progress: bool, writer_options: dict, manifest_unmatched=(), card_info: dict | None = None) -> BuildSummary:
     """Hand ``sources`` to the core's writer and turn its report into a :class:`BuildSummary`.
@@ -75,6 +115,8 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
 
     _check_on_error(on_error)
     out = Path(out_dir)
+    sources = list(sources)
+    forget_stale_staging(out, inputs_fingerprint(sources, topology), log=lambda line: print(line, file=sys.stderr))
     report = write_release(sources, out, topology=topology, seed=seed, on_error=on_error, progress=progress,
                            card_info=(card_info or {}) | {"source": source_description}, **writer_options)
     summary = BuildSummary(

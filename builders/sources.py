@@ -166,6 +166,23 @@ class TakeSource:
     raw: bool = True
     duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S
 
+    def fingerprint(self) -> dict:
+        """What the staged copy of this take depends on: metadata, settings and the files' sizes and
+        modification times (a changed input must not be resumed from an old staged copy)."""
+        if self.take is None:
+            return {"key": self.key, "problem": self.problem}
+        take = self.take
+        paths = [take.audio, *take.mesh_paths, *take.calibrations.values(), *take.landmarks.values()]
+        if take.meta is not None:
+            paths.append(take.meta)
+        files = []
+        for path in paths:
+            stat = os.stat(path)  # follows links: the content's file is what counts
+            files.append([str(path), stat.st_size, stat.st_mtime_ns])
+        metadata = None if self.metadata is None else {k: v for k, v in vars(self.metadata).items() if k != "source"}
+        return {"key": self.key, "problem": self.problem, "topology": self.topology, "metadata": metadata,
+                "raw": self.raw, "duration_tolerance_s": self.duration_tolerance_s, "files": files}
+
     def _fail(self, message: str, path: Path | None = None) -> TakeError:
         where = f" ({path})" if path is not None else ""
         return TakeError(f"take {self.key}{where}: {message}")

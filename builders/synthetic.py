@@ -37,6 +37,14 @@ class SyntheticSource:
     model: object  # mmface4d_datasets.facemodel.FaceModel (named expression modes)
     duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S
 
+    def fingerprint(self) -> dict:
+        """What the staged copy of this take depends on (see ``builders.build``)."""
+        from mmface4d_datasets.synthetic.takes import GENERATOR_VERSION
+
+        return {"key": self.key, "subject_index": self.subject_index, "sentence_index": self.sentence_index,
+                "seed": self.seed, "topology": self.model.topology, "generator_version": GENERATOR_VERSION,
+                "duration_tolerance_s": self.duration_tolerance_s}
+
     def load(self):
         from mmface4d_datasets.release.schema import RawCapture, SourceSequence
         from mmface4d_datasets.synthetic.takes import FPS, synthesize_take

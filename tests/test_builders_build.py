@@ -253,3 +253,29 @@ def test_bad_build_arguments_are_refused_before_any_work(tmp_path, options, mess
     with pytest.raises(MMFace4DError, match=message):
         build_synthetic_release(tmp_path / "out", **arguments)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_with_changed_inputs_does_not_resume_stale_takes(tmp_path):
+    src = tmp_path / "src"
+    small_take(src, "000001", subject="S1")
+    small_take(src, "000002", subject="S1", audio_seconds=3.0, seed=2)  # fails while the writer loads it
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(MANIFEST_HEADER + "000001,OLD,000001,,,\n000002,S1,000001,,,\n")
+    with pytest.raises(MMFace4DError, match="take 000002"):
+        build_release(src, tmp_path / "out", manifest=manifest, progress=False)
+    assert list((tmp_path / "out" / ".staging").glob("takes/000001.npz"))  # the good take was staged
+
+    small_take(src, "000002", subject="S1", seed=2)  # fixed take
+    manifest.write_text(MANIFEST_HEADER + "000001,NEW,000001,,,\n000002,S1,000001,,,\n")  # corrected subject
+    summary = build_release(src, tmp_path / "out", manifest=manifest, progress=False)
+    assert summary.resumed == [] and summary.sequences == ["NEW/000001", "S1/000002"]
+
+
+def test_an_unchanged_rerun_resumes(tmp_path):
+    src = tmp_path / "src"
+    small_take(src, "000001", subject="S1")
+    small_take(src, "000002", subject="S1", audio_seconds=3.0, seed=2)
+    with pytest.raises(MMFace4DError, match="take 000002"):
+        build_release(src, tmp_path / "out", progress=False)
+    summary = build_release(src, tmp_path / "out", on_error="skip", progress=False)
+    assert summary.resumed == ["000001"] and summary.sequences == ["S1/000001"]
