@@ -158,6 +158,14 @@ def test_no_raw_reads_no_camera_data(tmp_path):
     assert pq.read_table(raw_shard).column("cameras").to_pylist() == [[]]
 
 
+def test_the_command_module_imports_only_the_standard_library():
+    code = ("import sys, json, builders.cli; "
+            "print(json.dumps([m for m in ('numpy', 'pyarrow', 'torch', 'huggingface_hub', 'mmface4d_datasets.release') "
+            "if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
 @pytest.mark.parametrize("args, expected", [
     ((), ["release", "synthetic", "push"]),
     (("release",), ["--manifest", "--bfm-info", "--on-error", "--no-raw", "--max-error", "--seed"]),
