@@ -1,5 +1,7 @@
 """The dataset card (README.md of a release): `dataset_card.md` at the repository root, filled in.
 
+The package reads it as `release/dataset_card.md`, a link to the root file that a wheel carries as a copy.
+
 Placeholders are `{{ name }}`; every one must be given (an unknown or missing name is an error, so
 the template and this module cannot drift apart silently). Every number comes from the data.
 """
@@ -11,10 +13,9 @@ import statistics
 from pathlib import Path
 
 from mmface4d_datasets.errors import MMFace4DError
-from mmface4d_datasets.paths import REPO_ROOT
 from mmface4d_datasets.release.schema import EMOTION_NAMES
 
-CARD_TEMPLATE = REPO_ROOT / "dataset_card.md"
+CARD_TEMPLATE = Path(__file__).with_name("dataset_card.md")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 
 DEFAULT_CARD_INFO = {
