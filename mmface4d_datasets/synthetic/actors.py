@@ -10,9 +10,11 @@ is spread as evenly as possible: the male share of the first K actors is within 
 1.65/2.65 and the ages fill the quantiles of the age distribution evenly.
 
 Style (what a style reference reveals and a model can learn), per actor:
-- ``mouth_amplitude``: overall scale of the viseme targets (how widely the actor articulates);
+- ``mouth_amplitude``: overall scale of the viseme targets (how widely the actor articulates),
+  log-normal (sigma 0.25) clipped to [0.65, 1.5];
 - ``viseme_weights``: the actor's own balance of jaw opening, lip rounding, lip stretch and lip
-  press (some people speak mostly with the jaw, others with the lips);
+  press (some people speak mostly with the jaw, others with the lips): geometric mean 1, each in
+  [0.5, 2];
 - ``articulation_speed``: how sharply one viseme hands over to the next (and the speaking rate);
 - ``brow_gain``, ``brow_baseline``, ``brow_lag``: brow raise per unit of prosodic prominence,
   the resting brow, and the delay of the brow after the prosodic peak (the "upper-face habit");
@@ -35,6 +37,11 @@ MALE_TO_FEMALE = 1.65
 
 _GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0  # 0.618...: additive recurrence for ages
 _SILVER = np.sqrt(2.0) - 1.0  # 0.414...: a second, independent recurrence for genders
+
+#: Standard deviation of the identity coefficients we draw, in units of the model's standard
+#: deviations. At a full standard deviation the embedded model's 80 modes (about 13 mm RMS,
+#: much of it in the image plane) give implausible face outlines; 0.35 keeps faces face-like.
+IDENTITY_SPREAD = 0.35
 
 # Independent random streams of one generation seed (SeedSequence spawn keys).
 STREAM_ACTOR = 1
@@ -76,7 +83,8 @@ class Actor:
     Attributes:
         index: position in the set (0-based); ``subject_id`` is ``f"synth{index + 1:04d}"``.
         gender: ``"male"`` or ``"female"``; age: whole years.
-        identity: (K_id,) float32 identity coefficients in standard deviations of the model's identity basis.
+        identity: (K_id,) float32 identity coefficients in standard deviations of the model's identity basis,
+            drawn from N(0, IDENTITY_SPREAD^2).
         voice: the actor's neutral voice (emotions modulate it, see :func:`emotional_voice`).
         style: :class:`SpeakingStyle`.
         camera_offset: (3,) metres, where the actor's face centre sits in camera 1's frame.
@@ -126,7 +134,7 @@ def make_actor(seed: int, index: int, num_identity_modes: int = 80) -> Actor:
     male = (start[1] + index * _SILVER) % 1.0 < MALE_TO_FEMALE / (1.0 + MALE_TO_FEMALE)
     age = age_quantile((start[0] + index * _GOLDEN) % 1.0)
     rng = stream(seed, STREAM_ACTOR, index)
-    identity = rng.standard_normal(num_identity_modes).astype(np.float32)
+    identity = (IDENTITY_SPREAD * rng.standard_normal(num_identity_modes)).astype(np.float32)
 
     variants = MALE_VARIANTS if male else FEMALE_VARIANTS
     speed = float(np.exp(rng.normal(0.0, 0.15)))
@@ -136,9 +144,10 @@ def make_actor(seed: int, index: int, num_identity_modes: int = 80) -> Actor:
         pitch=int(rng.integers(30, 52) if male else rng.integers(52, 76)),
         pitch_range=int(rng.integers(35, 75)),
     )
-    weights = np.exp(rng.normal(0.0, 0.4, size=4))
+    log_weights = rng.normal(0.0, 0.5, size=4)
+    weights = np.clip(np.exp(log_weights - log_weights.mean()), 0.5, 2.0)  # a balance, not an amplitude
     style = SpeakingStyle(
-        mouth_amplitude=float(np.exp(rng.normal(0.0, 0.3))),
+        mouth_amplitude=float(np.clip(np.exp(rng.normal(0.0, 0.25)), 0.65, 1.5)),
         viseme_weights=tuple(float(w) for w in weights),
         articulation_speed=speed,
         brow_gain=float(rng.uniform(0.2, 1.6)),
