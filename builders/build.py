@@ -18,6 +18,7 @@ from pathlib import Path
 
 from builders.sources import DEFAULT_DURATION_TOLERANCE_S, scan_source
 from mmface4d_datasets.errors import MMFace4DError
+from mmface4d_datasets.release.card import SYNTHETIC_CARD_INFO
 from mmface4d_datasets.release.files import atomic_write_bytes, json_bytes
 
 REPORT_NAME = ".build-report.json"
@@ -175,4 +176,4 @@ def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, senten
     return run_writer(sources, out_dir, topology=topology,
                       source_description=f"synthetic takes ({subjects} subjects x {sentences} sentences, seed {seed})",
                       on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
-                      card_info={"pretty_name": "MMFace4D synthetic (generated, no real person)"})
+                      card_info=SYNTHETIC_CARD_INFO | {"pretty_name": "MMFace4D synthetic (generated, no real person)"})

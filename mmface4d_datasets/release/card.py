@@ -30,6 +30,16 @@ DEFAULT_CARD_INFO = {
                  "  journal={arXiv preprint arXiv:2303.09797},\n  year={2023}\n}"),
     "consent": ("The people recorded consented to the collection and research use of their faces and voices, as stated "
                 "by the dataset's authors."),
+    "data_kind": "3D face meshes and speech of real people (biometric data)",
+}
+
+#: Card fields every synthetic release shares (the mini release, `mmface4d build synthetic`).
+SYNTHETIC_CARD_INFO = {
+    "license": "apache-2.0",
+    "source": "the mmface4d synthetic generator (eSpeak NG speech, embedded face model)",
+    "consent": ("No person was recorded: voices come from eSpeak NG and faces from the embedded synthetic face "
+                "model; the paragraph below is about the real release."),
+    "data_kind": "synthetic 3D face meshes and synthesised speech (no real person), in the format of a biometric dataset",
 }
 
 

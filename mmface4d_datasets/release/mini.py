@@ -63,19 +63,18 @@ def ensure_mini_release(progress: bool = False) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait, then reuse its work
         if (target / "meta" / "info.json").is_file():
             return target
+        from mmface4d_datasets.release.card import SYNTHETIC_CARD_INFO
         from mmface4d_datasets.release.writer import write_release
 
         building = target.parent / f".{target.name}.building"
         sources, topology = mini_sources()
         # `building` may hold the .staging of a killed build: the writer resumes it.
         write_release(sources, building, topology=topology, seed=MINI_SEED, progress=progress,
-                      card_info={"pretty_name": "MMFace4D mini (synthetic)",
-                                 "summary": "A small synthetic release made by mmface4d-datasets for tests and examples: "
-                                            "8 synthetic speakers x 3 Mandarin sentences, 1,000-vertex embedded face model.",
-                                 "source": "the mmface4d synthetic generator (eSpeak NG speech, embedded face model), seed 0",
-                                 "license": "apache-2.0",
-                                 "consent": "No person was recorded: voices come from eSpeak NG and faces from the "
-                                            "embedded synthetic face model; the paragraph below is about the real release."})
+                      card_info=SYNTHETIC_CARD_INFO | {
+                          "pretty_name": "MMFace4D mini (synthetic)",
+                          "summary": "A small synthetic release made by mmface4d-datasets for tests and examples: "
+                                     "8 synthetic speakers x 3 Mandarin sentences, 1,000-vertex embedded face model.",
+                          "source": "the mmface4d synthetic generator (eSpeak NG speech, embedded face model), seed 0"})
         if target.exists():
             shutil.rmtree(target)  # an incomplete folder without meta/info.json
         os.replace(building, target)
