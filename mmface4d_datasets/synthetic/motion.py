@@ -39,7 +39,7 @@ REST_DOMINANCE = 0.02  # dominance of the rest pose, everywhere
 OVERSAMPLING = 4  # evaluations per frame, averaged over the frame
 #: Gain of each mouth mode after the viseme blend: more lip shaping than the raw targets, which
 #: brings the per-axis lip speeds nearer those of the authors' sample take while an average actor's
-#: open vowels still open the inner lips by about 8 to 10 mm.
+#: open vowels still open the inner lips by about 8 to 11 mm.
 MOUTH_GAINS = (1.0, 1.3, 1.3, 1.0)
 
 # Vowel qualities (jaw_open, lip_pucker, lip_stretch, lip_press).
@@ -153,9 +153,11 @@ def prosody(samples: np.ndarray, sample_rate: int, num_frames: int, fps: float =
     """Energy and pitch per video frame.
 
     Frame t uses a 40 ms window centred on the middle of its interval. Energy is
-    ``20 log10(RMS + 1e-6)``. Pitch is the lag of the highest normalised autocorrelation peak in
-    ``f0_range``; a frame is voiced when that peak exceeds 0.45 and the energy is within 35 dB
-    of the take's loudest frame.
+    ``20 log10(RMS + 1e-6)``. Pitch comes from the Hann-windowed autocorrelation, normalised by
+    its value at lag 0 and divided by the window's own autocorrelation (Boersma 1993): the pitch
+    period is the SHORTEST lag in ``f0_range`` whose value is within 10% of the best (multiples of
+    the period score almost as high; this avoids octave errors). A frame is voiced when that value
+    exceeds 0.45 and the energy is within 35 dB of the take's loudest frame.
     """
     samples = np.asarray(samples, dtype=np.float64)
     half = int(round(0.02 * sample_rate))
