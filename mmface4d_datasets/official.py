@@ -368,19 +368,28 @@ def _check_wav_complete(path: Path) -> None:
 
 
 def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write mono samples as a 32-bit float WAV (as the authors' files are), atomically.
+    """Write mono samples as a 32-bit float WAV laid out like the authors' files, atomically.
 
-    ``samples`` is 1-D (any float or int dtype, converted to float32 without rescaling).
+    ``samples`` is 1-D (any float or int dtype, converted to float32 without rescaling). Chunks:
+    ``fmt`` (IEEE float, format tag 3, 18 bytes), ``fact`` (frame count), ``data``; nothing else.
+    libsndfile would add a ``PEAK`` chunk carrying the time of writing, so two writes of the same
+    samples would differ; these bytes depend on the samples alone (the sample take's WAV comes back
+    byte for byte from its samples).
     """
-    import soundfile
+    import struct
 
     path = Path(path)
-    samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim != 1:
-        raise ValueError(f"{path}: audio samples must be 1-D (mono), got shape {samples.shape}")
+    data = np.asarray(samples, dtype="<f4")
+    if data.ndim != 1:
+        raise ValueError(f"{path}: audio samples must be 1-D (mono), got shape {data.shape}")
+    payload = data.tobytes()
+    fmt = struct.pack("<HHIIHHH", 3, 1, int(sample_rate), int(sample_rate) * 4, 4, 32, 0)
+    chunks = b"".join([b"fmt ", struct.pack("<I", len(fmt)), fmt,
+                       b"fact", struct.pack("<II", 4, len(data)),
+                       b"data", struct.pack("<I", len(payload)), payload])
     tmp = _temporary_sibling(path)
     try:
-        soundfile.write(os.fspath(tmp), samples, int(sample_rate), subtype="FLOAT", format="WAV")
+        tmp.write_bytes(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -28,11 +28,19 @@ def test_write_audio_is_bit_exact_float_wav(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["000001.wav"]  # no temporary left behind
 
 
-def test_fixture_audio_round_trips(tmp_path, official_sample):
-    samples, rate = read_audio(official_sample / "000337.wav")
+def test_fixture_audio_round_trips_byte_for_byte(tmp_path, official_sample):
+    """The writer gives the authors' file back from its samples (no time stamps, no extra chunks)."""
+    original = official_sample / "000337.wav"
+    samples, rate = read_audio(original)
     write_audio(tmp_path / "copy.wav", samples, rate)
-    back, _ = read_audio(tmp_path / "copy.wav")
-    assert np.array_equal(back, samples)
+    assert (tmp_path / "copy.wav").read_bytes() == original.read_bytes()
+
+
+def test_write_audio_is_reproducible(tmp_path):
+    samples = np.random.default_rng(1).uniform(-1, 1, 1001).astype(np.float32)
+    write_audio(tmp_path / "a.wav", samples, 16000)
+    write_audio(tmp_path / "b.wav", samples, 16000)
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
 
 
 def test_wrong_rate_is_refused_with_what_was_found(tmp_path):

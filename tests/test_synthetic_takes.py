@@ -21,7 +21,6 @@ from mmface4d_datasets.synthetic.takes import (
     camera_extrinsics,
     speak_for_take,
     take_id_of,
-    write_float_wav,
     write_npz,
 )
 
@@ -138,28 +137,6 @@ def test_npz_writer_is_reproducible_and_refuses_objects(tmp_path):
     assert np.array_equal(loaded["s"], arrays["s"])
     with pytest.raises(ValueError, match="objects"):
         write_npz(tmp_path / "bad.npz", {"x": np.array([{}], dtype=object)})
-
-
-def test_wav_writer_matches_the_authors_layout(official_sample, tmp_path):
-    """Our float WAV writer gives the authors' file byte for byte from its samples (no time stamps)."""
-    original = official_sample / "000337.wav"
-    samples, rate = read_audio(original)
-    write_float_wav(tmp_path / "copy.wav", samples, rate)
-    assert (tmp_path / "copy.wav").read_bytes() == original.read_bytes()
-
-
-def test_wav_writer_is_reproducible_and_readable(tmp_path):
-    import soundfile
-
-    samples = np.random.default_rng(0).uniform(-1, 1, 1001).astype(np.float32)
-    write_float_wav(tmp_path / "a.wav", samples, 16000)
-    write_float_wav(tmp_path / "b.wav", samples, 16000)
-    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
-    decoded, rate = soundfile.read(tmp_path / "a.wav", dtype="float32")
-    assert rate == 16000 and np.array_equal(decoded, samples)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav"]  # no temporaries left
-    with pytest.raises(ValueError, match="mono"):
-        write_float_wav(tmp_path / "c.wav", np.zeros((4, 2), np.float32), 16000)
 
 
 @pytest.fixture(scope="module")

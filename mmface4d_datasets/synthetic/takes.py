@@ -346,34 +346,6 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
             archive.writestr(info, buffer.getvalue())
 
 
-def write_float_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> None:
-    """Write mono float32 samples as a WAV file laid out like the authors' (IEEE float, format tag 3).
-
-    Chunks: ``fmt`` (18 bytes), ``fact`` (frame count), ``data``; nothing else. libsndfile (and so
-    ``soundfile``) adds a ``PEAK`` chunk carrying the time of writing, which would make two runs of
-    the same seed differ; this writer's bytes depend on the samples alone. Written to a temporary
-    name and renamed.
-    """
-    import struct
-
-    path = Path(path)
-    data = np.asarray(samples, dtype="<f4")
-    if data.ndim != 1:
-        raise ValueError(f"{path}: audio must be mono (1-D), got shape {data.shape}")
-    payload = data.tobytes()
-    fmt = struct.pack("<HHIIHHH", 3, 1, int(sample_rate), int(sample_rate) * 4, 4, 32, 0)
-    chunks = b"".join([b"fmt ", struct.pack("<I", len(fmt)), fmt,
-                       b"fact", struct.pack("<II", 4, len(data)),
-                       b"data", struct.pack("<I", len(payload)), payload])
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        tmp.write_bytes(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _json_bytes(content) -> bytes:
     return (json.dumps(content, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
@@ -381,12 +353,12 @@ def _json_bytes(content) -> bytes:
 def write_take(take: SyntheticTake, folder: str | os.PathLike) -> Path:
     """Write ``take`` as the take folder ``folder`` (which must not exist yet), atomically.
 
-    Files (DESIGN.md, Takes): ``ID.wav`` (32-bit float, 16 kHz, :func:`write_float_wav`), ``ID_filt_{0,1,2}.nut`` (camera-frame
+    Files (DESIGN.md, Takes): ``ID.wav`` (32-bit float, 16 kHz, :func:`~mmface4d_datasets.official.write_audio`), ``ID_filt_{0,1,2}.nut`` (camera-frame
     vertices in the authors' encoding), ``ID.meta.json``, ``ID.gt.npz``. They are written into a
     hidden sibling folder that is renamed to ``folder`` when complete, so the folder appears complete
     or not at all. Returns ``folder``.
     """
-    from mmface4d_datasets.official import write_mesh_sequence
+    from mmface4d_datasets.official import write_audio, write_mesh_sequence
 
     folder = Path(folder)
     if folder.exists():
@@ -398,7 +370,7 @@ def write_take(take: SyntheticTake, folder: str | os.PathLike) -> Path:
     staging.mkdir()
     try:
         take_id = take.take_id
-        write_float_wav(staging / f"{take_id}.wav", take.audio, take.sample_rate)
+        write_audio(staging / f"{take_id}.wav", take.audio, take.sample_rate)
         write_mesh_sequence(staging / f"{take_id}_filt", take.vertices, fps=FPS)
         (staging / f"{take_id}.meta.json").write_bytes(_json_bytes(take.metadata()))
         write_npz(staging / f"{take_id}.gt.npz", take.ground_truth())
