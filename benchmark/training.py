@@ -208,15 +208,20 @@ class TrainingData:
         release = Release(path)
         return cls.from_records(release.iter_records(split), release.templates(), front_end, progress)
 
-    def statistics_sample(self, generator: "torch.Generator", max_frames: int = 4096
+    def statistics_sample(self, generator: "torch.Generator", max_frames: int = 2048
                           ) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
         """Features (M, F), offsets (M', N, 3) and templates (S, N, 3) for model normalisation."""
         import torch
 
         features = torch.cat([s.features for s in self.sequences])
-        offsets = torch.cat([s.vertices - s.template for s in self.sequences])
-        if offsets.shape[0] > max_frames:
-            offsets = offsets[torch.randperm(offsets.shape[0], generator=generator)[:max_frames]]
+        # Random (sequence, frame) picks; never concatenates every frame of the split.
+        lengths = torch.tensor([s.vertices.shape[0] for s in self.sequences])
+        total = int(lengths.sum())
+        picks = torch.randperm(total, generator=generator)[:max_frames].sort().values
+        starts = torch.cumsum(lengths, 0) - lengths
+        which = torch.searchsorted(starts, picks, right=True) - 1
+        offsets = torch.stack([self.sequences[int(i)].vertices[int(f)] - self.sequences[int(i)].template
+                               for i, f in zip(which, picks - starts[which])])
         subjects = {}
         for s in self.sequences:
             subjects.setdefault(s.subject_id, s.template)

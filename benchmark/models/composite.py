@@ -129,10 +129,11 @@ class CompositeModel(nn.Module):
         self.offset_scale.copy_(offsets.std().clamp(min=1e-6))
         self.mean_template.copy_(templates.mean(dim=0))
         self.template_scale.copy_((templates - self.mean_template).std().clamp(min=1e-6))
-        flat = (offsets.reshape(offsets.shape[0], -1) / self.offset_scale).double()
-        _, _, vh = torch.linalg.svd(flat - flat.mean(dim=0), full_matrices=False)
-        found = min(self.code_dim, vh.shape[0])
-        self.basis[:, :found] = vh[:found].T.to(self.basis.dtype)
+        flat = offsets.reshape(offsets.shape[0], -1) / self.offset_scale
+        found = min(self.code_dim, *flat.shape)
+        # Randomised SVD (Halko et al.): exact for data of rank <= q, seconds instead of minutes at 3N ~ 1e4.
+        _, _, v = torch.svd_lowrank(flat, q=min(found + 16, *flat.shape), niter=3, M=flat.mean(dim=0, keepdim=True))
+        self.basis[:, :found] = v[:, :found].to(self.basis.dtype)
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, features: torch.Tensor, template: torch.Tensor, style_vertices: torch.Tensor,
