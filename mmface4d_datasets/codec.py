@@ -5,21 +5,26 @@ array whose every coordinate lies within ``max_error`` metres of the input:
 ``max |decode(encode(v, e)) - v| <= e``.  The encoder checks this on its own output with exactly the
 arithmetic the decoder uses, so the bound holds for every input it accepts, not on average.
 
-How (format version 1; docs/codec.md has the byte layout):
+How (format version 2; docs/codec.md has the byte layout and the measurements):
 
 1. Quantise. Every coordinate goes onto a uniform grid per axis,
    ``q = rint((v - origin) / step)`` with ``step = 2 * max_error * (1 - 2**-20)`` (slightly under
    twice the bound, so grid rounding alone stays strictly inside it) and ``origin`` the axis minimum.
-   The decoder reconstructs ``float32(origin + float64(q) * step)``: three correctly rounded IEEE
+   The decoder reconstructs ``float32(origin + float64(q) * step)``: correctly rounded IEEE
    operations, identical on every machine.
 2. Check. The encoder runs that same reconstruction and compares with the input. The float32 cast
    can add up to half a float32 ulp, which matters only for coordinates of hundreds of metres; any
    coordinate that misses the bound is stored verbatim as an exception (index + float32 value).
-   If exceptions are many, or the grid would need more than 2**53 levels, the whole sequence is
-   stored losslessly instead (raw float32, byte-shuffled, zstd).
-3. Predict and entropy-code the integers (lossless): frame 0 by the previous vertex of the same
-   axis, every later frame by the previous frame; residuals are zig-zag mapped, stored in the
-   narrowest unsigned width, split into byte planes and compressed with zstd.
+   If exceptions are many, or the grid would need 2**53 levels or more, the whole sequence is
+   stored losslessly instead (raw float32, byte-shuffled, zstd). Finally the encoder decodes its
+   own bytes and falls back to the lossless mode should the bound not hold (it always does).
+3. Predict the integers (lossless): every frame after the first by the previous frame, then the
+   change of each vertex by the change of its predecessor in the vertex order (motion is smooth
+   over the surface). Where the vertex order jumps (a new scan row), the vertex is predicted from
+   the nearest earlier vertex instead; the encoder finds these on frame 0 and stores the
+   (start, reference) table, so the decoder needs no mesh and no rule from outside the bytes.
+4. Entropy-code: residuals are zig-zag mapped to 4-bit symbols, two per byte (15 escapes to a
+   side stream), and compressed with zstd.
 
 Only the integer path must be exact; the prediction decides how small the numbers are.
 
@@ -48,13 +53,15 @@ from mmface4d_datasets.errors import FormatError
 __all__ = ["CODEC_VERSION", "CodecError", "decode", "encode", "peek"]
 
 #: Version of the byte format written by :func:`encode` (bumped whenever the layout changes).
-CODEC_VERSION = "1"
-_FORMAT = 1
-_READABLE_FORMATS = (1,)
+CODEC_VERSION = "2"
+_FORMAT = 2
+_READABLE_FORMATS = (2,)
 
 _MAGIC = b"MF4C"
-# magic, format, mode, reserved, T, N, max_error, step, origin x y z, number of sections, payload bytes, crc32
-_HEADER = struct.Struct("<4sHBBQQdd3dIQI")
+# magic, format, mode, reserved, T, N, max_error, step, grid levels, origin x y z,
+# number of sections, payload bytes, crc32 (of the header before it and the whole payload)
+_HEADER = struct.Struct("<4sHBBQQddQ3dIQI")
+_PREFIX = struct.Struct("<4sH")
 # name, compression, element code, stored bytes, raw bytes
 _SECTION = struct.Struct("<4sBBQQ")
 
@@ -79,6 +86,10 @@ _MAX_EXCEPTION_SHARE = 0.01
 #: ``_MAX_ZSTD_RATIO * stored + 2**16`` cannot be genuine and is refused before allocating.
 _MAX_ZSTD_RATIO = 65536
 _ZSTD_LEVEL = 9
+#: Segment starts beyond one in this many vertices mean there is no row structure to describe.
+_MAX_SEGMENT_SHARE = 8
+#: How far back (in vertex order) a segment start looks for its nearest earlier vertex.
+_REFERENCE_WINDOW = 1024
 
 
 class CodecError(FormatError):
@@ -93,6 +104,7 @@ class _Header:
     num_vertices: int
     max_error: float
     step: float
+    grid_levels: int
     origin: tuple[float, float, float]
     num_sections: int
     payload_bytes: int
@@ -159,11 +171,17 @@ def _grid_step(max_error: float) -> float:
 
 
 def _dequantise(grid_index: np.ndarray, step: float, origin: np.ndarray) -> np.ndarray:
-    """float32(origin + float64(q) * step), per axis: the one reconstruction both sides compute."""
+    """float32(origin + float64(q) * step) per axis: the one reconstruction both sides compute.
+
+    ``grid_index`` is axis-major (T, 3, N) int; the result is (T, N, 3) float32. Each operation is
+    one correctly rounded IEEE operation, so every machine computes the same bits.
+    """
     values = grid_index.astype(np.float64)
     values *= step
-    values += origin
-    return values.astype(np.float32)
+    values += origin[None, :, None]
+    vertices = np.empty((values.shape[0], values.shape[2], 3), dtype=np.float32)
+    vertices.transpose(0, 2, 1)[...] = values  # the same round-to-nearest cast as astype(float32)
+    return vertices
 
 
 def _encode_grid(array: np.ndarray, max_error: float) -> bytes | None:
@@ -176,19 +194,27 @@ def _encode_grid(array: np.ndarray, max_error: float) -> bytes | None:
     extent = array.reshape(-1, 3).max(axis=0).astype(np.float64) - origin
     if not np.all(np.isfinite(extent)) or float(extent.max()) / step >= _MAX_GRID_INDEX:
         return None
-    grid_index = np.rint((array.astype(np.float64) - origin) / step).astype(np.int64)
+    grid_index = np.rint((array.transpose(0, 2, 1).astype(np.float64) - origin[:, None]) / step).astype(np.int64)
     exception_index, exception_value = _exceptions(array, grid_index, step, origin, max_error)
     if exception_index.size > _MAX_EXCEPTION_SHARE * array.size:
         return None
 
-    sections = [_section(b"RESI", _zigzag_narrow(_temporal_residual(grid_index)))]
+    starts, references = _row_segments(grid_index[0].T)
+    residual = _spatial_residual(_temporal_residual(grid_index), starts, references)
+    symbols, escapes = _nibbles(residual)
+    sections = [
+        _section(b"SEGS", _zigzag_narrow(np.diff(starts, prepend=0))),
+        _section(b"SREF", _zigzag_narrow(starts - references)),
+        _section(b"RESN", _Stream(np.dtype("u1"), symbols)),
+        _section(b"RESX", escapes),
+    ]
     if exception_index.size:
         sections.append(_section(b"EXIX", _zigzag_narrow(np.diff(exception_index, prepend=0))))
         sections.append(_section(b"EXVL", _shuffle(exception_value.astype("<f4"))))
-    data = _pack(_MODE_GRID, num_frames, num_vertices, max_error, step, tuple(origin.tolist()), sections)
-    if len(data) >= array.nbytes:
-        return None
-    _verify(data, array, max_error)
+    levels = int(grid_index.max()) + 1
+    data = _pack(_MODE_GRID, num_frames, num_vertices, max_error, step, tuple(origin.tolist()), sections, levels)
+    if len(data) >= array.nbytes or not _within_bound(data, array, max_error):
+        return None  # the lossless mode is then smaller, or (never expected) the self-check failed
     return data
 
 
@@ -201,19 +227,93 @@ def _exceptions(array, grid_index, step, origin, max_error):
 
 
 def _temporal_residual(grid_index: np.ndarray) -> np.ndarray:
-    """Frame 0 minus its previous vertex (per axis), later frames minus the previous frame."""
-    residual = np.empty_like(grid_index)
-    residual[0, 0] = grid_index[0, 0]
-    residual[0, 1:] = grid_index[0, 1:] - grid_index[0, :-1]
-    residual[1:] = grid_index[1:] - grid_index[:-1]
+    """Frame 0 as it is, every later frame minus the previous frame (any layout with time first)."""
+    residual = grid_index.copy()
+    residual[1:] -= grid_index[:-1]
     return residual
 
 
-def _undo_temporal_residual(residual: np.ndarray) -> np.ndarray:
-    grid_index = residual.copy()
-    np.cumsum(grid_index[0], axis=0, out=grid_index[0])
-    np.cumsum(grid_index, axis=0, out=grid_index)
-    return grid_index
+def _row_segments(first_frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the vertex order jumps, and the vertex each jump is better predicted from.
+
+    Meshes scanned row by row (the BFM front face) keep neighbours next to each other in the
+    vertex order except at the start of a row. A vertex that lies more than twice the median
+    consecutive distance from its predecessor (on frame 0) starts a segment; its reference is the
+    nearest earlier vertex within ``_REFERENCE_WINDOW``. The encoder decides this; the decoder only
+    reads the stored (start, reference) pairs, so no rule has to be reproduced bit for bit.
+    Returns two int64 arrays (starts increasing, 0 < start; 0 <= reference < start).
+    """
+    num_vertices = first_frame.shape[0]
+    empty = np.zeros(0, dtype=np.int64)
+    if num_vertices < 3:
+        return empty, empty
+    positions = first_frame.astype(np.float64)
+    gap = ((positions[1:] - positions[:-1]) ** 2).sum(axis=1)
+    starts = np.flatnonzero(gap > 4.0 * np.median(gap)) + 1
+    if starts.size == 0 or starts.size > num_vertices // _MAX_SEGMENT_SHARE:
+        return empty, empty  # no row structure worth describing (noise, or one smooth strip)
+    references = np.empty_like(starts)
+    for i, start in enumerate(starts):
+        low = max(0, int(start) - _REFERENCE_WINDOW)
+        distance = ((positions[low:start] - positions[start]) ** 2).sum(axis=1)
+        references[i] = low + int(np.argmin(distance))
+    return starts.astype(np.int64), references.astype(np.int64)
+
+
+def _spatial_residual(values: np.ndarray, starts: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Axis-major (T, 3, N): each vertex minus its predecessor, a segment start minus its reference."""
+    residual = values.copy()
+    residual[..., 1:] -= values[..., :-1]
+    residual[..., starts] = values[..., starts] - values[..., references]
+    return residual
+
+
+def _undo_spatial_residual(residual: np.ndarray, starts: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_spatial_residual` (axis-major (T, 3, N) integers), in place.
+
+    Within a segment value[v] = cumsum[v] + base[segment], and a start's base is
+    ``cumsum[reference] - cumsum[start - 1] + base[segment of reference]`` with the reference in an
+    earlier segment: a sum along a path of the segment tree, done by pointer jumping (log2 of the
+    depth passes over the small (T, 3, segments) array). Integer sums may wrap, exactly as the
+    encoder's differences did: the result is exact modulo 2**bits and the true values fit.
+    """
+    values = np.cumsum(residual, axis=-1, out=residual)
+    if starts.size:
+        segment_of = np.zeros(residual.shape[-1], dtype=np.intp)
+        segment_of[starts] = 1
+        np.cumsum(segment_of, out=segment_of)
+        base = np.zeros(residual.shape[:-1] + (starts.size + 1,), dtype=residual.dtype)
+        base[..., 1:] = values[..., references] - values[..., starts - 1]
+        pointer = np.concatenate([[0], segment_of[references]])  # segment 0 is the root, base 0
+        while np.any(pointer):
+            base += base[..., pointer]
+            pointer = pointer[pointer]
+        lengths = np.diff(np.concatenate([[0], starts, [residual.shape[-1]]]))
+        values += np.repeat(base, lengths, axis=-1)
+    return values
+
+
+def _nibbles(residual: np.ndarray) -> tuple[bytes, _Stream]:
+    """Zig-zag values as 4-bit symbols (two per byte, 15 = escape) plus the escaped remainders.
+
+    Most residuals are 0, +-1, +-2: packing two per byte lets zstd's byte-wise entropy stage spend
+    well under one bit on each, which it cannot do with one value per byte.
+    """
+    unsigned = _zigzag(residual)
+    symbols = np.minimum(unsigned, 15).astype(np.uint8)
+    escapes = unsigned[symbols == 15] - np.uint64(15)
+    if symbols.size % 2:
+        symbols = np.append(symbols, np.uint8(0))
+    packed = symbols[0::2] | (symbols[1::2] << np.uint8(4))
+    return packed.tobytes(), _narrow(escapes)
+
+
+def _unnibble(packed: np.ndarray, count: int) -> np.ndarray:
+    """uint8 symbols from two-per-byte packing (low nibble first)."""
+    symbols = np.empty(packed.size * 2, dtype=np.uint8)
+    symbols[0::2] = packed & np.uint8(15)
+    symbols[1::2] = packed >> np.uint8(4)
+    return symbols[:count]
 
 
 def _encode_raw(array: np.ndarray, max_error: float) -> bytes:
@@ -222,26 +322,33 @@ def _encode_raw(array: np.ndarray, max_error: float) -> bytes:
     return _pack(_MODE_RAW, num_frames, num_vertices, max_error, 0.0, (0.0, 0.0, 0.0), sections)
 
 
-def _verify(data: bytes, array: np.ndarray, max_error: float) -> None:
-    """Decode what was written and confirm the bound; a failure here is a bug, never silent."""
+def _within_bound(data: bytes, array: np.ndarray, max_error: float) -> bool:
+    """Decode what was written and confirm the bound, with the decoder's own code path."""
     decoded = decode(data)
     error = np.abs(decoded.astype(np.float64) - array.astype(np.float64))
-    if error.size and float(error.max()) > max_error:
-        raise AssertionError(f"codec self-check failed: error {float(error.max())} > bound {max_error}")
+    return decoded.shape == array.shape and bool(error.max() <= max_error)
 
 
 # ------------------------------------------------------------------------------------ integer streams
 
 
-def _zigzag_narrow(values: np.ndarray) -> np.ndarray:
-    """Signed int64 -> zig-zag unsigned, in the narrowest of uint8/16/32/64 that holds them."""
+def _zigzag(values: np.ndarray) -> np.ndarray:
+    """Signed int64 -> unsigned: 0, -1, 1, -2, ... -> 0, 1, 2, 3, ..."""
     values = np.asarray(values, dtype=np.int64).reshape(-1)
-    unsigned = (values.view(np.uint64) << np.uint64(1)) ^ (values >> 63).view(np.uint64)
+    return (values.view(np.uint64) << np.uint64(1)) ^ (values >> 63).view(np.uint64)
+
+
+def _narrow(unsigned: np.ndarray) -> "_Stream":
+    """Unsigned values in the narrowest of uint8/16/32/64 that holds them, as byte planes."""
     largest = int(unsigned.max()) if unsigned.size else 0
     for dtype in ("u1", "<u2", "<u4"):
         if largest <= np.iinfo(dtype).max:
             return _shuffle(unsigned.astype(dtype))
     return _shuffle(unsigned.astype("<u8"))
+
+
+def _zigzag_narrow(values: np.ndarray) -> "_Stream":
+    return _narrow(_zigzag(values))
 
 
 def _unzigzag(unsigned: np.ndarray) -> np.ndarray:
@@ -286,13 +393,13 @@ def _element_code(dtype: np.dtype) -> int:
     return _ELEMENT_CODES[np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).itemsize > 1 else np.dtype(dtype)]
 
 
-def _pack(mode, num_frames, num_vertices, max_error, step, origin, sections) -> bytes:
+def _pack(mode, num_frames, num_vertices, max_error, step, origin, sections, levels=0) -> bytes:
     body = bytearray()
     for name, compression, stored, element_code, raw_bytes in sections:
         body += _SECTION.pack(name, compression, element_code, len(stored), raw_bytes)
         body += stored
     header = _HEADER.pack(
-        _MAGIC, _FORMAT, mode, 0, num_frames, num_vertices, max_error, step, *origin, len(sections), len(body), 0
+        _MAGIC, _FORMAT, mode, 0, num_frames, num_vertices, max_error, step, levels, *origin, len(sections), len(body), 0
     )
     crc = zlib.crc32(body, zlib.crc32(header[: -4]))
     return header[:-4] + struct.pack("<I", crc) + bytes(body)
@@ -300,23 +407,26 @@ def _pack(mode, num_frames, num_vertices, max_error, step, origin, sections) -> 
 
 def _read_header(data) -> _Header:
     view = memoryview(data)
+    if len(view) < _PREFIX.size or bytes(view[:4]) != _MAGIC:
+        if bytes(view[:4]) == _MAGIC[: len(view[:4])]:
+            raise CodecError(f"truncated codec stream: {len(view)} bytes, the header alone needs {_HEADER.size}")
+        raise CodecError(f"not an mmface4d codec stream (magic {bytes(view[:4])!r}, expected {_MAGIC!r})")
+    _, version = _PREFIX.unpack_from(view)
+    if version not in _READABLE_FORMATS:
+        raise CodecError(
+            f"codec format version {version} is unknown to this mmface4d-datasets "
+            f"(it reads version {', '.join(map(str, _READABLE_FORMATS))}); "
+            + ("upgrade the package to decode it" if version > max(_READABLE_FORMATS)
+               else "it was written by a development version before the first release: encode the data again")
+        )
     if len(view) < _HEADER.size:
-        if bytes(view[:4]) != _MAGIC[: len(view[:4])]:
-            raise CodecError("not an mmface4d codec stream (bad magic)")
         raise CodecError(f"truncated codec stream: {len(view)} bytes, the header alone needs {_HEADER.size}")
     fields = _HEADER.unpack_from(view)
-    if fields[0] != _MAGIC:
-        raise CodecError(f"not an mmface4d codec stream (magic {fields[0]!r}, expected {_MAGIC!r})")
-    header = _Header(
+    return _Header(
         format=fields[1], mode=fields[2], num_frames=fields[4], num_vertices=fields[5], max_error=fields[6],
-        step=fields[7], origin=tuple(fields[8:11]), num_sections=fields[11], payload_bytes=fields[12], crc32=fields[13],
+        step=fields[7], grid_levels=fields[8], origin=tuple(fields[9:12]), num_sections=fields[12],
+        payload_bytes=fields[13], crc32=fields[14],
     )
-    if header.format not in _READABLE_FORMATS:
-        raise CodecError(
-            f"codec format version {header.format} is unknown to this mmface4d-datasets "
-            f"(it reads versions {', '.join(map(str, _READABLE_FORMATS))}); upgrade the package to decode it"
-        )
-    return header
 
 
 def _checked_sections(data) -> tuple[_Header, dict[bytes, tuple[int, int, memoryview, int]]]:
@@ -362,6 +472,7 @@ def peek(data) -> dict:
         "dtype": "float32",
         "max_error": header.max_error,
         "step": header.step,
+        "grid_levels": header.grid_levels,
         "mode": _MODE_NAMES[header.mode],
         "total_bytes": len(memoryview(data)),
         "payload_bytes": header.payload_bytes,
@@ -394,9 +505,7 @@ def decode(data) -> np.ndarray:
     if header.mode == _MODE_RAW:
         values = _section_array(sections, b"RAWF", count, {4})
         return values.reshape(shape)
-    # grid mode
-    residual = _section_array(sections, b"RESI", count, {0, 1, 2, 3}).reshape(shape)
-    grid_index = _undo_temporal_residual(_unzigzag(residual))
+    grid_index = _decode_grid_index(sections, header)
     vertices = _dequantise(grid_index, header.step, np.asarray(header.origin, dtype=np.float64))
     if b"EXIX" in sections:
         exception_count = _declared_count(sections, b"EXIX", count)
@@ -406,6 +515,38 @@ def decode(data) -> np.ndarray:
             raise CodecError("codec stream exception indices are out of range")
         vertices.reshape(-1)[positions] = values
     return vertices
+
+
+def _decode_grid_index(sections, header: _Header) -> np.ndarray:
+    """Grid indices, axis-major (T, 3, N), from the sections; every size is checked before use.
+
+    Sums run in int32 when the grid has fewer than 2**31 levels (half the memory traffic of int64);
+    wrapping intermediate sums are harmless because the final values fit.
+    """
+    count = header.num_frames * header.num_vertices * 3
+    segment_count = _declared_count(sections, b"SEGS", header.num_vertices)
+    if _declared_count(sections, b"SREF", header.num_vertices) != segment_count:
+        raise CodecError("codec sections SEGS and SREF disagree on the number of segments")
+    starts = np.cumsum(_unzigzag(_section_array(sections, b"SEGS", segment_count, {0, 1, 2, 3})))
+    references = starts - _unzigzag(_section_array(sections, b"SREF", segment_count, {0, 1, 2, 3}))
+    if starts.size and (
+        starts[0] < 1 or starts[-1] >= header.num_vertices or np.any(np.diff(starts) <= 0)
+        or np.any(references < 0) or np.any(references >= starts)
+    ):
+        raise CodecError("codec stream segment table is out of range")
+    if not 0 < header.grid_levels <= _MAX_GRID_INDEX:
+        raise CodecError(f"codec stream declares {header.grid_levels} grid levels")
+    integer = np.int32 if header.grid_levels < 2**31 else np.int64
+    symbols = _unnibble(_section_array(sections, b"RESN", (count + 1) // 2, {0}), count)
+    residual = symbols.astype(integer)
+    residual = (residual >> 1) ^ -(residual & 1)  # zig-zag back: exact for symbols below 15
+    escaped = np.flatnonzero(symbols == 15)
+    escapes = _section_array(sections, b"RESX", escaped.size, {0, 1, 2, 3}).astype(np.uint64)
+    residual[escaped] = _unzigzag(escapes + np.uint64(15)).astype(integer)  # wraps to int32 if needed
+    residual = residual.reshape(header.num_frames, 3, header.num_vertices)
+    grid_index = _undo_spatial_residual(residual, starts, references)
+    np.cumsum(grid_index, axis=0, out=grid_index)
+    return grid_index
 
 
 def _declared_count(sections, name: bytes, limit: int) -> int:

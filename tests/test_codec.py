@@ -201,8 +201,8 @@ def test_not_a_codec_stream():
 def _rewrite_header(data: bytes, **changes) -> bytes:
     """Change header fields and fix the CRC, as a forger (or a buggy writer) would."""
     fields = list(codec._HEADER.unpack_from(data))
-    names = ["magic", "format", "mode", "reserved", "frames", "vertices", "max_error", "step", "ox", "oy", "oz",
-             "sections", "payload", "crc"]
+    names = ["magic", "format", "mode", "reserved", "frames", "vertices", "max_error", "step", "levels",
+             "ox", "oy", "oz", "sections", "payload", "crc"]
     for name, value in changes.items():
         fields[names.index(name)] = value
     header = codec._HEADER.pack(*fields)
@@ -238,3 +238,66 @@ def test_authors_sample_take_round_trips_within_both_bounds(official_sample):
         decoded = assert_within_bound(vertices, max_error)
         assert len(data) < vertices.nbytes
         assert decoded.shape == vertices.shape
+
+
+# --------------------------------------------------------------------------- modelling paths
+
+
+def scanned_surface(num_frames: int, row_lengths: list[int]) -> np.ndarray:
+    """A curved sheet scanned row by row (rows of different lengths, like the BFM front face), moving."""
+    rows = []
+    for row, length in enumerate(row_lengths):
+        x = np.linspace(-0.08, 0.08, length) + 0.001 * (row % 3)
+        rows.append(np.stack([x, np.full(length, 0.001 * row), 0.7 + 4.0 * x**2], axis=1))
+    shape = np.concatenate(rows)
+    time = np.linspace(0.0, 1.0, num_frames)[:, None, None]
+    motion = 0.003 * np.sin(2 * np.pi * time + 20 * shape[None, :, 1:2]) * np.array([0.2, 1.0, 0.5])
+    return (shape[None] + motion).astype(np.float32)
+
+
+def test_row_structured_meshes_get_segment_references():
+    vertices = scanned_surface(12, [60 + (row % 7) for row in range(40)])
+    info = peek(encode(vertices))
+    assert info["mode"] == "grid"
+    assert info["sections"]["SEGS"]["raw_bytes"] >= 39  # one segment per row after the first
+    assert_within_bound(vertices, 1e-5)
+    assert_within_bound(vertices[:1], 1e-5)
+
+
+def test_grids_beyond_int32_decode_with_64_bit_sums():
+    vertices = talking_face(4, 50)
+    vertices[0, 0, 0] = -0.5  # 1 m range at 0.1 um: about 5e9 grid levels
+    info = peek(encode(vertices, 1e-10))
+    assert info["mode"] == "grid" and info["grid_levels"] > 2**31
+    assert_within_bound(vertices, 1e-10)
+
+
+def test_a_failing_self_check_falls_back_to_lossless(monkeypatch):
+    """If the grid path ever decoded wrongly, the encoder must not emit it."""
+    real = codec._undo_spatial_residual
+
+    def off_by_one(*args):
+        values = real(*args)
+        values.reshape(-1)[7] += 1
+        return values
+
+    monkeypatch.setattr(codec, "_undo_spatial_residual", off_by_one)
+    vertices = talking_face(6, 40)
+    data = encode(vertices, 1e-5)
+    assert peek(data)["mode"] == "raw-float32"
+    assert np.array_equal(decode(data), vertices)
+
+
+def test_development_format_1_is_refused_with_advice():
+    data = _rewrite_header(encode(talking_face(3, 10)), format=1)
+    with pytest.raises(CodecError, match="version 1 .*encode the data again"):
+        decode(data)
+
+
+def test_authors_sample_take_is_at_least_3x_smaller_than_their_encoding(official_sample):
+    official = pytest.importorskip("mmface4d_datasets.official")
+    vertices = official.read_mesh_sequence(official_sample / "reconstruct_filt", 35709)
+    authors_bytes_per_frame = sum((official_sample / f"reconstruct_filt_{a}.nut").stat().st_size for a in range(3))
+    authors_bytes_per_frame /= vertices.shape[0]
+    ours = len(encode(vertices, 1e-5)) / vertices.shape[0]
+    assert ours * 3 <= authors_bytes_per_frame
