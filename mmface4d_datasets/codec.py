@@ -176,11 +176,10 @@ def _dequantise(grid_index: np.ndarray, step: float, origin: np.ndarray) -> np.n
     ``grid_index`` is axis-major (T, 3, N) int; the result is (T, N, 3) float32. Each operation is
     one correctly rounded IEEE operation, so every machine computes the same bits.
     """
-    values = grid_index.astype(np.float64)
-    values *= step
-    values += origin[None, :, None]
+    values = np.multiply(grid_index, step, dtype=np.float64)
     vertices = np.empty((values.shape[0], values.shape[2], 3), dtype=np.float32)
-    vertices.transpose(0, 2, 1)[...] = values  # the same round-to-nearest cast as astype(float32)
+    # computed in float64, rounded to nearest float32 on the way out (one pass, no float64 temporary)
+    np.add(values, origin[None, :, None], out=vertices.transpose(0, 2, 1), dtype=np.float64, casting="same_kind")
     return vertices
 
 
@@ -308,12 +307,20 @@ def _nibbles(residual: np.ndarray) -> tuple[bytes, _Stream]:
     return packed.tobytes(), _narrow(escapes)
 
 
-def _unnibble(packed: np.ndarray, count: int) -> np.ndarray:
-    """uint8 symbols from two-per-byte packing (low nibble first)."""
-    symbols = np.empty(packed.size * 2, dtype=np.uint8)
-    symbols[0::2] = packed & np.uint8(15)
-    symbols[1::2] = packed >> np.uint8(4)
-    return symbols[:count]
+def _nibble_pair_table(integer) -> np.ndarray:
+    """For each byte, its two symbols zig-zagged back (low nibble first), as one wide word.
+
+    Taking this table at the packed bytes yields the signed residuals in one pass; symbol 15
+    (an escape) comes out as -8, which no other symbol produces.
+    """
+    signed = np.array([(symbol >> 1) ^ -(symbol & 1) for symbol in range(16)], dtype=integer)
+    pairs = np.stack([signed[np.arange(256) & 15], signed[np.arange(256) >> 4]], axis=1)
+    wide = np.dtype(integer).itemsize * 2
+    return np.ascontiguousarray(pairs).view(np.dtype(f"<i{wide}") if wide == 8 else np.dtype([("pair", integer, 2)])).ravel()
+
+
+_ESCAPE = -8
+_NIBBLE_PAIRS = {np.int32: _nibble_pair_table(np.int32), np.int64: _nibble_pair_table(np.int64)}
 
 
 def _encode_raw(array: np.ndarray, max_error: float) -> bytes:
@@ -537,15 +544,15 @@ def _decode_grid_index(sections, header: _Header) -> np.ndarray:
     if not 0 < header.grid_levels <= _MAX_GRID_INDEX:
         raise CodecError(f"codec stream declares {header.grid_levels} grid levels")
     integer = np.int32 if header.grid_levels < 2**31 else np.int64
-    symbols = _unnibble(_section_array(sections, b"RESN", (count + 1) // 2, {0}), count)
-    residual = symbols.astype(integer)
-    residual = (residual >> 1) ^ -(residual & 1)  # zig-zag back: exact for symbols below 15
-    escaped = np.flatnonzero(symbols == 15)
+    packed = _section_array(sections, b"RESN", (count + 1) // 2, {0})
+    residual = np.take(_NIBBLE_PAIRS[integer], packed).view(integer)[:count]  # both symbols of a byte at once
+    escaped = np.flatnonzero(residual == _ESCAPE)  # only symbol 15 maps to -8
     escapes = _section_array(sections, b"RESX", escaped.size, {0, 1, 2, 3}).astype(np.uint64)
     residual[escaped] = _unzigzag(escapes + np.uint64(15)).astype(integer)  # wraps to int32 if needed
     residual = residual.reshape(header.num_frames, 3, header.num_vertices)
     grid_index = _undo_spatial_residual(residual, starts, references)
-    np.cumsum(grid_index, axis=0, out=grid_index)
+    for frame in range(1, header.num_frames):  # row by row: much faster than cumsum along axis 0
+        np.add(grid_index[frame], grid_index[frame - 1], out=grid_index[frame])
     return grid_index
 
 

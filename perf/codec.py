@@ -9,13 +9,16 @@ with ``mmface4d_datasets.official.read_mesh_sequence``), all in one run:
 - seconds (best of ``--repeats``, and the median): our encode and decode at both bounds; the authors'
   way through PyAV (``read_mesh_sequence``: FFV1 decode + header parse + dequantise); the authors'
   scripts' way (one ``ffmpeg`` process per axis piping raw gray16le, then the header parse) when an
-  ``ffmpeg`` binary is on PATH; ``np.load`` of the same float32 array saved as ``.npy`` in a temporary
+  ``ffmpeg`` binary is given (``--ffmpeg``) or on PATH; ``np.load`` of the same float32 array saved as ``.npy`` in a temporary
   folder, read once before timing (warm page cache).
 
 The process is single-threaded numpy work (zstd decompression is single-threaded too); the load
 average is printed because the machine may be shared.
 
-    .venv/bin/python perf/codec.py [--repeats 7]
+    .venv/bin/python perf/codec.py [--repeats 7] [--ffmpeg /path/to/ffmpeg]
+
+(An ffmpeg binary without root: ``pip install --target /tmp/ffm imageio-ffmpeg`` ships one under
+``/tmp/ffm/imageio_ffmpeg/binaries/``.)
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def timed(function, repeats: int) -> dict:
     return {"best_s": round(min(seconds), 5), "median_s": round(statistics.median(seconds), 5)}, result
 
 
-def ffmpeg_decode(prefix: Path, num_vertices: int) -> np.ndarray:
+def ffmpeg_decode(ffmpeg: str, prefix: Path, num_vertices: int) -> np.ndarray:
     """The authors' scripts' way: one ffmpeg process per axis (raw gray16le frames), then the header parse."""
     from mmface4d_datasets import official
 
@@ -56,7 +59,7 @@ def ffmpeg_decode(prefix: Path, num_vertices: int) -> np.ndarray:
     axes = []
     for axis in range(3):
         raw = subprocess.run(
-            ["ffmpeg", "-v", "error", "-i", f"{prefix}_{axis}.nut", "-f", "rawvideo", "-pix_fmt", "gray16le", "-"],
+            [ffmpeg, "-v", "error", "-i", f"{prefix}_{axis}.nut", "-f", "rawvideo", "-pix_fmt", "gray16le", "-"],
             check=True, capture_output=True,
         ).stdout
         frames = np.frombuffer(raw, dtype="<u2").reshape(-1, side * side)
@@ -67,6 +70,7 @@ def ffmpeg_decode(prefix: Path, num_vertices: int) -> np.ndarray:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per figure (best and median reported)")
+    parser.add_argument("--ffmpeg", default=shutil.which("ffmpeg"), help="an ffmpeg binary (default: the one on PATH, if any)")
     args = parser.parse_args(argv)
 
     import zstandard
@@ -98,7 +102,7 @@ def main(argv=None) -> int:
             "zstandard": zstandard.__version__,
             "zstd_library": zstandard.ZSTD_VERSION and ".".join(map(str, zstandard.ZSTD_VERSION)),
             "codec_version": codec.CODEC_VERSION,
-            "ffmpeg": shutil.which("ffmpeg"),
+            "ffmpeg": args.ffmpeg and subprocess.run([args.ffmpeg, "-version"], capture_output=True, text=True).stdout.split("\n")[0],
         },
         "bytes_per_frame": {
             "authors_nut": round(authors_bytes / num_frames, 1),
@@ -117,8 +121,8 @@ def main(argv=None) -> int:
         report["max_error_measured_m"][f"{name}_bound"] = bound
 
     seconds["authors_pyav_read_mesh_sequence"], _ = timed(lambda: official.read_mesh_sequence(prefix, NUM_VERTICES), args.repeats)
-    if shutil.which("ffmpeg"):
-        seconds["authors_ffmpeg_per_axis"], from_ffmpeg = timed(lambda: ffmpeg_decode(prefix, NUM_VERTICES), args.repeats)
+    if args.ffmpeg:
+        seconds["authors_ffmpeg_per_axis"], from_ffmpeg = timed(lambda: ffmpeg_decode(args.ffmpeg, prefix, NUM_VERTICES), args.repeats)
         report["ffmpeg_matches_pyav"] = bool(np.array_equal(from_ffmpeg, vertices))
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "take.npy"
