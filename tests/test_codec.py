@@ -301,3 +301,27 @@ def test_authors_sample_take_is_at_least_3x_smaller_than_their_encoding(official
     authors_bytes_per_frame /= vertices.shape[0]
     ours = len(encode(vertices, 1e-5)) / vertices.shape[0]
     assert ours * 3 <= authors_bytes_per_frame
+
+
+@pytest.mark.parametrize("weight", [0, 1, 2, 3])
+def test_every_temporal_weight_round_trips(monkeypatch, weight):
+    monkeypatch.setattr(codec, "_best_temporal_weight", lambda residual: weight)
+    vertices = scanned_surface(9, [50 + (row % 5) for row in range(20)])
+    data = encode(vertices, 2e-6)
+    assert peek(data)["temporal_weight"] == weight / 4
+    assert np.abs(decode(data).astype(np.float64) - vertices).max() <= 2e-6
+
+
+def test_undefined_temporal_weight_is_refused():
+    data = _rewrite_header(encode(scanned_surface(5, [30] * 10)), reserved=9)
+    with pytest.raises(CodecError, match="temporal weight 9"):
+        decode(data)
+
+
+def test_higher_levels_are_no_larger_and_decode_the_same():
+    vertices = scanned_surface(10, [70 + (row % 3) for row in range(30)])
+    fast, small = encode(vertices, level=1), encode(vertices, level=19)
+    assert len(small) <= len(fast)
+    assert np.array_equal(decode(fast), decode(small))
+    with pytest.raises(CodecError, match="level"):
+        encode(vertices, level=0)
