@@ -185,10 +185,14 @@ def _dequantise(grid_index: np.ndarray, step: float, origin: np.ndarray) -> np.n
     ``grid_index`` is axis-major (T, 3, N) int; the result is (T, N, 3) float32. Each operation is
     one correctly rounded IEEE operation, so every machine computes the same bits.
     """
-    values = np.multiply(grid_index, step, dtype=np.float64)
-    vertices = np.empty((values.shape[0], values.shape[2], 3), dtype=np.float32)
-    # computed in float64, rounded to nearest float32 on the way out (one pass, no float64 temporary)
-    np.add(values, origin[None, :, None], out=vertices.transpose(0, 2, 1), dtype=np.float64, casting="same_kind")
+    num_frames, _, num_vertices = grid_index.shape
+    vertices = np.empty((num_frames, num_vertices, 3), dtype=np.float32)
+    scaled = np.empty((3, num_vertices), dtype=np.float64)  # one frame at a time: stays in cache
+    shift = origin[:, None]
+    for frame in range(num_frames):
+        np.multiply(grid_index[frame], step, out=scaled, dtype=np.float64)
+        # computed in float64, rounded to the nearest float32 on the way out
+        np.add(scaled, shift, out=vertices[frame].T, dtype=np.float64, casting="same_kind")
     return vertices
 
 
@@ -282,24 +286,26 @@ def _undo_spatial_residual(residual: np.ndarray, starts: np.ndarray, references:
 
     Within a segment value[v] = cumsum[v] + base[segment], and a start's base is
     ``cumsum[reference] - cumsum[start - 1] + base[segment of reference]`` with the reference in an
-    earlier segment: a sum along a path of the segment tree, done by pointer jumping (log2 of the
-    depth passes over the small (T, 3, segments) array). Integer sums may wrap, exactly as the
-    encoder's differences did: the result is exact modulo 2**bits and the true values fit.
+    earlier segment. The plain prefix sums at those few positions come from sums of the pieces
+    between them (``np.add.reduceat``, read-only); the bases from a sum along paths of the segment
+    tree by pointer jumping (log2 of its depth passes over a small array). Each base step is then
+    added at its segment's start and one in-place cumulative sum finishes the job. Integer sums may
+    wrap, exactly as the encoder's differences did: the result is exact modulo 2**bits.
     """
-    values = np.cumsum(residual, axis=-1, out=residual)
     if starts.size:
-        segment_of = np.zeros(residual.shape[-1], dtype=np.intp)
-        segment_of[starts] = 1
-        np.cumsum(segment_of, out=segment_of)
+        cuts = np.unique(np.concatenate([[0], starts, references + 1]))
+        cuts = cuts[cuts < residual.shape[-1]]
+        prefix = np.cumsum(np.add.reduceat(residual, cuts, axis=-1), axis=-1)  # cumsum at cuts[1:] - 1
+        at = lambda positions: prefix[..., np.searchsorted(cuts, positions + 1) - 1]  # noqa: E731
+        segment_of_reference = np.searchsorted(starts, references, side="right")
         base = np.zeros(residual.shape[:-1] + (starts.size + 1,), dtype=residual.dtype)
-        base[..., 1:] = values[..., references] - values[..., starts - 1]
-        pointer = np.concatenate([[0], segment_of[references]])  # segment 0 is the root, base 0
+        base[..., 1:] = at(references) - at(starts - 1)
+        pointer = np.concatenate([[0], segment_of_reference])  # segment 0 is the root, base 0
         while np.any(pointer):
             base += base[..., pointer]
             pointer = pointer[pointer]
-        lengths = np.diff(np.concatenate([[0], starts, [residual.shape[-1]]]))
-        values += np.repeat(base, lengths, axis=-1)
-    return values
+        residual[..., starts] += np.diff(base, axis=-1)
+    return np.cumsum(residual, axis=-1, out=residual)
 
 
 def _predict_from_previous_frame(residual: np.ndarray, weight: int) -> np.ndarray:
