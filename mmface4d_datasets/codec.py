@@ -187,13 +187,20 @@ def _dequantise(grid_index: np.ndarray, step: float, origin: np.ndarray) -> np.n
     """
     num_frames, _, num_vertices = grid_index.shape
     vertices = np.empty((num_frames, num_vertices, 3), dtype=np.float32)
-    scaled = np.empty((3, num_vertices), dtype=np.float64)  # one frame at a time: stays in cache
-    shift = origin[:, None]
+    scaled = np.empty((3, num_vertices), dtype=np.float64)
     for frame in range(num_frames):
-        np.multiply(grid_index[frame], step, out=scaled, dtype=np.float64)
-        # computed in float64, rounded to the nearest float32 on the way out
-        np.add(scaled, shift, out=vertices[frame].T, dtype=np.float64, casting="same_kind")
+        _dequantise_frame(grid_index[frame], step, origin, vertices[frame], scaled)
     return vertices
+
+
+def _dequantise_frame(grid_index: np.ndarray, step: float, origin: np.ndarray, out: np.ndarray, scaled: np.ndarray) -> None:
+    """One frame of :func:`_dequantise`: (3, N) integers into ``out`` (N, 3) float32.
+
+    ``scaled`` is a reusable (3, N) float64 buffer; a frame at a time it stays in cache.
+    """
+    np.multiply(grid_index, step, out=scaled, dtype=np.float64)
+    # computed in float64, rounded to the nearest float32 on the way out
+    np.add(scaled, origin[:, None], out=out.T, dtype=np.float64, casting="same_kind")
 
 
 def _encode_grid(array: np.ndarray, max_error: float, level: int) -> bytes | None:
@@ -281,31 +288,27 @@ def _spatial_residual(values: np.ndarray, starts: np.ndarray, references: np.nda
     return residual
 
 
-def _undo_spatial_residual(residual: np.ndarray, starts: np.ndarray, references: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_spatial_residual` (axis-major (T, 3, N) integers), in place.
+def _segment_sums(residual: np.ndarray, starts: np.ndarray, references: np.ndarray) -> np.ndarray | None:
+    """Undo :func:`_spatial_residual` but for a per-segment constant; returns those constants.
 
-    Within a segment value[v] = cumsum[v] + base[segment], and a start's base is
-    ``cumsum[reference] - cumsum[start - 1] + base[segment of reference]`` with the reference in an
-    earlier segment. The plain prefix sums at those few positions come from sums of the pieces
-    between them (``np.add.reduceat``, read-only); the bases from a sum along paths of the segment
-    tree by pointer jumping (log2 of its depth passes over a small array). Each base step is then
-    added at its segment's start and one in-place cumulative sum finishes the job. Integer sums may
-    wrap, exactly as the encoder's differences did: the result is exact modulo 2**bits.
+    ``residual`` (axis-major (T, 3, N) integers) becomes, in place, its cumulative sum along the
+    vertices. The true values are that sum plus ``base[..., segment]`` (the returned (T, 3, S + 1)
+    array; None when there are no segments), where a start's base is
+    ``sum[reference] - sum[start - 1] + base[segment of reference]`` and the reference lies in an
+    earlier segment: a sum along a path of the segment tree, done by pointer jumping (log2 of its
+    depth passes over the small array). Integer sums may wrap, exactly as the encoder's differences
+    did: the result is exact modulo 2**bits and the true values fit.
     """
-    if starts.size:
-        cuts = np.unique(np.concatenate([[0], starts, references + 1]))
-        cuts = cuts[cuts < residual.shape[-1]]
-        prefix = np.cumsum(np.add.reduceat(residual, cuts, axis=-1), axis=-1)  # cumsum at cuts[1:] - 1
-        at = lambda positions: prefix[..., np.searchsorted(cuts, positions + 1) - 1]  # noqa: E731
-        segment_of_reference = np.searchsorted(starts, references, side="right")
-        base = np.zeros(residual.shape[:-1] + (starts.size + 1,), dtype=residual.dtype)
-        base[..., 1:] = at(references) - at(starts - 1)
-        pointer = np.concatenate([[0], segment_of_reference])  # segment 0 is the root, base 0
-        while np.any(pointer):
-            base += base[..., pointer]
-            pointer = pointer[pointer]
-        residual[..., starts] += np.diff(base, axis=-1)
-    return np.cumsum(residual, axis=-1, out=residual)
+    sums = np.cumsum(residual, axis=-1, out=residual)
+    if not starts.size:
+        return None
+    base = np.zeros(residual.shape[:-1] + (starts.size + 1,), dtype=residual.dtype)
+    base[..., 1:] = sums[..., references] - sums[..., starts - 1]
+    pointer = np.concatenate([[0], np.searchsorted(starts, references, side="right")])  # 0: the root, base 0
+    while np.any(pointer):
+        base += base[..., pointer]
+        pointer = pointer[pointer]
+    return base
 
 
 def _predict_from_previous_frame(residual: np.ndarray, weight: int) -> np.ndarray:
@@ -559,8 +562,7 @@ def decode(data) -> np.ndarray:
     if header.mode == _MODE_RAW:
         values = _section_array(sections, b"RAWF", count, {4})
         return values.reshape(shape)
-    grid_index = _decode_grid_index(sections, header)
-    vertices = _dequantise(grid_index, header.step, np.asarray(header.origin, dtype=np.float64))
+    vertices = _decode_grid(sections, header)
     if b"EXIX" in sections:
         exception_count = _declared_count(sections, b"EXIX", count)
         positions = np.cumsum(_unzigzag(_section_array(sections, b"EXIX", exception_count, {0, 1, 2, 3})))
@@ -571,11 +573,13 @@ def decode(data) -> np.ndarray:
     return vertices
 
 
-def _decode_grid_index(sections, header: _Header) -> np.ndarray:
-    """Grid indices, axis-major (T, 3, N), from the sections; every size is checked before use.
+def _decode_grid(sections, header: _Header) -> np.ndarray:
+    """The grid reconstruction (T, N, 3) float32 from the sections; every size is checked before use.
 
     Sums run in int32 when the grid has fewer than 2**31 levels (half the memory traffic of int64);
-    wrapping intermediate sums are harmless because the final values fit.
+    wrapping intermediate sums are harmless because the final values fit. After one cumulative sum
+    along the vertices, each frame gets its segment bases, the previous frame (sums over time) and
+    the shared reconstruction while it is in cache.
     """
     count = header.num_frames * header.num_vertices * 3
     segment_count = _declared_count(sections, b"SEGS", header.num_vertices)
@@ -602,10 +606,20 @@ def _decode_grid_index(sections, header: _Header) -> np.ndarray:
     if header.temporal_weight:
         for frame in range(2, header.num_frames):
             residual[frame] += (header.temporal_weight * residual[frame - 1] + 2) >> 2
-    grid_index = _undo_spatial_residual(residual, starts, references)
-    for frame in range(1, header.num_frames):  # row by row: much faster than cumsum along axis 0
-        np.add(grid_index[frame], grid_index[frame - 1], out=grid_index[frame])
-    return grid_index
+    base = _segment_sums(residual, starts, references)
+    segment_of = np.repeat(np.arange(starts.size + 1), np.diff(np.concatenate([[0], starts, [header.num_vertices]])))
+    origin = np.asarray(header.origin, dtype=np.float64)
+    vertices = np.empty((header.num_frames, header.num_vertices, 3), dtype=np.float32)
+    scaled = np.empty((3, header.num_vertices), dtype=np.float64)
+    offsets = np.empty((3, header.num_vertices), dtype=integer)
+    for frame in range(header.num_frames):
+        grid_index = residual[frame]
+        if base is not None:
+            grid_index += np.take(base[frame], segment_of, axis=-1, out=offsets)
+        if frame:
+            grid_index += residual[frame - 1]
+        _dequantise_frame(grid_index, header.step, origin, vertices[frame], scaled)
+    return vertices
 
 
 def _declared_count(sections, name: bytes, limit: int) -> int:

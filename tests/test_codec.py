@@ -274,14 +274,14 @@ def test_grids_beyond_int32_decode_with_64_bit_sums():
 
 def test_a_failing_self_check_falls_back_to_lossless(monkeypatch):
     """If the grid path ever decoded wrongly, the encoder must not emit it."""
-    real = codec._undo_spatial_residual
+    real = codec._decode_grid
 
-    def off_by_one(*args):
+    def off_by_a_step(*args):
         values = real(*args)
-        values.reshape(-1)[7] += 1
+        values.reshape(-1)[7] += 2e-5
         return values
 
-    monkeypatch.setattr(codec, "_undo_spatial_residual", off_by_one)
+    monkeypatch.setattr(codec, "_decode_grid", off_by_a_step)
     vertices = talking_face(6, 40)
     data = encode(vertices, 1e-5)
     assert peek(data)["mode"] == "raw-float32"
