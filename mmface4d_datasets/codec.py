@@ -17,12 +17,14 @@ How (format version 2; docs/codec.md has the byte layout and the measurements):
    coordinate that misses the bound is stored verbatim as an exception (index + float32 value).
    If exceptions are many, or the grid would need 2**53 levels or more, the whole sequence is
    stored losslessly instead (raw float32, byte-shuffled, zstd). Finally the encoder decodes its
-   own bytes and falls back to the lossless mode should the bound not hold (it always does).
+   own bytes and falls back to the lossless mode should the bound not hold (it always has).
 3. Predict the integers (lossless): every frame after the first by the previous frame, then the
    change of each vertex by the change of its predecessor in the vertex order (motion is smooth
    over the surface). Where the vertex order jumps (a new scan row), the vertex is predicted from
    the nearest earlier vertex instead; the encoder finds these on frame 0 and stores the
    (start, reference) table, so the decoder needs no mesh and no rule from outside the bytes.
+   Optionally (a weight in the header, chosen by trial compression) that residual is further
+   predicted by a quarter, half or three quarters of the previous frame's.
 4. Entropy-code: residuals are zig-zag mapped to 4-bit symbols, two per byte (15 escapes to a
    side stream), and compressed with zstd.
 
@@ -82,8 +84,8 @@ _STEP_FRACTION = 1.0 - 2.0**-20
 _MAX_GRID_INDEX = 2**53
 #: Above this share of exception coordinates the lossless mode is smaller and simpler.
 _MAX_EXCEPTION_SHARE = 0.01
-#: zstd never expands a block by less than this factor; a declared raw size above
-#: ``_MAX_ZSTD_RATIO * stored + 2**16`` cannot be genuine and is refused before allocating.
+#: zstd expands data at most about 32,768-fold (a 3-byte RLE block header per 128 KiB), so a declared
+#: raw size above ``_MAX_ZSTD_RATIO * stored + 2**16`` cannot be genuine and is refused before allocating.
 _MAX_ZSTD_RATIO = 65536
 #: zstd level of the payload: 12 encodes the fixture take in under a second; 19 is about 3.5% smaller
 #: at four times the encoding time. Decoding speed does not depend on it.
