@@ -325,3 +325,20 @@ def test_higher_levels_are_no_larger_and_decode_the_same():
     assert np.array_equal(decode(fast), decode(small))
     with pytest.raises(CodecError, match="level"):
         encode(vertices, level=0)
+
+
+def test_forged_section_sizes_are_refused_before_allocating():
+    """Header and section both claim 10**12 frames, CRC fixed: refused from the compressed size."""
+    data = bytearray(encode(scanned_surface(3, [10] * 4)))
+    offset = codec._HEADER.size
+    frames = 10**12
+    num_vertices = 40
+    while True:  # walk the sections to RESN and forge its raw size to match the forged shape
+        name, compression, element, stored, raw = codec._SECTION.unpack_from(data, offset)
+        if name == b"RESN":
+            codec._SECTION.pack_into(data, offset, name, compression, element, stored, (frames * num_vertices * 3 + 1) // 2)
+            break
+        offset += codec._SECTION.size + stored
+    forged = _rewrite_header(bytes(data), frames=frames)
+    with pytest.raises(CodecError, match="impossible|holds"):
+        decode(forged)
