@@ -342,3 +342,11 @@ def test_forged_section_sizes_are_refused_before_allocating():
     forged = _rewrite_header(bytes(data), frames=frames)
     with pytest.raises(CodecError, match="impossible|holds"):
         decode(forged)
+
+
+@HYPOTHESIS
+@given(junk=st.binary(max_size=300))
+def test_arbitrary_bytes_raise_only_codec_error(junk):
+    for data in (junk, b"MF4C" + junk, encode(talking_face(2, 5))[:90] + junk):
+        with pytest.raises(CodecError):
+            decode(data)
