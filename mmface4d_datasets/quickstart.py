@@ -6,9 +6,13 @@ folder. Steps pass objects to later steps through ``QuickstartContext.state``; a
 run (its input is absent) returns ``{"status": "skipped", "reason": ...}`` instead of failing, so
 later steps can be added without reordering the earlier ones.
 
-Today's steps use the authors' sample take when it is present (``$MMFACE4D_FIXTURES`` or
+The core's steps use the authors' sample take when it is present (``$MMFACE4D_FIXTURES`` or
 ``../shared/fixtures/official_sample``; see :mod:`mmface4d_datasets.paths`): find the take, decode its
-mesh sequence, audio, calibration and landmarks, and export the frames as PLY files.
+mesh sequence, audio, calibration and landmarks, and export the frames as PLY files; then they build
+(or reuse) the synthetic mini release and load it with ``load_dataset``. Packages above the core add
+their steps through the entry-point group ``mmface4d.quickstart`` (each entry point names a list of
+:class:`QuickstartStep`), run after the core's in entry-point name order, so the core never imports
+them (the benchmark adds: score ``static``, train the paper's model briefly, score it, leaderboard).
 
 This module holds the sub-command's ``register`` and imports only the standard library at module level.
 """
@@ -41,6 +45,7 @@ class QuickstartContext:
     sample_dir: Path | None = None  # None: search official_sample_candidates()
     summaries: dict[str, dict] = field(default_factory=dict)
     state: dict[str, object] = field(default_factory=dict)
+    train_seconds: float = 60.0  # time bound of the training step (added by the benchmark)
 
     def line(self, label: str, value) -> None:
         """Print one ``label: value`` line of the current section."""
@@ -203,17 +208,84 @@ def step_export_sample(context: QuickstartContext) -> dict:
     }
 
 
-#: The quickstart's steps, in order. Later work appends steps here.
+def step_mini_release(context: QuickstartContext) -> dict:
+    """Build the synthetic mini release into the cache (or reuse it), validate it and load it."""
+    from mmface4d_datasets.loading import load_dataset
+    from mmface4d_datasets.release.mini import ensure_mini_release, mini_release_dir
+    from mmface4d_datasets.release.reader import Release
+    from mmface4d_datasets.release.validate import validate_release
+
+    reused = (mini_release_dir() / "meta" / "info.json").is_file()
+    start = time.perf_counter()
+    path = ensure_mini_release(progress=False)
+    build_seconds = time.perf_counter() - start
+    problems = validate_release(path)
+    release = Release(path)
+    start = time.perf_counter()
+    dataset = load_dataset("mmface4d", name="mini")
+    first = dataset["train"][0]
+    load_seconds = time.perf_counter() - start
+    subjects = {split: sorted(release.sequences(split)["subject_id"].unique()) for split in release.split_names}
+    context.line("release folder", f"{path} ({'reused' if reused else 'built'} in {build_seconds:.1f} s)")
+    context.line("validate", "ok" if not problems else f"{len(problems)} problem(s): {problems[0]}")
+    for split in release.split_names:
+        context.line(f"{split} split", f"{len(dataset[split])} sequences of {len(subjects[split])} subjects")
+    context.line("subjects disjoint", not (set(subjects.get("train", [])) & set(subjects.get("test", []))))
+    context.line("first train sequence", f"{first['id']}: vertices {tuple(first['vertices'].shape)}, "
+                                          f"{len(first['audio']['array'])} audio samples")
+    context.line("load_dataset + first row", f"{load_seconds:.2f} s")
+    context.state["release_dir"] = path
+    return {
+        "status": "ok" if not problems else "invalid",
+        "release_dir": str(path),
+        "reused": reused,
+        "build_seconds": round(build_seconds, 3),
+        "problems": [str(p) for p in problems],
+        "sequences": {split: len(dataset[split]) for split in release.split_names},
+        "subjects": {split: len(names) for split, names in subjects.items()},
+        "first_vertices_shape": list(first["vertices"].shape),
+    }
+
+
+#: The core's quickstart steps, in order; packages above add theirs (``mmface4d.quickstart``).
 STEPS: list[QuickstartStep] = [
     QuickstartStep("sample", "The authors' sample take", step_find_sample),
     QuickstartStep("decode", "Decoding it", step_decode_sample),
     QuickstartStep("export", "Exporting frames as meshes", step_export_sample),
+    QuickstartStep("mini", "The synthetic mini release: build, validate, load_dataset", step_mini_release),
 ]
+
+STEP_GROUP = "mmface4d.quickstart"
+
+
+def all_steps() -> list[QuickstartStep]:
+    """The core's :data:`STEPS`, then every installed package's steps (entry points, by name)."""
+    from importlib.metadata import entry_points
+
+    steps = list(STEPS)
+    for ep in sorted(entry_points(group=STEP_GROUP), key=lambda e: e.name):
+        steps.extend(ep.load())
+    return steps
+
+
+def select_steps(only: list[str] | None) -> list[QuickstartStep]:
+    """:func:`all_steps`, or just those named in ``only`` (in run order); an unknown name is an error."""
+    from mmface4d_datasets.errors import MMFace4DError
+
+    steps = all_steps()
+    if not only:
+        return steps
+    names = [step.name for step in steps]
+    unknown = sorted(set(only) - set(names))
+    if unknown:
+        raise MMFace4DError(f"quickstart: unknown step(s) {unknown}; the steps are {names}")
+    return [step for step in steps if step.name in only]
 
 
 def run_quickstart(out_dir: str | os.PathLike = DEFAULT_OUT, steps: list[QuickstartStep] | None = None,
-                   echo: Callable[[str], None] = print, sample_dir: str | os.PathLike | None = None) -> dict:
-    """Run ``steps`` (default :data:`STEPS`) in order and write ``out_dir/summary.json``; returns the summary.
+                   echo: Callable[[str], None] = print, sample_dir: str | os.PathLike | None = None,
+                   train_seconds: float = 60.0) -> dict:
+    """Run ``steps`` (default :func:`all_steps`) in order and write ``out_dir/summary.json``; returns the summary.
 
     The summary holds the conditions (package, Python, numpy and PyAV versions, CPU count), each step's
     dict under its name with its duration, and the total time. summary.json is written to a temporary
@@ -225,9 +297,10 @@ def run_quickstart(out_dir: str | os.PathLike = DEFAULT_OUT, steps: list[Quickst
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    context = QuickstartContext(out_dir=out_dir, echo=echo, sample_dir=Path(sample_dir) if sample_dir else None)
+    context = QuickstartContext(out_dir=out_dir, echo=echo, sample_dir=Path(sample_dir) if sample_dir else None,
+                                train_seconds=train_seconds)
     started = time.perf_counter()
-    for number, step in enumerate(steps if steps is not None else STEPS, start=1):
+    for number, step in enumerate(steps if steps is not None else all_steps(), start=1):
         echo(f"\n{number}. {step.title}")
         step_start = time.perf_counter()
         summary = step.run(context)
@@ -278,10 +351,13 @@ def register(subparsers) -> None:
         "quickstart",
         help="run the end-to-end path on embedded defaults and print what it measured",
         description=(
-            "Run the package's end-to-end path and print what each step measured. Today: find the "
-            "authors' sample take, decode its mesh sequence, audio, calibration and landmarks, and export "
-            "its frames as PLY meshes. Steps whose input is absent say so and are skipped. Writes "
-            "summary.json (and the meshes) into the output folder."
+            "Run the package's end-to-end path and print what each step measured: find the authors' "
+            "sample take, decode its mesh sequence, audio, calibration and landmarks, and export its "
+            "frames as PLY meshes; build (or reuse) the synthetic mini release in the cache, validate it "
+            "and load it with load_dataset; then the benchmark's steps: score the static baseline, train "
+            "the paper's model for a bounded time, score it and print the leaderboard. Steps whose input "
+            "is absent say so and are skipped. Writes summary.json, the meshes and the benchmark reports "
+            "into the output folder."
         ),
     )
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
@@ -289,10 +365,16 @@ def register(subparsers) -> None:
     parser.add_argument("--sample", default=None, metavar="DIR",
                         help="folder of the authors' sample take (default: $MMFACE4D_FIXTURES, then "
                              "../shared/fixtures/official_sample beside the package's source tree)")
+    parser.add_argument("--only", default=None, metavar="STEP[,STEP...]",
+                        help="run only these steps (names as in summary.json: sample, decode, export, mini, "
+                             "and the benchmark's static, train, score, leaderboard)")
+    parser.add_argument("--train-seconds", type=float, default=60.0, metavar="S",
+                        help="time bound of the training step in seconds (default: 60)")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    run_quickstart(args.out, sample_dir=args.sample)
+    only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
+    run_quickstart(args.out, steps=select_steps(only), sample_dir=args.sample, train_seconds=args.train_seconds)
     sys.stdout.flush()
     return 0

@@ -14,7 +14,7 @@ from mmface4d_datasets.quickstart import STEPS, QuickstartStep, run_quickstart
 
 def test_quickstart_on_the_sample_take(tmp_path, official_sample, capsys):
     out = tmp_path / "qs"
-    assert main(["quickstart", "--out", str(out), "--sample", str(official_sample)]) == 0
+    assert main(["quickstart", "--out", str(out), "--sample", str(official_sample), "--only", "sample,decode,export"]) == 0
     printed = capsys.readouterr().out
     for text in ("1. The authors' sample take", "take id                      000337",
                  "frames x vertices            67 x 35709 (2.233 s at 30 fps)",
@@ -22,7 +22,7 @@ def test_quickstart_on_the_sample_take(tmp_path, official_sample, capsys):
                  "35733 samples at 16000 Hz", "frame 0 reads back identical yes"):
         assert text in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert list(summary["steps"]) == [step.name for step in STEPS]
+    assert list(summary["steps"]) == ["sample", "decode", "export"]
     decode = summary["steps"]["decode"]
     assert decode["status"] == "ok" and decode["num_frames"] == 67 and decode["num_vertices"] == 35709
     assert decode["audio_samples"] == 35733 and abs(decode["audio_minus_mesh_seconds"]) < 1 / 30
@@ -37,7 +37,7 @@ def test_quickstart_on_the_sample_take(tmp_path, official_sample, capsys):
 
 def test_absent_sample_is_skipped_with_where_it_looked(tmp_path):
     lines = []
-    summary = run_quickstart(tmp_path / "qs", echo=lines.append, sample_dir=tmp_path / "empty")
+    summary = run_quickstart(tmp_path / "qs", steps=STEPS[:3], echo=lines.append, sample_dir=tmp_path / "empty")
     steps = summary["steps"]
     assert steps["sample"]["status"] == "skipped"
     assert steps["sample"]["looked_in"] == [str(tmp_path / "empty")]
@@ -86,3 +86,19 @@ def test_help_is_light_and_true():
     help_text = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "quickstart", "--help"],
                                capture_output=True, text=True).stdout
     assert "--out DIR" in help_text and "summary.json" in help_text
+
+
+def test_unknown_step_name_is_refused(tmp_path, capsys):
+    assert main(["quickstart", "--out", str(tmp_path), "--only", "sample,nonsense"]) == 2
+    assert "unknown step(s) ['nonsense']" in capsys.readouterr().err
+
+
+def test_mini_release_step_builds_validates_and_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMFACE4D_CACHE", str(tmp_path / "cache"))
+    lines = []
+    summary = run_quickstart(tmp_path / "qs", steps=[s for s in STEPS if s.name == "mini"], echo=lines.append)
+    mini = summary["steps"]["mini"]
+    assert mini["status"] == "ok" and mini["problems"] == [] and mini["reused"] is False
+    assert mini["subjects"]["train"] >= 1 and mini["subjects"]["test"] >= 1
+    assert mini["first_vertices_shape"][1:] == [1000, 3]
+    assert any("subjects disjoint" in line and line.rstrip().endswith("True") for line in lines)
