@@ -45,7 +45,7 @@ class QuickstartContext:
     sample_dir: Path | None = None  # None: search official_sample_candidates()
     summaries: dict[str, dict] = field(default_factory=dict)
     state: dict[str, object] = field(default_factory=dict)
-    train_seconds: float = 60.0  # time bound of the training step (added by the benchmark)
+    train_seconds: float = 120.0  # time bound of the training step (added by the benchmark)
 
     def line(self, label: str, value) -> None:
         """Print one ``label: value`` line of the current section."""
@@ -284,7 +284,7 @@ def select_steps(only: list[str] | None) -> list[QuickstartStep]:
 
 def run_quickstart(out_dir: str | os.PathLike = DEFAULT_OUT, steps: list[QuickstartStep] | None = None,
                    echo: Callable[[str], None] = print, sample_dir: str | os.PathLike | None = None,
-                   train_seconds: float = 60.0) -> dict:
+                   train_seconds: float = 120.0) -> dict:
     """Run ``steps`` (default :func:`all_steps`) in order and write ``out_dir/summary.json``; returns the summary.
 
     The summary holds the conditions (package, Python, numpy and PyAV versions, CPU count), each step's
@@ -368,8 +368,8 @@ def register(subparsers) -> None:
     parser.add_argument("--only", default=None, metavar="STEP[,STEP...]",
                         help="run only these steps (names as in summary.json: sample, decode, export, mini, "
                              "and the benchmark's static, train, score, leaderboard)")
-    parser.add_argument("--train-seconds", type=float, default=60.0, metavar="S",
-                        help="time bound of the training step in seconds (default: 60)")
+    parser.add_argument("--train-seconds", type=float, default=120.0, metavar="S",
+                        help="time bound of the training step in seconds (default: 120)")
     parser.set_defaults(func=_run)
 
 
