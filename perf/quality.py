@@ -52,13 +52,18 @@ def main(argv=None) -> int:
     parser.add_argument("--subjects", type=int, default=64)
     parser.add_argument("--sentences", type=int, default=12)
     parser.add_argument("--vertices", type=int, default=1500)
-    parser.add_argument("--minutes", type=float, default=4.0, help="training wall time per model")
+    parser.add_argument("--minutes", type=float, default=4.0, help="training wall time per model (per invocation)")
+    parser.add_argument("--steps", type=int,
+                        help="train every model to this many steps instead (resuming a run below it), so that "
+                             "all get the same number of steps whatever the machine's load")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for training and inference (default 1: on a shared 2-core machine "
                              "two threads run 10-20x slower per step under load)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="+", default=list(TRAINED), choices=TRAINED)
     parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("--keep-trained", action="store_true",
+                        help="do not train a model whose run folder already holds a checkpoint (score it as it is)")
     args = parser.parse_args(argv)
 
     work = Path(args.work)
@@ -90,12 +95,14 @@ def main(argv=None) -> int:
     for name in ("static", *args.models):
         checkpoint: list[str] = []
         if name != "static":
-            started = time.monotonic()
-            run(command("bench", "train", "--model", name, "--data", str(release), "--out", str(work / f"train-{name}"),
-                        "--config", str(config_path), "--max-minutes", str(args.minutes), "--quiet"), log, env)
-            timings[f"train_{name}_s"] = time.monotonic() - started
-            from benchmark.training import find_checkpoint
+            from benchmark.training import find_checkpoint, list_checkpoints
 
+            started = time.monotonic()
+            if not (args.keep_trained and list_checkpoints(work / f"train-{name}")):
+                budget = ["--steps", str(args.steps)] if args.steps else ["--max-minutes", str(args.minutes)]
+                run(command("bench", "train", "--model", name, "--data", str(release), "--out",
+                            str(work / f"train-{name}"), "--config", str(config_path), *budget, "--quiet"), log, env)
+            timings[f"train_{name}_s"] = time.monotonic() - started
             meta = json.loads((find_checkpoint(work / f"train-{name}") / "checkpoint.json").read_text())
             training[name] = {"steps": meta["step"], "last_losses": meta["losses"]}
             checkpoint = ["--checkpoint", str(work / f"train-{name}")]
@@ -107,13 +114,9 @@ def main(argv=None) -> int:
 
     from benchmark.report import compare_reports
 
-    def split_value(report: dict, metric: str):
-        scores = report.get("scores", {})
-        for key in (metric, f"authors/{metric}"):
-            if key in scores:
-                value = scores[key]
-                return value.get("value", value) if isinstance(value, dict) else value
-        return report.get("summary", {}).get(metric)
+    def split_value(report: dict, metric: str) -> float:
+        """The split score of ``metric`` (metres, authors' convention) in a harness report."""
+        return report["metrics"]["authors"]["values"][metric]["value"]
 
     table = {name: {metric: split_value(report, metric) for metric in METRICS} for name, report in reports.items()}
     comparisons = {}
@@ -133,7 +136,8 @@ def main(argv=None) -> int:
         "conditions": {
             "release": str(release), "num_vertices": info.get("num_vertices"), "topology": info.get("topology"),
             "counts": info.get("counts"), "train_subjects": len(splits.get("train", [])),
-            "test_subjects": len(splits.get("test", [])), "minutes_per_model": args.minutes,
+            "test_subjects": len(splits.get("test", [])),
+            "training_budget": f"{args.steps} steps" if args.steps else f"{args.minutes} minutes per invocation",
             "threads": args.threads, "seed": args.seed, "bootstrap_samples": args.bootstrap,
             "front_end": "logmel (default)", "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg(),
         },
