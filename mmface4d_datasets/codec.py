@@ -290,27 +290,38 @@ def _spatial_residual(values: np.ndarray, starts: np.ndarray, references: np.nda
     return residual
 
 
-def _segment_sums(residual: np.ndarray, starts: np.ndarray, references: np.ndarray) -> np.ndarray | None:
-    """Undo :func:`_spatial_residual` but for a per-segment constant; returns those constants.
+def _segment_steps(residual: np.ndarray, starts: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """What to add to ``residual[..., starts]`` so that one plain cumulative sum undoes :func:`_spatial_residual`.
 
-    ``residual`` (axis-major (T, 3, N) integers) becomes, in place, its cumulative sum along the
-    vertices. The true values are that sum plus ``base[..., segment]`` (the returned (T, 3, S + 1)
-    array; None when there are no segments), where a start's base is
-    ``sum[reference] - sum[start - 1] + base[segment of reference]`` and the reference lies in an
-    earlier segment: a sum along a path of the segment tree, done by pointer jumping (log2 of its
-    depth passes over the small array). Integer sums may wrap, exactly as the encoder's differences
-    did: the result is exact modulo 2**bits and the true values fit.
+    ``residual`` is axis-major (T, 3, N) integers; it is only read. A plain cumulative sum ``c``
+    along the vertices gives the true values minus a per-segment constant ``base``, where a start's
+    base is ``c[reference] - c[start - 1] + base[segment of reference]`` and the reference lies in an
+    earlier segment. ``c`` is needed only at ``references`` and ``starts - 1``: one read-only
+    ``add.reduceat`` pass over the pieces between those places gives it. The bases are sums along
+    paths of the segment tree, done by pointer jumping (log2 of its depth passes over a small
+    (S + 1, T * 3) array whose rows are contiguous). The returned (T, 3, S) steps are
+    ``base[segment] - base[segment - 1]``: added at the starts, the cumulative sum carries each
+    base to the end of its segment. Integer sums may wrap, exactly as the encoder's differences
+    did: everything is exact modulo 2**bits and the true values fit.
     """
-    sums = np.cumsum(residual, axis=-1, out=residual)
-    if not starts.size:
-        return None
-    base = np.zeros(residual.shape[:-1] + (starts.size + 1,), dtype=residual.dtype)
-    base[..., 1:] = sums[..., references] - sums[..., starts - 1]
+    num_frames, _, num_vertices = residual.shape
+    rows = residual.reshape(-1, num_vertices)
+    boundaries = np.unique(np.concatenate([[0], starts, references + 1]))
+    # prefix[:, i] = rows[:, :boundaries[i + 1]].sum(-1), a past-the-end boundary read as N
+    prefix = np.add.reduceat(rows, boundaries, axis=-1, dtype=rows.dtype)
+    np.cumsum(prefix, axis=-1, dtype=rows.dtype, out=prefix)
+    prefix = np.ascontiguousarray(prefix.T)
+    base = np.zeros((starts.size + 1, rows.shape[0]), dtype=rows.dtype)
+    np.subtract(
+        prefix[np.searchsorted(boundaries, references + 1) - 1], prefix[np.searchsorted(boundaries, starts) - 1],
+        out=base[1:],
+    )
     pointer = np.concatenate([[0], np.searchsorted(starts, references, side="right")])  # 0: the root, base 0
     while np.any(pointer):
-        base += base[..., pointer]
+        base += base[pointer]
         pointer = pointer[pointer]
-    return base
+    steps = base[1:] - base[:-1]
+    return np.ascontiguousarray(steps.T).reshape(num_frames, 3, starts.size)
 
 
 def _predict_from_previous_frame(residual: np.ndarray, weight: int) -> np.ndarray:
@@ -361,8 +372,7 @@ def _nibbles(residual: np.ndarray) -> tuple[bytes, _Stream]:
 def _nibble_pair_table(integer) -> np.ndarray:
     """For each byte, its two symbols zig-zagged back (low nibble first), as one wide word.
 
-    Taking this table at the packed bytes yields the signed residuals in one pass; symbol 15
-    (an escape) comes out as -8, which no other symbol produces.
+    Taking this table at the packed bytes yields the signed residuals in one pass.
     """
     signed = np.array([(symbol >> 1) ^ -(symbol & 1) for symbol in range(16)], dtype=integer)
     pairs = np.stack([signed[np.arange(256) & 15], signed[np.arange(256) >> 4]], axis=1)
@@ -370,8 +380,36 @@ def _nibble_pair_table(integer) -> np.ndarray:
     return np.ascontiguousarray(pairs).view(np.dtype(f"<i{wide}") if wide == 8 else np.dtype([("pair", integer, 2)])).ravel()
 
 
-_ESCAPE = -8
 _NIBBLE_PAIRS = {np.int32: _nibble_pair_table(np.int32), np.int64: _nibble_pair_table(np.int64)}
+
+
+_UNPACK_CHUNK = 1 << 16
+
+
+def _unpack_nibble_pairs(packed: np.ndarray, out: np.ndarray, table: np.ndarray, count: int) -> np.ndarray:
+    """``out[i] = table[packed[i]]`` (both symbols of each byte at once); returns the escapes' places.
+
+    The returned array holds the increasing symbol positions (< ``count``) of the escapes
+    (symbol 15), whose true values come from the ``RESX`` section. Done in pieces of 64 KiB:
+    ``take`` widens its indices to intp first, and a whole-stream index copy would be a fresh
+    8-bytes-per-byte array (three times slower here than pieces kept in cache); the escapes are
+    looked for on each piece of packed bytes while it is in cache. Byte indices never leave the
+    256-entry table, and ``mode="clip"`` lets ``take`` write straight into ``out`` instead of
+    through a buffer.
+    """
+    hits = []
+    for first in range(0, packed.size, _UNPACK_CHUNK):
+        piece = packed[first : first + _UNPACK_CHUNK]
+        np.take(table, piece, out=out[first : first + _UNPACK_CHUNK], mode="clip")
+        escaped_bytes = np.flatnonzero(((piece & np.uint8(15)) == 15) | (piece >= 240))
+        if escaped_bytes.size:
+            hits.append(escaped_bytes + first)
+    hits = np.concatenate(hits) if hits else np.zeros(0, dtype=np.int64)
+    hit_bytes = packed[hits]
+    positions = np.stack([2 * hits, 2 * hits + 1], axis=1)
+    escaped = np.stack([(hit_bytes & np.uint8(15)) == 15, hit_bytes >= 240], axis=1)
+    positions = positions[escaped]  # row-major: low nibble before high, bytes in order
+    return positions[positions < count]
 
 
 def _encode_raw(array: np.ndarray, max_error: float, level: int) -> bytes:
@@ -579,9 +617,10 @@ def _decode_grid(sections, header: _Header) -> np.ndarray:
     """The grid reconstruction (T, N, 3) float32 from the sections; every size is checked before use.
 
     Sums run in int32 when the grid has fewer than 2**31 levels (half the memory traffic of int64);
-    wrapping intermediate sums are harmless because the final values fit. After one cumulative sum
-    along the vertices, each frame gets its segment bases, the previous frame (sums over time) and
-    the shared reconstruction while it is in cache.
+    wrapping intermediate sums are harmless because the final values fit. The segment corrections
+    go into the residual at the segment starts first (:func:`_segment_steps`), so that each frame
+    then needs, while it is in cache, only one cumulative sum along the vertices, the previous
+    frame (sums over time) and the shared reconstruction.
     """
     count = header.num_frames * header.num_vertices * 3
     segment_count = _declared_count(sections, b"SEGS", header.num_vertices)
@@ -598,29 +637,45 @@ def _decode_grid(sections, header: _Header) -> np.ndarray:
         raise CodecError(f"codec stream declares {header.grid_levels} grid levels")
     integer = np.int32 if header.grid_levels < 2**31 else np.int64
     packed = _section_array(sections, b"RESN", (count + 1) // 2, {0})
-    residual = np.take(_NIBBLE_PAIRS[integer], packed).view(integer)[:count]  # both symbols of a byte at once
-    escaped = np.flatnonzero(residual == _ESCAPE)  # only symbol 15 maps to -8
+    shape = (header.num_frames, header.num_vertices, 3)
+    if integer is np.int32:
+        # The residuals live in the output's own memory: frame f's (3, N) int32 residuals take the
+        # bytes of frame f's (N, 3) float32 vertices, which are written only once those are summed.
+        storage = np.empty(2 * packed.size, dtype=np.float32)
+        vertices = storage[:count].reshape(shape)
+    else:
+        storage = np.empty(2 * packed.size, dtype=integer)
+        vertices = np.empty(shape, dtype=np.float32)
+    escaped = _unpack_nibble_pairs(packed, storage.view(_NIBBLE_PAIRS[integer].dtype), _NIBBLE_PAIRS[integer], count)
+    residual = storage.view(integer)[:count]
     escapes = _section_array(sections, b"RESX", escaped.size, {0, 1, 2, 3}).astype(np.uint64)
     residual[escaped] = _unzigzag(escapes + np.uint64(15)).astype(integer)  # wraps to int32 if needed
     residual = residual.reshape(header.num_frames, 3, header.num_vertices)
     if header.temporal_weight > 3:
         raise CodecError(f"codec stream declares temporal weight {header.temporal_weight}, at most 3 is defined")
     if header.temporal_weight:
-        for frame in range(2, header.num_frames):
-            residual[frame] += (header.temporal_weight * residual[frame - 1] + 2) >> 2
-    base = _segment_sums(residual, starts, references)
-    segment_of = np.repeat(np.arange(starts.size + 1), np.diff(np.concatenate([[0], starts, [header.num_vertices]])))
+        prediction = np.empty((3, header.num_vertices), dtype=integer)
+        for frame in range(2, header.num_frames):  # (w * previous + 2) >> 2, in one reused buffer
+            np.multiply(residual[frame - 1], header.temporal_weight, out=prediction)
+            prediction += 2
+            prediction >>= 2
+            residual[frame] += prediction
+    steps = _segment_steps(residual, starts, references) if starts.size else None
+    # flat places of the starts in one frame's (3, N) rows
+    start_places = (np.arange(3)[:, None] * header.num_vertices + starts).reshape(-1)
     origin = np.asarray(header.origin, dtype=np.float64)
-    vertices = np.empty((header.num_frames, header.num_vertices, 3), dtype=np.float32)
     scaled = np.empty((3, header.num_vertices), dtype=np.float64)
-    offsets = np.empty((3, header.num_vertices), dtype=integer)
+    current = np.empty((3, header.num_vertices), dtype=integer)
+    previous = np.empty_like(current)
     for frame in range(header.num_frames):
-        grid_index = residual[frame]
-        if base is not None:
-            grid_index += np.take(base[frame], segment_of, axis=-1, out=offsets)
+        if steps is not None:  # while the frame's rows come into cache for the sum below
+            rows = residual[frame].reshape(-1)
+            rows[start_places] += steps[frame].reshape(-1)
+        np.cumsum(residual[frame], axis=-1, out=current)
         if frame:
-            grid_index += residual[frame - 1]
-        _dequantise_frame(grid_index, header.step, origin, vertices[frame], scaled)
+            current += previous  # sums over time
+        _dequantise_frame(current, header.step, origin, vertices[frame], scaled)
+        current, previous = previous, current
     return vertices
 
 

@@ -7,7 +7,9 @@ with ``mmface4d_datasets.official.read_mesh_sequence``), all in one run:
   needs: header, tables, payload), the authors' ``.nut`` encoding (the three files / frames) and raw
   float32 (N * 3 * 4); the ratios between them; the maximum error actually measured;
 - the same sizes at zstd level 19 (smallest, slowest to encode; decoding is as fast);
-- seconds (best of ``--repeats``, and the median): our encode and decode at both bounds; the authors'
+- seconds (best of ``--repeats``, and the median): our encode and decode at both bounds, and the
+  previous decoder (the frozen pre-speed-up copy kept in ``tests/test_codec_decode_identity.py``,
+  timed interleaved with the current one on the same bytes, which it must match bit for bit); the authors'
   way through PyAV (``read_mesh_sequence``: FFV1 decode + header parse + dequantise); the authors'
   scripts' way (one ``ffmpeg`` process per axis piping raw gray16le, then the header parse) when an
   ``ffmpeg`` binary is given (``--ffmpeg``) or on PATH; ``np.load`` of the same float32 array saved as ``.npy`` in a temporary
@@ -68,6 +70,28 @@ def ffmpeg_decode(ffmpeg: str, prefix: Path, num_vertices: int) -> np.ndarray:
     return np.stack(axes, axis=-1)
 
 
+def previous_decoder():
+    """The frozen copy of the decoder before its speed-up, kept by the bit-identity test."""
+    tests = Path(__file__).resolve().parent.parent / "tests"
+    sys.path.insert(0, str(tests))
+    try:
+        from test_codec_decode_identity import _reference_decode
+    finally:
+        sys.path.remove(str(tests))
+    return _reference_decode
+
+
+def timed_pair(first, second, repeats: int) -> tuple[dict, dict]:
+    """Like :func:`timed` for two functions, run alternately so both see the same machine load."""
+    times = ([], [])
+    for _ in range(repeats):
+        for function, seconds in zip((first, second), times):
+            start = time.perf_counter()
+            function()
+            seconds.append(time.perf_counter() - start)
+    return tuple({"best_s": round(min(s), 5), "median_s": round(statistics.median(s), 5)} for s in times)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per figure (best and median reported)")
@@ -79,6 +103,7 @@ def main(argv=None) -> int:
     from mmface4d_datasets import codec, official
     from mmface4d_datasets.paths import official_sample_dir
 
+    reference_decode = previous_decoder()
     folder = official_sample_dir()
     if folder is None:
         print(json.dumps({"skipped": "the authors' sample take is absent; set MMFACE4D_FIXTURES"}))
@@ -117,7 +142,10 @@ def main(argv=None) -> int:
     seconds = report["seconds"]
     for name, bound in BOUNDS.items():
         seconds[f"ours_encode_{name}"], data = timed(lambda: codec.encode(vertices, bound), max(1, args.repeats // 2))
-        seconds[f"ours_decode_{name}"], decoded = timed(lambda: codec.decode(data), args.repeats)
+        seconds[f"ours_decode_{name}"], seconds[f"previous_decoder_{name}"] = timed_pair(
+            lambda: codec.decode(data), lambda: reference_decode(data), args.repeats)
+        decoded = codec.decode(data)
+        report.setdefault("decode_bit_identical_to_previous", {})[name] = decoded.tobytes() == reference_decode(data).tobytes()
         sizes[f"ours_{name}"] = round(len(data) / num_frames, 1)
         report["max_error_measured_m"][name] = float(np.abs(decoded.astype(np.float64) - vertices).max())
         report["max_error_measured_m"][f"{name}_bound"] = bound
@@ -144,6 +172,8 @@ def main(argv=None) -> int:
         "authors_bytes_over_ours_2um_level19": round(sizes["authors_nut"] / sizes["ours_2um_level19"], 3),
         "authors_pyav_decode_over_ours_10um": round(best["authors_pyav_read_mesh_sequence"] / best["ours_decode_10um"], 2),
         "authors_pyav_decode_over_ours_2um": round(best["authors_pyav_read_mesh_sequence"] / best["ours_decode_2um"], 2),
+        "previous_decoder_over_ours_10um": round(best["previous_decoder_10um"] / best["ours_decode_10um"], 3),
+        "previous_decoder_over_ours_2um": round(best["previous_decoder_2um"] / best["ours_decode_2um"], 3),
         "ours_decode_10um_over_np_load": round(best["ours_decode_10um"] / best["np_load_warm"], 2),
     }
     if "authors_ffmpeg_per_axis" in best:
