@@ -263,7 +263,7 @@ def handle_leaderboard(args) -> int:
     from benchmark.leaderboard import build_leaderboard, render_csv, render_markdown
     from benchmark.report import load_report
     from mmface4d_datasets.errors import MMFace4DError
-    from mmface4d_datasets.release.files import atomic_write_bytes
+    from mmface4d_datasets.files import atomic_write_bytes
 
     reports, sources = [], []
     for path in args.reports:

@@ -99,7 +99,7 @@ def step_score_trained(context: QuickstartContext) -> dict:
 def step_leaderboard(context: QuickstartContext) -> dict:
     from benchmark.leaderboard import build_leaderboard, render_markdown
     from benchmark.report import load_report
-    from mmface4d_datasets.release.files import atomic_write_bytes
+    from mmface4d_datasets.files import atomic_write_bytes
 
     paths = context.state.get("reports", [])
     if not paths:

@@ -386,7 +386,7 @@ def _json_safe(value: Any) -> Any:
 
 def write_report(report: dict, json_path: str | os.PathLike, markdown_path: str | os.PathLike | None = None) -> None:
     """Write the report as JSON (and Markdown when ``markdown_path`` is given), atomically."""
-    from mmface4d_datasets.release.files import atomic_write_bytes
+    from mmface4d_datasets.files import atomic_write_bytes
 
     text = json.dumps(_json_safe(report), indent=1, allow_nan=False) + "\n"
     atomic_write_bytes(json_path, text.encode("utf-8"))

@@ -124,7 +124,7 @@ class SubmissionWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from mmface4d_datasets.release.files import temporary_path
+        from mmface4d_datasets.files import temporary_path
 
         if encoding not in ENCODINGS:
             raise SubmissionError(f"unknown encoding {encoding!r}; use one of {ENCODINGS}")

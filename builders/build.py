@@ -19,7 +19,7 @@ from pathlib import Path
 from builders.sources import DEFAULT_DURATION_TOLERANCE_S, scan_source
 from mmface4d_datasets.errors import MMFace4DError
 from mmface4d_datasets.release.card import SYNTHETIC_CARD_INFO
-from mmface4d_datasets.release.files import atomic_write_bytes, json_bytes
+from mmface4d_datasets.files import atomic_write_bytes, json_bytes
 
 REPORT_NAME = ".build-report.json"
 #: Fingerprint of the inputs of the build whose staging area is in the release folder.

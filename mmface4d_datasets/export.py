@@ -122,6 +122,8 @@ def export_sequence(vertices, faces, out_dir: str | os.PathLike, fmt: str = "ply
     import trimesh
     from trimesh.exchange.obj import export_obj
 
+    from mmface4d_datasets.files import atomic_write_bytes
+
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     vertices = np.asarray(vertices)
@@ -141,13 +143,7 @@ def export_sequence(vertices, faces, out_dir: str | os.PathLike, fmt: str = "ply
             data = export_obj(mesh, include_normals=False, include_color=False, include_texture=False,
                               digits=OBJ_DECIMALS).encode("utf-8")
         path = out_dir / frame_file_name(index, fmt)
-        tmp = out_dir / f".{path.name}.tmp-{os.getpid()}"
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        atomic_write_bytes(path, data)
         written.append(path)
     return written
 

@@ -294,6 +294,7 @@ def run_quickstart(out_dir: str | os.PathLike = DEFAULT_OUT, steps: list[Quickst
     import numpy
 
     from mmface4d_datasets import __version__
+    from mmface4d_datasets.files import atomic_write_bytes
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -321,9 +322,7 @@ def run_quickstart(out_dir: str | os.PathLike = DEFAULT_OUT, steps: list[Quickst
         "total_seconds": round(total, 4),
     }
     path = out_dir / "summary.json"
-    tmp = out_dir / f".summary.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(summary, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, (json.dumps(summary, indent=2, default=_json_default) + "\n").encode("utf-8"))
     echo(f"\ndone in {total:.1f} s; summary written to {path}")
     return summary
 

@@ -96,7 +96,7 @@ class Release:
     @cached_property
     def topology(self) -> dict[str, np.ndarray]:
         """Arrays of meta/topology.npz: triangles, keypoints, mask_<name>, name, hash, num_vertices."""
-        from mmface4d_datasets.release.files import read_npz
+        from mmface4d_datasets.files import read_npz
 
         path = self.path / "meta" / "topology.npz"
         try:

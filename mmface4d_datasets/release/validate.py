@@ -84,7 +84,7 @@ def validate_release(path: str | Path) -> list[Problem]:
 
 
 def _check_files(root, info, found) -> None:
-    from mmface4d_datasets.release.files import sha256_file
+    from mmface4d_datasets.files import sha256_file
 
     listed = set(info["files"])
     for relative, expected in sorted(info["files"].items()):
@@ -289,7 +289,7 @@ def _check_templates(root, info, subjects, found) -> None:
 def _check_topology(root, info, found) -> None:
     import numpy as np
 
-    from mmface4d_datasets.release.files import read_npz
+    from mmface4d_datasets.files import read_npz
 
     path = root / "meta" / "topology.npz"
     try:

@@ -34,7 +34,7 @@ import numpy as np
 from mmface4d_datasets.errors import FormatError, MMFace4DError
 from mmface4d_datasets.release import canonical
 from mmface4d_datasets.release.audio import encode_audio
-from mmface4d_datasets.release.files import atomic_write_bytes, json_bytes, npz_bytes, read_npz, sha256_file, temporary_path
+from mmface4d_datasets.files import atomic_write_bytes, json_bytes, npz_bytes, read_npz, sha256_file, temporary_path
 from mmface4d_datasets.release.schema import (
     EMOTION_NAMES,
     FORMAT_VERSION,

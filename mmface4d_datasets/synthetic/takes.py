@@ -27,11 +27,12 @@ import io
 import json
 import os
 import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mmface4d_datasets.files import atomic_write_bytes, json_bytes, npz_bytes
 
 from mmface4d_datasets.errors import MMFace4DError
 from mmface4d_datasets.synthetic.actors import STREAM_SENTENCES, STREAM_TAKE, Actor, emotional_voice, make_actor, stream
@@ -330,24 +331,14 @@ def synthesize_take(subject_index: int, sentence_index: int, seed: int = 0, mode
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` as a compressed ``.npz`` readable by ``np.load`` (``allow_pickle=False``), byte-reproducibly.
 
-    ``np.savez`` stamps each member with the current time; here every member gets the fixed ZIP
-    date 1980-01-01, members are in the given order, and object arrays are refused.
+    Members keep the given order and a fixed ZIP date (:func:`mmface4d_datasets.files.npz_bytes`);
+    object arrays are refused. Written atomically.
     """
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, value in arrays.items():
-            array = np.asarray(value)
-            if array.dtype.hasobject:
-                raise ValueError(f"{path}: array {name!r} holds Python objects; refusing to write a pickle")
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, array, allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, buffer.getvalue())
-
-
-def _json_bytes(content) -> bytes:
-    return (json.dumps(content, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    try:
+        data = npz_bytes(arrays, compressed=True, sort=False)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    atomic_write_bytes(path, data)
 
 
 def write_take(take: SyntheticTake, folder: str | os.PathLike) -> Path:
@@ -372,7 +363,7 @@ def write_take(take: SyntheticTake, folder: str | os.PathLike) -> Path:
         take_id = take.take_id
         write_audio(staging / f"{take_id}.wav", take.audio, take.sample_rate)
         write_mesh_sequence(staging / f"{take_id}_filt", take.vertices, fps=FPS)
-        (staging / f"{take_id}.meta.json").write_bytes(_json_bytes(take.metadata()))
+        (staging / f"{take_id}.meta.json").write_bytes(json_bytes(take.metadata()))
         write_npz(staging / f"{take_id}.gt.npz", take.ground_truth())
         os.rename(staging, folder)
     except BaseException:
@@ -515,6 +506,4 @@ def _write_manifest(path: Path, rows: list[list]) -> None:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["take_id", "subject_id", "sentence_id", "text", "gender", "age"])
     writer.writerows(rows)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text(text.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.getvalue().encode("utf-8"))

@@ -1,4 +1,4 @@
-"""Small file helpers of the release format: atomic writes, deterministic .npz, checksums."""
+"""File helpers every part shares: atomic writes, canonical JSON, deterministic .npz, checksums."""
 
 from __future__ import annotations
 
@@ -37,17 +37,27 @@ def json_bytes(obj) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An uncompressed .npz (readable by `np.load`) whose bytes depend only on the arrays and their names."""
+def npz_bytes(arrays: dict[str, np.ndarray], *, compressed: bool = False, sort: bool = True) -> bytes:
+    """An .npz (readable by `np.load` with ``allow_pickle=False``) whose bytes depend only on the arrays.
+
+    ``np.savez`` stamps each member with the current time; here every member gets a fixed date.
+    Members are in name order (``sort``) or in the given order; ``compressed`` deflates them.
+    Arrays holding Python objects are refused (they would need a pickle).
+    """
+    compression = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name in sorted(arrays):
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name in sorted(arrays) if sort else arrays:
             array = np.asarray(arrays[name])
-            if array.dtype == object:
-                raise TypeError(f"npz_bytes: array {name!r} has dtype object (pickles are not allowed)")
+            if array.dtype.hasobject:
+                raise ValueError(f"npz: array {name!r} holds Python objects; refusing to write a pickle")
             member = io.BytesIO()
             np.lib.format.write_array(member, array, allow_pickle=False)
-            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE), member.getvalue())
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
+            info.compress_type = compression
+            if compressed:
+                info.external_attr = 0o644 << 16
+            archive.writestr(info, member.getvalue())
     return buffer.getvalue()
 
 
