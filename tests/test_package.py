@@ -22,3 +22,13 @@ def test_command_lists_its_subcommands():
     assert "could not be loaded" not in out.stderr, out.stderr
     for name in ("quickstart", "export"):
         assert name in out.stdout
+
+
+def test_building_the_command_line_imports_only_the_standard_library():
+    """Every `mmface4d` call loads all sub-command modules: they must not pull numpy in."""
+    code = (
+        "import sys, json; from mmface4d_datasets.cli import build_parser; build_parser();"
+        "print(json.dumps([m for m in ('numpy', 'pyarrow', 'torch', 'datasets') if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []

@@ -8,28 +8,36 @@
   :func:`generate_takes` (on disk).
 - :mod:`.cli`: ``mmface4d synth``.
 
-Importing this package is light (numpy only); the face model, scipy and eSpeak NG load on use.
+Importing this package is light (standard library only); its names, numpy, the face model, scipy
+and eSpeak NG load on use.
 """
 
-from mmface4d_datasets.synthetic.corpus import EMOTIONS, Sentence, draw_sentences, mandarin_corpus
-from mmface4d_datasets.synthetic.takes import (
-    GENERATOR_VERSION,
-    SyntheticTake,
-    generate_takes,
-    iter_takes,
-    synthesize_take,
-    write_take,
-)
+import importlib
 
-__all__ = [
-    "EMOTIONS",
-    "GENERATOR_VERSION",
-    "Sentence",
-    "SyntheticTake",
-    "draw_sentences",
-    "generate_takes",
-    "iter_takes",
-    "mandarin_corpus",
-    "synthesize_take",
-    "write_take",
-]
+# Names load on first use, so that every `mmface4d` call (which imports the `cli` submodule, and
+# therefore this package) stays on the standard library.
+_EXPORTS = {
+    "EMOTIONS": "corpus",
+    "Sentence": "corpus",
+    "draw_sentences": "corpus",
+    "mandarin_corpus": "corpus",
+    "GENERATOR_VERSION": "takes",
+    "SyntheticTake": "takes",
+    "generate_takes": "takes",
+    "iter_takes": "takes",
+    "synthesize_take": "takes",
+    "write_take": "takes",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"mmface4d_datasets.synthetic.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'mmface4d_datasets.synthetic' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
