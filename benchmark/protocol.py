@@ -117,7 +117,7 @@ def check_prediction(inputs: ProtocolInputs, prediction: Any, model_name: str = 
     return array
 
 
-def _mono_16k(audio: Any, record_id: str) -> np.ndarray:
+def record_audio_16k(audio: Any, record_id: str) -> np.ndarray:
     """The record's audio as float32 mono samples at 16 kHz.
 
     Accepts a decoded ``{"array", "sampling_rate"}`` dict or the stored WAV/FLAC bytes (a record
@@ -161,13 +161,13 @@ def inputs_from_records(record: dict, style_record: dict, template: np.ndarray, 
     template = np.ascontiguousarray(template, dtype=np.float32)
     return ProtocolInputs(
         id=record_id,
-        audio=_mono_16k(record["audio"], record_id),
+        audio=record_audio_16k(record["audio"], record_id),
         sample_rate=SAMPLE_RATE,
         num_frames=int(record["num_frames"]),
         template=template,
         style_reference_id=str(style_record["id"]),
         style_vertices=style_vertices,
-        style_audio=_mono_16k(style_record["audio"], str(style_record["id"])),
+        style_audio=record_audio_16k(style_record["audio"], str(style_record["id"])),
         subject_id=str(record["subject_id"]),
         emotion=emotion_name(record.get("emotion")),
         fps=int(record.get("fps") or FPS),

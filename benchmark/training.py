@@ -184,7 +184,7 @@ class TrainingData:
         import torch
         from tqdm.auto import tqdm
 
-        from benchmark.protocol import _mono_16k
+        from benchmark.protocol import record_audio_16k
 
         sequences = []
         for record in tqdm(records, desc="features", unit="seq", disable=not progress):
@@ -194,7 +194,7 @@ class TrainingData:
             vertices = np.asarray(record["vertices"], dtype=np.float32)
             if vertices.ndim != 3 or vertices.shape[0] < 2:
                 raise TrainingError(f"record {record_id}: vertices must be (T >= 2, N, 3), got {vertices.shape}")
-            features = front_end(_mono_16k(record["audio"], record_id), vertices.shape[0])
+            features = front_end(record_audio_16k(record["audio"], record_id), vertices.shape[0])
             sequences.append(TrainingSequence(record_id, subject, features, torch.from_numpy(vertices),
                                               torch.from_numpy(np.asarray(templates[subject], dtype=np.float32))))
         return cls(sequences)
