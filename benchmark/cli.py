@@ -133,7 +133,7 @@ def _conventions(args) -> tuple[str, ...]:
 
 
 def _score_and_report(prediction: Path, args, json_path: Path) -> int:
-    from benchmark.report import compare_reports, failed_report, load_report, render_markdown, write_report
+    from benchmark.report import check_report, compare_reports, failed_report, load_report, render_markdown, write_report
     from benchmark.scoring import release_context, score_submission
     from mmface4d_datasets.release.reader import Release
 
@@ -151,7 +151,9 @@ def _score_and_report(prediction: Path, args, json_path: Path) -> int:
         return 1
     report = result.report
     for other in args.compare:
-        comparison = compare_reports(report, load_report(other))
+        other_report = load_report(other)
+        check_report(other_report, str(other))
+        comparison = compare_reports(report, other_report)
         if not comparison["num_shared"]:
             print(f"--compare {other}: no shared sequences with this submission; nothing to compare", file=sys.stderr)
         report["comparisons"].append(comparison)

@@ -80,6 +80,9 @@ def bootstrap_ratios(
         (B, k) float64: statistic j of resample b = sum_i c_bi num_ji / sum_i c_bi den_ji, where
         c_b ~ Multinomial(n, 1/n). An empty input gives NaN.
     """
+    if isinstance(samples, bool) or not hasattr(samples, "__index__") or int(samples) < 1:
+        raise ValueError(f"bootstrap samples must be a whole number >= 1, got {samples!r}")
+    samples = int(samples)
     k = len(numerators)
     n = len(numerators[0]) if k else 0
     out = np.full((samples, k), np.nan)
@@ -526,7 +529,7 @@ def render_markdown(report: dict) -> str:
         lines.append("")
     lines += ["## Versions", "", "| item | value |", "| --- | --- |"]
     for key in ("format_version", "splits_version", "splits_rule", "codec_version", "region_rule_version",
-                "topology", "topology_hash", "num_vertices"):
+                "topology", "topology_hash", "num_vertices", "content_hash"):
         lines.append(f"| {key} | {md_escape(release.get(key)) if release.get(key) is not None else 'n/a'} |")
     header = report.get("submission", {}).get("header") or {}
     header_json = json.dumps(header, indent=2, sort_keys=True).replace("`", "\\u0060")  # cannot close the fence

@@ -14,7 +14,7 @@ import pytest
 
 from benchmark.leaderboard import build_leaderboard, render_markdown
 from benchmark.protocol import write_predictions
-from benchmark.report import ReportError, compare_reports, render_markdown as render_report
+from benchmark import report as report_module
 from mmface4d_datasets.cli import main
 from mmface4d_datasets.release.reader import Release
 from mmface4d_datasets.release.writer import write_release
@@ -160,6 +160,13 @@ def test_missing_mistyped_negative_or_non_finite_fields_are_named(scored, tmp_pa
     assert "bad.json" in err and field in err
 
 
+def test_a_deeply_nested_report_file_is_a_named_error(tmp_path, capsys):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    code, _, err = run(capsys, "bench", "leaderboard", path)
+    assert code == 2 and "deep.json" in err and "nested too deeply" in err
+
+
 def test_reports_of_different_releases_get_separate_tables(scored, tmp_path):
     _, reports = scored
     near = json.loads(reports["near"].read_text())
@@ -184,7 +191,7 @@ def test_text_fields_cannot_inject_rows_or_links(scored, tmp_path, capsys):
     assert re.search(r"(?<!\\)\]\(", out) is None and "<b>" not in out  # no link, no HTML
     assert "x \\| 0.000" in out and "\\[winner\\]" in out
     report = json.loads(path.read_text())
-    text = render_report(report)
+    text = report_module.render_markdown(report)
     assert text.splitlines()[0].startswith("# MMFace4D benchmark: x \\| 0.000") and "<b>" not in text
 
 
@@ -196,7 +203,7 @@ def test_compare_without_shared_sequences_says_so(scored, tmp_path, capsys):
             row["id"] = "elsewhere/" + row["id"]
 
     other = edited(tmp_path, reports["far"], rename, "other.json")
-    comparison = compare_reports(json.loads(reports["near"].read_text()), json.loads(other.read_text()))
+    comparison = report_module.compare_reports(json.loads(reports["near"].read_text()), json.loads(other.read_text()))
     assert comparison["num_shared"] == 0 and comparison["values"] == {}
     submission = json.loads(reports["near"].read_text())["submission"]["path"]
     code, out, err = run(capsys, "bench", "score", submission, "--data", release_dir, "--out", tmp_path / "c.json",
@@ -229,5 +236,5 @@ def test_a_prediction_of_1e20_metres_fails_with_its_id(scored, tmp_path, capsys)
 
 
 def test_leaderboard_library_refuses_an_unscored_report():
-    with pytest.raises(ReportError, match="not scored"):
+    with pytest.raises(report_module.ReportError, match="not scored"):
         build_leaderboard([{"ok": False, "model": "broken"}])
