@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from mmface4d_datasets.arguments import positive_number, seed, whole_number
+
 _CONVENTION_HELP = ("metric convention of the headline: 'authors' (the paper's four Euclidean metrics, always "
                     "reported) or 'codetalker' (adds CodeTalker-style LVE from squared distances pooled over frames, "
                     "and FDD)")
@@ -61,7 +63,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     write.add_argument("--release-format-version", help="release format version (when --data is not given)")
     write.add_argument("--encoding", choices=("codec", "float32le"), default="codec",
                        help="payload encoding (default: codec, lossy within --max-error)")
-    write.add_argument("--max-error", type=float, default=1e-5,
+    write.add_argument("--max-error", type=positive_number(1.0), default=1e-5,
                        help="codec bound per coordinate, metres (default: 1e-5)")
     write.set_defaults(func=handle_write_submission)
 
@@ -81,8 +83,18 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     board = bench.add_parser("leaderboard", help="one table of scored reports, with the paper's Table II as reference",
                              description="Ranks report JSON files by lip_max; the paper's Table II rows are shown as "
-                                         "reference lines marked 'paper, own data' (not ranked).")
+                                         "reference lines marked 'paper, own data' (not ranked). Every report is "
+                                         "checked: a missing or mistyped field, a negative or non-finite metric, or "
+                                         "headline numbers that are not the means of its own per-sequence errors "
+                                         "refuse it (exit 2, naming the report and the field). With --data each "
+                                         "report's submission is re-scored and the report is refused when the "
+                                         "file's SHA-256, the release's identity or any number differs; without "
+                                         "it rows are marked 'unverified'. Reports of different releases are "
+                                         "ranked in separate tables.")
     board.add_argument("reports", nargs="+", metavar="REPORT", help="report .json files written by score or run")
+    board.add_argument("--data", metavar="RELEASE", help="release folder: re-score every report's submission against it")
+    board.add_argument("--submissions", metavar="DIR",
+                       help="with --data: find each submission by its file name in DIR instead of its recorded path")
     board.add_argument("--out", help="write the Markdown table here (default: print it)")
     board.add_argument("--csv", help="also write the table as CSV (metres)")
     board.add_argument("--no-paper", action="store_true", help="leave out the paper's reference lines")
@@ -111,8 +123,8 @@ def _report_arguments(parser: argparse.ArgumentParser, with_out: bool = True) ->
         parser.add_argument("--out", help="report JSON path (default: PRED with .report.json); Markdown beside it")
     parser.add_argument("--compare", action="append", default=[], metavar="REPORT",
                         help="another report JSON to compare with, paired on shared ids; repeatable")
-    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the 95%% intervals (default: 2000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--bootstrap", type=whole_number(1, 1_000_000), default=2000, help="bootstrap resamples for the 95%% intervals (default: 2000)")
+    parser.add_argument("--seed", type=seed, default=0, help="bootstrap seed, 0..2**32-1 (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -121,7 +133,7 @@ def _conventions(args) -> tuple[str, ...]:
 
 
 def _score_and_report(prediction: Path, args, json_path: Path) -> int:
-    from benchmark.report import compare_reports, failed_report, load_report, render_markdown, write_report
+    from benchmark.report import check_report, compare_reports, failed_report, load_report, render_markdown, write_report
     from benchmark.scoring import release_context, score_submission
     from mmface4d_datasets.release.reader import Release
 
@@ -139,7 +151,12 @@ def _score_and_report(prediction: Path, args, json_path: Path) -> int:
         return 1
     report = result.report
     for other in args.compare:
-        report["comparisons"].append(compare_reports(report, load_report(other)))
+        other_report = load_report(other)
+        check_report(other_report, str(other))
+        comparison = compare_reports(report, other_report)
+        if not comparison["num_shared"]:
+            print(f"--compare {other}: no shared sequences with this submission; nothing to compare", file=sys.stderr)
+        report["comparisons"].append(comparison)
     write_report(report, json_path, markdown_path)
     for issue in result.validation.issues:
         print(issue, file=sys.stderr)
@@ -180,15 +197,36 @@ def _iter_npy_predictions(root: Path):
 
         raise MMFace4DError(f"{root}: no .npy files (expected <subject_id>/<take_id>.npy)")
     for path in files:
-        yield path.relative_to(root).with_suffix("").as_posix(), np.load(path, allow_pickle=False)
+        yield path.relative_to(root).with_suffix("").as_posix(), _load_array(path, lambda: np.load(path, allow_pickle=False))
+
+
+def _load_array(where, load):
+    """``load()``, with a damaged or pickled array file as an error naming ``where``."""
+    import pickle
+    import zipfile
+
+    from benchmark.submission import SubmissionError
+
+    try:
+        return load()
+    except (ValueError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError) as exc:
+        text = str(exc)
+        if "allow_pickle" in text:
+            text = "it holds Python objects (object dtype), which would need unpickling; save float32 arrays"
+        raise SubmissionError(f"{where}: not a readable numeric .npy array ({text})") from None
 
 
 def _iter_npz_predictions(path: Path):
     import numpy as np
 
-    with np.load(path, allow_pickle=False) as archive:
+    archive = _load_array(path, lambda: np.load(path, allow_pickle=False))
+    if not hasattr(archive, "files"):
+        from benchmark.submission import SubmissionError
+
+        raise SubmissionError(f"{path}: not an .npz archive (a single array; use a folder of .npy files)")
+    with archive:
         for key in sorted(archive.files):
-            yield key, archive[key]
+            yield key, _load_array(f"{path} [{key}]", lambda: archive[key])
 
 
 def handle_write_submission(args) -> int:
@@ -260,22 +298,33 @@ def handle_run(args) -> int:
 
 
 def handle_leaderboard(args) -> int:
-    from benchmark.leaderboard import build_leaderboard, render_csv, render_markdown
+    from benchmark.leaderboard import build_leaderboard, render_csv, render_markdown, verify_report
     from benchmark.report import load_report
     from mmface4d_datasets.errors import MMFace4DError
     from mmface4d_datasets.files import atomic_write_bytes
 
-    reports, sources = [], []
+    release = None
+    if args.data:
+        from mmface4d_datasets.release.reader import Release
+
+        release = Release(args.data)
+    elif args.submissions:
+        raise MMFace4DError("--submissions needs --data RELEASE (the submissions are re-scored against it)")
+    reports, sources, verified = [], [], []
     for path in args.reports:
         report = load_report(path)
         if not report.get("ok"):
             print(f"{path}: not scored (validation failed); left out", file=sys.stderr)
             continue
+        if release is not None:
+            verify_report(report, str(path), release, submission_dir=args.submissions)
+            print(f"{path}: re-scored from its submission; the numbers agree", file=sys.stderr)
         reports.append(report)
         sources.append(str(path))
+        verified.append(release is not None)
     if not reports:
         raise MMFace4DError("no scored report among the given files")
-    ranked, references = build_leaderboard(reports, sources=sources, include_paper=not args.no_paper)
+    ranked, references = build_leaderboard(reports, sources=sources, include_paper=not args.no_paper, verified=verified)
     table = render_markdown(ranked, references)
     if args.out:
         atomic_write_bytes(args.out, table.encode("utf-8"))

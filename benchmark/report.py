@@ -27,7 +27,10 @@ from benchmark.metrics import METRIC_NAMES
 from mmface4d_datasets.errors import FormatError
 
 REPORT_KIND = "mmface4d-benchmark-report"
-REPORT_VERSION = 1
+REPORT_VERSION = 2
+#: The report versions :func:`load_report` reads (version 1 lacks the submission hash: it can be
+#: ranked as unverified but never re-scored).
+READABLE_REPORT_VERSIONS = (1, 2)
 
 #: How each convention is labelled wherever its numbers appear.
 CONVENTION_LABELS = {
@@ -77,6 +80,9 @@ def bootstrap_ratios(
         (B, k) float64: statistic j of resample b = sum_i c_bi num_ji / sum_i c_bi den_ji, where
         c_b ~ Multinomial(n, 1/n). An empty input gives NaN.
     """
+    if isinstance(samples, bool) or not hasattr(samples, "__index__") or int(samples) < 1:
+        raise ValueError(f"bootstrap samples must be a whole number >= 1, got {samples!r}")
+    samples = int(samples)
     k = len(numerators)
     n = len(numerators[0]) if k else 0
     out = np.full((samples, k), np.nan)
@@ -162,6 +168,7 @@ def build_report(
     seed: int = 0,
     confidence: float = 0.95,
     submission_path: str = "",
+    submission_sha256: str = "",
 ) -> dict:
     """The report of a scored split (a JSON-ready dict).
 
@@ -171,7 +178,11 @@ def build_report(
         header: the submission's header.
         conventions: ``("authors",)`` or ``("authors", "codetalker")``; the first is the headline.
         validation: the :class:`benchmark.submission.ValidationReport` (its warnings are kept).
+        submission_path, submission_sha256: where the scored file is and its SHA-256, so that the
+            report can be checked by re-scoring the same bytes (``mmface4d bench leaderboard --data``).
     """
+    from mmface4d_datasets import __version__
+
     conventions = list(dict.fromkeys(["authors", *conventions]))
     rows = list(rows)
     stats = _statistics(rows, conventions)
@@ -200,10 +211,13 @@ def build_report(
         "report_version": REPORT_VERSION,
         "ok": True,
         "model": (header or {}).get("model", ""),
-        "submission": {"path": submission_path, "header": header},
+        "submission": {"path": submission_path, "sha256": submission_sha256, "header": header},
         "release": dict(release),
         "protocol": PROTOCOL_TEXT,
         "conventions": conventions,
+        "scoring": {"headline_convention": conventions[0], "split_score": "mean over sequences",
+                    "package_version": __version__},
+        "package_version": __version__,
         "num_sequences": len(rows),
         "num_frames": int(sum(r["num_frames"] for r in row_dicts)),
         "metrics": metrics,
@@ -232,6 +246,122 @@ def failed_report(validation: Any, *, release: dict | None = None) -> dict:
     }
 
 
+# ------------------------------------------------------------------------------------------ checking
+
+
+class ReportError(FormatError):
+    """A report is malformed, disagrees with itself, or disagrees with a re-score (names the report and the field)."""
+
+
+#: Relative tolerance when a report's numbers are compared with numbers recomputed from it or re-scored.
+CHECK_RTOL = 1e-9
+
+
+def _get(report: dict, dotted: str, where: str) -> Any:
+    value: Any = report
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ReportError(f"{where}: field {dotted!r} is missing")
+        value = value[part]
+    return value
+
+
+def _number(value: Any, dotted: str, where: str, *, signed: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ReportError(f"{where}: field {dotted!r} must be a number, found {type(value).__name__} {str(value)[:40]!r}")
+    if not math.isfinite(value) or (not signed and value < 0):
+        raise ReportError(f"{where}: field {dotted!r} must be a {'finite' if signed else 'non-negative finite'} "
+                          f"number, found {value!r}")
+    return float(value)
+
+
+def _count(value: Any, dotted: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ReportError(f"{where}: field {dotted!r} must be a whole number >= 0, found {str(value)[:40]!r}")
+    return value
+
+
+def _typed(report: dict, dotted: str, kind: type, where: str) -> Any:
+    value = _get(report, dotted, where)
+    if not isinstance(value, kind):
+        raise ReportError(f"{where}: field {dotted!r} must be a {kind.__name__}, found {type(value).__name__}")
+    return value
+
+
+def check_report(report: Any, where: str = "report") -> None:
+    """Refuse a scored report with a missing or mistyped field, or a negative or non-finite metric.
+
+    Checks the fields a leaderboard reads: ``model``, ``release``, ``conventions``, ``num_sequences``,
+    ``num_frames``, every headline value (authors' metrics >= 0; CodeTalker's ``lve_sq`` >= 0 and
+    ``fdd`` finite), and every per-sequence row (id, frames, metrics). Raises :class:`ReportError`
+    naming ``where`` and the field.
+    """
+    if not isinstance(report, dict):
+        raise ReportError(f"{where}: a report is a JSON object, found {type(report).__name__}")
+    if report.get("ok") is not True:
+        raise ReportError(f"{where}: ({report.get('model', '?')}) was not scored (validation failed)")
+    _typed(report, "model", str, where)
+    _typed(report, "release", dict, where)
+    _typed(report, "submission", dict, where)
+    conventions = _typed(report, "conventions", list, where)
+    unknown = [c for c in conventions if c not in CONVENTION_LABELS]
+    if unknown or "authors" not in conventions:
+        raise ReportError(f"{where}: field 'conventions' must list 'authors' and only {sorted(CONVENTION_LABELS)}, "
+                          f"found {conventions!r}")
+    _count(_get(report, "num_sequences", where), "num_sequences", where)
+    _count(_get(report, "num_frames", where), "num_frames", where)
+    for convention in conventions:
+        values = _typed(report, f"metrics.{convention}.values", dict, where)
+        names = METRIC_NAMES if convention == "authors" else [n for n in CODETALKER_NAMES if n in values or n == "lve_sq"]
+        for name in names:
+            dotted = f"metrics.{convention}.values.{name}.value"
+            _number(_get(report, dotted, where), dotted, where, signed=(name == "fdd"))
+    rows = _typed(report, "sequences", list, where)
+    for index, row in enumerate(rows):
+        prefix = f"sequences[{index}]"
+        if not isinstance(row, dict):
+            raise ReportError(f"{where}: field {prefix!r} must be an object, found {type(row).__name__}")
+        if not isinstance(row.get("id"), str) or not row["id"]:
+            raise ReportError(f"{where}: field '{prefix}.id' must be a non-empty string")
+        _count(_get(row, "num_frames", f"{where} ({prefix}, {row['id']})"), f"{prefix}.num_frames", where)
+        for name in (*METRIC_NAMES, *(["lve_sq_sum"] if "codetalker" in conventions else [])):
+            _number(_get(row, name, f"{where} ({row['id']})"), f"{prefix}.{name}", where)
+
+
+def _close(a: float, b: float, rtol: float = CHECK_RTOL) -> bool:
+    return math.isclose(a, b, rel_tol=rtol, abs_tol=1e-15)
+
+
+def check_consistency(report: dict, where: str = "report") -> None:
+    """Refuse a report whose headline numbers disagree with its own per-sequence errors.
+
+    The sequence count, the frame count and every split value are recomputed from ``sequences``
+    (authors' metrics: mean over sequences; CodeTalker's ``lve_sq``: pooled over frames; ``fdd``:
+    mean) and compared with the stated ones. Call :func:`check_report` first.
+    """
+    rows = report["sequences"]
+    ids = [row["id"] for row in rows]
+    if len(set(ids)) != len(ids):
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        raise ReportError(f"{where}: field 'sequences' lists {repeated[0]!r} more than once")
+    if report["num_sequences"] != len(rows):
+        raise ReportError(f"{where}: field 'num_sequences' says {report['num_sequences']}; the report's per-sequence "
+                          f"errors cover {len(rows)} sequences")
+    frames = sum(row["num_frames"] for row in rows)
+    if report["num_frames"] != frames:
+        raise ReportError(f"{where}: field 'num_frames' says {report['num_frames']}; its sequences hold {frames}")
+    conventions = report["conventions"]
+    for convention, name, num, den in _statistics(rows, conventions):
+        dotted = f"metrics.{convention}.values.{name}.value"
+        stated = report["metrics"][convention]["values"].get(name, {}).get("value")
+        if stated is None and name == "fdd":
+            continue
+        recomputed = _point(num, den)
+        if not _close(float(stated), recomputed):
+            raise ReportError(f"{where}: field {dotted!r} says {stated!r}; the mean of its per-sequence errors is "
+                              f"{recomputed!r}")
+
+
 # ------------------------------------------------------------------------------------------ comparing
 
 
@@ -251,6 +381,15 @@ def compare_reports(report: dict, other: dict, *, samples: int | None = None, se
     theirs = {row["id"]: row for row in other["sequences"]}
     shared = sorted(set(mine) & set(theirs))
     conventions = [c for c in report.get("conventions", ["authors"]) if c in other.get("conventions", ["authors"])]
+    if not shared:
+        return {
+            "other_model": other.get("model", ""),
+            "other_submission": other.get("submission", {}).get("path", ""),
+            "num_shared": 0, "only_here": len(mine), "only_there": len(theirs),
+            "same_release_versions": False,
+            "verdict": "no shared sequences: nothing to compare",
+            "values": {},
+        }
     bootstrap = report.get("bootstrap", {})
     samples = int(samples if samples is not None else bootstrap.get("samples", 2000))
     seed = int(seed if seed is not None else bootstrap.get("seed", 0))
@@ -299,6 +438,29 @@ def compare_reports(report: dict, other: dict, *, samples: int | None = None, se
 # ------------------------------------------------------------------------------------------ writing
 
 
+_MD_SPECIAL = frozenset("\\`*_[]|#!~")
+_MD_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+
+
+def md_escape(text: Any) -> str:
+    """``text`` as literal Markdown inline text: one line, no table cells, links, emphasis or HTML.
+
+    Line breaks and control characters become spaces, ``\\ ` * _ [ ] | # ! ~`` get a backslash,
+    and ``< > &`` become entities, so a model name cannot add a row, a link or a heading.
+    """
+    out = []
+    for char in " ".join(str(text).splitlines()):
+        if char in _MD_ENTITIES:
+            out.append(_MD_ENTITIES[char])
+        elif char in _MD_SPECIAL:
+            out.append("\\" + char)
+        elif ord(char) < 32 or ord(char) == 127:
+            out.append(" ")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
@@ -311,16 +473,16 @@ def _fmt_interval(interval: Sequence[float], digits: int = 3) -> str:
 
 def render_markdown(report: dict) -> str:
     """The human-readable report: headline tables, versions, breakdowns, comparisons, notices."""
-    lines = [f"# MMFace4D benchmark: {report.get('model') or 'unnamed model'}", ""]
+    lines = [f"# MMFace4D benchmark: {md_escape(report.get('model') or 'unnamed model')}", ""]
     release = report.get("release", {})
     if not report.get("ok"):
         lines += ["**The submission did not pass validation; it was not scored.**", "",
                   "| id | rule | problem |", "| --- | --- | --- |"]
         for issue in report.get("notices", []):
-            lines.append(f"| {issue['id'] or '(file)'} | {issue['rule']} | {issue['message']} |")
+            lines.append(f"| {md_escape(issue['id'] or '(file)')} | {md_escape(issue['rule'])} | {md_escape(issue['message'])} |")
         return "\n".join(lines) + "\n"
     lines += [
-        f"Split `{release.get('split')}` of the release at `{release.get('path')}`: "
+        f"Split {md_escape(release.get('split'))} of the release at {md_escape(release.get('path'))}: "
         f"{report['num_sequences']} sequences, {report['num_frames']} frames.", "",
         f"Protocol: {report.get('protocol', PROTOCOL_TEXT)}", "",
     ]
@@ -346,10 +508,15 @@ def render_markdown(report: dict) -> str:
                   f"| {key} | sequences | " + " | ".join(METRIC_NAMES) + " |",
                   "| --- | --- |" + " --- |" * len(METRIC_NAMES)]
         for group, entry in table.items():
-            lines.append(f"| {group} | {entry['num_sequences']} | " + " | ".join(_fmt(entry[c]) for c in columns) + " |")
+            lines.append(f"| {md_escape(group)} | {entry['num_sequences']} | " + " | ".join(_fmt(entry[c]) for c in columns) + " |")
         lines.append("")
     for comparison in report.get("comparisons", []):
-        lines += [f"## Paired comparison against {comparison['other_model'] or comparison['other_submission']}", "",
+        if not comparison["num_shared"]:
+            lines += [f"## Paired comparison against {md_escape(comparison['other_model'] or comparison['other_submission'])}",
+                      "", f"No shared sequences ({comparison['only_here']} here, {comparison['only_there']} there): "
+                          "nothing to compare.", ""]
+            continue
+        lines += [f"## Paired comparison against {md_escape(comparison['other_model'] or comparison['other_submission'])}", "",
                   f"{comparison['num_shared']} shared sequences; difference = this - other "
                   f"(negative: this model has the smaller error)."
                   + ("" if comparison["same_release_versions"] else " **The two reports differ in release versions.**"),
@@ -362,12 +529,14 @@ def render_markdown(report: dict) -> str:
         lines.append("")
     lines += ["## Versions", "", "| item | value |", "| --- | --- |"]
     for key in ("format_version", "splits_version", "splits_rule", "codec_version", "region_rule_version",
-                "topology", "topology_hash", "num_vertices"):
-        lines.append(f"| {key} | {release.get(key) if release.get(key) is not None else 'n/a'} |")
+                "topology", "topology_hash", "num_vertices", "content_hash"):
+        lines.append(f"| {key} | {md_escape(release.get(key)) if release.get(key) is not None else 'n/a'} |")
     header = report.get("submission", {}).get("header") or {}
-    lines += ["", "## Submission header", "", "```json", json.dumps(header, indent=2, sort_keys=True), "```", ""]
+    header_json = json.dumps(header, indent=2, sort_keys=True).replace("`", "\\u0060")  # cannot close the fence
+    lines += ["", "## Submission header", "", "```json", header_json, "```", ""]
     if report.get("notices"):
-        lines += ["## Notices", ""] + [f"- {n['id'] or '(file)'}: {n['rule']}: {n['message']}" for n in report["notices"]] + [""]
+        lines += ["## Notices", ""] + [f"- {md_escape(n['id'] or '(file)')}: {md_escape(n['rule'])}: {md_escape(n['message'])}"
+                                       for n in report["notices"]] + [""]
     return "\n".join(lines)
 
 
@@ -401,6 +570,8 @@ def load_report(path: str | os.PathLike) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{path}: not a readable report JSON ({exc})") from None
+    except RecursionError:
+        raise FormatError(f"{path}: the report JSON is nested too deeply to be a report") from None
     if not isinstance(data, dict) or data.get("kind") != REPORT_KIND:
         raise FormatError(f"{path}: not an MMFace4D benchmark report (kind {data.get('kind') if isinstance(data, dict) else None!r})")
     return data

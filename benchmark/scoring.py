@@ -127,6 +127,13 @@ def summarise(rows: list[SequenceRow]) -> dict[str, Any]:
     return {"num_sequences": len(rows), "num_frames": frames, "authors": authors, "codetalker": codetalker}
 
 
+def non_finite_fields(row: SequenceRow) -> list[str]:
+    """Names of the row's error values that are NaN or infinite."""
+    names = (*metrics.METRIC_NAMES, "lve_sq_sum", "fdd")
+    return [name for name in names
+            if getattr(row, name) is not None and not np.isfinite(getattr(row, name))]
+
+
 @dataclass
 class ScoreResult:
     """What :func:`score_submission` returns: the validation outcome and, when it passed, the report."""
@@ -157,7 +164,30 @@ def release_context(release: "Release", split: str) -> dict[str, Any]:
         "topology": first(info, "topology", "topology_name"),
         "topology_hash": first(info, "topology_hash"),
         "num_vertices": first(info, "num_vertices", "vertex_count"),
+        "content_hash": content_hash(info),
     }
+
+
+#: The fields of :func:`release_context` that identify a release's content: reports that differ in
+#: any of them were scored against different data and are never ranked together.
+RELEASE_IDENTITY = ("format_version", "splits_version", "codec_version", "region_rule_version", "topology",
+                    "topology_hash", "num_vertices", "content_hash", "split")
+
+
+def content_hash(info: dict) -> str | None:
+    """sha256 over the (path, sha256) list of every file meta/info.json checksums (None when it lists none).
+
+    Two releases with the same content hash hold the same shards, splits and topology bytes
+    (``mmface4d validate`` checks the files against these checksums).
+    """
+    import hashlib
+
+    files = info.get("files") if isinstance(info, dict) else None
+    if not isinstance(files, dict) or not files:
+        return None
+    lines = "".join(f"{name}\t{(entry or {}).get('sha256') if isinstance(entry, dict) else entry}\n"
+                    for name, entry in sorted(files.items()))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
 def _topology_value(release: "Release", key: str) -> Any:
@@ -247,13 +277,24 @@ def score_submission(
             fail_payload(exc.issue, sequence_id)
             continue
         subject = str(record["subject_id"])
-        scorer.update(sequence_id, record["vertices"], prediction, subject_id=subject,
-                      emotion=emotion_name(record.get("emotion")), template=templates.get(subject))
+        with np.errstate(over="ignore", invalid="ignore"):
+            row = scorer.update(sequence_id, record["vertices"], prediction, subject_id=subject,
+                                emotion=emotion_name(record.get("emotion")), template=templates.get(subject))
+        overflowed = non_finite_fields(row)
+        if overflowed:  # finite coordinates whose errors are not (e.g. 1e20 m): not a valid score
+            scorer.rows.pop()
+            submission.issues.append(Issue(sequence_id, "non_finite_score",
+                                           f"the prediction's errors are not finite ({', '.join(overflowed)}): its "
+                                           f"coordinates reach {float(np.abs(prediction).max()):.3g} m; predictions are "
+                                           "in metres, in the canonical head frame"))
     submission.close()
     result = validation()
     if not result.ok:
         return ScoreResult(result, None)
+    from mmface4d_datasets.files import sha256_file
+
     report = build_report(scorer.rows, release=context, header=submission.header, conventions=conventions,
                           validation=result, bootstrap_samples=bootstrap_samples, seed=seed,
-                          submission_path=str(Path(submission_path)))
+                          submission_path=str(Path(submission_path).resolve()),
+                          submission_sha256=sha256_file(submission_path))
     return ScoreResult(result, report)

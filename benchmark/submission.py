@@ -39,6 +39,9 @@ HEADER_KEY = "mmface4d_submission"
 ENCODINGS = ("codec", "float32le")
 #: Inputs the protocol allows (benchmark.protocol.ProtocolInputs); a header may list a subset.
 PROTOCOL_INPUTS = ("audio", "template", "style_reference", "subject_id", "emotion")
+#: Largest header accepted, in bytes of its JSON text: a header is a few lines (model, url, inputs,
+#: hardware, versions), never data; a larger one is refused instead of being copied into reports.
+HEADER_MAX_BYTES = 64 * 1024
 #: Header fields that must be present.
 REQUIRED_HEADER_FIELDS = ("model", "release_format_version")
 #: Columns, in file order.
@@ -124,13 +127,17 @@ class SubmissionWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from mmface4d_datasets.files import temporary_path
+        from mmface4d_datasets.files import removed_on_failure, temporary_path
 
         if encoding not in ENCODINGS:
             raise SubmissionError(f"unknown encoding {encoding!r}; use one of {ENCODINGS}")
         missing = [name for name in REQUIRED_HEADER_FIELDS if not header.get(name)]
         if missing:
             raise SubmissionError(f"submission header lacks {missing}")
+        header_text = json.dumps(dict(header), sort_keys=True)
+        if len(header_text.encode("utf-8")) > HEADER_MAX_BYTES:
+            raise SubmissionError(f"{path}: the submission header takes {len(header_text.encode('utf-8'))} bytes of "
+                                  f"JSON; at most {HEADER_MAX_BYTES} are allowed (model name, url, inputs, hardware)")
         self.path = Path(path)
         self.encoding = encoding
         self.max_error = float(max_error)
@@ -143,19 +150,20 @@ class SubmissionWriter:
                 ("encoding", pa.string()),
                 ("vertices", pa.binary()),
             ],
-            metadata={HEADER_KEY: json.dumps(dict(header), sort_keys=True)},
+            metadata={HEADER_KEY: header_text},
         )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temporary_path(self.path)
-        self._writer = pq.ParquetWriter(
-            self._tmp,
-            self._schema,
-            # codec bytes are already entropy-coded; raw float32 gains a little from zstd
-            compression={"id": "zstd", "num_frames": "zstd", "num_vertices": "zstd", "encoding": "zstd",
-                         "vertices": "none" if encoding == "codec" else "zstd"},
-            use_dictionary=["id", "encoding"],
-            write_statistics=["id", "num_frames", "num_vertices", "encoding"],
-        )
+        with removed_on_failure(self.path, self._tmp):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(
+                self._tmp,
+                self._schema,
+                # codec bytes are already entropy-coded; raw float32 gains a little from zstd
+                compression={"id": "zstd", "num_frames": "zstd", "num_vertices": "zstd", "encoding": "zstd",
+                             "vertices": "none" if encoding == "codec" else "zstd"},
+                use_dictionary=["id", "encoding"],
+                write_statistics=["id", "num_frames", "num_vertices", "encoding"],
+            )
 
     def add(self, sequence_id: str, vertices: np.ndarray) -> None:
         """Append the prediction (T, N, 3) for ``sequence_id`` (float32, metres, finite)."""
@@ -164,7 +172,11 @@ class SubmissionWriter:
         sequence_id = str(sequence_id)
         if sequence_id in self._ids:
             raise SubmissionError(f"{self.path}: id {sequence_id} was already written")
-        array = np.ascontiguousarray(vertices, dtype=np.float32)
+        array = np.asarray(vertices)
+        if array.dtype.kind not in "fiu":
+            raise SubmissionError(f"{self.path}: prediction for {sequence_id} has dtype {array.dtype}; expected float32 "
+                                  "numbers (metres)")
+        array = np.ascontiguousarray(array, dtype=np.float32)
         if array.ndim != 3 or array.shape[2] != 3 or array.shape[0] == 0:
             raise SubmissionError(f"{self.path}: prediction for {sequence_id} has shape {array.shape}, expected (T, N, 3)")
         if not (np.isfinite(array.min()) and np.isfinite(array.max())):
@@ -172,7 +184,10 @@ class SubmissionWriter:
         if self.encoding == "codec":
             from mmface4d_datasets import codec
 
-            payload = codec.encode(array, max_error=self.max_error)
+            try:
+                payload = codec.encode(array, max_error=self.max_error)
+            except codec.CodecError as exc:
+                raise SubmissionError(f"{self.path}: prediction for {sequence_id} cannot be encoded: {exc}") from None
         else:
             payload = array.astype("<f4", copy=False).tobytes()
         row = pa.table(
@@ -185,19 +200,29 @@ class SubmissionWriter:
             },
             schema=self._schema,
         )
-        self._writer.write_table(row)
+        try:
+            self._writer.write_table(row)
+        except OSError as exc:  # a full disk, a file-size limit: name the file (the caller aborts)
+            from mmface4d_datasets.errors import output_error
+
+            raise output_error(self.path, exc) from exc
         self._ids.add(sequence_id)
 
     def close(self) -> Path:
         """Finish the file and move it to ``path``; returns ``path``."""
-        self._writer.close()
-        os.replace(self._tmp, self.path)
+        from mmface4d_datasets.files import removed_on_failure
+
+        with removed_on_failure(self.path, self._tmp):
+            self._writer.close()
+            os.replace(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:
         """Drop the temporary file (nothing is written at ``path``)."""
         try:
             self._writer.close()
+        except OSError:  # closing flushes; on a full disk that fails too, and the file is dropped anyway
+            pass
         finally:
             self._tmp.unlink(missing_ok=True)
 
@@ -293,10 +318,17 @@ def _read_header(path: Path, metadata: dict | None, issues: list[Issue]) -> dict
     if raw is None:
         issues.append(Issue(None, "header_missing", f"{path}: no {HEADER_KEY!r} entry in the file's key-value metadata"))
         return None
+    if len(raw) > HEADER_MAX_BYTES:
+        issues.append(Issue(None, "header_too_large", f"{path}: the {HEADER_KEY!r} header takes {len(raw)} bytes; at most "
+                                                      f"{HEADER_MAX_BYTES} are allowed (it is not read or copied)"))
+        return None
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         issues.append(Issue(None, "header_invalid", f"{path}: the {HEADER_KEY!r} header is not JSON ({exc})"))
+        return None
+    except RecursionError:
+        issues.append(Issue(None, "header_invalid", f"{path}: the {HEADER_KEY!r} header is nested too deeply to read"))
         return None
     if not isinstance(header, dict):
         issues.append(Issue(None, "header_invalid", f"{path}: the header is a JSON {type(header).__name__}, not an object"))

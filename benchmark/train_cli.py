@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from mmface4d_datasets.arguments import positive_number, seed, whole_number
+
 TRAINABLE = ("mmface4d", "mmface4d-no-composite", "mmface4d-no-regional", "faceformer")
 
 
@@ -27,12 +29,12 @@ def register(bench_subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="release folder (the train split is used)")
     parser.add_argument("--out", required=True, help="run folder for checkpoints (created if absent)")
     parser.add_argument("--config", help="training options, a .json or .toml file (see docs/models.md)")
-    parser.add_argument("--seed", type=int, help="random seed (overrides the config)")
-    parser.add_argument("--steps", type=int, help="total optimisation steps (overrides the config)")
+    parser.add_argument("--seed", type=seed, help="random seed (overrides the config)")
+    parser.add_argument("--steps", type=whole_number(1), help="total optimisation steps (overrides the config)")
     parser.add_argument("--front-end", dest="front_end",
                         help="audio front end: 'logmel' (default) or 'hubert:<local folder or cached name>'")
-    parser.add_argument("--threads", type=int, help="torch threads (overrides the config)")
-    parser.add_argument("--max-minutes", type=float,
+    parser.add_argument("--threads", type=whole_number(1), help="torch threads (overrides the config)")
+    parser.add_argument("--max-minutes", type=positive_number(),
                         help="stop after this much wall time, writing a checkpoint (resume later to go on)")
     parser.add_argument("--no-resume", action="store_true",
                         help="start from scratch even if OUT holds checkpoints (they are overwritten as it goes)")

@@ -11,17 +11,19 @@ import contextlib
 import json
 import sys
 
+from mmface4d_datasets.arguments import positive_number, seed, whole_number
+
 
 def _add_writer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="release folder to write; an unfinished build there is resumed")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=seed, default=0,
                         help="seed of the subject split and style references; for `synthetic` also of the "
                              "generator (default: 0)")
-    parser.add_argument("--max-error", type=float, default=None, metavar="METRES",
+    parser.add_argument("--max-error", type=positive_number(1.0), default=None, metavar="METRES",
                         help="per-coordinate error bound of the vertex codec, in metres "
                              "(default: the release writer's default)")
-    parser.add_argument("--shard-size", type=float, default=None, metavar="MB",
+    parser.add_argument("--shard-size", type=positive_number(), default=None, metavar="MB",
                         help="target size of one data shard in megabytes (default: the release writer's default)")
     parser.add_argument("--on-error", choices=("stop", "skip"), default="stop",
                         help="on a bad take: stop with its error (default), or skip it and list it at the "
@@ -69,9 +71,9 @@ def register(subparsers) -> None:
         description="Generate K synthetic subjects speaking M sentences each with the embedded face model "
                     "and speech synthesiser, and build them into a release of the same format.",
     )
-    synthetic.add_argument("--subjects", type=int, required=True, metavar="K", help="number of subjects")
-    synthetic.add_argument("--sentences", type=int, required=True, metavar="M", help="sentences per subject")
-    synthetic.add_argument("--vertices", type=int, default=None, metavar="N",
+    synthetic.add_argument("--subjects", type=whole_number(1), required=True, metavar="K", help="number of subjects")
+    synthetic.add_argument("--sentences", type=whole_number(1), required=True, metavar="M", help="sentences per subject")
+    synthetic.add_argument("--vertices", type=whole_number(1), default=None, metavar="N",
                            help="vertex count of the embedded synthetic_v1 model, 500..200000 (default: the generator's)")
     _add_writer_options(synthetic)
     synthetic.set_defaults(func=_run_synthetic)
@@ -93,7 +95,7 @@ def register(subparsers) -> None:
     push.add_argument("--dry-run", action="store_true",
                       help="print what would be committed (files, sizes, files per folder against the Hub's "
                            "limits) as JSON and send nothing")
-    push.add_argument("--retries", type=int, default=5, help="retries of a transient failure (default: 5)")
+    push.add_argument("--retries", type=whole_number(0), default=5, help="retries of a transient failure (default: 5)")
     push.add_argument("--skip-validation", action="store_true",
                       help="upload without running the release validator first")
     push.set_defaults(func=_run_push)

@@ -20,6 +20,8 @@ from mmface4d_datasets.errors import FormatError, MMFace4DError
 from mmface4d_datasets.release.schema import EMOTION_NAMES, emotion_of
 
 MANIFEST_COLUMNS = ("take_id", "subject_id", "sentence_id", "text", "gender", "age")
+#: Digits of a take id (DESIGN.md, Takes); shorter all-digit ids in a manifest lost their leading zeros.
+TAKE_ID_DIGITS = 6
 
 class MetadataError(MMFace4DError):
     """A take's metadata is missing or wrong (names the take and the source of its metadata)."""
@@ -76,14 +78,27 @@ def _optional_age(value, *, where: str) -> int | None:
     return age
 
 
+def subject_id_problem(subject_id: str) -> str | None:
+    """Why ``subject_id`` cannot name a subject (it becomes part of record ids and of file paths
+    of predictions, ``<subject_id>/<take_id>.npy``), or None when it can."""
+    if "/" in subject_id or "\\" in subject_id:
+        return "must not contain '/' or '\\' (record ids are subject/take)"
+    if subject_id in (".", ".."):
+        return "is a path step ('.' or '..'), not a name"
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in subject_id):
+        return "holds a control character"
+    return None
+
+
 def metadata_from_fields(take_id: str, fields: dict, *, source: str) -> TakeMetadata:
     """Check and normalise one take's fields (a CSV row or a meta.json object)."""
     where = f"take {take_id} ({source})"
     subject_id = _optional_text(fields.get("subject_id"))
     if subject_id is None:
         raise MetadataError(f"{where}: subject_id is missing; every take needs one (give a manifest CSV with --manifest)")
-    if "/" in subject_id:
-        raise MetadataError(f"{where}: subject_id {subject_id!r} must not contain '/' (record ids are subject/take)")
+    problem = subject_id_problem(subject_id)
+    if problem:
+        raise MetadataError(f"{where}: subject_id {subject_id!r} {problem}")
     sentence_id = _optional_text(fields.get("sentence_id"))
     if sentence_id is None:
         raise MetadataError(f"{where}: sentence_id is missing; the emotion is read from its prefix")
@@ -110,23 +125,38 @@ def read_manifest(path: str | os.PathLike) -> dict[str, dict]:
         handle = path.open(newline="", encoding="utf-8-sig")  # -sig: spreadsheets often write a BOM
     except OSError as exc:
         raise FormatError(f"{path}: cannot read the manifest CSV ({exc.strerror})") from None
-    rows: dict[str, dict] = {}
     with handle:
-        reader = csv.DictReader(handle)
-        header = [name.strip() for name in (reader.fieldnames or [])]
-        missing = [c for c in MANIFEST_COLUMNS if c not in header]
-        if missing:
-            raise FormatError(f"{path}: the manifest CSV lacks the column(s) {', '.join(missing)} "
-                              f"(expected header: {','.join(MANIFEST_COLUMNS)})")
-        reader.fieldnames = header
-        for row in reader:
-            line = reader.line_num
-            take_id = (row.get("take_id") or "").strip()
-            if not take_id:
-                raise FormatError(f"{path}, line {line}: take_id is empty")
-            if take_id in rows:
-                raise FormatError(f"{path}, line {line}: take {take_id} is listed twice (first at {rows[take_id]['_where']})")
-            rows[take_id] = {c: row.get(c) for c in MANIFEST_COLUMNS} | {"_where": f"{path}, line {line}"}
+        try:
+            return _read_manifest_rows(path, handle, {})
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"{path}: the manifest CSV is not UTF-8 (byte {exc.start} of the file's text cannot be "
+                              f"decoded; a spreadsheet may have saved it as GBK or another legacy encoding: save it "
+                              f"as 'CSV UTF-8')") from None
+        except csv.Error as exc:
+            raise FormatError(f"{path}: not a readable CSV ({exc})") from None
+
+
+def _read_manifest_rows(path: Path, handle, rows: dict[str, dict]) -> dict[str, dict]:
+    """The rows of an open manifest CSV into ``rows`` (see :func:`read_manifest`)."""
+    reader = csv.DictReader(handle)
+    header = [name.strip() for name in (reader.fieldnames or [])]
+    missing = [c for c in MANIFEST_COLUMNS if c not in header]
+    if missing:
+        raise FormatError(f"{path}: the manifest CSV lacks the column(s) {', '.join(missing)} "
+                          f"(expected header: {','.join(MANIFEST_COLUMNS)})")
+    reader.fieldnames = header
+    for row in reader:
+        line = reader.line_num
+        take_id = (row.get("take_id") or "").strip()
+        if not take_id:
+            raise FormatError(f"{path}, line {line}: take_id is empty")
+        if take_id.isdigit() and take_id.isascii() and len(take_id) < TAKE_ID_DIGITS:
+            raise FormatError(f"{path}, line {line}: take_id {take_id!r} has {len(take_id)} digits; take ids have "
+                              f"{TAKE_ID_DIGITS} (a spreadsheet drops leading zeros: did you mean "
+                              f"{take_id.zfill(TAKE_ID_DIGITS)!r}? store the column as text)")
+        if take_id in rows:
+            raise FormatError(f"{path}, line {line}: take {take_id} is listed twice (first at {rows[take_id]['_where']})")
+        rows[take_id] = {c: row.get(c) for c in MANIFEST_COLUMNS} | {"_where": f"{path}, line {line}"}
     return rows
 
 
@@ -137,6 +167,8 @@ def read_meta_json(path: str | os.PathLike) -> dict:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{path}: not a readable JSON file ({exc})") from None
+    except RecursionError:
+        raise FormatError(f"{path}: the JSON is nested too deeply to be take metadata") from None
     if not isinstance(value, dict):
         raise FormatError(f"{path}: expected a JSON object, found {type(value).__name__}")
     return value

@@ -13,7 +13,7 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 
-from mmface4d_datasets.errors import MMFace4DError
+from mmface4d_datasets.errors import MMFace4DError, describe_os_error
 
 COMMAND_GROUP = "mmface4d.commands"
 
@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(func(args) or 0)
     except MMFace4DError as exc:
         print(f"mmface4d {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file-system fault no command named itself: still the path and the cause
+        print(f"mmface4d {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except RecursionError:  # e.g. a JSON document nested deeper than Python's parser can follow
+        print(f"mmface4d {args.command}: error: an input is nested too deeply to read (a hostile or broken "
+              "JSON file?)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -15,6 +15,8 @@ import argparse
 import os
 from pathlib import Path
 
+from mmface4d_datasets.arguments import whole_number
+
 #: Output formats and the file suffix of each.
 FORMATS = ("ply", "obj")
 #: Decimals written per OBJ coordinate (metres): rounding error at most 5e-11 m.
@@ -159,7 +161,7 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("prefix", metavar="PREFIX", help="mesh files are PREFIX_0.nut, PREFIX_1.nut, PREFIX_2.nut")
-    parser.add_argument("--num-vertices", type=int, required=True, metavar="N",
+    parser.add_argument("--num-vertices", type=whole_number(1), required=True, metavar="N",
                         help="vertices per frame (35709 for the BFM front topology)")
     parser.add_argument("--faces", required=True, metavar="FILE",
                         help="triangles: .npy (0-based), the authors' bfm_faces.pkl (restricted unpickling) "

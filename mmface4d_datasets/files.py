@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -10,6 +11,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from mmface4d_datasets.errors import FileSystemError, output_error
 
 # A fixed zip timestamp keeps .npz files byte-identical between builds (numpy's savez stamps "now").
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -21,15 +24,44 @@ def temporary_path(path: Path) -> Path:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary name beside `path`, fsync, then rename onto `path`."""
+    """Write `data` to a temporary name beside `path`, fsync, then rename onto `path`.
+
+    On any failure the temporary file is removed; an OSError (read-only folder, a file where a
+    folder is needed, a full disk) becomes a :class:`FileSystemError` naming `path` and the cause.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    with removed_on_failure(path, tmp):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+
+def discard(path: Path) -> None:
+    """Remove a temporary file if it is there (a failure to remove it is not an error of its own)."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def removed_on_failure(target: str | Path, *temporaries: Path):
+    """Run the block that writes `target` through `temporaries`; if it fails, remove them.
+
+    An OSError from the block is raised as a :class:`FileSystemError` naming `target` and the cause.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        for tmp in temporaries:
+            discard(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, FileSystemError):
+            raise output_error(target, exc) from exc
+        raise
 
 
 def json_bytes(obj) -> bytes:

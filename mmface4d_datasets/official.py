@@ -433,6 +433,8 @@ def read_calibration(path: str | os.PathLike) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}: calibration is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise FormatError(f"{path}: calibration JSON is nested too deeply to be a calibration") from None
     if not isinstance(data, dict):
         raise FormatError(f"{path}: calibration must be a JSON object, found {type(data).__name__}")
     missing = [key for key in CALIBRATION_KEYS if key not in data]

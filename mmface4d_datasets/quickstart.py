@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from mmface4d_datasets.arguments import positive_number
+
 #: Version of the layout of summary.json.
 SUMMARY_VERSION = 1
 #: Vertex count of the authors' meshes (BFM front topology).
@@ -367,7 +369,7 @@ def register(subparsers) -> None:
     parser.add_argument("--only", default=None, metavar="STEP[,STEP...]",
                         help="run only these steps (names as in summary.json: sample, decode, export, mini, "
                              "and the benchmark's static, train, score, leaderboard)")
-    parser.add_argument("--train-seconds", type=float, default=120.0, metavar="S",
+    parser.add_argument("--train-seconds", type=positive_number(), default=120.0, metavar="S",
                         help="time bound of the training step in seconds (default: 120)")
     parser.set_defaults(func=_run)
 

@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from mmface4d_datasets.arguments import seed, whole_number
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -23,9 +25,9 @@ def register(subparsers) -> None:
     def common(sub):
         sub.add_argument("--model", choices=("default", "bfm"), default="default",
                          help="'default': the embedded synthetic_v1@N model; 'bfm': BFM 2009 front face from --bfm-dir")
-        sub.add_argument("--vertices", type=int, default=None, metavar="N",
+        sub.add_argument("--vertices", type=whole_number(1), default=None, metavar="N",
                          help="vertex count of the embedded model (500..200000; default 5023)")
-        sub.add_argument("--seed", type=int, default=0, help="seed of the embedded model's random modes (default 0)")
+        sub.add_argument("--seed", type=seed, default=0, help="seed of the embedded model's random modes (default 0)")
         sub.add_argument("--bfm-dir", default=None, metavar="DIR",
                          help="folder with 01_MorphableModel.mat, Exp_Pca.bin, BFM_front_idx.mat, BFM_exp_idx.mat, "
                               "facemodel_info.mat and std_exp.txt (your own licence-gated copies)")

@@ -100,12 +100,11 @@ def render_face_model(
     ax.set_title(title or f"{model.topology}: regions and 68 landmarks", fontsize=9)
     fig.tight_layout()
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    from mmface4d_datasets.files import removed_on_failure
+
     temporary = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    try:
+    with removed_on_failure(out_path, temporary):
+        out_path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(temporary, format="png")
         os.replace(temporary, out_path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
     return out_path

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from mmface4d_datasets.arguments import whole_number
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -21,7 +23,7 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("release", help="the release folder (the one holding meta/info.json)")
-    parser.add_argument("--max-problems", type=int, default=200, metavar="N",
+    parser.add_argument("--max-problems", type=whole_number(0), default=200, metavar="N",
                         help="print at most N problems (all are counted; default 200)")
     parser.set_defaults(func=handle)
 

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mmface4d_datasets.errors import FormatError, MMFace4DError
+from mmface4d_datasets.errors import FileSystemError, FormatError, MMFace4DError, output_error
 from mmface4d_datasets.release import canonical
 from mmface4d_datasets.release.audio import encode_audio
-from mmface4d_datasets.files import atomic_write_bytes, json_bytes, npz_bytes, read_npz, sha256_file, temporary_path
+from mmface4d_datasets.files import atomic_write_bytes, discard, json_bytes, npz_bytes, read_npz, sha256_file, temporary_path
 from mmface4d_datasets.release.schema import (
     EMOTION_NAMES,
     FORMAT_VERSION,
@@ -56,6 +56,27 @@ class BuildError(MMFace4DError):
     """A take (named in the message) could not be written into the release."""
 
 
+def _temporaries_removed_on_failure(function):
+    """On any failure of the build, remove the temporary files this process left in the release
+    folder (staged files are kept, so a rerun resumes), and name the folder in a file-system error."""
+    import functools
+    import os
+
+    @functools.wraps(function)
+    def wrapper(sources, out_dir, *args, **kwargs):
+        try:
+            return function(sources, out_dir, *args, **kwargs)
+        except BaseException as exc:
+            for path in Path(out_dir).glob(f"**/.*.tmp-{os.getpid()}"):
+                discard(path)
+            if isinstance(exc, OSError) and not isinstance(exc, MMFace4DError):
+                raise output_error(out_dir, exc) from exc
+            raise
+
+    return wrapper
+
+
+@_temporaries_removed_on_failure
 def write_release(
     sources: Iterable[SequenceSource],
     out_dir: str | Path,
@@ -99,6 +120,8 @@ def write_release(
     stable = canonical.stable_vertex_ids(topology.region_masks, topology.keypoints)
 
     def fail(key: str, exc: BaseException) -> None:
+        if isinstance(exc, FileSystemError):  # the output folder failed, not the take: never skipped
+            raise exc
         message = str(exc) if isinstance(exc, MMFace4DError) else f"{type(exc).__name__}: {exc}"
         if on_error == "stop":
             raise BuildError(f"take {key!r}: {message}") from exc

@@ -7,20 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _whole_number(minimum: int):
-    """An argparse type: a whole number that is at least ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
+from mmface4d_datasets.arguments import seed, whole_number
 
 
 def register(subparsers) -> None:
@@ -37,14 +24,14 @@ def register(subparsers) -> None:
             "seed are kept, so an interrupted run can be resumed."
         ),
     )
-    parser.add_argument("--subjects", type=_whole_number(1), required=True, metavar="K", help="number of actors (1..999)")
-    parser.add_argument("--sentences", type=_whole_number(1), required=True, metavar="M",
+    parser.add_argument("--subjects", type=whole_number(1), required=True, metavar="K", help="number of actors (1..999)")
+    parser.add_argument("--sentences", type=whole_number(1), required=True, metavar="M",
                         help="sentences per actor, drawn balanced across the seven emotions (1..999)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    parser.add_argument("--seed", type=_whole_number(0), default=0, metavar="S", help="generation seed (default 0)")
-    parser.add_argument("--vertices", type=_whole_number(1), default=None, metavar="N",
+    parser.add_argument("--seed", type=seed, default=0, metavar="S", help="generation seed (default 0)")
+    parser.add_argument("--vertices", type=whole_number(1), default=None, metavar="N",
                         help="vertex count of the embedded face model, 500..200000 (default: the model's default, 5023)")
-    parser.add_argument("--workers", type=_whole_number(1), default=1, metavar="W",
+    parser.add_argument("--workers", type=whole_number(1), default=1, metavar="W",
                         help="processes making takes in parallel (default 1); the output does not depend on it")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)

@@ -366,8 +366,12 @@ def write_take(take: SyntheticTake, folder: str | os.PathLike) -> Path:
         (staging / f"{take_id}.meta.json").write_bytes(json_bytes(take.metadata()))
         write_npz(staging / f"{take_id}.gt.npz", take.ground_truth())
         os.rename(staging, folder)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):  # a full disk, a read-only folder: name the take folder being written
+            from mmface4d_datasets.errors import output_error
+
+            raise output_error(folder, exc) from exc
         raise
     return folder
 
