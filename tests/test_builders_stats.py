@@ -167,6 +167,7 @@ def test_cli_help_and_errors(tmp_path):
     assert run.returncode == 2 and "no such release folder" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.slow  # the whole command in a new process (imports, numbers, figures) again
 def test_cli_on_the_mini_release(mini, tmp_path):
     run = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "stats", str(mini), "--out", str(tmp_path / "s"),
                           "--quiet"], capture_output=True, text=True, timeout=300)

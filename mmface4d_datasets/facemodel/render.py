@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["REGION_COLOURS", "render_face_model", "shaded_front_view", "vertex_region_labels"]
+__all__ = ["REGION_COLOURS", "render_face_model", "front_view_axes", "shaded_front_view", "vertex_region_labels"]
 
 #: Drawing priority, most specific first; a vertex takes the colour of the first region holding it.
 REGION_COLOURS = {
@@ -53,6 +53,18 @@ def shaded_front_view(points: np.ndarray, triangles: np.ndarray, colours: np.nda
     light = np.array([0.35, 0.45, 1.0]) / np.linalg.norm([0.35, 0.45, 1.0])
     shade = 0.35 + 0.65 * np.clip(face_normal @ light, 0.0, 1.0)
     return points[triangles][:, :, :2], np.asarray(colours, dtype=np.float64)[order] * shade[:, None]
+
+
+def front_view_axes(ax, points: np.ndarray) -> None:
+    """Frame matplotlib axes for a front view of ``points`` (metres) drawn in centimetres: equal
+    aspect, 1 cm margins, x and y labels."""
+    points = np.asarray(points, dtype=np.float64)
+    ax.set_aspect("equal")
+    low, high = points.min(axis=0) * 100.0, points.max(axis=0) * 100.0
+    ax.set_xlim(low[0] - 1, high[0] + 1)
+    ax.set_ylim(low[1] - 1, high[1] + 1)
+    ax.set_xlabel("x (cm)")
+    ax.set_ylabel("y (cm)")
 
 
 def render_face_model(
@@ -100,12 +112,7 @@ def render_face_model(
     if number_landmarks:
         for index, (x, y) in enumerate(keypoints[:, :2]):
             ax.annotate(str(index), (x, y), xytext=(2, 2), textcoords="offset points", fontsize=5, zorder=4)
-    ax.set_aspect("equal")
-    low, high = points.min(axis=0) * 100.0, points.max(axis=0) * 100.0
-    ax.set_xlim(low[0] - 1, high[0] + 1)
-    ax.set_ylim(low[1] - 1, high[1] + 1)
-    ax.set_xlabel("x (cm)")
-    ax.set_ylabel("y (cm)")
+    front_view_axes(ax, points)
     counts = {name: len(masks.get(name, ())) for name in REGION_COLOURS}
     handles = [Patch(color=colour, label=f"{name} ({counts[name]})") for name, colour in REGION_COLOURS.items()]
     ax.legend(handles=handles, loc="upper right", fontsize=6, framealpha=0.85)
