@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import statistics as pystats
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -559,8 +560,9 @@ def add_figures_to_release(release_dir, card_info: dict | None = None, *, progre
     ``meta/info.json`` (``figures``, and each file with size and sha256 under ``files``) and render
     the dataset card again with them (``card_info`` as the build gave it). Returns the paths added.
 
-    Without matplotlib nothing is drawn: earlier figures of ours are removed, so that none stays
-    behind unlisted, and the empty list is returned.
+    Without matplotlib, or when the statistics cannot be computed (a topology without a `lips`
+    region; the reason is printed), nothing is drawn: earlier figures of ours are removed, so that
+    none stays behind unlisted, and the empty list is returned.
     """
     from mmface4d_datasets.files import atomic_write_bytes, json_bytes, sha256_file
     from mmface4d_datasets.release.card import render_card
@@ -568,13 +570,21 @@ def add_figures_to_release(release_dir, card_info: dict | None = None, *, progre
 
     root = Path(release_dir)
     folder = root / RELEASE_FIGURES_DIR
-    if not viz_available():
+
+    def remove_ours() -> list[str]:
         for name in (NUMBERS_FILE, *FIGURE_FILES.values()):
             if (folder / name).is_file():
                 (folder / name).unlink()
         return []
+
+    if not viz_available():
+        return remove_ours()
     release = Release(root)
-    write_statistics(release, folder, progress=progress, marker=False)
+    try:
+        write_statistics(release, folder, progress=progress, marker=False)
+    except MMFace4DError as exc:  # the release itself is complete and valid: build it without figures
+        print(f"mmface4d build: no statistics figures for {root}: {exc}", file=sys.stderr)
+        return remove_ours()
     entries = figure_entries()
     added = [entries["numbers"], *(image["path"] for image in entries["images"])]
     info = dict(release.info)

@@ -226,6 +226,28 @@ def test_card_rows_read_back_give_the_writers_card(tmp_path):
     assert again == (out / "README.md").read_text(encoding="utf-8")
 
 
+def test_a_build_without_figures_leaves_none_of_ours_behind(tmp_path, monkeypatch, capsys):
+    import builders.stats as stats
+    from mmface4d_datasets.release.writer import write_release
+    from test_release_support import make_topology, small_sources
+
+    out = tmp_path / "release"
+    write_release(small_sources(3, 2, frames=12), out, topology=make_topology(), progress=False)
+    added = stats.add_figures_to_release(out, {})
+    assert len(added) == 6 and all((out / path).is_file() for path in added)
+    (out / RELEASE_FIGURES_DIR / "notes.txt").write_text("not ours")
+
+    def fail(*args, **kwargs):
+        raise MMFace4DError("meta/topology.npz has no 'lips' region")
+
+    monkeypatch.setattr(stats, "write_statistics", fail)
+    assert stats.add_figures_to_release(out, {}) == []
+    assert "no statistics figures" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / RELEASE_FIGURES_DIR).iterdir()) == ["notes.txt"]
+    monkeypatch.setattr(stats, "viz_available", lambda: False)
+    assert stats.add_figures_to_release(out, {}) == []
+
+
 def test_synthetic_build_puts_the_figures_in_the_card_and_info(tmp_path):
     from builders.build import build_synthetic_release
     from mmface4d_datasets.files import sha256_file

@@ -92,7 +92,7 @@ def figures_markdown(info: dict) -> str:
     images = figures.get("images") or []
     if not images:
         return ("No figures in this build: `mmface4d build` draws them when matplotlib (the `viz` extra) is "
-                "installed, and `mmface4d stats RELEASE --out DIR` draws them for any release.")
+                "installed, and `mmface4d stats RELEASE --out DIR` draws them for any release that has a `lips` region.")
     lines = [f"![{image['title']}]({image['path']})" for image in images]
     if figures.get("numbers"):
         lines.append(f"The numbers behind the figures: [`{figures['numbers']}`]({figures['numbers']}).")
