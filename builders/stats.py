@@ -16,7 +16,8 @@ The figures (docs/stats.md says what each number means):
 (b) ``ages_by_gender.png``: the subjects' ages, stacked by gender (one count per subject).
 (c) ``durations.png``: sequence durations (num_frames / fps) with min, median and max marked.
 (d) ``motion_correlation.png``: the face cut into small regions; the within-sequence Pearson
-    correlation of their mean vertex speeds, pooled over all sequences; edges below 0.5 removed;
+    correlation of their mean displacements (x, y and z; centred per sequence), pooled over all
+    sequences and axes; edges below 0.5 removed;
     drawn on the average of all subject templates (a face that is no one's).
 (e) ``splits.png``: per split, sequences, subjects, hours and emotion balance.
 
@@ -161,7 +162,7 @@ def compute_statistics(release, *, small_region_count: int = SMALL_REGIONS, prog
     start = int(keypoints[NOSE_TIP_KEYPOINT]) if len(keypoints) > NOSE_TIP_KEYPOINT else 0
     labels, seeds = small_regions(face, small_region_count, start=start)
     count = len(seeds)
-    # (N, K) averaging matrix: speeds (T-1, N) @ it = mean speed of each small region per frame.
+    # (N, K) averaging matrix: positions (T, N) @ it = mean position of each small region per frame.
     membership = np.zeros((len(face), count), dtype=np.float32)
     membership[np.arange(len(face)), labels] = 1.0
     membership /= membership.sum(axis=0, keepdims=True)
@@ -178,12 +179,12 @@ def compute_statistics(release, *, small_region_count: int = SMALL_REGIONS, prog
             ids.append(row["id"])
             subjects.append(row["subject_id"])
             features.append(np.concatenate([region_axis_speed(vertices, masks[r]) for r in regions]) * fps * 1000.0)
-            if len(vertices) >= 2:
-                speed = np.linalg.norm(np.diff(vertices, axis=0), axis=-1)  # (T-1, N) metres per frame
-                series = (speed @ membership).astype(np.float64)
+            # Region mean positions per frame and axis, centred on the sequence's own mean: the motion.
+            for axis in range(3):
+                series = (vertices[:, :, axis] @ membership).astype(np.float64)
                 series -= series.mean(axis=0)
                 cross += series.T @ series
-                frames_used += len(series)
+            frames_used += len(vertices)
     features = np.asarray(features, dtype=np.float64).reshape(len(ids), len(components))
     subject_names = sorted(set(subjects))
 
@@ -287,9 +288,9 @@ def _correlation_numbers(cross, frames_used, labels, seeds, face) -> dict:
     edges = [[int(i), int(j), _round(corr[i, j], 4)] for i, j in zip(upper[0][keep], upper[1][keep])]
     centres = np.stack([face[labels == k].mean(axis=0) for k in range(len(seeds))])
     return {
-        "definition": ("per small region, the mean vertex speed per frame; Pearson correlation of these series, "
-                       "centred per sequence and pooled over all sequences; edges with correlation below the "
-                       "threshold removed"),
+        "definition": ("per small region, the mean position of its vertices per frame along x, y and z, centred on "
+                       "the sequence's mean (its displacement); Pearson correlation of these series pooled over all "
+                       "sequences and the three axes; edges with correlation below the threshold removed"),
         "threshold": CORRELATION_THRESHOLD,
         "regions": len(seeds),
         "frames": int(frames_used),
@@ -451,7 +452,7 @@ def _correlation_figure(numbers, drawing):
     front_view_axes(ax, face)
     ax.set_title(f"Motion correlation of {correlation['regions']} face regions: {len(edges)} edges >= "
                  f"{CORRELATION_THRESHOLD} (darker: weaker)\non the average template", fontsize=9)
-    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.08, top=0.91)  # fixed: tight_layout would draw the mesh twice
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.08, top=0.91)  # fixed: tight_layout would draw the mesh twice
     return fig
 
 

@@ -127,7 +127,7 @@ def test_correlation_graph_is_symmetric_and_thresholded(mini, mini_stats):
     above = {(i, j) for i in range(24) for j in range(i + 1, 24) if matrix[i, j] >= 0.5}
     assert {(e[0], e[1]) for e in correlation["edges"]} == above
     frames = Release(mini).sequences()["num_frames"]
-    assert correlation["frames"] == int((frames - 1).sum())
+    assert correlation["frames"] == int(frames.sum())
 
 
 def test_png_bytes_are_deterministic_and_carry_no_version(mini, mini_stats, tmp_path):
@@ -287,7 +287,7 @@ def test_stats_on_a_release_built_from_the_fixture_take(official_sample, tmp_pat
     assert velocity["chance"] == 1.0 and velocity["accuracy_all"] is None  # one subject: nothing to tell apart
     lips = velocity["per_subject"]["S001"]["mean"][:3]
     assert all(0.1 < v < 200 for v in lips), lips  # mm/s of a real speaking mouth
-    assert numbers["correlation"]["frames"] == 66 and sum(numbers["correlation"]["region_sizes"]) == 35709
+    assert numbers["correlation"]["frames"] == 67 and sum(numbers["correlation"]["region_sizes"]) == 35709
     assert numbers["ages"]["by_gender"]["female"]["age"]["min"] == 30
     card = (tmp_path / "release" / "README.md").read_text(encoding="utf-8")
     assert f"]({RELEASE_FIGURES_DIR}/motion_correlation.png)" in card
