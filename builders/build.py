@@ -118,8 +118,13 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
     out = Path(out_dir)
     sources = list(sources)
     forget_stale_staging(out, inputs_fingerprint(sources, topology), log=lambda line: print(line, file=sys.stderr))
+    card_info = (card_info or {}) | {"source": source_description}
     report = write_release(sources, out, topology=topology, seed=seed, on_error=on_error, progress=progress,
-                           card_info=(card_info or {}) | {"source": source_description}, **writer_options)
+                           card_info=card_info, **writer_options)
+    # Statistics figures into meta/figures/, meta/info.json and the card (only with matplotlib, the viz extra).
+    from builders.stats import add_figures_to_release
+
+    add_figures_to_release(out, card_info, progress=progress)
     summary = BuildSummary(
         out_dir=str(out),
         source=source_description,

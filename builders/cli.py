@@ -151,3 +151,33 @@ def _run_push(args) -> int:
                         log=lambda line: print(line, file=sys.stderr))
     print(f"pushed {len(plan.files)} files ({plan.total_bytes} bytes) to https://huggingface.co/datasets/{args.repo_id}")
     return 0
+
+
+def register_stats(subparsers) -> None:
+    """Add ``stats``: the statistics figures of a release (builders/stats.py)."""
+    stats = subparsers.add_parser(
+        "stats",
+        help="draw a release's statistics figures (the paper's Figure 4) as PNG, with the numbers as JSON",
+        description="Read a release (a folder, or `mini` for the small synthetic release built offline) and "
+                    "write into DIR: velocity.png, V(region, axis) per sequence over V(lips, x/y/z) with the "
+                    "nearest-centroid accuracy of telling subjects apart against chance; ages_by_gender.png; "
+                    "durations.png with min, median and max; motion_correlation.png, the correlation graph of "
+                    "small face regions' motion (edges below 0.5 removed) on the average template; splits.png, "
+                    "per split sequences, subjects, hours and emotion balance; and stats.json with every "
+                    "number. DIR must be new, empty, or made by an earlier `mmface4d stats` (it keeps a "
+                    ".mmface4d-stats marker); files already there are replaced by name, nothing else is "
+                    "deleted. PNG bytes are deterministic. Needs matplotlib (the viz extra). See docs/stats.md.",
+    )
+    stats.add_argument("release", metavar="RELEASE", help="release folder (meta/info.json inside), or `mini`")
+    stats.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and stats.json")
+    stats.add_argument("--quiet", action="store_true", help="no progress bar")
+    stats.set_defaults(func=_run_stats)
+
+
+def _run_stats(args) -> int:
+    from builders.stats import main_stats
+
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = main_stats(args.release, args.out, progress=not args.quiet)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["REGION_COLOURS", "render_face_model", "vertex_region_labels"]
+__all__ = ["REGION_COLOURS", "render_face_model", "front_view_axes", "shaded_front_view", "vertex_region_labels"]
 
 #: Drawing priority, most specific first; a vertex takes the colour of the first region holding it.
 REGION_COLOURS = {
@@ -34,6 +34,37 @@ def vertex_region_labels(masks: dict[str, np.ndarray], num_vertices: int) -> np.
         if ids is not None:
             labels[np.asarray(ids, dtype=np.int64)] = index
     return labels
+
+
+def shaded_front_view(points: np.ndarray, triangles: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Triangles seen from the front (orthographic along -z), ready for a matplotlib PolyCollection.
+
+    ``points`` (N, 3), ``triangles`` (F, 3), ``colours`` (F, 3) RGB in [0, 1] per triangle. Returns
+    ``(polygons, shaded)``: (F, 3, 2) x-y corners in the units of ``points`` and (F, 3) colours
+    times a Lambert shade (ambient 0.35) under a light from the upper front, both in painter's
+    order (farthest triangle, smallest mean z, first; stable for ties).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    triangles = np.asarray(triangles)
+    order = np.argsort(points[triangles].mean(axis=1)[:, 2], kind="stable")
+    triangles = triangles[order]
+    face_normal = np.cross(points[triangles[:, 1]] - points[triangles[:, 0]], points[triangles[:, 2]] - points[triangles[:, 0]])
+    face_normal /= np.maximum(np.linalg.norm(face_normal, axis=1, keepdims=True), 1e-12)
+    light = np.array([0.35, 0.45, 1.0]) / np.linalg.norm([0.35, 0.45, 1.0])
+    shade = 0.35 + 0.65 * np.clip(face_normal @ light, 0.0, 1.0)
+    return points[triangles][:, :, :2], np.asarray(colours, dtype=np.float64)[order] * shade[:, None]
+
+
+def front_view_axes(ax, points: np.ndarray) -> None:
+    """Frame matplotlib axes for a front view of ``points`` (metres) drawn in centimetres: equal
+    aspect, 1 cm margins, x and y labels."""
+    points = np.asarray(points, dtype=np.float64)
+    ax.set_aspect("equal")
+    low, high = points.min(axis=0) * 100.0, points.max(axis=0) * 100.0
+    ax.set_xlim(low[0] - 1, high[0] + 1)
+    ax.set_ylim(low[1] - 1, high[1] + 1)
+    ax.set_xlabel("x (cm)")
+    ax.set_ylabel("y (cm)")
 
 
 def render_face_model(
@@ -67,33 +98,21 @@ def render_face_model(
     triangles = np.asarray(model.triangles)
     labels = vertex_region_labels(masks, len(points))
 
-    # Painter's order: farthest triangles (smallest z) first.
-    order = np.argsort(points[triangles].mean(axis=1)[:, 2], kind="stable")
-    triangles = triangles[order]
-    face_normal = np.cross(points[triangles[:, 1]] - points[triangles[:, 0]], points[triangles[:, 2]] - points[triangles[:, 0]])
-    face_normal /= np.maximum(np.linalg.norm(face_normal, axis=1, keepdims=True), 1e-12)
-    light = np.array([0.35, 0.45, 1.0]) / np.linalg.norm([0.35, 0.45, 1.0])
-    shade = 0.35 + 0.65 * np.clip(face_normal @ light, 0.0, 1.0)
     palette = np.array([to_rgb(c) for c in REGION_COLOURS.values()])
     # A triangle takes the most specific label among its corners.
-    colours = palette[labels[triangles].min(axis=1)] * shade[:, None]
+    polygons, colours = shaded_front_view(points, triangles, palette[labels[triangles].min(axis=1)])
 
     fig = Figure(figsize=size_inches, dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    polygons = points[triangles][:, :, :2] * 100.0  # centimetres on the axes
+    polygons = polygons * 100.0  # centimetres on the axes
     ax.add_collection(PolyCollection(polygons, facecolors=colours, edgecolors="none", antialiased=False))
     keypoints = points[np.asarray(model.keypoints)] * 100.0
     ax.scatter(keypoints[:, 0], keypoints[:, 1], s=6, c="black", zorder=3)
     if number_landmarks:
         for index, (x, y) in enumerate(keypoints[:, :2]):
             ax.annotate(str(index), (x, y), xytext=(2, 2), textcoords="offset points", fontsize=5, zorder=4)
-    ax.set_aspect("equal")
-    low, high = points.min(axis=0) * 100.0, points.max(axis=0) * 100.0
-    ax.set_xlim(low[0] - 1, high[0] + 1)
-    ax.set_ylim(low[1] - 1, high[1] + 1)
-    ax.set_xlabel("x (cm)")
-    ax.set_ylabel("y (cm)")
+    front_view_axes(ax, points)
     counts = {name: len(masks.get(name, ())) for name in REGION_COLOURS}
     handles = [Patch(color=colour, label=f"{name} ({counts[name]})") for name, colour in REGION_COLOURS.items()]
     ax.legend(handles=handles, loc="upper right", fontsize=6, framealpha=0.85)

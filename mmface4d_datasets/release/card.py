@@ -84,6 +84,21 @@ def statistics_table(sequence_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def figures_markdown(info: dict) -> str:
+    """The card's figures: images listed under `info["figures"]` (written by `mmface4d build` with the
+    `viz` extra; see builders/stats.py), as Markdown with paths relative to the release, which the
+    Hub's viewer shows; a note on how to get them when there are none."""
+    figures = info.get("figures") or {}
+    images = figures.get("images") or []
+    if not images:
+        return ("No figures in this build: `mmface4d build` draws them when matplotlib (the `viz` extra) is "
+                "installed, and `mmface4d stats RELEASE --out DIR` draws them for any release that has a `lips` region.")
+    lines = [f"![{image['title']}]({image['path']})" for image in images]
+    if figures.get("numbers"):
+        lines.append(f"The numbers behind the figures: [`{figures['numbers']}`]({figures['numbers']}).")
+    return "\n\n".join(lines)
+
+
 def render_card(info: dict, manifest: dict, sequence_rows: list[dict], card_info: dict) -> str:
     """README.md text of a release from `meta/info.json`, the split manifest and the sequence rows."""
     if not CARD_TEMPLATE.is_file():
@@ -110,6 +125,7 @@ def render_card(info: dict, manifest: dict, sequence_rows: list[dict], card_info
                    f"This release: {len(manifest['train'])} train and {len(manifest['test'])} test subjects, "
                    f"{len(manifest['style_reference'])} frozen style references.",
         statistics_table=statistics_table(sequence_rows),
+        figures=figures_markdown(info),
         emotion_counts=", ".join(f"{name} {count}" for name, count in emotions.items()),
     )
     template = CARD_TEMPLATE.read_text(encoding="utf-8")
