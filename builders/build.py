@@ -106,11 +106,13 @@ def forget_stale_staging(out: Path, fingerprint: str, *, log=print) -> bool:
 
 
 def run_writer(sources, out_dir, *, topology, source_description: str, on_error: str, seed: int,
-               progress: bool, writer_options: dict, manifest_unmatched=(), card_info: dict | None = None) -> BuildSummary:
+               progress: bool, writer_options: dict, manifest_unmatched=(), card_info: dict | None = None,
+               executor=None) -> BuildSummary:
     """Hand ``sources`` to the core's writer and turn its report into a :class:`BuildSummary`.
 
     ``card_info``: extra dataset-card fields for the writer (``pretty_name``, ...); ``source`` is
-    always ``source_description``.
+    always ``source_description``. ``executor``: a ``reconstruction.executor.Executor`` whose workers
+    load, check and encode the takes (default: this process); the release's bytes are the same.
     """
     from mmface4d_datasets.release.writer import write_release
 
@@ -120,7 +122,7 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
     forget_stale_staging(out, inputs_fingerprint(sources, topology), log=lambda line: print(line, file=sys.stderr))
     card_info = (card_info or {}) | {"source": source_description}
     report = write_release(sources, out, topology=topology, seed=seed, on_error=on_error, progress=progress,
-                           card_info=card_info, **writer_options)
+                           card_info=card_info, map=None if executor is None else executor.map, **writer_options)
     # Statistics figures into meta/figures/, meta/info.json and the card (only with matplotlib, the viz extra).
     from builders.stats import add_figures_to_release
 
@@ -142,14 +144,14 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
 def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
                   bfm_info: str | os.PathLike | None = None, on_error: str = "stop", raw: bool = True, seed: int = 0,
                   max_error: float | None = None, shard_size_bytes: int | None = None, progress: bool = True,
-                  duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S) -> BuildSummary:
+                  duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S, executor=None) -> BuildSummary:
     """Build a release in ``out_dir`` from the takes under ``source`` (the authors' layout).
 
     See :func:`builders.sources.scan_source` for ``manifest``, ``bfm_info``, ``raw`` and the checks.
     ``on_error``: ``"stop"`` raises the first bad take's error (naming it); ``"skip"`` leaves bad
     takes out and lists them in the summary and the build report. ``seed`` fixes the split and the
     style references; ``max_error`` (metres per coordinate) and ``shard_size_bytes`` default to the
-    writer's. Rerunning after an interruption resumes the build.
+    writer's. Rerunning after an interruption resumes the build. ``executor``: see :func:`run_writer`.
     """
     _check_on_error(on_error)
     writer_options = _writer_options(max_error, shard_size_bytes)
@@ -164,13 +166,13 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
     return run_writer(plan.sources, out_dir, topology=plan.topology,
                       source_description=f"takes in the authors' layout ({len(plan.sources)} found)",
                       on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
-                      manifest_unmatched=plan.manifest_unmatched)
+                      manifest_unmatched=plan.manifest_unmatched, executor=executor)
 
 
 def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, sentences: int, seed: int = 0,
                             num_vertices: int | None = None, on_error: str = "stop",
                             max_error: float | None = None, shard_size_bytes: int | None = None,
-                            progress: bool = True) -> BuildSummary:
+                            progress: bool = True, executor=None) -> BuildSummary:
     """Build a release of ``subjects`` x ``sentences`` synthetic takes made in memory by the core's
     generator (see :mod:`builders.synthetic`); ``seed`` drives both the generator and the split."""
     from builders.synthetic import synthetic_sources
@@ -181,4 +183,5 @@ def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, senten
     return run_writer(sources, out_dir, topology=topology,
                       source_description=f"synthetic takes ({subjects} subjects x {sentences} sentences, seed {seed})",
                       on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
-                      card_info=SYNTHETIC_CARD_INFO | {"pretty_name": "MMFace4D synthetic (generated, no real person)"})
+                      card_info=SYNTHETIC_CARD_INFO | {"pretty_name": "MMFace4D synthetic (generated, no real person)"},
+                      executor=executor)
