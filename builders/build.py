@@ -105,6 +105,27 @@ def forget_stale_staging(out: Path, fingerprint: str, *, log=print) -> bool:
     return removed
 
 
+class _InProcess:
+    """The default executor: this process, threads pinned (made on first use: imports stay lazy)."""
+
+    def map(self, function, items, **options):
+        from reconstruction.executor import Executor
+
+        return Executor(workers=1).map(function, items, **options)
+
+
+def _map_with_progress(executor, progress: bool):
+    """The writer's ``map``, with a progress bar per pass when ``progress``."""
+    def run(function, items):
+        description = "release: " + function.__name__.strip("_").replace("_job", "").replace("_", " ")
+        return executor.map(function, items, progress=progress, description=description)
+
+    return run
+
+
+_IN_PROCESS = _InProcess()
+
+
 def run_writer(sources, out_dir, *, topology, source_description: str, on_error: str, seed: int,
                progress: bool, writer_options: dict, manifest_unmatched=(), card_info: dict | None = None,
                executor=None) -> BuildSummary:
@@ -112,7 +133,8 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
 
     ``card_info``: extra dataset-card fields for the writer (``pretty_name``, ...); ``source`` is
     always ``source_description``. ``executor``: a ``reconstruction.executor.Executor`` whose workers
-    load, check and encode the takes (default: this process); the release's bytes are the same.
+    load, check and encode the takes (default: this process). Either way each take is made with one
+    BLAS / torch thread, so the release's bytes do not depend on the executor.
     """
     from mmface4d_datasets.release.writer import write_release
 
@@ -122,7 +144,7 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
     forget_stale_staging(out, inputs_fingerprint(sources, topology), log=lambda line: print(line, file=sys.stderr))
     card_info = (card_info or {}) | {"source": source_description}
     report = write_release(sources, out, topology=topology, seed=seed, on_error=on_error, progress=progress,
-                           card_info=card_info, map=None if executor is None else executor.map, **writer_options)
+                           card_info=card_info, map=_map_with_progress(executor or _IN_PROCESS, progress), **writer_options)
     # Statistics figures into meta/figures/, meta/info.json and the card (only with matplotlib, the viz extra).
     from builders.stats import add_figures_to_release
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import deque
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -104,6 +105,25 @@ def _call(function: Callable, args: tuple):
 
 
 @contextlib.contextmanager
+def _thread_environment():
+    """THREAD_ENV in this process's environment for the duration (what spawned workers inherit)."""
+    saved = {name: os.environ.get(name) for name in THREAD_ENV}
+    os.environ.update(THREAD_ENV)
+    try:
+        yield
+    finally:
+        _restore_environment(saved)
+
+
+def _restore_environment(saved: dict) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@contextlib.contextmanager
 def _pinned_here():
     """Pin threads in this process for the duration (workers=1), then restore what can be restored."""
     saved = {name: os.environ.get(name) for name in THREAD_ENV}
@@ -123,11 +143,7 @@ def _pinned_here():
         with limits:
             yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _restore_environment(saved)
         if torch is not None and torch_threads is not None:
             torch.set_num_threads(torch_threads)
 
@@ -158,6 +174,7 @@ class Executor:
         self.ray_address = ray
         self._ray = None
         self._ray_started_here = False
+        self._pool: ProcessPoolExecutor | None = None
         if ray is not None:
             self._ray, self._ray_started_here = _connect_ray(ray, workers)
 
@@ -168,11 +185,15 @@ class Executor:
             return f"Ray ({self.ray_address}, {cpus} CPUs)"
         return "this process" if self.workers == 1 else f"a local pool of {self.workers} processes"
 
-    def map(self, function: Callable, items: Iterable[tuple]) -> list:
+    def map(self, function: Callable, items: Iterable[tuple], *, progress: bool = False, description: str = "takes") -> list:
         """``[function(*args) for args in items]`` run by the workers, in input order; an item whose
         function raised (or whose worker died ``retries + 1`` times) gives its exception instead."""
         items = [tuple(args) for args in items]
-        return self._execute(function, items, lambda index, outcome: None)
+        bar = _bar(len(items), description) if progress and items else None
+        outcomes = self._execute(function, items, lambda index, outcome: bar is not None and bar.update(1))
+        if bar is not None:
+            bar.close()
+        return outcomes
 
     def run(self, jobs: Sequence[Job], *, progress: bool = False, description: str = "takes") -> RunSummary:
         """Run ``jobs`` (keys unique); skip those whose output exists; see the module docstring."""
@@ -186,11 +207,7 @@ class Executor:
                 summary.skipped.append(job.key)
             else:
                 todo.append(job)
-        bar = None
-        if progress and todo:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(todo), desc=f"mmface4d: {description}", unit="take", file=sys.stderr)
+        bar = _bar(len(todo), description) if progress and todo else None
 
         def record(index, outcome):
             job = todo[index]
@@ -211,6 +228,9 @@ class Executor:
         return summary
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         if self._ray is not None and self._ray_started_here:
             self._ray.shutdown()
         self._ray = None
@@ -244,49 +264,58 @@ class Executor:
         return outcomes
 
     def _execute_pool(self, function, items, record) -> list:
+        """At most `workers` items in flight, so a worker's death implicates only those: each of them
+        counts one crash and is submitted again (in a new pool) until it exceeds `retries`."""
+        outcomes: list = [None] * len(items)
+        queue = deque(range(len(items)))
+        crashes = [0] * len(items)
+        while queue:
+            pool = self._local_pool()
+            in_flight: dict = {}
+            broken: list[int] = []
+            while (queue or in_flight) and not broken:
+                while queue and len(in_flight) < self.workers:
+                    index = queue.popleft()
+                    with _thread_environment():  # inherited by workers spawned here, before they import numpy
+                        in_flight[pool.submit(_call, function, items[index])] = index
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    index = in_flight.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        broken.append(index)
+                        continue
+                    except Exception as exc:
+                        outcome = exc
+                    outcomes[index] = outcome
+                    record(index, outcome)
+            if not broken:
+                continue
+            # A worker died: the pool is unusable; every take in flight is suspect and runs again.
+            broken += list(in_flight.values())
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+            retry = []
+            for index in sorted(broken):
+                crashes[index] += 1
+                if crashes[index] > self.retries:
+                    outcome = WorkerDied(f"the worker process died {crashes[index]} times running this take")
+                    outcomes[index] = outcome
+                    record(index, outcome)
+                else:
+                    retry.append(index)
+            queue.extendleft(reversed(retry))
+        return outcomes
+
+    def _local_pool(self) -> ProcessPoolExecutor:
+        """The local pool, kept between calls (workers stay warm: imports and caches), spawned so that
+        no BLAS thread pool or lock is inherited from this process."""
         import multiprocessing
 
-        outcomes: list = [None] * len(items)
-        pending = list(range(len(items)))
-        crashes = [0] * len(items)
-        context = multiprocessing.get_context("spawn")
-        saved = {name: os.environ.get(name) for name in THREAD_ENV}
-        os.environ.update(THREAD_ENV)  # inherited by the spawned workers before they import numpy
-        try:
-            while pending:
-                broken = []
-                with ProcessPoolExecutor(max_workers=min(self.workers, len(pending)), mp_context=context) as pool:
-                    futures = {pool.submit(_call, function, items[index]): index for index in pending}
-                    pending = []
-                    remaining = set(futures)
-                    while remaining:
-                        finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                        for future in finished:
-                            index = futures[future]
-                            try:
-                                outcome = future.result()
-                            except BrokenProcessPool:
-                                broken.append(index)
-                                continue
-                            except Exception as exc:
-                                outcome = exc
-                            outcomes[index] = outcome
-                            record(index, outcome)
-                for index in sorted(broken):
-                    crashes[index] += 1
-                    if crashes[index] > self.retries:
-                        outcome = WorkerDied(f"the worker process died {crashes[index]} times running this take")
-                        outcomes[index] = outcome
-                        record(index, outcome)
-                    else:
-                        pending.append(index)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-        return outcomes
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
 
     def _execute_ray(self, function, items, record) -> list:
         ray = self._ray
@@ -306,6 +335,12 @@ class Executor:
                 outcomes[index] = outcome
                 record(index, outcome)
         return outcomes
+
+
+def _bar(total: int, description: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"mmface4d: {description}", unit="take", file=sys.stderr)
 
 
 def _job_call(function: Callable, args: tuple):
