@@ -5,7 +5,9 @@ release encoded by 1 worker, 2 workers or Ray has the same bytes."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -100,6 +102,7 @@ def test_bad_arguments_are_named():
         Executor(workers=0)
 
 
+@pytest.mark.slow
 def test_ray_cluster_runs_retries_and_reports(ray_executor, tmp_path):
     assert "Ray" in ray_executor.describe()
     _check_run(ray_executor, tmp_path)
@@ -119,14 +122,17 @@ def _release_bytes(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.slow
 def test_release_is_byte_identical_with_1_2_workers_and_ray(ray_executor, tmp_path):
+    """The same release from one process, `mmface4d build synthetic --workers 2` and Ray tasks."""
     from builders.build import build_synthetic_release
 
     options = dict(subjects=3, sentences=2, seed=5, num_vertices=800, progress=False)
     build_synthetic_release(tmp_path / "one", **options)
-    with Executor(workers=2) as pool:
-        summary = build_synthetic_release(tmp_path / "two", executor=pool, **options)
+    done = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "build", "synthetic", "--subjects", "3",
+                           "--sentences", "2", "--seed", "5", "--vertices", "800", "--workers", "2", "--quiet",
+                           "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
     build_synthetic_release(tmp_path / "ray", executor=ray_executor, **options)
     one = _release_bytes(tmp_path / "one")
-    assert any(name.startswith("data/") for name in one) and len(summary.sequences) == 6
+    assert any(name.startswith("data/") for name in one) and json.loads(done.stdout)["num_sequences"] == 6
     assert _release_bytes(tmp_path / "two") == one
     assert _release_bytes(tmp_path / "ray") == one
