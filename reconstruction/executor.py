@@ -27,6 +27,7 @@ import contextlib
 import os
 from collections import deque
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -314,7 +315,8 @@ class Executor:
         import multiprocessing
 
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_exit_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     def _execute_ray(self, function, items, record) -> list:
@@ -335,6 +337,19 @@ class Executor:
                 outcomes[index] = outcome
                 record(index, outcome)
         return outcomes
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Pool worker initializer: a daemon thread ends this worker when the process that made the pool is
+    gone (killed with -9, the pool's pipes never close and the worker would wait forever)."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mmface4d-exit-with-parent", daemon=True).start()
 
 
 def _bar(total: int, description: str):

@@ -136,3 +136,50 @@ def test_release_is_byte_identical_with_1_2_workers_and_ray(ray_executor, tmp_pa
     assert any(name.startswith("data/") for name in one) and json.loads(done.stdout)["num_sequences"] == 6
     assert _release_bytes(tmp_path / "two") == one
     assert _release_bytes(tmp_path / "ray") == one
+
+
+@pytest.mark.slow
+def test_killed_parallel_build_resumes_to_the_same_bytes(tmp_path):
+    """kill -9 of `mmface4d build synthetic --workers 2` mid-way; the rerun resumes from the staged takes."""
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "mmface4d_datasets", "build", "synthetic", "--subjects", "4", "--sentences", "2",
+            "--seed", "2", "--vertices", "600", "--quiet", "--workers", "2", "--out"]
+    reference = subprocess.run([*args[:-3], "--out", str(tmp_path / "reference")], capture_output=True, text=True,
+                               timeout=600)  # one worker, in its own process
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "killed"
+    process = subprocess.Popen([*args, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while len(list((out / ".staging").glob("*/*.npz"))) < 3 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None, "the build ended before it could be interrupted"
+        workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
+                                                      text=True).stdout.split()]
+        assert len(workers) >= 2, "the build's pool workers were not found"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not (out / "meta" / "info.json").exists()
+    while workers and time.monotonic() < deadline:  # the pool's workers end with their parent
+        workers = [pid for pid in workers if _alive(pid)]
+        time.sleep(0.2)
+    assert not workers, f"workers of the killed build still running: {workers}"
+    resumed = subprocess.run([*args, str(out)], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["resumed"], "the rerun did not pick up the staged takes"
+    assert _release_bytes(out) == _release_bytes(tmp_path / "reference")
+
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has ended
