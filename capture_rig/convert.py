@@ -127,8 +127,6 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
     from mmface4d_datasets.take_files import COLOUR_CRF, COLOUR_PRESET, ColourVideoWriter, DepthVideoWriter
     from mmface4d_datasets import official
 
-    from capture_rig.registration import DepthRegistration
-
     started = time.perf_counter()
     take_id = _check_take_id(take_id)
     recordings = [Path(p) for p in recordings]
@@ -189,7 +187,7 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
         for i, (info, camera) in enumerate(zip(infos, camera_ids)):
             cams = k4a_cameras(info.calibration_json, info.colour_mode, info.depth_mode, source=f"{info.path} calibration.json")
             colour = cams.color.with_extrinsics(np.eye(4) if camera == 1 else None)
-            registration = DepthRegistration(cams.depth, cams.color)
+            registration = _registration(info, cams)
             W, H = info.colour_size
             blank_depth = np.zeros((H, W), dtype=np.uint16)
             blank_colour = np.zeros((H, W, 3), dtype=np.uint8)
@@ -268,6 +266,22 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
                          audio_offset_s=offset, seconds=seconds,
                          frames_per_second=timeline.num_frames * len(infos) / seconds if seconds > 0 else 0.0,
                          notes=notes)
+
+
+_REGISTRATIONS: dict = {}
+
+
+def _registration(info, cams):
+    """One :class:`DepthRegistration` per device calibration and mode (its set-up is the slow part;
+    a session's takes share three calibrations)."""
+    from capture_rig.registration import DepthRegistration
+
+    key = (info.calibration_json, info.colour_mode, info.depth_mode)
+    if key not in _REGISTRATIONS:
+        if len(_REGISTRATIONS) >= 8:
+            _REGISTRATIONS.pop(next(iter(_REGISTRATIONS)))
+        _REGISTRATIONS[key] = DepthRegistration(cams.depth, cams.color)
+    return _REGISTRATIONS[key]
 
 
 def _tolerance() -> float:

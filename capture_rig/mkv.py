@@ -126,6 +126,8 @@ def check_complete(path: Path) -> None:
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(4096)
+    if not head.startswith(b"\x1a\x45\xdf\xa3"):
+        return  # not Matroska at all: PyAV's own check names the problem
     try:
         ebml_id, n = _read_vint(head, 0, keep_marker=True)
         if ebml_id != 0x1A45DFA3:

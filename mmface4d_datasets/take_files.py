@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
@@ -75,7 +76,8 @@ class _VideoWriter:
 
     def write(self, image: np.ndarray) -> None:
         frame = self._frame(image)
-        frame.pts = self.frames
+        frame.pts = self.frames  # frame k at k / fps, whatever clock a decoded frame came with
+        frame.time_base = Fraction(1, self.fps)
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1
