@@ -118,6 +118,7 @@ def read_withdrawals(path: str | os.PathLike) -> dict[str, dict]:
 def withdraw(registry: str | os.PathLike, actor_id: str, date: str, note: str = "") -> None:
     """Put an actor on the registry's withdrawal list (idempotent)."""
     actor_id = _check_actor(actor_id)
+    Path(registry).mkdir(parents=True, exist_ok=True)
     path = Path(registry) / WITHDRAWALS
     current = read_withdrawals(registry)
     current[actor_id] = {"actor_id": actor_id, "date": _check_date(date, f"withdrawal of {actor_id}"), "note": note}

@@ -192,13 +192,25 @@ class Rig:
                     raise DeviceError(f"camera {slot.camera} ({slot.serial}, {slot.role}) did not start: {exc}") from None
             master = next(s for s in self.slots if s.role != "subordinate")
 
+            master_done = threading.Event()
+
+            def caught_up(slot: DeviceSlot) -> bool:
+                # after a stop, a subordinate keeps reading until it has the master's last frame
+                if not master_done.is_set():
+                    return False
+                last_master = timestamps[master.camera][-1] if timestamps[master.camera] else None
+                mine = timestamps[slot.camera]
+                return last_master is None or (bool(mine) and mine[-1] - slot.delay_usec >= last_master)
+
             def pump(slot: DeviceSlot):
                 misses = 0
                 try:
-                    while not stop.is_set():
+                    while not (stop.is_set() and (slot is master or caught_up(slot))):
                         try:
                             capture = slot.device.get_capture(timeout=CAPTURE_TIMEOUT_MS)
                         except self.k4a.K4ATimeoutException:
+                            if stop.is_set():
+                                break  # nothing more is coming
                             misses += 1
                             if misses * CAPTURE_TIMEOUT_MS >= 3000:
                                 raise DeviceError(f"camera {slot.camera} ({slot.serial}) delivered no capture for "
@@ -218,6 +230,9 @@ class Rig:
                     errors.append(DeviceError(f"camera {slot.camera} ({slot.serial}) failed during the take: "
                                               f"{exc or type(exc).__name__} (disconnected?)"))
                     stop.set()
+                finally:
+                    if slot is master:
+                        master_done.set()
 
             threads = [threading.Thread(target=pump, args=(slot,), daemon=True) for slot in self.slots]
             for thread in threads:
