@@ -19,7 +19,6 @@ capture with its device timestamp, so that conversion can align audio to video.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -164,6 +163,7 @@ class Rig:
         """Record one take into ``folder/take_id/`` until ``stop`` is set or the master has
         ``max_frames`` captures. On a device failure the take's folder is removed and
         :class:`DeviceError` names the camera and what happened."""
+        from mmface4d_datasets.files import atomic_write_bytes, json_bytes
         from mmface4d_datasets.official import write_audio
 
         if stop is None and max_frames is None:
@@ -265,7 +265,7 @@ class Rig:
                         for camera, ts in timestamps.items()},
             "host_clock": "time.perf_counter (pyk4a's system timestamps use the same clock)",
         })
-        _write_json(take_dir / f"{take_id}.take.json", log)
+        atomic_write_bytes(take_dir / f"{take_id}.take.json", json_bytes(log))
         return TakeResult(take_id, take_dir, {c: len(t) for c, t in timestamps.items()}, dropped,
                           self.clock() - started, log)
 
@@ -294,7 +294,3 @@ def _gaps(timestamps: list[int], fps: int = 30) -> list[int]:
     return [k for k in range(frames[-1] + 1) if k not in present]
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
