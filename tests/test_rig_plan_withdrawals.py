@@ -56,3 +56,39 @@ def test_withdrawn_actor_is_left_out_of_a_build_and_counted(tmp_path):
     # a withdrawal list named but missing is an error, not an empty list
     with pytest.raises(ConsentError, match="withdrawal list not found"):
         build_release(src, tmp_path / "x", withdrawals=tmp_path / "nope.json", progress=False)
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((), ["convert", "plan", "consent", "record"]),
+    (("convert",), ["--take", "--session", "--audio", "--take-log", "--camera-ids", "--crf"]),
+    (("plan",), ["--actor", "--first-take", "--sentences"]),
+    (("consent",), ["--registry", "--scope", "withdraw"]),
+    (("record",), ["--session", "--plan", "--registry", "--serials", "--simulate"]),
+])
+def test_help_of_every_rig_subcommand(args, expected, capsys):
+    from mmface4d_datasets.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["rig", *args, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    for word in expected:
+        assert word in out
+
+
+def test_record_outside_the_recording_environment_says_where_to_run(tmp_path, capsys):
+    from mmface4d_datasets.cli import main
+
+    plan = tmp_path / "plan.json"
+    from capture_rig.plan import write_plan
+
+    write_plan(plan, make_plan("A1", first_take=1, sentences=3))
+    consent.record_consent(tmp_path / "reg", "A1", "2026-11-30", ["research_release"])
+    pytest.importorskip("numpy")
+    try:
+        import pyk4a  # noqa: F401
+        pytest.skip("pyk4a is importable here")
+    except ImportError:
+        pass
+    code = main(["rig", "record", "--session", str(tmp_path / "s"), "--plan", str(plan), "--registry", str(tmp_path / "reg")])
+    assert code == 2 and "setup-rig.sh" in capsys.readouterr().err
