@@ -163,12 +163,14 @@ def main() -> None:
         tmp = Path(tmp)
         recordings = make_take(args.recording, tmp, args.frames)
         runs = {}
-        for name in ("first_take", "next_take"):  # the first pays the registration set-up
+        # the first take pays the registration set-up; then one camera per core, and one at a time
+        for n, (name, workers) in enumerate((("first_take", None), ("next_take", None), ("next_take_one_worker", 1))):
             start, cpu = time.perf_counter(), _cpu()
-            report = convert.convert_take(recordings, "000001" if name == "first_take" else "000002", tmp / "out",
-                                          progress=False, log=lambda line: None)
+            report = convert.convert_take(recordings, f"{n + 1:06d}", tmp / "out", progress=False, workers=workers,
+                                          log=lambda line: None)
             seconds, cpu = time.perf_counter() - start, _cpu() - cpu
-            runs[name] = {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+            runs[name] = {"workers": workers or min(3, os.cpu_count() or 1), "seconds": round(seconds, 2),
+                          "cpu_seconds": round(cpu, 2),
                           "take_frames_per_second": round(report.num_frames / seconds, 3),
                           "camera_frames_per_second": round(3 * report.num_frames / seconds, 3),
                           "take_frames_per_cpu_second": round(report.num_frames / cpu, 3)}
