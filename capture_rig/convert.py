@@ -98,7 +98,7 @@ def _check_modes(infos: list[mkv.RecordingInfo]) -> None:
                            "record every camera with the same colour mode, depth mode and frame rate")
 
 
-def _audio_offset_from_log(log: dict | None, infos, camera_ids, anchor_usec: float) -> tuple[float, str]:
+def _audio_offset_from_log(log: dict | None, anchor_usec: float) -> tuple[float, str]:
     if not log:
         return 0.0, "none: no take log, the WAV is assumed to start with video frame 0"
     try:
@@ -241,7 +241,7 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
         offset = None
         offset_source = None
         if samples is not None:
-            offset, offset_source = _audio_offset_from_log(take_log, infos, camera_ids, timeline.anchor_usec)
+            offset, offset_source = _audio_offset_from_log(take_log, timeline.anchor_usec)
             official.write_audio(tmp / f"{take_id}.wav", align_audio(samples, official.SAMPLE_RATE, offset))
 
         meta = _take_meta(take_id, take_log, metadata)

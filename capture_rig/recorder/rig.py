@@ -279,7 +279,10 @@ class Rig:
                 pass
         for slot in self.slots:
             try:
-                slot.device.stop()
+                if slot.device.is_running:
+                    slot.device.stop()
+                elif slot.device.opened:
+                    slot.device.close()
             except self.k4a.K4AException:
                 pass
 
