@@ -15,7 +15,7 @@ The depth camera's rays and each pixel's footprint shape depend only on the came
 footprint is computed at a nominal depth; the 32 mm baseline changes its size by under 1 % over
 the working range), so :class:`DepthRegistration` computes them once (the iterative lens
 inversion is the slow part) and each frame costs one forward
-projection per measured pixel and one scatter-minimum per footprint cell.
+projection per measured pixel and a scatter-minimum over the footprints' cells.
 """
 
 from __future__ import annotations
