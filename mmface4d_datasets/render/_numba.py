@@ -1,0 +1,193 @@
+"""The compiled back end of the rasteriser (the ``viz`` extra's numba): the same arithmetic as the
+numpy back end (raster.py), in one compiled pass: vertices onto the normalised plane, per-triangle
+set-up, coverage and a z-buffer, without candidate arrays. It releases the GIL, so views render
+in parallel threads."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+_KERNEL = None
+_TRIED = False
+
+
+def available() -> bool:
+    return _kernel() is not None
+
+
+def _kernel():
+    global _KERNEL, _TRIED
+    if _TRIED:
+        return _KERNEL
+    _TRIED = True
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    @numba.njit(cache=True, nogil=True)
+    def kernel(vc, tris, K, dist, has_dist, radius, rays, has_rays, W, H, near, pad, zbuf, tri_out, bary_out,
+               depth_out, extent):
+        # clear what the previous frame drew into reused outputs (extent: u0, u1, v0, v1 inclusive)
+        for py in range(extent[2], extent[3] + 1):
+            for px in range(extent[0], extent[1] + 1):
+                pix = py * W + px
+                tri_out[pix] = -1
+                depth_out[pix] = 0
+                bary_out[pix, 0] = 0
+                bary_out[pix, 1] = 0
+                bary_out[pix, 2] = 0
+        eu0, eu1, ev0, ev1 = W, -1, H, -1
+        n = vc.shape[0]
+        fx, skew, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
+        x = np.empty(n)
+        y = np.empty(n)
+        u = np.empty(n)
+        v = np.empty(n)
+        iz = np.empty(n)
+        ok = np.zeros(n, dtype=np.bool_)
+        k1, k2, p1, p2, k3, k4, k5, k6 = dist[0], dist[1], dist[2], dist[3], dist[4], dist[5], dist[6], dist[7]
+        for i in range(n):
+            z = vc[i, 2]
+            if not (z > near):
+                continue
+            xi = vc[i, 0] / z
+            yi = vc[i, 1] / z
+            r2 = xi * xi + yi * yi
+            if radius > 0 and not (r2 <= radius * radius):
+                continue
+            x[i] = xi
+            y[i] = yi
+            iz[i] = 1.0 / z
+            if has_dist:
+                a = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+                b = 1 + r2 * (k4 + r2 * (k5 + r2 * k6))
+                d = a / b
+                xd = xi * d + 2 * p1 * xi * yi + p2 * (r2 + 2 * xi * xi)
+                yd = yi * d + p1 * (r2 + 2 * yi * yi) + 2 * p2 * xi * yi
+            else:
+                xd = xi
+                yd = yi
+            u[i] = fx * xd + skew * yd + cx
+            v[i] = fy * yd + cy
+            ok[i] = np.isfinite(u[i]) and np.isfinite(v[i])
+        E = np.empty((3, 3))
+        izt = np.empty(3)
+        for m in range(tris.shape[0]):
+            c0, c1, c2 = tris[m, 0], tris[m, 1], tris[m, 2]
+            if not (ok[c0] and ok[c1] and ok[c2]):
+                continue
+            area = (x[c1] - x[c0]) * (y[c2] - y[c0]) - (y[c1] - y[c0]) * (x[c2] - x[c0])
+            if not (area < 0):
+                continue
+            umin = min(min(u[c0], u[c1]), u[c2])
+            umax = max(max(u[c0], u[c1]), u[c2])
+            vmin = min(min(v[c0], v[c1]), v[c2])
+            vmax = max(max(v[c0], v[c1]), v[c2])
+            if umax < -pad or vmax < -pad or umin > W - 1 + pad or vmin > H - 1 + pad:
+                continue
+            u0 = max(int(np.ceil(umin - pad)), 0)
+            u1 = min(int(np.floor(umax + pad)), W - 1)
+            v0 = max(int(np.ceil(vmin - pad)), 0)
+            v1 = min(int(np.floor(vmax + pad)), H - 1)
+            if u1 < u0 or v1 < v0:
+                continue
+            corners = (c0, c1, c2)
+            for k in range(3):
+                i = corners[(k + 1) % 3]
+                j = corners[(k + 2) % 3]
+                sign = 1.0
+                if i > j:
+                    i, j = j, i
+                    sign = -1.0
+                E[k, 0] = sign * -(y[j] - y[i])
+                E[k, 1] = sign * (x[j] - x[i])
+                E[k, 2] = sign * ((y[j] - y[i]) * x[i] - (x[j] - x[i]) * y[i])
+                izt[k] = iz[corners[k]]
+            for py in range(v0, v1 + 1):
+                for px in range(u0, u1 + 1):
+                    pix = py * W + px
+                    if has_rays:
+                        qx = rays[pix, 0]
+                        qy = rays[pix, 1]
+                    else:
+                        qy = (py - cy) / fy
+                        qx = (px - cx - skew * qy) / fx
+                    w0 = E[0, 0] * qx + E[0, 1] * qy + E[0, 2]
+                    if not (w0 <= 0):
+                        continue
+                    w1 = E[1, 0] * qx + E[1, 1] * qy + E[1, 2]
+                    if not (w1 <= 0):
+                        continue
+                    w2 = E[2, 0] * qx + E[2, 1] * qy + E[2, 2]
+                    if not (w2 <= 0):
+                        continue
+                    s = (w0 + w1) + w2
+                    a0 = w0 / s * izt[0]
+                    a1 = w1 / s * izt[1]
+                    a2 = w2 / s * izt[2]
+                    d = 1.0 / ((a0 + a1) + a2)
+                    old = zbuf[pix]
+                    if d < old or (d == old and m < tri_out[pix]):
+                        if px < eu0:
+                            eu0 = px
+                        if px > eu1:
+                            eu1 = px
+                        if py < ev0:
+                            ev0 = py
+                        if py > ev1:
+                            ev1 = py
+                        zbuf[pix] = d
+                        tri_out[pix] = m
+                        bary_out[pix, 0] = a0 * d
+                        bary_out[pix, 1] = a1 * d
+                        bary_out[pix, 2] = a2 * d
+
+        # depth in millimetres; the z-buffer left clean for the next call
+        for py in range(ev0, ev1 + 1):
+            for px in range(eu0, eu1 + 1):
+                pix = py * W + px
+                z = zbuf[pix]
+                if z < np.inf:
+                    depth_out[pix] = np.float32(z * 1000.0)
+                    zbuf[pix] = np.inf
+        extent[0], extent[1], extent[2], extent[3] = eu0, eu1, ev0, ev1
+
+    _KERNEL = kernel
+    return _KERNEL
+
+
+_SCRATCH = threading.local()
+
+
+def _zbuffer(size: int) -> np.ndarray:
+    """A per-thread float64 z-buffer, all +inf between calls (the kernel resets what it used)."""
+    buffers = getattr(_SCRATCH, "buffers", None)
+    if buffers is None:
+        buffers = _SCRATCH.buffers = {}
+    if size not in buffers:
+        if len(buffers) >= 4:
+            buffers.clear()
+        buffers[size] = np.full(size, np.inf)
+    return buffers[size]
+
+
+def rasterize(vertices_cam, triangles, camera, rays, near, pad, out=None):
+    from mmface4d_datasets.render.raster import Fragments
+
+    kernel = _kernel()
+    W, H = camera.width, camera.height
+    if out is not None and out.triangle.shape == (H, W) and out.extent is not None:
+        frags = out
+    else:
+        frags = Fragments(np.zeros((H, W), np.float32), np.full((H, W), -1, np.int32),
+                          np.zeros((H, W, 3), np.float32), np.array([0, -1, 0, -1], np.int64))
+    has_dist = camera.distortion is not None
+    has_rays = rays is not None
+    kernel(np.ascontiguousarray(vertices_cam, dtype=np.float64), np.ascontiguousarray(triangles, dtype=np.int64),
+           camera.intrinsics, camera.distortion if has_dist else np.zeros(8), has_dist, camera.metric_radius,
+           rays if has_rays else np.zeros((1, 2)), has_rays, W, H, near, pad, _zbuffer(W * H),
+           frags.triangle.reshape(-1), frags.barycentric.reshape(-1, 3), frags.depth.reshape(-1), frags.extent)
+    return frags
