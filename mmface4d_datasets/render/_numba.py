@@ -44,6 +44,7 @@ def _kernel():
         eu0, eu1, ev0, ev1 = W, -1, H, -1
         n = vc.shape[0]
         fx, skew, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
+        inv_fx, inv_fy = 1.0 / fx, 1.0 / fy
         x = np.empty(n)
         y = np.empty(n)
         u = np.empty(n)
@@ -115,8 +116,8 @@ def _kernel():
                         qx = rays[pix, 0]
                         qy = rays[pix, 1]
                     else:
-                        qy = (py - cy) / fy
-                        qx = (px - cx - skew * qy) / fx
+                        qy = (py - cy) * inv_fy
+                        qx = (px - cx - skew * qy) * inv_fx
                     w0 = E[0, 0] * qx + E[0, 1] * qy + E[0, 2]
                     if not (w0 <= 0):
                         continue

@@ -58,8 +58,7 @@ def shade(fragments: Fragments, vertices_cam: np.ndarray, triangles: np.ndarray,
     bilinearly at per-vertex ``uv`` (N, 2) in 0..1 (v up), or :data:`DEFAULT_ALBEDO`.
     """
     H, W = fragments.triangle.shape
-    image = np.empty((H, W, 3), np.uint8)
-    image[:] = np.asarray(background, dtype=np.uint8)
+    image = _background(H, W, tuple(int(c) for c in background)).copy()
     if normals is None:
         normals = vertex_normals(vertices_cam, triangles)
     light = np.asarray(light, dtype=np.float64)
@@ -91,6 +90,22 @@ def shade(fragments: Fragments, vertices_cam: np.ndarray, triangles: np.ndarray,
     value = albedo * (ambient + (1.0 - ambient) * lambert)[:, None]
     image[mask] = np.clip(value * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return image
+
+
+_BACKGROUNDS: dict = {}
+
+
+def _background(H: int, W: int, color: tuple) -> np.ndarray:
+    """A cached (H, W, 3) uint8 image of one colour (copied per frame: a memcpy, not a broadcast)."""
+    key = (H, W, color)
+    if key not in _BACKGROUNDS:
+        if len(_BACKGROUNDS) >= 8:
+            _BACKGROUNDS.clear()
+        image = np.empty((H, W, 3), np.uint8)
+        image[:] = np.asarray(color, dtype=np.uint8)
+        image.flags.writeable = False
+        _BACKGROUNDS[key] = image
+    return _BACKGROUNDS[key]
 
 
 def _sample(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
