@@ -76,8 +76,6 @@ def _kernel():
             u[i] = fx * xd + skew * yd + cx
             v[i] = fy * yd + cy
             ok[i] = np.isfinite(u[i]) and np.isfinite(v[i])
-        E = np.empty((3, 3))
-        izt = np.empty(3)
         for m in range(tris.shape[0]):
             c0, c1, c2 = tris[m, 0], tris[m, 1], tris[m, 2]
             if not (ok[c0] and ok[c1] and ok[c2]):
@@ -97,18 +95,26 @@ def _kernel():
             v1 = min(int(np.floor(vmax + pad)), H - 1)
             if u1 < u0 or v1 < v0:
                 continue
-            corners = (c0, c1, c2)
-            for k in range(3):
-                i = corners[(k + 1) % 3]
-                j = corners[(k + 2) % 3]
-                sign = 1.0
-                if i > j:
-                    i, j = j, i
-                    sign = -1.0
-                E[k, 0] = sign * -(y[j] - y[i])
-                E[k, 1] = sign * (x[j] - x[i])
-                E[k, 2] = sign * ((y[j] - y[i]) * x[i] - (x[j] - x[i]) * y[i])
-                izt[k] = iz[corners[k]]
+            # edge functions (canonical vertex order, negated when swapped) held in scalars
+            i, j, sg = c1, c2, 1.0
+            if i > j:
+                i, j, sg = c2, c1, -1.0
+            e00 = sg * -(y[j] - y[i])
+            e01 = sg * (x[j] - x[i])
+            e02 = sg * ((y[j] - y[i]) * x[i] - (x[j] - x[i]) * y[i])
+            i, j, sg = c2, c0, 1.0
+            if i > j:
+                i, j, sg = c0, c2, -1.0
+            e10 = sg * -(y[j] - y[i])
+            e11 = sg * (x[j] - x[i])
+            e12 = sg * ((y[j] - y[i]) * x[i] - (x[j] - x[i]) * y[i])
+            i, j, sg = c0, c1, 1.0
+            if i > j:
+                i, j, sg = c1, c0, -1.0
+            e20 = sg * -(y[j] - y[i])
+            e21 = sg * (x[j] - x[i])
+            e22 = sg * ((y[j] - y[i]) * x[i] - (x[j] - x[i]) * y[i])
+            iz0, iz1, iz2 = iz[c0], iz[c1], iz[c2]
             for py in range(v0, v1 + 1):
                 for px in range(u0, u1 + 1):
                     pix = py * W + px
@@ -118,19 +124,19 @@ def _kernel():
                     else:
                         qy = (py - cy) * inv_fy
                         qx = (px - cx - skew * qy) * inv_fx
-                    w0 = E[0, 0] * qx + E[0, 1] * qy + E[0, 2]
+                    w0 = e00 * qx + e01 * qy + e02
                     if not (w0 <= 0):
                         continue
-                    w1 = E[1, 0] * qx + E[1, 1] * qy + E[1, 2]
+                    w1 = e10 * qx + e11 * qy + e12
                     if not (w1 <= 0):
                         continue
-                    w2 = E[2, 0] * qx + E[2, 1] * qy + E[2, 2]
+                    w2 = e20 * qx + e21 * qy + e22
                     if not (w2 <= 0):
                         continue
                     s = (w0 + w1) + w2
-                    a0 = w0 / s * izt[0]
-                    a1 = w1 / s * izt[1]
-                    a2 = w2 / s * izt[2]
+                    a0 = w0 / s * iz0
+                    a1 = w1 / s * iz1
+                    a2 = w2 / s * iz2
                     d = 1.0 / ((a0 + a1) + a2)
                     old = zbuf[pix]
                     if d < old or (d == old and m < tri_out[pix]):
