@@ -29,6 +29,15 @@ def _kernel():
     except ImportError:
         return None
 
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def edge(x, y, i, j):
+        """Coefficients (A, B, C) of the edge function from vertex i to j, w = A qx + B qy + C,
+        computed in the canonical order (lower index first) and negated when swapped (raster.py)."""
+        sign = 1.0
+        if i > j:
+            i, j, sign = j, i, -1.0
+        return (sign * -(y[j] - y[i]), sign * (x[j] - x[i]), sign * ((y[j] - y[i]) * x[i] - (x[j] - x[i]) * y[i]))
+
     @numba.njit(cache=True, nogil=True)
     def kernel(vc, tris, K, dist, has_dist, radius, rays, has_rays, W, H, near, pad, zbuf, tri_out, bary_out,
                depth_out, extent):
@@ -95,25 +104,10 @@ def _kernel():
             v1 = min(int(np.floor(vmax + pad)), H - 1)
             if u1 < u0 or v1 < v0:
                 continue
-            # edge functions (canonical vertex order, negated when swapped) held in scalars
-            i, j, sg = c1, c2, 1.0
-            if i > j:
-                i, j, sg = c2, c1, -1.0
-            e00 = sg * -(y[j] - y[i])
-            e01 = sg * (x[j] - x[i])
-            e02 = sg * ((y[j] - y[i]) * x[i] - (x[j] - x[i]) * y[i])
-            i, j, sg = c2, c0, 1.0
-            if i > j:
-                i, j, sg = c0, c2, -1.0
-            e10 = sg * -(y[j] - y[i])
-            e11 = sg * (x[j] - x[i])
-            e12 = sg * ((y[j] - y[i]) * x[i] - (x[j] - x[i]) * y[i])
-            i, j, sg = c0, c1, 1.0
-            if i > j:
-                i, j, sg = c1, c0, -1.0
-            e20 = sg * -(y[j] - y[i])
-            e21 = sg * (x[j] - x[i])
-            e22 = sg * ((y[j] - y[i]) * x[i] - (x[j] - x[i]) * y[i])
+            # edge functions opposite each vertex, held in scalars
+            e00, e01, e02 = edge(x, y, c1, c2)
+            e10, e11, e12 = edge(x, y, c2, c0)
+            e20, e21, e22 = edge(x, y, c0, c1)
             iz0, iz1, iz2 = iz[c0], iz[c1], iz[c2]
             for py in range(v0, v1 + 1):
                 for px in range(u0, u1 + 1):
