@@ -140,9 +140,10 @@ def test_pixel_centre_convention():
 
 
 @pytest.mark.skipif("numba" not in BACKENDS, reason="the numba back end needs the viz extra")
-def test_backends_agree_on_a_random_mesh():
+@pytest.mark.parametrize("distortion", [None, KINECT_DISTORTION], ids=["pinhole", "kinect"])
+def test_backends_agree_on_a_random_mesh(distortion):
     rng = np.random.default_rng(3)
-    camera = _camera(KINECT_DISTORTION, 200, 150)
+    camera = _camera(distortion, 200, 150)
     v, tris = _sphere(0.2, np.array([0.0, 0.0, 1.0]), 40, 80)
     v = v + rng.normal(0, 0.004, v.shape)
     a = rasterize(v, tris, camera, backend="numpy")

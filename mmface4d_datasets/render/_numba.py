@@ -38,6 +38,24 @@ def _kernel():
             i, j, sign = j, i, -1.0
         return (sign * -(y[j] - y[i]), sign * (x[j] - x[i]), sign * ((y[j] - y[i]) * x[i] - (x[j] - x[i]) * y[i]))
 
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _span(A, B, C, inv_fx, q0, qy, lo, hi):
+        """Narrow [lo, hi] to the pixels of a row where A qx + B qy + C <= 0 may hold, with
+        qx = px inv_fx + q0 (the exact test still decides each pixel)."""
+        a = A * inv_fx
+        b = A * q0 + B * qy + C
+        if a > 0:
+            t = -b / a + 1e-6
+            if t < hi:
+                hi = lo - 1 if t < lo else int(np.floor(t))
+        elif a < 0:
+            t = -b / a - 1e-6
+            if t > lo:
+                lo = hi + 1 if t > hi else int(np.ceil(t))
+        elif b > 1e-12:
+            lo = hi + 1
+        return lo, hi
+
     @numba.njit(cache=True, nogil=True)
     def kernel(vc, tris, K, dist, has_dist, radius, rays, has_rays, W, H, near, pad, zbuf, tri_out, bary_out,
                depth_out, extent):
@@ -110,7 +128,16 @@ def _kernel():
             e20, e21, e22 = edge(x, y, c0, c1)
             iz0, iz1, iz2 = iz[c0], iz[c1], iz[c2]
             for py in range(v0, v1 + 1):
-                for px in range(u0, u1 + 1):
+                lo, hi = u0, u1
+                if not has_rays:
+                    # pinhole: along a row each edge function is linear in px, so only the span
+                    # where all three may be <= 0 (widened by 1e-6 px) is tested, exactly, below
+                    qy_row = (py - cy) * inv_fy
+                    q0 = (-cx - skew * qy_row) * inv_fx
+                    lo, hi = _span(e00, e01, e02, inv_fx, q0, qy_row, lo, hi)
+                    lo, hi = _span(e10, e11, e12, inv_fx, q0, qy_row, lo, hi)
+                    lo, hi = _span(e20, e21, e22, inv_fx, q0, qy_row, lo, hi)
+                for px in range(lo, hi + 1):
                     pix = py * W + px
                     if has_rays:
                         qx = rays[pix, 0]
