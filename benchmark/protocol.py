@@ -183,7 +183,7 @@ def iter_protocol_inputs(release: "Release", split: str = "test") -> Iterator[Pr
     manifest frozen in ``meta/splits.json``); templates are read once. Raises MMFace4DError when
     a subject has no template or a sequence has no style reference.
     """
-    from mmface4d_datasets.release.reader import decode_record
+    from mmface4d_datasets.release.rows import decode_row
 
     templates = release.templates()
     topology = str(release.info.get("topology", ""))
@@ -195,7 +195,7 @@ def iter_protocol_inputs(release: "Release", split: str = "test") -> Iterator[Pr
         target = {key: value for key, value in stored.items() if key not in ("vertices", "head_pose")}
         style_id = release.style_reference(record_id)
         style_record = release.record(style_id, decode=False)
-        style_record = decode_record(style_record, f"{release.path}: style reference {style_id}")
+        style_record = decode_row(style_record, "default", where=f"release {release.path}: style reference {style_id}")
         yield inputs_from_records(target, style_record, templates[subject], topology)
 
 
