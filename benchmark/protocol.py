@@ -123,10 +123,12 @@ def record_audio_16k(audio: Any, record_id: str) -> np.ndarray:
     Accepts a decoded ``{"array", "sampling_rate"}`` dict or the stored WAV/FLAC bytes (a record
     read with ``decode=False``); other rates are resampled (polyphase, the core's resampler).
     """
-    from mmface4d_datasets.release.audio import decode_audio, resample
+    from mmface4d_datasets.release.audio import resample
+    from mmface4d_datasets.release.rows import decode_row
 
     if isinstance(audio, (bytes, bytearray, memoryview)):
-        samples, rate = decode_audio(audio, where=f"record {record_id}: audio")
+        decoded = decode_row({"audio": audio}, "default", where=f"record {record_id}")["audio"]
+        samples, rate = decoded["array"], decoded["sampling_rate"]
     elif isinstance(audio, dict) and audio.get("array") is not None and audio.get("sampling_rate"):
         samples, rate = audio["array"], audio["sampling_rate"]
     else:
