@@ -166,7 +166,12 @@ def _columns_to_rows(batch: Mapping) -> list[dict]:
 
 
 def _check_format(type) -> str:
+    """The output kind of a format name; "torch" needs the torch extra (the error names it)."""
     if type in _DECODED_FORMATS:
+        if _DECODED_FORMATS[type] == "torch":
+            from mmface4d_datasets.extras import require
+
+            require("torch", "torch", f"with_format({type!r})")
         return _DECODED_FORMATS[type]
     if type in _STORED_FORMATS:
         return type
@@ -268,9 +273,53 @@ class _Function:
         return self.decoder.encode(result)
 
 
+class _Operations:
+    """The operations map-style and streaming datasets share: each runs on `hf_dataset` and is wrapped again
+    (subclasses define `_wrap(hf_dataset, decoder=None, columns=None)`)."""
+
+    def shuffle(self, *args, **kwargs):
+        return self._wrap(self.hf_dataset.shuffle(*args, **kwargs))
+
+    def shard(self, *args, **kwargs):
+        return self._wrap(self.hf_dataset.shard(*args, **kwargs))
+
+    def take(self, n: int):
+        return self._wrap(self.hf_dataset.take(n))
+
+    def skip(self, n: int):
+        return self._wrap(self.hf_dataset.skip(n))
+
+    def remove_columns(self, column_names):
+        return self._wrap(self.hf_dataset.remove_columns(column_names))
+
+    def select_columns(self, column_names):
+        return self._wrap(self.hf_dataset.select_columns(column_names))
+
+    def rename_column(self, original_column_name: str, new_column_name: str):
+        return self.rename_columns({original_column_name: new_column_name})
+
+    def rename_columns(self, column_mapping: dict):
+        """Renamed columns; a renamed stored field (e.g. `vertices` -> `mesh`) is still decoded."""
+        columns = [column_mapping.get(c, c) for c in self.columns] if self.columns is not None else None
+        return self._wrap(self.hf_dataset.rename_columns(column_mapping), self.decoder.renamed(column_mapping), columns)
+
+    def filter(self, function=None, with_indices: bool = False, input_columns=None, batched: bool = False, **kwargs):
+        """Rows for which `function` is true; it sees decoded rows (fields decoded on first access)."""
+        wrapped = None if function is None else _Function(function, self.decoder, batched, input_columns, is_map=False)
+        return self._wrap(self.hf_dataset.filter(wrapped, with_indices=with_indices, input_columns=input_columns,
+                                                 batched=batched, **kwargs))
+
+    def map(self, function=None, with_indices: bool = False, input_columns=None, batched: bool = False, **kwargs):
+        """Apply `function` to decoded rows and store what it returns (module docstring: decoded fields it
+        returns are encoded back to their stored form; new columns are stored as `datasets` stores them)."""
+        wrapped = None if function is None else _Function(function, self.decoder, batched, input_columns, is_map=True)
+        return self._wrap(self.hf_dataset.map(wrapped, with_indices=with_indices, input_columns=input_columns,
+                                              batched=batched, **kwargs))
+
+
 # --------------------------------------------------------------------------- map-style
 
-class MMFace4DDataset:
+class MMFace4DDataset(_Operations):
     """A split of a release: a plain `datasets.Dataset` (`hf_dataset`) plus the decoding (module docstring).
 
     `dataset[i]` -> a decoded row dict; `dataset[a:b]` / `dataset[[i, j]]` -> a dict of columns (lists of
@@ -286,8 +335,9 @@ class MMFace4DDataset:
         self.format = _check_format(format)
         self.columns = list(columns) if columns is not None else None
 
-    def _wrap(self, hf_dataset, decoder: RowDecoder | None = None):
-        columns = [c for c in self.columns if c in hf_dataset.column_names] if self.columns is not None else None
+    def _wrap(self, hf_dataset, decoder: RowDecoder | None = None, columns=None):
+        if columns is None and self.columns is not None:
+            columns = [c for c in self.columns if c in hf_dataset.column_names]
         return MMFace4DDataset(hf_dataset, decoder or self.decoder, self.format, columns)
 
     def __repr__(self) -> str:
@@ -375,10 +425,6 @@ class MMFace4DDataset:
         if format_kwargs:
             raise TypeError(f"with_format: unsupported options {sorted(format_kwargs)}")
         kind = _check_format(type)
-        if kind == "torch":
-            from mmface4d_datasets.extras import require
-
-            require("torch", "torch", 'with_format("torch")')
         return MMFace4DDataset(self.hf_dataset, self.decoder, kind, None if output_all_columns else columns)
 
     def set_format(self, type: str | None = None, columns: list[str] | None = None, output_all_columns: bool = False,
@@ -394,59 +440,15 @@ class MMFace4DDataset:
     def format_type(self) -> str:
         return self.format
 
-    # operations that return a dataset ----------------------------------------------------------
-    def shuffle(self, *args, **kwargs):
-        return self._wrap(self.hf_dataset.shuffle(*args, **kwargs))
-
+    # operations that return a dataset (more in _Operations) -------------------------------------
     def select(self, *args, **kwargs):
         return self._wrap(self.hf_dataset.select(*args, **kwargs))
 
     def sort(self, *args, **kwargs):
         return self._wrap(self.hf_dataset.sort(*args, **kwargs))
 
-    def shard(self, *args, **kwargs):
-        return self._wrap(self.hf_dataset.shard(*args, **kwargs))
-
-    def take(self, n: int):
-        return self._wrap(self.hf_dataset.take(n))
-
-    def skip(self, n: int):
-        return self._wrap(self.hf_dataset.skip(n))
-
     def flatten_indices(self, *args, **kwargs):
         return self._wrap(self.hf_dataset.flatten_indices(*args, **kwargs))
-
-    def remove_columns(self, column_names):
-        return self._wrap(self.hf_dataset.remove_columns(column_names))
-
-    def select_columns(self, column_names):
-        return self._wrap(self.hf_dataset.select_columns(column_names))
-
-    def rename_column(self, original_column_name: str, new_column_name: str):
-        return self.rename_columns({original_column_name: new_column_name})
-
-    def rename_columns(self, column_mapping: dict):
-        renamed = self.hf_dataset.rename_columns(column_mapping)
-        wrapped = MMFace4DDataset(renamed, self.decoder.renamed(column_mapping), self.format,
-                                  [column_mapping.get(c, c) for c in self.columns] if self.columns is not None else None)
-        return wrapped
-
-    def filter(self, function=None, with_indices: bool = False, input_columns=None, batched: bool = False, **kwargs):
-        """Rows for which `function` is true; it sees decoded rows (fields decoded on first access)."""
-        if function is None:
-            return self._wrap(self.hf_dataset.filter(None, **kwargs))
-        wrapped = _Function(function, self.decoder, batched, input_columns, is_map=False)
-        return self._wrap(self.hf_dataset.filter(wrapped, with_indices=with_indices, input_columns=input_columns,
-                                                 batched=batched, **kwargs))
-
-    def map(self, function=None, with_indices: bool = False, input_columns=None, batched: bool = False, **kwargs):
-        """Apply `function` to decoded rows and store what it returns (module docstring: decoded fields it
-        returns are encoded back to their stored form; new columns are stored as `datasets` stores them)."""
-        if function is None:
-            return self._wrap(self.hf_dataset.map(None, **kwargs))
-        wrapped = _Function(function, self.decoder, batched, input_columns, is_map=True)
-        return self._wrap(self.hf_dataset.map(wrapped, with_indices=with_indices, input_columns=input_columns,
-                                              batched=batched, **kwargs))
 
     def train_test_split(self, *args, **kwargs) -> "MMFace4DDatasetDict":
         parts = self.hf_dataset.train_test_split(*args, **kwargs)
@@ -474,45 +476,30 @@ class MMFace4DDatasetDict(dict):
     def column_names(self) -> dict:
         return {name: split.column_names for name, split in self.items()}
 
-    def _each(self, method: str, *args, **kwargs):
-        return type(self)({name: getattr(split, method)(*args, **kwargs) for name, split in self.items()})
-
-    def with_format(self, *args, **kwargs):
-        return self._each("with_format", *args, **kwargs)
-
     def set_format(self, *args, **kwargs) -> None:
         for split in self.values():
             split.set_format(*args, **kwargs)
 
-    def shuffle(self, *args, **kwargs):
-        return self._each("shuffle", *args, **kwargs)
 
-    def filter(self, *args, **kwargs):
-        return self._each("filter", *args, **kwargs)
+def _per_split(method: str):
+    def apply(self, *args, **kwargs):
+        return type(self)({name: getattr(split, method)(*args, **kwargs) for name, split in self.items()})
 
-    def map(self, *args, **kwargs):
-        return self._each("map", *args, **kwargs)
+    apply.__name__ = method
+    apply.__doc__ = f"`{method}` applied to every split."
+    return apply
 
-    def sort(self, *args, **kwargs):
-        return self._each("sort", *args, **kwargs)
 
-    def remove_columns(self, *args, **kwargs):
-        return self._each("remove_columns", *args, **kwargs)
-
-    def select_columns(self, *args, **kwargs):
-        return self._each("select_columns", *args, **kwargs)
-
-    def rename_column(self, *args, **kwargs):
-        return self._each("rename_column", *args, **kwargs)
-
-    def rename_columns(self, *args, **kwargs):
-        return self._each("rename_columns", *args, **kwargs)
+for _method in ("with_format", "shuffle", "filter", "map", "sort", "remove_columns", "select_columns",
+                "rename_column", "rename_columns"):
+    setattr(MMFace4DDatasetDict, _method, _per_split(_method))
 
 
 # --------------------------------------------------------------------------- streaming
 
 def _torch_iterable_base():
-    """torch's IterableDataset when torch is already imported (so DataLoader treats us as iterable); else object.
+    """torch's IterableDataset when torch is already imported (so DataLoader treats us as iterable); else None.
+    (`_Operations` is the base other than `object` that lets `__bases__` grow at run time.)
 
     Same approach as `datasets` itself: never import torch for this, add the base only when torch is there."""
     torch = sys.modules.get("torch")
@@ -524,11 +511,7 @@ def _torch_iterable_base():
         return None
 
 
-class _StreamBase:
-    """A base other than `object`, so that torch's IterableDataset can be added to the bases at run time."""
-
-
-class MMFace4DIterableDataset(_StreamBase):
+class MMFace4DIterableDataset(_Operations):
     """A streamed split: a plain `datasets.IterableDataset` (`hf_dataset`) decoded row by row as it is read."""
 
     def __init__(self, hf_dataset, decoder: RowDecoder | None = None, format: str | None = "numpy",
@@ -575,46 +558,7 @@ class MMFace4DIterableDataset(_StreamBase):
 
     def with_format(self, type: str | None = None, columns: list[str] | None = None):
         kind = _check_format(type)
-        if kind == "torch":
-            from mmface4d_datasets.extras import require
-
-            require("torch", "torch", 'with_format("torch")')
         return MMFace4DIterableDataset(self.hf_dataset, self.decoder, kind, columns)
-
-    def shuffle(self, *args, **kwargs):
-        return self._wrap(self.hf_dataset.shuffle(*args, **kwargs))
-
-    def take(self, n: int):
-        return self._wrap(self.hf_dataset.take(n))
-
-    def skip(self, n: int):
-        return self._wrap(self.hf_dataset.skip(n))
-
-    def shard(self, *args, **kwargs):
-        return self._wrap(self.hf_dataset.shard(*args, **kwargs))
-
-    def remove_columns(self, column_names):
-        return self._wrap(self.hf_dataset.remove_columns(column_names))
-
-    def select_columns(self, column_names):
-        return self._wrap(self.hf_dataset.select_columns(column_names))
-
-    def rename_column(self, original_column_name: str, new_column_name: str):
-        return self.rename_columns({original_column_name: new_column_name})
-
-    def rename_columns(self, column_mapping: dict):
-        columns = [column_mapping.get(c, c) for c in self.columns] if self.columns is not None else None
-        return self._wrap(self.hf_dataset.rename_columns(column_mapping), self.decoder.renamed(column_mapping), columns)
-
-    def filter(self, function=None, with_indices: bool = False, input_columns=None, batched: bool = False, **kwargs):
-        wrapped = None if function is None else _Function(function, self.decoder, batched, input_columns, is_map=False)
-        return self._wrap(self.hf_dataset.filter(wrapped, with_indices=with_indices, input_columns=input_columns,
-                                                 batched=batched, **kwargs))
-
-    def map(self, function=None, with_indices: bool = False, input_columns=None, batched: bool = False, **kwargs):
-        wrapped = None if function is None else _Function(function, self.decoder, batched, input_columns, is_map=True)
-        return self._wrap(self.hf_dataset.map(wrapped, with_indices=with_indices, input_columns=input_columns,
-                                              batched=batched, **kwargs))
 
 
 class MMFace4DIterableDatasetDict(dict):
@@ -626,8 +570,10 @@ class MMFace4DIterableDatasetDict(dict):
 
         return datasets.IterableDatasetDict({name: split.hf_dataset for name, split in self.items()})
 
-    def with_format(self, *args, **kwargs):
-        return type(self)({name: split.with_format(*args, **kwargs) for name, split in self.items()})
+
+for _method in ("with_format", "shuffle", "filter", "map", "remove_columns", "select_columns", "rename_column",
+                "rename_columns"):
+    setattr(MMFace4DIterableDatasetDict, _method, _per_split(_method))
 
 
 # --------------------------------------------------------------------------- functions of datasets, wrapped
