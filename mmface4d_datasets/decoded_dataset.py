@@ -328,8 +328,9 @@ class MMFace4DDataset(_Operations):
 
     def __init__(self, hf_dataset, decoder: RowDecoder | None = None, format: str | None = "numpy",
                  columns: list[str] | None = None):
-        if hf_dataset.format.get("type") is not None or hf_dataset.format.get("columns") is not None:
-            hf_dataset = hf_dataset.with_format(None)
+        formatted = hf_dataset.format
+        if formatted.get("type") is not None or formatted.get("columns") not in (None, hf_dataset.column_names):
+            hf_dataset = hf_dataset.with_format(None)  # rows are read as stored Python values
         self.hf_dataset = hf_dataset
         self.decoder = decoder or RowDecoder()
         self.format = _check_format(format)

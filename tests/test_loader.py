@@ -193,7 +193,8 @@ def test_importing_the_package_stays_light():
     import sys
 
     code = ("import sys, mmface4d_datasets, mmface4d_datasets.loading, mmface4d_datasets.release.writer, "
-            "mmface4d_datasets.release.reader, mmface4d_datasets.release.validate, mmface4d_datasets.torch_data; "
+            "mmface4d_datasets.release.reader, mmface4d_datasets.release.validate, mmface4d_datasets.torch_data, "
+            "mmface4d_datasets.decoded_dataset, mmface4d_datasets.release.rows, mmface4d_datasets.extras; "
             "print(sorted(m for m in ('torch', 'transformers', 'matplotlib', 'ray', 'datasets') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ))
     assert result.stdout.strip() == "[]"
