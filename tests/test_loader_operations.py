@@ -238,3 +238,14 @@ def test_concatenate_and_dict_operations(mini):
     renamed = whole.rename_column("vertices", "mesh").with_format("numpy")
     assert renamed["test"][0]["mesh"].dtype == np.float32
     assert set(whole.hf_dataset) == {"train", "test"} and whole["train"].hf_dataset[0]["vertices"][:4] != b""
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "pandas"])
+def test_streaming_table_formats_give_stored_columns(mini, fmt):
+    folder, _, reference = mini
+    first = next(iter(load_dataset(data_dir=folder, split="test", streaming=True).shuffle(seed=0, buffer_size=2).with_format(fmt)))
+    if fmt == "arrow":
+        assert first.num_rows == 1 and isinstance(first.column("vertices")[0].as_py(), bytes)
+        assert first.column("id")[0].as_py() in reference
+    else:
+        assert len(first) == 1 and isinstance(first["vertices"].iloc[0], bytes) and first["id"].iloc[0] in reference
