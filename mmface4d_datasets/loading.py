@@ -1,4 +1,4 @@
-"""`load_dataset`: an MMFace4D release as a Hugging Face `datasets` object, decoded.
+"""`load_dataset`: an MMFace4D release, decoded, around a plain Hugging Face `datasets` object.
 
 Where the release comes from, in this order:
 1. `name="mini"`: a small synthetic release (8 subjects x 3 sentences, 1,000 vertices) built on first
@@ -9,8 +9,10 @@ Where the release comes from, in this order:
    only the README, `meta/` and the files of the asked config and split are downloaded; with
    `streaming=True` only the README and `meta/`, and the shards are read remotely (`hf://` paths).
 
-What comes back: `datasets.DatasetDict` (no `split`), `Dataset` (a split) or `IterableDataset`
-(`streaming=True`). Rows of the default config have the DESIGN.md fields with `vertices` decoded to
+Only the shards `meta/info.json` lists are read, after cheap checks against it (`check_listed_shards`).
+What comes back (`decoded_dataset.py`, docs/loading.md): `MMFace4DDatasetDict` (no `split`),
+`MMFace4DDataset` (a split) or `MMFace4DIterableDataset` (`streaming=True`), each holding the plain
+`datasets` object as `.hf_dataset` and keeping the decoding through the operations users chain. Rows of the default config have the DESIGN.md fields with `vertices` decoded to
 (T, N, 3) float32 (metres, canonical head frame), `head_pose` (T, 4, 4) float32 and `audio`
 `{"array": float32 samples at 16 kHz, "sampling_rate": 16000}` (resampled when stored at another
 rate), as numpy arrays; `.with_format("torch")` gives torch tensors with the same decoding.
