@@ -91,6 +91,10 @@ def test_operation_keeps_decoding(mini, operation, fmt, order):
     if fmt in ("numpy", "torch"):
         row = result[0]
         _check_decoded_row(row, reference, key, fmt == "torch")
+        if operation in ("remove_audio", "concatenate", "filter_decoded", "select_columns"):
+            assert ("audio" in row) == (operation not in ("remove_audio", "select_columns"))
+        if operation not in ("none", "shuffle", "rename_vertices", "train_test_split"):
+            return  # slices, lists and iteration: checked on a few operations to keep the table fast
         batch = result[0:2]
         assert len(batch["id"]) == min(2, result.num_rows)
         _check_decoded_row({k: v[0] for k, v in batch.items()}, reference, key, fmt == "torch")
@@ -98,8 +102,6 @@ def test_operation_keeps_decoding(mini, operation, fmt, order):
         _check_decoded_row({k: v[0] for k, v in picked.items()}, reference, key, fmt == "torch")
         first = next(iter(result))
         _check_decoded_row(first, reference, key, fmt == "torch")
-        if operation == "remove_audio":
-            assert "audio" not in row
     elif fmt == "pandas":
         frame = result[0:2]
         assert list(frame.columns) == result.column_names
