@@ -98,14 +98,61 @@ def _check_nut_complete(path: Path) -> None:
         raise FormatError(f"{path}: mesh axis file is missing") from None
 
 
-def read_quantised_axis(path: str | os.PathLike, num_vertices: int) -> np.ndarray:
+class ChecksumError(FormatError):
+    """A `.nut` file's FFV1 slice CRC does not match: the file was changed after it was written."""
+
+
+def _crc_reports(logs) -> list[str]:
+    """FFmpeg's reports of failed FFV1 checksums among captured log lines (level, name, message)."""
+    return [message.strip() for _, _, message in logs if "CRC mismatch" in message]
+
+
+def _capture_ffmpeg_errors():
+    """A context that collects FFmpeg's error log lines (PyAV leaves FFmpeg's log off by default)."""
+    import contextlib
+
+    import av.logging
+
+    @contextlib.contextmanager
+    def capture():
+        previous = av.logging.get_level()
+        av.logging.set_level(av.logging.ERROR)
+        try:
+            with av.logging.Capture(local=False) as logs:
+                yield logs
+        finally:
+            av.logging.set_level(previous)
+
+    return capture()
+
+
+def check_slice_crcs(path: str | os.PathLike, num_vertices: int) -> None:
+    """Decode one axis file alone (no frame threads) and raise `ChecksumError` if FFmpeg reports an FFV1
+    slice CRC mismatch. Files written by FFV1 version 3 with slice CRCs (ours, `write_mesh_sequence`)
+    are checked; the authors' files (FFV1 version 1) carry no CRC, so nothing is reported for them."""
+    with _capture_ffmpeg_errors() as logs:
+        read_quantised_axis(path, num_vertices, threads=False, check_crc=False)
+    reports = _crc_reports(logs)
+    if reports:
+        raise ChecksumError(f"{path}: FFV1 slice checksum mismatch ({'; '.join(reports[:4])}): the file is corrupted")
+
+
+def read_quantised_axis(path: str | os.PathLike, num_vertices: int, *, threads: bool = True,
+                        check_crc: bool = True) -> np.ndarray:
     """Raw frames of one axis file as uint16, shape (T, S*S), flattened in row order.
 
     Pixels 0-3 of each row are the header (float32 min and max as little-endian uint16 pairs),
     pixels 4 .. 4+N-1 the quantised coordinates, the rest padding.
     Raises FormatError (naming the file) for a missing, truncated or undecodable file, a pixel format
-    other than gray16le, or a frame size that does not fit ``num_vertices``.
+    other than gray16le, or a frame size that does not fit ``num_vertices``; `ChecksumError` when the
+    file carries FFV1 slice CRCs and one does not match (`check_crc`, see `check_slice_crcs`).
     """
+    if check_crc:
+        with _capture_ffmpeg_errors() as logs:
+            frames = read_quantised_axis(path, num_vertices, threads=threads, check_crc=False)
+        if _crc_reports(logs):
+            check_slice_crcs(path, num_vertices)
+        return frames
     import av
 
     path = Path(path)
@@ -119,7 +166,7 @@ def read_quantised_axis(path: str | os.PathLike, num_vertices: int) -> np.ndarra
         if not container.streams.video:
             raise FormatError(f"{path}: holds no video stream")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = "AUTO" if threads else "SLICE"
         # Start with room for the container's announced duration and grow if it was short.
         duration_s = (container.duration or 0) / 1e6
         capacity = max(16, int(math.ceil(duration_s * FPS)) + 2)
@@ -194,9 +241,14 @@ def read_mesh_sequence(prefix: str | os.PathLike, num_vertices: int) -> np.ndarr
         raise FormatError(f"mesh sequence {os.fspath(prefix)!s}: missing axis file(s) {', '.join(missing)}")
     from concurrent.futures import ThreadPoolExecutor
 
-    # FFmpeg releases the GIL while decoding: the three axes decode side by side.
-    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
-        raw = list(pool.map(lambda path: read_quantised_axis(path, num_vertices), paths))
+    # FFmpeg releases the GIL while decoding: the three axes decode side by side. FFmpeg's log does not
+    # say which file a CRC report is about, so on a report each file is checked again alone.
+    with _capture_ffmpeg_errors() as logs:
+        with ThreadPoolExecutor(max_workers=len(paths)) as pool:
+            raw = list(pool.map(lambda path: read_quantised_axis(path, num_vertices, check_crc=False), paths))
+    if _crc_reports(logs):
+        for path in paths:
+            check_slice_crcs(path, num_vertices)
     vertices = np.empty((len(raw[0]), num_vertices, 3), dtype=np.float32)
     for axis, (path, frames) in enumerate(zip(paths, raw)):
         if len(frames) != len(vertices):
@@ -254,7 +306,8 @@ def _encode_ffv1(path: Path, images: np.ndarray, fps: int) -> None:
     import av
 
     with av.open(os.fspath(path), mode="w", format="nut") as container:
-        stream = container.add_stream("ffv1", rate=fps)
+        # FFV1 version 3 with a CRC per slice: a changed byte is reported when read (check_slice_crcs).
+        stream = container.add_stream("ffv1", rate=fps, options={"level": "3", "slicecrc": "1"})
         stream.width = images.shape[2]
         stream.height = images.shape[1]
         stream.pix_fmt = "gray16le"

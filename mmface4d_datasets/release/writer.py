@@ -98,8 +98,9 @@ def write_release(
         `.staging/` resumed when it was made with the same topology, codec bound and versions).
     topology: the topology every sequence must have (`TopologyInfo`).
     seed: seed of the split rule (splits.py). max_error: codec bound, metres per coordinate.
-    shard_size_bytes / row_group_size_bytes: a shard / row group is closed once its rows' stored
-        bytes (audio + vertices + head pose) reach this count.
+    shard_size_bytes: target largest shard (stored bytes: audio + vertices + head pose); the shard count
+        of a split follows `shard_count` (a multiple of 8 from 8 rows on). row_group_size_bytes: a row
+        group is closed once its rows' stored bytes reach this count.
     on_error: "stop" raises `BuildError` naming the take; "skip" leaves the take out and lists it in
         `BuildReport.skipped` (and prints it when `progress`).
     card_info: optional card fields (`pretty_name`, `license`, `homepage`, `source`, `citation`).
@@ -176,8 +177,9 @@ def write_release(
         split_metas = sorted((m for m in metas.values() if split_of[m["subject_id"]] == split), key=lambda m: m["id"])
         if not split_metas:
             continue
-        sequence_rows += _write_data_shards(out_dir, split, split_metas, staging, shard_size_bytes, row_group_size_bytes, produced)
-        _write_raw_shards(out_dir, split, split_metas, staging, shard_size_bytes, produced)
+        written, plan = _write_data_shards(out_dir, split, split_metas, staging, shard_size_bytes, row_group_size_bytes, produced)
+        sequence_rows += written
+        _write_raw_shards(out_dir, split, split_metas, staging, plan, produced)
         report.split_counts[split] = len(split_metas)
     _write_templates(out_dir, templates, metas, topology, produced)
     _write_parquet(out_dir / "meta" / "sequences.parquet", _sequences_table(sequence_rows), produced)
@@ -411,57 +413,90 @@ def _data_row(meta: dict, audio: bytes, row: dict) -> dict:
     }
 
 
-def _write_data_shards(out_dir, split, metas, staging, shard_size_bytes, row_group_size_bytes, produced) -> list[dict]:
-    """Rows of one split, in id order, into shards cut at `shard_size_bytes` with row groups cut at
-    `row_group_size_bytes`. Returns the `meta/sequences.parquet` rows of these sequences."""
+SHARD_MULTIPLE = 8
+
+
+def shard_count(num_rows: int, total_bytes: int, shard_size_bytes: int) -> int:
+    """How many shards a split is cut into (docs/release_format.md, Shards).
+
+    With 8 rows or more: the smallest multiple of 8 that keeps shards at most `shard_size_bytes` (by the
+    rows' stored bytes), but no more than the largest multiple of 8 that leaves every shard a row; so
+    `split_dataset_by_node` gives every node of a 2-, 4- or 8-node job whole shards. Fewer than 8 rows:
+    the largest power of two not above the row count (1, 2 or 4).
+    """
+    if num_rows < SHARD_MULTIPLE:
+        return 1 << (max(1, num_rows).bit_length() - 1)
+    needed = max(1, -(-int(total_bytes) // max(1, int(shard_size_bytes))))
+    wanted = SHARD_MULTIPLE * -(-needed // SHARD_MULTIPLE)
+    return min(wanted, SHARD_MULTIPLE * (num_rows // SHARD_MULTIPLE))
+
+
+def shard_plan(sizes: list[int], shard_size_bytes: int) -> list[int]:
+    """Row counts of the shards of one split: `shard_count` shards of consecutive rows (id order) with
+    about equal stored bytes (cut where the running total first reaches k / count of the whole)."""
+    count = shard_count(len(sizes), sum(sizes), shard_size_bytes)
+    total, running, cuts, row = sum(sizes), 0, [], 0
+    for k in range(1, count):
+        lowest = (cuts[-1] if cuts else 0) + 1
+        highest = len(sizes) - (count - k)
+        while row < len(sizes) and running < total * k / count:
+            running += sizes[row]
+            row += 1
+        cuts.append(min(max(row, lowest), highest))
+    bounds = [0] + cuts + [len(sizes)]
+    return [bounds[i + 1] - bounds[i] for i in range(count)]
+
+
+def _staged_row_bytes(staging: Path, take_id: str) -> int:
+    """Stored bytes of one row (audio + vertices + head pose), from the staged .npz members' sizes."""
+    import zipfile
+
+    size = 0
+    with zipfile.ZipFile(staging / "rows" / f"{take_id}.npz") as rows:
+        size += sum(info.file_size for info in rows.infolist())
+    with zipfile.ZipFile(staging / "takes" / f"{take_id}.npz") as take:
+        size += sum(info.file_size for info in take.infolist() if info.filename.startswith("audio"))
+    return size
+
+
+def _write_data_shards(out_dir, split, metas, staging, shard_size_bytes, row_group_size_bytes, produced) -> tuple[list[dict], list[int]]:
+    """Rows of one split, in id order, into the shards of `shard_plan` with row groups cut at
+    `row_group_size_bytes`. Returns the `meta/sequences.parquet` rows of these sequences and the plan."""
     import pyarrow as pa
 
     schema = data_schema()
+    plan = shard_plan([_staged_row_bytes(staging, meta["take_id"]) for meta in metas], shard_size_bytes)
     sequence_rows = []
-    shard_index, writer, path = 0, None, None
-    group: list[dict] = []
-    group_bytes = shard_bytes = shard_row = 0
-
-    def flush_group():
-        nonlocal group, group_bytes
+    start = 0
+    for shard_index, count in enumerate(plan):
+        path = _shard_path(out_dir, "data", split, shard_index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = _writer(path, schema)
+        group: list[dict] = []
+        group_bytes = 0
+        for shard_row, meta in enumerate(metas[start:start + count]):
+            staged_take = read_npz(staging / "takes" / f"{meta['take_id']}.npz")
+            row = _data_row(meta, staged_take["audio"].tobytes(), read_npz(staging / "rows" / f"{meta['take_id']}.npz"))
+            group.append(row)
+            group_bytes += len(row["audio"]) + len(row["vertices"]) + len(row["head_pose"])
+            sequence_rows.append(dict(meta, split=split, shard=path.relative_to(out_dir).as_posix(), row=shard_row))
+            if group_bytes >= row_group_size_bytes:
+                writer.write_table(pa.Table.from_pylist(group, schema=schema), row_group_size=len(group))
+                group, group_bytes = [], 0
         if group:
             writer.write_table(pa.Table.from_pylist(group, schema=schema), row_group_size=len(group))
-        group, group_bytes = [], 0
-
-    for meta in metas:
-        if writer is None:
-            path = _shard_path(out_dir, "data", split, shard_index)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writer, shard_bytes, shard_row = _writer(path, schema), 0, 0
-        staged_take = read_npz(staging / "takes" / f"{meta['take_id']}.npz")
-        row = _data_row(meta, staged_take["audio"].tobytes(), read_npz(staging / "rows" / f"{meta['take_id']}.npz"))
-        size = len(row["audio"]) + len(row["vertices"]) + len(row["head_pose"])
-        group.append(row)
-        group_bytes += size
-        shard_bytes += size
-        sequence_rows.append(dict(meta, split=split, shard=path.relative_to(out_dir).as_posix(), row=shard_row))
-        shard_row += 1
-        if group_bytes >= row_group_size_bytes:
-            flush_group()
-        if shard_bytes >= shard_size_bytes:
-            flush_group()
-            writer.close()
-            temporary_path(path).replace(path)
-            produced.add(path)
-            writer, shard_index = None, shard_index + 1
-    if writer is not None:
-        flush_group()
         writer.close()
         temporary_path(path).replace(path)
         produced.add(path)
-    return sequence_rows
+        start += count
+    return sequence_rows, plan
 
 
-def _write_raw_shards(out_dir, split, metas, staging, shard_size_bytes, produced) -> None:
-    """Raw capture rows of one split, in id order, cut into shards at `shard_size_bytes` (one row group each)."""
+def _write_raw_shards(out_dir, split, metas, staging, plan, produced) -> None:
+    """Raw capture rows of one split, in id order, cut like the data shards (`plan`: rows per shard), one row group each."""
     import pyarrow as pa
 
-    rows, size, shard_index = [], 0, 0
+    rows, shard_index = [], 0
     for meta in metas:
         staged = read_npz(staging / "takes" / f"{meta['take_id']}.npz")
         cameras = [int(c) for c in staged["raw_cameras"]]
@@ -473,12 +508,9 @@ def _write_raw_shards(out_dir, split, metas, staging, shard_size_bytes, produced
             "extrinsics": [m.reshape(-1).tolist() for m in staged["raw_extrinsics"]],
             "landmarks": blob, "landmarks_shape": [list(a.shape) for a in landmarks],
         })
-        size += len(blob)
-        if size >= shard_size_bytes:
+        if len(rows) == plan[shard_index]:
             _write_parquet(_shard_path(out_dir, "raw", split, shard_index), pa.Table.from_pylist(rows, schema=raw_schema()), produced)
-            rows, size, shard_index = [], 0, shard_index + 1
-    if rows:
-        _write_parquet(_shard_path(out_dir, "raw", split, shard_index), pa.Table.from_pylist(rows, schema=raw_schema()), produced)
+            rows, shard_index = [], shard_index + 1
 
 
 def _write_templates(out_dir, templates, metas, topology, produced) -> None:
@@ -567,6 +599,10 @@ def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> dict:
     for path in sorted(produced):
         relative = path.relative_to(out_dir).as_posix()
         files[relative] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        if path.suffix == ".parquet":  # the loader checks footers against these counts (loading.check_listed_shards)
+            import pyarrow.parquet as pq
+
+            files[relative]["rows"] = pq.ParquetFile(path).metadata.num_rows
     return {
         "format_version": FORMAT_VERSION,
         "writer": f"mmface4d-datasets {__version__}",
