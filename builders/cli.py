@@ -81,7 +81,9 @@ def register(subparsers) -> None:
         help="validate a release and upload it to a dataset repository on the Hub",
         description="Validate the release in DIR, then upload it to the dataset repository ORG/NAME "
                     "(created if missing) in several resumable commits, retrying transient failures. "
-                    "Hidden files (the build's bookkeeping) are not uploaded. Log in first "
+                    "Only the release is uploaded: the files meta/info.json lists, meta/info.json, the card "
+                    "README.md and the images the card shows; anything else in DIR (notes, photos, the "
+                    "build's hidden bookkeeping) is not. Log in first "
                     "(`hf auth login` or HF_TOKEN). With --dry-run nothing is sent: it prints what "
                     "would be committed.",
     )
@@ -91,8 +93,8 @@ def register(subparsers) -> None:
     push.add_argument("--revision", metavar="BRANCH", default=None,
                       help="branch to commit to, created if missing (default: main)")
     push.add_argument("--dry-run", action="store_true",
-                      help="print what would be committed (files, sizes, files per folder against the Hub's "
-                           "limits) as JSON and send nothing")
+                      help="print what would be committed (every file with its size, files per folder against "
+                           "the Hub's limits, and the files left out) as JSON and send nothing")
     push.add_argument("--retries", type=int, default=5, help="retries of a transient failure (default: 5)")
     push.add_argument("--skip-validation", action="store_true",
                       help="upload without running the release validator first")
