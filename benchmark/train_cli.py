@@ -25,7 +25,7 @@ def register(bench_subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, choices=TRAINABLE,
                         help="model to train (faceformer checkpoints also serve faceformer-cached)")
     parser.add_argument("--data", required=True, help="release folder (the train split is used)")
-    parser.add_argument("--out", required=True, help="run folder for checkpoints (created if absent)")
+    parser.add_argument("--out", required=True, help="run folder for checkpoints: new, empty or an earlier run's (created if absent)")
     parser.add_argument("--config", help="training options, a .json or .toml file (see docs/models.md)")
     parser.add_argument("--seed", type=int, help="random seed (overrides the config)")
     parser.add_argument("--steps", type=int, help="total optimisation steps (overrides the config)")
@@ -54,8 +54,12 @@ def handle_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(config.threads)
     front_end = build_front_end(config.front_end)
     data = TrainingData.from_release(args.data, front_end, progress=not args.quiet)
-    summary = train(args.model, data, args.out, config, resume=not args.no_resume, progress=not args.quiet,
-                    max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
-                    front_end=front_end, extra_meta={"release": str(args.data)})
+    from mmface4d_datasets.output_folders import output_folder
+
+    # New, empty or an earlier `bench train` run folder only (mmface4d_datasets.output_folders).
+    with output_folder(args.out, "bench-train", inputs=[args.data]):
+        summary = train(args.model, data, args.out, config, resume=not args.no_resume, progress=not args.quiet,
+                        max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+                        front_end=front_end, extra_meta={"release": str(args.data)})
     print(json.dumps(summary, indent=2))
     return 0
