@@ -43,6 +43,14 @@ def register(bench_subparsers) -> argparse.ArgumentParser:
 
 def handle_train(args: argparse.Namespace) -> int:
     """Run the training described by ``args``; prints a JSON summary. Returns the exit code."""
+    from mmface4d_datasets.output_folders import output_folder
+
+    # New, empty or an earlier `bench train` run folder only (mmface4d_datasets.output_folders).
+    with output_folder(args.out, "bench-train", inputs=[args.data]):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from benchmark.features import build_front_end
     from benchmark.training import TrainingData, load_config, train
 
@@ -54,12 +62,8 @@ def handle_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(config.threads)
     front_end = build_front_end(config.front_end)
     data = TrainingData.from_release(args.data, front_end, progress=not args.quiet)
-    from mmface4d_datasets.output_folders import output_folder
-
-    # New, empty or an earlier `bench train` run folder only (mmface4d_datasets.output_folders).
-    with output_folder(args.out, "bench-train", inputs=[args.data]):
-        summary = train(args.model, data, args.out, config, resume=not args.no_resume, progress=not args.quiet,
-                        max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
-                        front_end=front_end, extra_meta={"release": str(args.data)})
+    summary = train(args.model, data, args.out, config, resume=not args.no_resume, progress=not args.quiet,
+                    max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+                    front_end=front_end, extra_meta={"release": str(args.data)})
     print(json.dumps(summary, indent=2))
     return 0

@@ -177,3 +177,33 @@ def test_waiting_for_a_lock_gets_it_once_the_holder_lets_go(tmp_path):
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def _export_inputs(root: Path) -> list[str]:
+    import numpy as np
+
+    from mmface4d_datasets.official import write_mesh_sequence
+
+    root.mkdir()
+    write_mesh_sequence(root / "take_filt", np.random.default_rng(0).normal(0, 0.1, (2, 3, 3)).astype(np.float32))
+    np.save(root / "faces.npy", np.array([[0, 1, 2]]))
+    return [str(root / "take_filt"), "--num-vertices", "3", "--faces", str(root / "faces.npy")]
+
+
+@pytest.mark.parametrize("command", ["export", "synth", "quickstart", "bench run", "bench train"])
+def test_every_folder_writing_command_refuses_a_folder_of_user_files(tmp_path, command):
+    out = tmp_path / "theirs"
+    user_files(out)
+    before = snapshot(out)
+    arguments = {
+        "export": lambda: ["export", *_export_inputs(tmp_path / "in")],
+        "synth": lambda: ["synth", "--subjects", "1", "--sentences", "1", "--vertices", "500", "--quiet"],
+        "quickstart": lambda: ["quickstart", "--only", "sample"],
+        "bench run": lambda: ["bench", "run", "--model", "static", "--data", str(tmp_path / "release")],
+        "bench train": lambda: ["bench", "train", "--model", "mmface4d", "--data", str(tmp_path / "release")],
+    }[command]()
+    result = subprocess.run([sys.executable, "-m", "mmface4d_datasets", *arguments, "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "refusing to write mmface4d" in result.stderr and "Traceback" not in result.stderr
+    assert snapshot(out) == before
