@@ -14,7 +14,9 @@ import sys
 
 def _add_writer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help="release folder to write; an unfinished build there is resumed")
+                        help="release folder to write: new, empty, or a release mmface4d built there (its "
+                             "unfinished build is resumed); a folder holding other files, or inside SRC, is "
+                             "refused; one build at a time (lock file DIR/.mmface4d.lock)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the subject split and style references; for `synthetic` also of the "
                              "generator (default: 0)")

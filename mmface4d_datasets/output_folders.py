@@ -197,12 +197,13 @@ class FileLock:
         guard = self.path.with_name(self.path.name + ".takeover")
         try:
             fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+        except FileExistsError:  # another process is taking it over right now: give it a moment
             try:
                 if time.time() - guard.stat().st_mtime > EMPTY_LOCK_STALE_S:
                     guard.unlink()
             except OSError:
                 pass
+            time.sleep(0.05)
             return
         os.close(fd)
         try:
@@ -425,7 +426,10 @@ def claim_output_folder(path: str | os.PathLike, kind: str, *, inputs: Iterable[
     except OSError as exc:
         raise OutputFolderError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
     lock = FileLock(folder / LOCK_NAME, log=log)
-    lock.acquire()
+    try:
+        lock.acquire()
+    except PermissionError as exc:
+        raise OutputFolderError(f"{folder}: the output folder is not writable ({exc.strerror or exc})") from None
     try:
         marker = read_marker(folder)
         if marker is None:
