@@ -201,6 +201,9 @@ def _upload_call(api, *, repo_id: str, folder: Path, revision: str | None, priva
         # Pass only what this version accepts (``private`` came and went across versions).
         parameters = inspect.signature(large).parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            if "allow_patterns" not in parameters:  # never upload the whole folder instead of the release
+                raise PushError("the installed huggingface_hub's upload_large_folder cannot be restricted to the "
+                                "release's files (no allow_patterns); upgrade huggingface_hub. Nothing was uploaded")
             kwargs = {k: v for k, v in kwargs.items() if k in parameters}
         return lambda: large(**kwargs)
     return lambda: api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=REPO_TYPE,

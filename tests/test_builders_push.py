@@ -243,3 +243,19 @@ def test_push_validates_the_release_first(tmp_path):
     with pytest.raises(PushError, match=r"does not validate, nothing was uploaded(?s:.*)splits.json"):
         push_release(tmp_path / "release", "org/faces", api=untouched)
     assert untouched.calls == []
+
+
+def test_a_hub_client_that_cannot_restrict_the_upload_is_refused(fake_release):
+    class OldApi:
+        calls = []
+
+        def create_repo(self, repo_id, **kwargs):
+            self.calls.append("create_repo")
+
+        def upload_large_folder(self, repo_id, folder_path, repo_type=None, revision=None, ignore_patterns=None):
+            self.calls.append("upload")
+
+    api = OldApi()
+    with pytest.raises(PushError, match="cannot be restricted to the release's files"):
+        push_release(fake_release, "org/faces", validate=False, api=api)
+    assert "upload" not in api.calls
