@@ -118,6 +118,8 @@ class RestrictedUnpickler(pickle._Unpickler):
                               f"pickle holds ({self.size} bytes); nothing was allocated")
         if isinstance(data, str):  # Python 2 pickles read with encoding="latin1"
             data = data.encode("latin1")
+        elif isinstance(data, memoryview):  # protocol 5's READONLY_BUFFER wraps in-band data so
+            data = data.tobytes()
         if not isinstance(data, (bytes, bytearray)):
             raise self.refuse(f"{what} gives its data as {type(data).__name__}, not bytes")
         if len(data) != needed:
