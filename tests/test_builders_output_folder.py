@@ -16,6 +16,7 @@ import pytest
 
 from mmface4d_datasets.output_folders import LOCK_NAME, MARKER_NAME
 from test_builders_support import small_take
+from test_output_folders import hold_lock
 
 
 def cli(*args, timeout=300):
@@ -92,17 +93,6 @@ def test_a_rebuild_removes_only_what_the_earlier_build_wrote(source, tmp_path):
     assert (out / "data" / "train" / "users.parquet").read_bytes() == b"PAR1 theirs PAR1"
     assert "users.parquet was not written by mmface4d; left in place" in second.stderr
     assert not (out / LOCK_NAME).exists()
-
-
-def hold_lock(folder):
-    """A real process that takes ``folder`` as a release output and keeps it until killed."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import time; from mmface4d_datasets.output_folders import claim_output_folder;"
-         f"claim_output_folder({str(folder)!r}, 'release'); print('held', flush=True); time.sleep(300)"],
-        stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
 
 
 def test_a_second_build_says_who_holds_the_folder_and_a_killed_holders_lock_is_taken_over(source, tmp_path):

@@ -111,14 +111,20 @@ def test_only_files_the_command_wrote_are_removed_or_overwritten(tmp_path):
     assert json.loads((root / MARKER_NAME).read_text())["written"] == ["data/a.parquet"]
 
 
-def test_a_second_writer_is_told_who_holds_the_folder(tmp_path):
+def hold_lock(folder) -> subprocess.Popen:
+    """A real process that takes ``folder`` as a release output and keeps it until killed."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from mmface4d_datasets.output_folders import claim_output_folder;"
-         f"claim_output_folder({str(tmp_path / 'out')!r}, 'release'); print('held', flush=True); time.sleep(120)"],
+         "import time; from mmface4d_datasets.output_folders import claim_output_folder;"
+         f"claim_output_folder({str(folder)!r}, 'release'); print('held', flush=True); time.sleep(300)"],
         stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_writer_is_told_who_holds_the_folder(tmp_path):
+    holder = hold_lock(tmp_path / "out")
     try:
-        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(FolderBusyError) as caught:
             claim_output_folder(tmp_path / "out", "release")
         message = str(caught.value)
