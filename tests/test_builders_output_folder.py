@@ -5,17 +5,15 @@ a holder, a killed holder, two builds at once)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from mmface4d_datasets.output_folders import LOCK_NAME, MARKER_NAME
-from test_builders_support import small_take
+from test_builders_support import kill_9_once_staged, small_take
 from test_output_folders import hold_lock
 
 
@@ -132,21 +130,8 @@ def test_two_builds_at_once_never_leave_a_release_that_validate_rejects(source, 
 def test_a_killed_build_resumes_after_taking_over_its_stale_lock(tmp_path):
     out = tmp_path / "synthetic"
     args = ["build", "synthetic", "--subjects", "4", "--sentences", "3", "--vertices", "500", "--quiet", "--out", str(out)]
-    process = subprocess.Popen([sys.executable, "-m", "mmface4d_datasets", *args],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    try:
-        while len(list((out / ".staging").glob("takes/*.npz"))) < 2 and process.poll() is None \
-                and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert process.poll() is None, "the build ended before it could be interrupted"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert json.loads((out / LOCK_NAME).read_text())["pid"] == process.pid  # left behind by the kill
+    killed = kill_9_once_staged([sys.executable, "-m", "mmface4d_datasets", *args], out / ".staging")
+    assert json.loads((out / LOCK_NAME).read_text())["pid"] == killed  # left behind by the kill
     resumed = cli(*args)
     assert resumed.returncode == 0, resumed.stderr
     assert "taking over the stale lock" in resumed.stderr and json.loads(resumed.stdout)["resumed"]
