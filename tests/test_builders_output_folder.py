@@ -74,6 +74,7 @@ def test_out_equal_to_or_inside_the_source_is_refused(source):
     assert snapshot(source) == before and not (source / "release").exists()
 
 
+@pytest.mark.slow
 def test_a_rebuild_removes_only_what_the_earlier_build_wrote(source, tmp_path):
     out = tmp_path / "release"
     first = cli("build", "release", str(source), "--out", str(out), "--quiet", "--shard-size", "0.000001")
