@@ -111,8 +111,7 @@ def frame_file_name(index: int, fmt: str) -> str:
     return f"frame_{index:05d}.{fmt}"
 
 
-def export_sequence(vertices, faces, out_dir: str | os.PathLike, fmt: str = "ply", frames=None,
-                    inputs=()) -> list[Path]:
+def export_sequence(vertices, faces, out_dir: str | os.PathLike, fmt: str = "ply", frames=None) -> list[Path]:
     """Write frames of a (T, N, 3) sequence as one mesh file each; returns the paths written.
 
     ``faces`` (F, 3) 0-based; ``frames`` an iterable of frame indices (default: all). File names
@@ -121,7 +120,6 @@ def export_sequence(vertices, faces, out_dir: str | os.PathLike, fmt: str = "ply
     complete; ``out_dir`` is created if needed. PLY is binary little-endian float32 (exact); OBJ
     has :data:`OBJ_DECIMALS` decimals. ``out_dir`` must be new, empty or an earlier export's folder
     (:mod:`mmface4d_datasets.output_folders`); a file there that no export wrote is never overwritten.
-    ``inputs``: folders read to make the sequence; ``out_dir`` may not be one of them or inside one.
     """
     import numpy as np
     import trimesh
@@ -141,7 +139,7 @@ def export_sequence(vertices, faces, out_dir: str | os.PathLike, fmt: str = "ply
     out_dir = Path(out_dir)
     indices = list(range(len(vertices)) if frames is None else frames)
     written = []
-    with output_folder(out_dir, EXPORT_KIND, inputs=inputs) as output:
+    with output_folder(out_dir, EXPORT_KIND) as output:
         output.will_write(*(out_dir / frame_file_name(index, fmt) for index in indices))
         for index in indices:
             mesh = trimesh.Trimesh(vertices=vertices[index], faces=faces, process=False, validate=False)
@@ -196,8 +194,7 @@ def _run(args: argparse.Namespace) -> int:
         frames = parse_frames(args.frames, len(vertices))
     except ValueError as exc:
         raise MMFace4DError(str(exc)) from None
-    paths = export_sequence(vertices, faces, args.out, fmt=args.format, frames=frames,
-                            inputs=[Path(args.prefix).parent])
+    paths = export_sequence(vertices, faces, args.out, fmt=args.format, frames=frames)
     exported = time.perf_counter()
     print(f"decoded {len(vertices)} frames x {args.num_vertices} vertices from {args.prefix}_{{0,1,2}}.nut "
           f"in {decoded - start:.2f} s")

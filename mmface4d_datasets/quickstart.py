@@ -297,7 +297,7 @@ def run_quickstart(out_dir: str | os.PathLike = DEFAULT_OUT, steps: list[Quickst
 
     out_dir = Path(out_dir)
     # New, empty or an earlier quickstart's folder only (mmface4d_datasets.output_folders).
-    with output_folder(out_dir, QUICKSTART_KIND, inputs=[sample_dir] if sample_dir else []) as output:
+    with output_folder(out_dir, QUICKSTART_KIND) as output:
         output.will_write(out_dir / "summary.json")
         return _run_steps(out_dir, steps, echo, sample_dir, train_seconds)
 

@@ -123,14 +123,3 @@ def test_export_refuses_a_folder_of_other_files_and_reruns_into_its_own(tmp_path
     assert sorted(p.name for p in mine.iterdir()) == ["frame_00000.ply"]
     assert len(export_sequence(vertices, faces, tmp_path / "new")) == 2
     assert len(export_sequence(vertices, faces, tmp_path / "new")) == 2  # its own output: written again
-
-
-def test_export_into_the_takes_own_folder_is_refused(tmp_path, capsys):
-    (tmp_path / "take").mkdir()
-    write_mesh_sequence(tmp_path / "take" / "000001_filt", np.zeros((2, 3, 3), dtype=np.float32))
-    np.save(tmp_path / "faces.npy", np.array([[0, 1, 2]]))
-    for out in (tmp_path / "take", tmp_path / "take" / "frames"):
-        assert main(["export", str(tmp_path / "take" / "000001_filt"), "--num-vertices", "3",
-                     "--faces", str(tmp_path / "faces.npy"), "--out", str(out)]) == 2
-        assert "input folder" in capsys.readouterr().err
-    assert sorted(p.name for p in (tmp_path / "take").iterdir()) == [f"000001_filt_{a}.nut" for a in range(3)]
