@@ -290,11 +290,19 @@ def _parse_options(pairs: list[str]) -> dict:
 
 
 def handle_run(args) -> int:
+    from mmface4d_datasets.output_folders import output_folder
+
+    out = Path(args.out or f"bench-{args.model}")
+    # New, empty or an earlier `bench run` folder only (mmface4d_datasets.output_folders).
+    with output_folder(out, "bench-run", inputs=[args.data]):
+        return _run_into(out, args)
+
+
+def _run_into(out: Path, args) -> int:
     from benchmark.models import load_model
     from benchmark.protocol import write_predictions
     from mmface4d_datasets.release.reader import Release
 
-    out = Path(args.out or f"bench-{args.model}")
     model = load_model(args.model, args.checkpoint, **_parse_options(args.option))
     release = Release(args.data)
     submission = write_predictions(model, release, out / "submission.parquet", split=args.split,

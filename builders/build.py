@@ -78,13 +78,15 @@ def inputs_fingerprint(sources, topology) -> str:
     return hashlib.sha256(json_bytes(content)).hexdigest()
 
 
-def forget_stale_staging(out: Path, fingerprint: str, *, log=print) -> bool:
+def forget_stale_staging(out: Path, fingerprint: str, *, log=print, output=None) -> bool:
     """Remove the writer's staging area in ``out`` when it was made from other inputs.
 
     The writer resumes from staged takes by take id; if a take's files or metadata changed since
     (a corrected manifest, a re-exported take), its staged copy would be stale. So the fingerprint
     of the inputs is kept in ``out/.build-inputs.json``; an unfinished build of other inputs (or of
     unknown inputs) is discarded and the build starts afresh. Returns True when something was removed.
+    ``output``: the folder's ``OutputFolder`` (the caller holds it); the record file is listed in its
+    marker. The staging area is only ever in a folder the build has taken as its own.
     """
     import shutil
 
@@ -102,31 +104,47 @@ def forget_stale_staging(out: Path, fingerprint: str, *, log=print) -> bool:
         log(f"mmface4d build: {staging} holds an unfinished build of other inputs; starting afresh")
         shutil.rmtree(staging)
         removed = True
+    if output is not None:
+        output.will_write(record)
     atomic_write_bytes(record, json_bytes({"sha256": fingerprint}))
     return removed
 
 
 def run_writer(sources, out_dir, *, topology, source_description: str, on_error: str, seed: int,
                progress: bool, writer_options: dict, manifest_unmatched=(), card_info: dict | None = None,
-               withdrawn=()) -> BuildSummary:
+               withdrawn=(), inputs=()) -> BuildSummary:
     """Hand ``sources`` to the core's writer and turn its report into a :class:`BuildSummary`.
 
     ``card_info``: extra dataset-card fields for the writer (``pretty_name``, ...); ``source`` is
-    always ``source_description``.
+    always ``source_description``. ``inputs``: folders read by the build; ``out_dir`` may not be one
+    of them or inside one. The output folder is taken under the rule of
+    :mod:`mmface4d_datasets.output_folders` (new, empty or this package's own release; locked).
     """
-    from mmface4d_datasets.release.writer import write_release
+    from mmface4d_datasets.output_folders import output_folder
+    from mmface4d_datasets.release.writer import RELEASE_KIND, write_release
 
     _check_on_error(on_error)
     out = Path(out_dir)
     sources = list(sources)
-    forget_stale_staging(out, inputs_fingerprint(sources, topology), log=lambda line: print(line, file=sys.stderr))
+    with output_folder(out, RELEASE_KIND, inputs=inputs) as output:
+        summary = _write_and_report(sources, out, output, topology=topology, source_description=source_description,
+                                    on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
+                                    manifest_unmatched=manifest_unmatched, card_info=card_info, write_release=write_release,
+                                    withdrawn=withdrawn)
+    return summary
+
+
+def _write_and_report(sources, out: Path, output, *, topology, source_description, on_error, seed, progress,
+                      writer_options, manifest_unmatched, card_info, write_release, withdrawn) -> BuildSummary:
+    forget_stale_staging(out, inputs_fingerprint(sources, topology), log=lambda line: print(line, file=sys.stderr),
+                         output=output)
     card_info = (card_info or {}) | {"source": source_description}
-    report = write_release(sources, out, topology=topology, seed=seed, on_error=on_error, progress=progress,
-                           card_info=card_info, **writer_options)
+    report = write_release(sources, out, output=output, topology=topology, seed=seed, on_error=on_error,
+                           progress=progress, card_info=card_info, **writer_options)
     # Statistics figures into meta/figures/, meta/info.json and the card (only with matplotlib, the viz extra).
     from builders.stats import add_figures_to_release
 
-    add_figures_to_release(out, card_info, progress=progress)
+    add_figures_to_release(out, card_info, progress=progress, output=output)
     summary = BuildSummary(
         out_dir=str(out),
         source=source_description,
@@ -138,6 +156,7 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
         manifest_unmatched=list(manifest_unmatched),
         withdrawn=list(withdrawn),
     )
+    output.will_write(out / REPORT_NAME)
     atomic_write_bytes(out / REPORT_NAME, json_bytes(summary.as_dict()))
     return summary
 
@@ -159,8 +178,11 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
     style references; ``max_error`` (metres per coordinate) and ``shard_size_bytes`` default to the
     writer's. Rerunning after an interruption resumes the build.
     """
+    from mmface4d_datasets.output_folders import refuse_inside_inputs
+
     _check_on_error(on_error)
     writer_options = _writer_options(max_error, shard_size_bytes)
+    refuse_inside_inputs(out_dir, [source])
     plan = scan_source(source, manifest=manifest, bfm_info=bfm_info, raw=raw,
                        duration_tolerance_s=duration_tolerance_s, progress=progress)
     withdrawn = _leave_out_withdrawn(plan, withdrawals) if withdrawals is not None else []
@@ -173,7 +195,7 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
     return run_writer(plan.sources, out_dir, topology=plan.topology,
                       source_description=f"takes in the authors' layout ({len(plan.sources)} found)",
                       on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
-                      manifest_unmatched=plan.manifest_unmatched, withdrawn=withdrawn)
+                      manifest_unmatched=plan.manifest_unmatched, withdrawn=withdrawn, inputs=[source])
 
 
 def _leave_out_withdrawn(plan, withdrawals) -> list[str]:

@@ -50,6 +50,10 @@ from mmface4d_datasets.release.splits import assign_splits, split_of_subjects
 DEFAULT_SHARD_SIZE_BYTES = 256 * 2**20
 DEFAULT_ROW_GROUP_SIZE_BYTES = 128 * 2**20
 STAGING = ".staging"
+#: The kind of output a release folder is in its ownership marker (mmface4d_datasets.output_folders).
+RELEASE_KIND = "release"
+#: The folders whose files the writer replaces from one build to the next.
+RELEASE_FOLDERS = ("data/", "raw/", "templates/", "meta/")
 
 
 class BuildError(MMFace4DError):
@@ -77,10 +81,28 @@ def _temporaries_removed_on_failure(function):
 
 
 @_temporaries_removed_on_failure
-def write_release(
+def write_release(sources: Iterable[SequenceSource], out_dir: str | Path, *, output=None, **options) -> BuildReport:
+    """Write a release folder from `sources` (the module docstring lists the stages).
+
+    The folder is taken under the rule of `mmface4d_datasets.output_folders` (new, empty, or a
+    release this package wrote; one writer at a time, by its lock). `output`: the
+    `OutputFolder` a caller already holds for `out_dir` (the builders take it before their own
+    bookkeeping); when None it is taken here and released at the end. `options`: see
+    `_write_release`.
+    """
+    if output is not None:
+        return _write_release(sources, out_dir, output=output, **options)
+    from mmface4d_datasets.output_folders import output_folder
+
+    with output_folder(out_dir, RELEASE_KIND) as taken:
+        return _write_release(sources, out_dir, output=taken, **options)
+
+
+def _write_release(
     sources: Iterable[SequenceSource],
     out_dir: str | Path,
     *,
+    output,
     topology: TopologyInfo,
     seed: int = 0,
     max_error: float = 1e-5,
@@ -95,7 +117,8 @@ def write_release(
 
     sources: `SequenceSource` objects (a `key` = take id, and `load() -> SourceSequence`); keys unique.
     out_dir: the release folder (created; an earlier build there is replaced file by file, its
-        `.staging/` resumed when it was made with the same topology, codec bound and versions).
+        `.staging/` resumed when it was made with the same topology, codec bound and versions;
+        only files an earlier build wrote are ever removed). output: its `OutputFolder`.
     topology: the topology every sequence must have (`TopologyInfo`).
     seed: seed of the split rule (splits.py). max_error: codec bound, metres per coordinate.
     shard_size_bytes: target largest shard (stored bytes: audio + vertices + head pose); the shard count
@@ -171,7 +194,8 @@ def write_release(
     # 4. splits, shards, meta, card
     manifest = assign_splits(metas.values(), seed=seed)
     split_of = split_of_subjects(manifest)
-    produced: set[Path] = set()
+    produced = _Produced(output)
+    output.will_write(*(out_dir / name for name in FIXED_FILES))
     sequence_rows: list[dict] = []
     for split in ("train", "test"):
         split_metas = sorted((m for m in metas.values() if split_of[m["subject_id"]] == split), key=lambda m: m["id"])
@@ -186,7 +210,7 @@ def write_release(
     atomic_write_bytes(out_dir / "meta" / "splits.json", json_bytes(manifest))
     atomic_write_bytes(out_dir / "meta" / "topology.npz", npz_bytes(_topology_arrays(topology)))
     produced |= {out_dir / "meta" / "splits.json", out_dir / "meta" / "topology.npz"}
-    _remove_stale(out_dir, produced)
+    _remove_stale(out_dir, produced, output)
     info = _info(out_dir, metas, sequence_rows, topology, max_error, produced)
     atomic_write_bytes(out_dir / "meta" / "info.json", json_bytes(info))
 
@@ -392,6 +416,7 @@ def _writer(path: Path, schema):
 
 def _write_parquet(path: Path, table, produced: set[Path], row_group_rows: int | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    produced.opening(path)
     writer = _writer(path, table.schema)
     writer.write_table(table, row_group_size=row_group_rows or max(1, table.num_rows))
     writer.close()
@@ -471,6 +496,7 @@ def _write_data_shards(out_dir, split, metas, staging, shard_size_bytes, row_gro
     for shard_index, count in enumerate(plan):
         path = _shard_path(out_dir, "data", split, shard_index)
         path.parent.mkdir(parents=True, exist_ok=True)
+        produced.opening(path)
         writer = _writer(path, schema)
         group: list[dict] = []
         group_bytes = 0
@@ -566,16 +592,33 @@ def _topology_arrays(topology: TopologyInfo) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _remove_stale(out_dir: Path, produced: set[Path]) -> None:
-    """Delete shards of an earlier build in this folder that this build did not write, and temporary
-    files a killed build left behind (outside `.staging/`)."""
+class _Produced(set):
+    """The files this build writes; each is recorded in the folder's ownership marker before it is
+    opened, so that a later build may remove it (and never anything else)."""
+
+    def __init__(self, output):
+        super().__init__()
+        self.output = output
+
+    def opening(self, path: Path) -> None:
+        self.output.will_write(path)
+
+
+#: Files of every release besides the shards (written with atomic_write_bytes).
+FIXED_FILES = ("meta/splits.json", "meta/topology.npz", "meta/info.json", "README.md")
+
+
+def _remove_stale(out_dir: Path, produced: set[Path], output) -> None:
+    """Delete the files an earlier build in this folder wrote that this build did not (shards of a
+    bigger split, ...) and temporary files a killed build left beside them. Only files listed in the
+    folder's ownership marker are removed; anything else under data/, raw/ or templates/ is left
+    where it is and named on stderr (it is not part of the release; `mmface4d validate` reports it)."""
+    keep = set(produced) | {out_dir / name for name in FIXED_FILES}
+    output.remove_written(keep, under=RELEASE_FOLDERS)
     for config in ("data", "raw", "templates"):
-        for path in sorted((out_dir / config).glob("**/*.parquet")):
-            if path not in produced:
-                path.unlink()
-    for folder in (out_dir, out_dir / "meta", out_dir / "data", out_dir / "raw", out_dir / "templates"):
-        for path in sorted(folder.glob("**/.*.tmp-*") if folder != out_dir else folder.glob(".*.tmp-*")):
-            path.unlink()
+        for relative in output.foreign_files(config):
+            print(f"mmface4d: {out_dir / relative} was not written by mmface4d; left in place, it is not part "
+                  "of the release (move it out of the folder)", file=sys.stderr)
 
 
 def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> dict:
