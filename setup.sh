@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Creates .venv at the repository root and installs the package with every dependency.
-# torch is pinned to 2.13.0, the CPU build; it is installed first so nothing pulls a CUDA build.
+# Creates .venv at the repository root and installs the package with every dependency the tests use
+# (the `all` and `dev` extras). torch is pinned to 2.13.0, the CPU build; it is installed first so
+# nothing pulls a CUDA build.
+# Also creates .venv-minimal: the package with its plain dependencies only (no extra), in which
+# tests/test_minimal_install.py loads and validates a release (what `pip install mmface4d-datasets` gives).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -9,4 +12,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -e ".[dev,hub,scale]"
+.venv/bin/python -m pip install --quiet -e ".[all,dev,scale]"
+if [ ! -x .venv-minimal/bin/python ]; then
+  "$PY" -m venv .venv-minimal
+fi
+.venv-minimal/bin/python -m pip install --quiet --upgrade pip
+.venv-minimal/bin/python -m pip install --quiet -e .
+./setup-rig.sh

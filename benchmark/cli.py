@@ -103,6 +103,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     models = bench.add_parser("models", help="list the registered model names")
     models.set_defaults(func=handle_models)
 
+    from benchmark.render_cli import register as register_render
+
+    register_render(bench, score)
+
     try:
         from benchmark.train_cli import register as register_train
     except ImportError as exc:  # the models part is optional: say so in the help instead of failing
@@ -162,6 +166,9 @@ def _score_and_report(prediction: Path, args, json_path: Path) -> int:
         print(issue, file=sys.stderr)
     print(render_markdown(report))
     print(f"report: {json_path} and {markdown_path}", file=sys.stderr)
+    from benchmark.render_cli import render_worst_after_score
+
+    render_worst_after_score(args, prediction, release, report, json_path)
     return 0
 
 
@@ -283,11 +290,19 @@ def _parse_options(pairs: list[str]) -> dict:
 
 
 def handle_run(args) -> int:
+    from mmface4d_datasets.output_folders import output_folder
+
+    out = Path(args.out or f"bench-{args.model}")
+    # New, empty or an earlier `bench run` folder only (mmface4d_datasets.output_folders).
+    with output_folder(out, "bench-run", inputs=[args.data]):
+        return _run_into(out, args)
+
+
+def _run_into(out: Path, args) -> int:
     from benchmark.models import load_model
     from benchmark.protocol import write_predictions
     from mmface4d_datasets.release.reader import Release
 
-    out = Path(args.out or f"bench-{args.model}")
     model = load_model(args.model, args.checkpoint, **_parse_options(args.option))
     release = Release(args.data)
     submission = write_predictions(model, release, out / "submission.parquet", split=args.split,

@@ -123,10 +123,12 @@ def record_audio_16k(audio: Any, record_id: str) -> np.ndarray:
     Accepts a decoded ``{"array", "sampling_rate"}`` dict or the stored WAV/FLAC bytes (a record
     read with ``decode=False``); other rates are resampled (polyphase, the core's resampler).
     """
-    from mmface4d_datasets.release.audio import decode_audio, resample
+    from mmface4d_datasets.release.audio import resample
+    from mmface4d_datasets.release.rows import decode_row
 
     if isinstance(audio, (bytes, bytearray, memoryview)):
-        samples, rate = decode_audio(audio, where=f"record {record_id}: audio")
+        decoded = decode_row({"audio": audio}, "default", where=f"record {record_id}")["audio"]
+        samples, rate = decoded["array"], decoded["sampling_rate"]
     elif isinstance(audio, dict) and audio.get("array") is not None and audio.get("sampling_rate"):
         samples, rate = audio["array"], audio["sampling_rate"]
     else:
@@ -183,7 +185,7 @@ def iter_protocol_inputs(release: "Release", split: str = "test") -> Iterator[Pr
     manifest frozen in ``meta/splits.json``); templates are read once. Raises MMFace4DError when
     a subject has no template or a sequence has no style reference.
     """
-    from mmface4d_datasets.release.reader import decode_record
+    from mmface4d_datasets.release.rows import decode_row
 
     templates = release.templates()
     topology = str(release.info.get("topology", ""))
@@ -195,7 +197,7 @@ def iter_protocol_inputs(release: "Release", split: str = "test") -> Iterator[Pr
         target = {key: value for key, value in stored.items() if key not in ("vertices", "head_pose")}
         style_id = release.style_reference(record_id)
         style_record = release.record(style_id, decode=False)
-        style_record = decode_record(style_record, f"{release.path}: style reference {style_id}")
+        style_record = decode_row(style_record, "default", where=f"release {release.path}: style reference {style_id}")
         yield inputs_from_records(target, style_record, templates[subject], topology)
 
 

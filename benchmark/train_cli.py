@@ -27,7 +27,7 @@ def register(bench_subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, choices=TRAINABLE,
                         help="model to train (faceformer checkpoints also serve faceformer-cached)")
     parser.add_argument("--data", required=True, help="release folder (the train split is used)")
-    parser.add_argument("--out", required=True, help="run folder for checkpoints (created if absent)")
+    parser.add_argument("--out", required=True, help="run folder for checkpoints: new, empty or an earlier run's (created if absent)")
     parser.add_argument("--config", help="training options, a .json or .toml file (see docs/models.md)")
     parser.add_argument("--seed", type=seed, help="random seed (overrides the config)")
     parser.add_argument("--steps", type=whole_number(1), help="total optimisation steps (overrides the config)")
@@ -45,6 +45,14 @@ def register(bench_subparsers) -> argparse.ArgumentParser:
 
 def handle_train(args: argparse.Namespace) -> int:
     """Run the training described by ``args``; prints a JSON summary. Returns the exit code."""
+    from mmface4d_datasets.output_folders import output_folder
+
+    # New, empty or an earlier `bench train` run folder only (mmface4d_datasets.output_folders).
+    with output_folder(args.out, "bench-train", inputs=[args.data]):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from benchmark.features import build_front_end
     from benchmark.training import TrainingData, load_config, train
 

@@ -45,6 +45,7 @@ class BuildSummary:
     skipped: list[SkippedTake] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     manifest_unmatched: list[str] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)  # takes of withdrawn actors, left out
 
     def as_dict(self) -> dict:
         return asdict(self) | {"num_sequences": len(self.sequences), "num_skipped": len(self.skipped)}
@@ -77,13 +78,15 @@ def inputs_fingerprint(sources, topology) -> str:
     return hashlib.sha256(json_bytes(content)).hexdigest()
 
 
-def forget_stale_staging(out: Path, fingerprint: str, *, log=print) -> bool:
+def forget_stale_staging(out: Path, fingerprint: str, *, log=print, output=None) -> bool:
     """Remove the writer's staging area in ``out`` when it was made from other inputs.
 
     The writer resumes from staged takes by take id; if a take's files or metadata changed since
     (a corrected manifest, a re-exported take), its staged copy would be stale. So the fingerprint
     of the inputs is kept in ``out/.build-inputs.json``; an unfinished build of other inputs (or of
     unknown inputs) is discarded and the build starts afresh. Returns True when something was removed.
+    ``output``: the folder's ``OutputFolder`` (the caller holds it); the record file is listed in its
+    marker. The staging area is only ever in a folder the build has taken as its own.
     """
     import shutil
 
@@ -101,6 +104,8 @@ def forget_stale_staging(out: Path, fingerprint: str, *, log=print) -> bool:
         log(f"mmface4d build: {staging} holds an unfinished build of other inputs; starting afresh")
         shutil.rmtree(staging)
         removed = True
+    if output is not None:
+        output.will_write(record)
     atomic_write_bytes(record, json_bytes({"sha256": fingerprint}))
     return removed
 
@@ -128,27 +133,44 @@ _IN_PROCESS = _InProcess()
 
 def run_writer(sources, out_dir, *, topology, source_description: str, on_error: str, seed: int,
                progress: bool, writer_options: dict, manifest_unmatched=(), card_info: dict | None = None,
-               executor=None) -> BuildSummary:
+               withdrawn=(), inputs=(), executor=None) -> BuildSummary:
     """Hand ``sources`` to the core's writer and turn its report into a :class:`BuildSummary`.
 
     ``card_info``: extra dataset-card fields for the writer (``pretty_name``, ...); ``source`` is
-    always ``source_description``. ``executor``: a ``reconstruction.executor.Executor`` whose workers
-    load, check and encode the takes (default: this process). Either way each take is made with one
-    BLAS / torch thread, so the release's bytes do not depend on the executor.
+    always ``source_description``. ``inputs``: folders read by the build; ``out_dir`` may not be one
+    of them or inside one. The output folder is taken under the rule of
+    :mod:`mmface4d_datasets.output_folders` (new, empty or this package's own release; locked).
+    ``executor``: a ``reconstruction.executor.Executor`` whose workers load, check and encode the
+    takes (default: this process). Either way each take is made with one BLAS / torch thread, so
+    the release's bytes do not depend on the executor.
     """
-    from mmface4d_datasets.release.writer import write_release
+    from mmface4d_datasets.output_folders import output_folder
+    from mmface4d_datasets.release.writer import RELEASE_KIND, write_release
 
     _check_on_error(on_error)
     out = Path(out_dir)
     sources = list(sources)
-    forget_stale_staging(out, inputs_fingerprint(sources, topology), log=lambda line: print(line, file=sys.stderr))
+    with output_folder(out, RELEASE_KIND, inputs=inputs) as output:
+        summary = _write_and_report(sources, out, output, topology=topology, source_description=source_description,
+                                    on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
+                                    manifest_unmatched=manifest_unmatched, card_info=card_info, write_release=write_release,
+                                    withdrawn=withdrawn, executor=executor)
+    return summary
+
+
+def _write_and_report(sources, out: Path, output, *, topology, source_description, on_error, seed, progress,
+                      writer_options, manifest_unmatched, card_info, write_release, withdrawn,
+                      executor=None) -> BuildSummary:
+    forget_stale_staging(out, inputs_fingerprint(sources, topology), log=lambda line: print(line, file=sys.stderr),
+                         output=output)
     card_info = (card_info or {}) | {"source": source_description}
-    report = write_release(sources, out, topology=topology, seed=seed, on_error=on_error, progress=progress,
-                           card_info=card_info, map=_map_with_progress(executor or _IN_PROCESS, progress), **writer_options)
+    report = write_release(sources, out, output=output, topology=topology, seed=seed, on_error=on_error,
+                           progress=progress, card_info=card_info,
+                           map=_map_with_progress(executor or _IN_PROCESS, progress), **writer_options)
     # Statistics figures into meta/figures/, meta/info.json and the card (only with matplotlib, the viz extra).
     from builders.stats import add_figures_to_release
 
-    add_figures_to_release(out, card_info, progress=progress)
+    add_figures_to_release(out, card_info, progress=progress, output=output)
     summary = BuildSummary(
         out_dir=str(out),
         source=source_description,
@@ -158,7 +180,9 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
         skipped=[SkippedTake(str(key), str(message)) for key, message in report.skipped],
         resumed=list(report.resumed),
         manifest_unmatched=list(manifest_unmatched),
+        withdrawn=list(withdrawn),
     )
+    output.will_write(out / REPORT_NAME)
     atomic_write_bytes(out / REPORT_NAME, json_bytes(summary.as_dict()))
     return summary
 
@@ -166,8 +190,13 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
 def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
                   bfm_info: str | os.PathLike | None = None, on_error: str = "stop", raw: bool = True, seed: int = 0,
                   max_error: float | None = None, shard_size_bytes: int | None = None, progress: bool = True,
-                  duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S, executor=None) -> BuildSummary:
+                  duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S,
+                  withdrawals: str | os.PathLike | None = None, executor=None) -> BuildSummary:
     """Build a release in ``out_dir`` from the takes under ``source`` (the authors' layout).
+
+    ``withdrawals``: a withdrawal list (``capture_rig.consent``; a consent registry folder or its
+    ``withdrawals.json``): every take whose subject is on it is left out of the release, and the
+    summary lists those takes under ``withdrawn``.
 
     See :func:`builders.sources.scan_source` for ``manifest``, ``bfm_info``, ``raw`` and the checks.
     ``on_error``: ``"stop"`` raises the first bad take's error (naming it); ``"skip"`` leaves bad
@@ -175,10 +204,14 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
     style references; ``max_error`` (metres per coordinate) and ``shard_size_bytes`` default to the
     writer's. Rerunning after an interruption resumes the build. ``executor``: see :func:`run_writer`.
     """
+    from mmface4d_datasets.output_folders import refuse_inside_inputs
+
     _check_on_error(on_error)
     writer_options = _writer_options(max_error, shard_size_bytes)
+    refuse_inside_inputs(out_dir, [source])
     plan = scan_source(source, manifest=manifest, bfm_info=bfm_info, raw=raw,
                        duration_tolerance_s=duration_tolerance_s, progress=progress)
+    withdrawn = _leave_out_withdrawn(plan, withdrawals) if withdrawals is not None else []
     if on_error == "stop" and plan.problems:
         # Fail before anything is written, naming every take the scan found bad.
         listed = [plan.problems[key] for key in sorted(plan.problems)]
@@ -188,7 +221,20 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
     return run_writer(plan.sources, out_dir, topology=plan.topology,
                       source_description=f"takes in the authors' layout ({len(plan.sources)} found)",
                       on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
-                      manifest_unmatched=plan.manifest_unmatched, executor=executor)
+                      manifest_unmatched=plan.manifest_unmatched, withdrawn=withdrawn, inputs=[source],
+                      executor=executor)
+
+
+def _leave_out_withdrawn(plan, withdrawals) -> list[str]:
+    """Drop from ``plan.sources`` the takes of actors on the withdrawal list; returns their take ids."""
+    from capture_rig.consent import read_withdrawals
+
+    actors = read_withdrawals(withdrawals)
+    out = [s.key for s in plan.sources if s.metadata is not None and s.metadata.subject_id in actors]
+    plan.sources = [s for s in plan.sources if s.key not in set(out)]
+    if not plan.sources:
+        raise MMFace4DError(f"{plan.root}: every take belongs to a withdrawn actor ({len(out)} left out); nothing to build")
+    return out
 
 
 def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, sentences: int, seed: int = 0,

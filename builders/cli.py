@@ -16,7 +16,9 @@ from mmface4d_datasets.arguments import positive_number, seed, whole_number
 
 def _add_writer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help="release folder to write; an unfinished build there is resumed")
+                        help="release folder to write: new, empty, or a release mmface4d built there (its "
+                             "unfinished build is resumed); a folder holding other files, or inside SRC, is "
+                             "refused; one build at a time (lock file DIR/.mmface4d.lock)")
     parser.add_argument("--seed", type=seed, default=0,
                         help="seed of the subject split and style references; for `synthetic` also of the "
                              "generator (default: 0)")
@@ -65,6 +67,9 @@ def register(subparsers) -> None:
     release.add_argument("--no-raw", action="store_true",
                          help="do not read camera calibrations and 2-D landmarks (the raw config's rows "
                               "then list no camera)")
+    release.add_argument("--withdrawals", metavar="FILE", default=None,
+                         help="withdrawal list (a consent registry folder or its withdrawals.json, see "
+                              "`mmface4d rig consent`): the takes of withdrawn actors are left out and counted")
     _add_writer_options(release)
     release.set_defaults(func=_run_release)
 
@@ -86,7 +91,9 @@ def register(subparsers) -> None:
         help="validate a release and upload it to a dataset repository on the Hub",
         description="Validate the release in DIR, then upload it to the dataset repository ORG/NAME "
                     "(created if missing) in several resumable commits, retrying transient failures. "
-                    "Hidden files (the build's bookkeeping) are not uploaded. Log in first "
+                    "Only the release is uploaded: the files meta/info.json lists, meta/info.json, the card "
+                    "README.md and the images the card shows; anything else in DIR (notes, photos, the "
+                    "build's hidden bookkeeping) is not. Log in first "
                     "(`hf auth login` or HF_TOKEN). With --dry-run nothing is sent: it prints what "
                     "would be committed.",
     )
@@ -96,8 +103,8 @@ def register(subparsers) -> None:
     push.add_argument("--revision", metavar="BRANCH", default=None,
                       help="branch to commit to, created if missing (default: main)")
     push.add_argument("--dry-run", action="store_true",
-                      help="print what would be committed (files, sizes, files per folder against the Hub's "
-                           "limits) as JSON and send nothing")
+                      help="print what would be committed (every file with its size, files per folder against "
+                           "the Hub's limits, and the files left out) as JSON and send nothing")
     push.add_argument("--retries", type=whole_number(0), default=5, help="retries of a transient failure (default: 5)")
     push.add_argument("--skip-validation", action="store_true",
                       help="upload without running the release validator first")
@@ -139,7 +146,10 @@ def _run_release(args) -> int:
     # Progress and notes go to stderr, so that stdout holds only the JSON summary.
     with contextlib.redirect_stdout(sys.stderr), _executor(args) as executor:
         report = build_release(args.source, args.out, manifest=args.manifest, bfm_info=args.bfm_info,
-                               on_error=args.on_error, raw=not args.no_raw, executor=executor, **_writer_options(args))
+                               on_error=args.on_error, raw=not args.no_raw, withdrawals=args.withdrawals,
+                               executor=executor, **_writer_options(args))
+    if args.withdrawals is not None:
+        print(f"mmface4d build: {len(report.withdrawn)} take(s) of withdrawn actors left out", file=sys.stderr)
     return _print_summary(report)
 
 

@@ -10,8 +10,10 @@ Two steps, kept apart so everything up to the network call can be checked offlin
    upload, retrying transient failures. When the Hub cannot be reached (``HF_HUB_OFFLINE=1`` or no
    network) it raises :class:`HubUnreachableError`, which says that nothing was uploaded.
 
-Hidden entries (names starting with ``.``: the writer's staging area, build bookkeeping) are never
-pushed.
+Only the release is pushed: exactly the files :func:`mmface4d_datasets.release.contents.release_files`
+names (every file ``meta/info.json`` lists, ``meta/info.json`` itself, the card ``README.md`` and
+the images the card shows). Anything else in the folder (a stray ``notes.txt`` or ``photos/``, the
+build's hidden bookkeeping) is never uploaded; the plan lists it under ``left_out``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class PushPlan:
     folder: Path
     files: list[PlannedFile]
     files_per_folder: dict[str, int] = field(default_factory=dict)  # "" is the repository root
+    left_out: list[str] = field(default_factory=list)  # files in the folder that are not part of the release
 
     @property
     def total_bytes(self) -> int:
@@ -89,33 +92,37 @@ class PushPlan:
             "limits": {"files_per_folder": MAX_FILES_PER_FOLDER, "files_per_repo": MAX_FILES_PER_REPO},
             "problems": self.problems(),
             "files": [{"path": f.path, "size": f.size} for f in self.files],
+            "left_out": list(self.left_out),
         }
 
 
-def _is_hidden(relative: PurePosixPath) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
-
-
 def plan_push(folder: str | os.PathLike) -> PushPlan:
-    """List the files a push of the release ``folder`` would commit, sorted by path.
+    """List the files a push of the release ``folder`` would commit, sorted by path: exactly the
+    release's files (module docstring), with their sizes; every other non-hidden file in the folder
+    is named in ``left_out`` and not uploaded.
 
-    Hidden files and folders (any path part starting with ``.``) are left out, as the upload
-    leaves them out. Raises :class:`PushError` when ``folder`` is not a directory or holds no file.
+    Raises :class:`PushError` when ``folder`` is not a directory, has no readable ``meta/info.json``,
+    or a file the release lists is missing.
     """
+    from mmface4d_datasets.errors import FormatError
+    from mmface4d_datasets.release.contents import release_files, unlisted_files
+
     root = Path(folder)
     if not root.is_dir():
         raise PushError(f"{root}: not a folder (expected a release folder made by `mmface4d build`)")
-    files = []
-    for path in root.rglob("*"):
-        relative = PurePosixPath(path.relative_to(root).as_posix())
-        if path.is_file() and not _is_hidden(relative):
-            files.append(PlannedFile(str(relative), path.stat().st_size))
-    if not files:
-        raise PushError(f"{root}: the folder holds no file to push")
-    files.sort(key=lambda f: f.path)
+    try:
+        listed = release_files(root)
+        left_out = unlisted_files(root)
+    except FormatError as exc:
+        raise PushError(f"{root}: not a release that can be pushed: {exc}") from None
+    missing = [relative for relative in listed if not (root / relative).is_file()]
+    if missing:
+        raise PushError(f"{root}: the release lists files that are missing ({', '.join(missing[:10])}); "
+                        "rebuild it with `mmface4d build`, nothing was uploaded")
+    files = [PlannedFile(relative, (root / relative).stat().st_size) for relative in listed]
     # The repository root is counted under "" (PurePosixPath("a").parent is ".").
     per_folder = Counter(str(PurePosixPath(f.path).parent).removeprefix(".") for f in files)
-    return PushPlan(folder=root, files=files, files_per_folder=dict(per_folder))
+    return PushPlan(folder=root, files=files, files_per_folder=dict(per_folder), left_out=left_out)
 
 
 def _is_network_failure(exc: BaseException) -> bool:
@@ -171,25 +178,36 @@ def with_retries(call: Callable[[], object], *, retries: int, backoff_s: float, 
             sleep(wait)
 
 
-def _upload_call(api, *, repo_id: str, folder: Path, revision: str | None, private: bool):
+def exact_patterns(paths) -> list[str]:
+    """fnmatch patterns that match exactly these paths and nothing else (``*?[`` escaped)."""
+    import re
+
+    return [re.sub(r"([*?\[])", r"[\1]", path) for path in paths]
+
+
+def _upload_call(api, *, repo_id: str, folder: Path, revision: str | None, private: bool, plan: PushPlan):
     """The upload call for the installed ``huggingface_hub``.
 
     ``upload_large_folder`` (huggingface_hub 0.25 to 1.x) where it exists; from 2.x on it is gone and
     ``upload_folder`` itself streams, splits into several commits and resumes (hf_xet), so that is used.
-    Hidden paths are ignored in both cases.
+    Both get ``allow_patterns`` matching exactly the plan's files (and hidden paths as ignored, too).
     """
     ignore = [".*", "**/.*", ".*/**", "**/.*/**"]
+    allow = exact_patterns(f.path for f in plan.files)
     large = getattr(api, "upload_large_folder", None)
     if large is not None:
         kwargs = dict(repo_id=repo_id, folder_path=str(folder), repo_type=REPO_TYPE,
-                      revision=revision, private=private, ignore_patterns=ignore)
+                      revision=revision, private=private, allow_patterns=allow, ignore_patterns=ignore)
         # Pass only what this version accepts (``private`` came and went across versions).
         parameters = inspect.signature(large).parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            if "allow_patterns" not in parameters:  # never upload the whole folder instead of the release
+                raise PushError("the installed huggingface_hub's upload_large_folder cannot be restricted to the "
+                                "release's files (no allow_patterns); upgrade huggingface_hub. Nothing was uploaded")
             kwargs = {k: v for k, v in kwargs.items() if k in parameters}
         return lambda: large(**kwargs)
     return lambda: api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=REPO_TYPE,
-                                     revision=revision, ignore_patterns=ignore,
+                                     revision=revision, allow_patterns=allow, ignore_patterns=ignore,
                                      commit_message="Upload MMFace4D release with mmface4d build push")
 
 
@@ -210,7 +228,8 @@ def push_release(folder: str | os.PathLike, repo_id: str, *, private: bool = Fal
     """Validate the release ``folder`` and upload it to the dataset repository ``repo_id``.
 
     Creates the repository if needed (``private`` only applies to a new one), creates ``revision``
-    as a branch when given, then uploads every non-hidden file with retries (see :func:`with_retries`).
+    as a branch when given, then uploads exactly the files of :func:`plan_push` with retries (see
+    :func:`with_retries`).
     ``api`` defaults to ``huggingface_hub.HfApi(token=token)``. Returns the plan that was pushed.
 
     Raises :class:`PushError` when the release does not validate or breaks the Hub's limits, and
@@ -235,7 +254,7 @@ def push_release(folder: str | os.PathLike, repo_id: str, *, private: bool = Fal
         steps.append((f"creating branch {revision}",
                       lambda: api.create_branch(repo_id, branch=revision, repo_type=REPO_TYPE, exist_ok=True)))
     steps.append((f"uploading {len(plan.files)} files to {repo_id}",
-                  _upload_call(api, repo_id=repo_id, folder=root, revision=revision, private=private)))
+                  _upload_call(api, repo_id=repo_id, folder=root, revision=revision, private=private, plan=plan)))
     for index, (what, call) in enumerate(steps):
         try:
             with_retries(call, retries=retries, backoff_s=backoff_s, what=what, sleep=sleep, log=log)

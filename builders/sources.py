@@ -204,7 +204,7 @@ class TakeSource:
             take_id=self.key, subject_id=m.subject_id, sentence_id=m.sentence_id,
             vertices=vertices, audio=audio, sample_rate=sample_rate, audio_subtype=subtype,
             topology=self.topology, fps=official.FPS, text=m.text, gender=m.gender, age=m.age,
-            raw=self._read_raw() if self.raw else None,
+            raw=self._read_raw(vertices.shape[0]) if self.raw else None,
         )
 
     def _read_audio(self) -> tuple[np.ndarray, int, str]:
@@ -248,7 +248,9 @@ class TakeSource:
                              f"first at frame {int(bad[0])}", Path(f"{self.take.mesh_prefix}_*.nut"))
         return np.ascontiguousarray(vertices, dtype=np.float32)
 
-    def _read_raw(self):
+    def _read_raw(self, num_frames: int):
+        """Intrinsics and landmarks of every camera; landmarks must agree with the mesh sequence's
+        ``num_frames`` (``official.check_landmarks_agree``)."""
         from mmface4d_datasets.release.schema import RawCapture
 
         intrinsics, landmarks = {}, {}
@@ -260,6 +262,7 @@ class TakeSource:
         for camera, path in sorted(self.take.landmarks.items()):
             try:
                 landmarks[int(camera)] = np.asarray(official.read_landmarks(path), dtype=np.float64)
+                official.check_landmarks_agree(landmarks[int(camera)], num_frames, path)
             except MMFace4DError as exc:
                 raise self._fail(str(exc), Path(path)) from None
         return RawCapture(intrinsics=intrinsics, extrinsics=self._extrinsics(), landmarks=landmarks)

@@ -556,14 +556,16 @@ def card_sequence_rows(release) -> list[dict]:
     return rows
 
 
-def add_figures_to_release(release_dir, card_info: dict | None = None, *, progress: bool = False) -> list[str]:
+def add_figures_to_release(release_dir, card_info: dict | None = None, *, progress: bool = False,
+                           output=None) -> list[str]:
     """Draw the figures of the release in ``release_dir`` into its ``meta/figures/``, list them in
     ``meta/info.json`` (``figures``, and each file with size and sha256 under ``files``) and render
     the dataset card again with them (``card_info`` as the build gave it). Returns the paths added.
 
     Without matplotlib, or when the statistics cannot be computed (a topology without a `lips`
     region; the reason is printed), nothing is drawn: earlier figures of ours are removed, so that
-    none stays behind unlisted, and the empty list is returned.
+    none stays behind unlisted, and the empty list is returned. ``output``: the build's
+    ``OutputFolder``, which records the figure files as written by the build.
     """
     from mmface4d_datasets.files import atomic_write_bytes, json_bytes, sha256_file
     from mmface4d_datasets.release.card import render_card
@@ -571,6 +573,8 @@ def add_figures_to_release(release_dir, card_info: dict | None = None, *, progre
 
     root = Path(release_dir)
     folder = root / RELEASE_FIGURES_DIR
+    if output is not None:
+        output.will_write(*(folder / name for name in (NUMBERS_FILE, *FIGURE_FILES.values())))
 
     def remove_ours() -> list[str]:
         for name in (NUMBERS_FILE, *FIGURE_FILES.values()):

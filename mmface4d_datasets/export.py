@@ -19,6 +19,8 @@ from mmface4d_datasets.arguments import whole_number
 
 #: Output formats and the file suffix of each.
 FORMATS = ("ply", "obj")
+#: The kind of output an export folder is (mmface4d_datasets.output_folders).
+EXPORT_KIND = "export"
 #: Decimals written per OBJ coordinate (metres): rounding error at most 5e-11 m.
 OBJ_DECIMALS = 10
 
@@ -118,13 +120,15 @@ def export_sequence(vertices, faces, out_dir: str | os.PathLike, fmt: str = "ply
     are :func:`frame_file_name` of the index in the whole sequence, so a partial export lines up
     with a full one. Each file is written to a temporary name in ``out_dir`` and renamed when
     complete; ``out_dir`` is created if needed. PLY is binary little-endian float32 (exact); OBJ
-    has :data:`OBJ_DECIMALS` decimals.
+    has :data:`OBJ_DECIMALS` decimals. ``out_dir`` must be new, empty or an earlier export's folder
+    (:mod:`mmface4d_datasets.output_folders`); a file there that no export wrote is never overwritten.
     """
     import numpy as np
     import trimesh
     from trimesh.exchange.obj import export_obj
 
     from mmface4d_datasets.files import atomic_write_bytes
+    from mmface4d_datasets.output_folders import output_folder
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
@@ -135,18 +139,20 @@ def export_sequence(vertices, faces, out_dir: str | os.PathLike, fmt: str = "ply
     if faces.size and faces.max() >= vertices.shape[1]:
         raise ValueError(f"faces index vertex {faces.max()} of a {vertices.shape[1]}-vertex sequence")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    indices = list(range(len(vertices)) if frames is None else frames)
     written = []
-    for index in range(len(vertices)) if frames is None else frames:
-        mesh = trimesh.Trimesh(vertices=vertices[index], faces=faces, process=False, validate=False)
-        if fmt == "ply":
-            data = mesh.export(file_type="ply", encoding="binary")
-        else:
-            data = export_obj(mesh, include_normals=False, include_color=False, include_texture=False,
-                              digits=OBJ_DECIMALS).encode("utf-8")
-        path = out_dir / frame_file_name(index, fmt)
-        atomic_write_bytes(path, data)
-        written.append(path)
+    with output_folder(out_dir, EXPORT_KIND) as output:
+        output.will_write(*(out_dir / frame_file_name(index, fmt) for index in indices))
+        for index in indices:
+            mesh = trimesh.Trimesh(vertices=vertices[index], faces=faces, process=False, validate=False)
+            if fmt == "ply":
+                data = mesh.export(file_type="ply", encoding="binary")
+            else:
+                data = export_obj(mesh, include_normals=False, include_color=False, include_texture=False,
+                                  digits=OBJ_DECIMALS).encode("utf-8")
+            path = out_dir / frame_file_name(index, fmt)
+            atomic_write_bytes(path, data)
+            written.append(path)
     return written
 
 
@@ -166,7 +172,8 @@ def register(subparsers) -> None:
     parser.add_argument("--faces", required=True, metavar="FILE",
                         help="triangles: .npy (0-based), the authors' bfm_faces.pkl (restricted unpickling) "
                              "or a BFM facemodel_info.mat ('tri', 1-based)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the frame files (created if needed)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the frame files: new, empty, or an earlier export's "
+                        "(a folder holding other files is refused)")
     parser.add_argument("--format", choices=FORMATS, default="ply", help="ply (binary, default) or obj (text, slower)")
     parser.add_argument("--frames", metavar="A:B", default=None,
                         help="export only frames A to B-1 (Python slice rules); default: all")

@@ -1,4 +1,4 @@
-"""`load_dataset`: an MMFace4D release as a Hugging Face `datasets` object, decoded.
+"""`load_dataset`: an MMFace4D release, decoded, around a plain Hugging Face `datasets` object.
 
 Where the release comes from, in this order:
 1. `name="mini"`: a small synthetic release (8 subjects x 3 sentences, 1,000 vertices) built on first
@@ -9,8 +9,10 @@ Where the release comes from, in this order:
    only the README, `meta/` and the files of the asked config and split are downloaded; with
    `streaming=True` only the README and `meta/`, and the shards are read remotely (`hf://` paths).
 
-What comes back: `datasets.DatasetDict` (no `split`), `Dataset` (a split) or `IterableDataset`
-(`streaming=True`). Rows of the default config have the DESIGN.md fields with `vertices` decoded to
+Only the shards `meta/info.json` lists are read, after cheap checks against it (`check_listed_shards`).
+What comes back (`decoded_dataset.py`, docs/loading.md): `MMFace4DDatasetDict` (no `split`),
+`MMFace4DDataset` (a split) or `MMFace4DIterableDataset` (`streaming=True`), each holding the plain
+`datasets` object as `.hf_dataset` and keeping the decoding through the operations users chain. Rows of the default config have the DESIGN.md fields with `vertices` decoded to
 (T, N, 3) float32 (metres, canonical head frame), `head_pose` (T, 4, 4) float32 and `audio`
 `{"array": float32 samples at 16 kHz, "sampling_rate": 16000}` (resampled when stored at another
 rate), as numpy arrays; `.with_format("torch")` gives torch tensors with the same decoding.
@@ -20,21 +22,16 @@ rate), as numpy arrays; `.with_format("torch")` gives torch tensors with the sam
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
-import numpy as np
-
-from mmface4d_datasets.errors import MMFace4DError
+from mmface4d_datasets.errors import FormatError, MMFace4DError
 
 DEFAULT_REPO_ID = "mmface4d/mmface4d"
 REPO_ENV = "MMFACE4D_REPO_ID"
 DATA_DIR_ENV = "MMFACE4D_DATA_DIR"
 CONFIGS = ("default", "templates", "raw", "mini")
 SAMPLE_RATE = 16000
-_TENSOR_FORMATS = {"torch", "pt"}
-_PLAIN_FORMATS = {None, "numpy", "np", "python", "torch", "pt"}
 
 
 class DatasetNotAvailableError(MMFace4DError):
@@ -59,7 +56,12 @@ def load_dataset(path: str = "mmface4d", name: str | None = None, split: str | N
     if config not in CONFIGS:
         raise MMFace4DError(f"load_dataset: unknown config name {name!r} (known: {', '.join(CONFIGS)})")
     if config == "mini":
-        from mmface4d_datasets.release.mini import ensure_mini_release
+        from mmface4d_datasets.extras import require
+        from mmface4d_datasets.release.mini import ensure_mini_release, mini_release_dir
+
+        if not (mini_release_dir() / "meta" / "info.json").is_file():
+            for module in ("scipy", "espeakng_loader"):  # the synthetic generator builds it on first use
+                require(module, "synthetic", 'load_dataset(name="mini") (building the mini release)')
 
         folder, config = ensure_mini_release(), "default"
     elif data_dir is not None or os.environ.get(DATA_DIR_ENV):
@@ -78,7 +80,7 @@ def load_dataset(path: str = "mmface4d", name: str | None = None, split: str | N
             from mmface4d_datasets.release.reader import Release
 
             remote = hub_stream_files(repo_id, revision, Release(folder).info, config, split)
-            return _open_files(remote, config, split, streaming=True, decode=decode)
+            return _open_files(remote, config, split, streaming=True, decode=decode, release=Release(folder))
     return open_release_dataset(folder, config, split, streaming=streaming, decode=decode)
 
 
@@ -132,143 +134,93 @@ def download_release(repo_id: str, config: str, split: str | None, revision: str
     return folder
 
 
+class ReleaseMismatchError(FormatError):
+    """The files of a release folder are not the ones its meta/info.json lists (names, sizes, row counts)."""
+
+
+def check_listed_shards(release, config: str, split: str) -> list[Path]:
+    """The listed shard files of one config and split, after the cheap checks against meta/info.json.
+
+    Each listed file must exist with the listed size, and the Parquet footers must hold the split's
+    sequence count (and each shard its listed row count, where info.json records one). Full checksums
+    are `mmface4d validate`'s job. Raises `ReleaseMismatchError` naming the file and saying to validate.
+    """
+    import pyarrow.parquet as pq
+
+    info = release.info
+    files = info.get("files", {})
+    paths, total = [], 0
+
+    def mismatch(what: str) -> ReleaseMismatchError:
+        return ReleaseMismatchError(
+            f"{release.path}: {what}; the folder is not the release its meta/info.json describes (a half-finished "
+            f"rebuild, files swapped or copied by hand?). Run `mmface4d validate {release.path}` to see every problem.")
+
+    if config == "templates":
+        relatives = ["templates/templates.parquet"]
+    else:
+        relatives = [p.relative_to(release.path).as_posix() for p in release.shards(split, "raw" if config == "raw" else "data")]
+    if not relatives:
+        raise mismatch(f"meta/info.json lists no {config} shards for split {split!r}")
+    for relative in relatives:
+        path = release.path / relative
+        if not path.is_file():
+            raise mismatch(f"{relative} is listed but missing")
+        expected = files.get(relative, {})
+        size = path.stat().st_size
+        if "bytes" in expected and size != expected["bytes"]:
+            raise mismatch(f"{relative} has {size} bytes, meta/info.json says {expected['bytes']}")
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except Exception as exc:  # ArrowInvalid / OSError for a file that is no Parquet file
+            raise mismatch(f"{relative} is not a readable Parquet file ({exc})") from exc
+        if "rows" in expected and rows != expected["rows"]:
+            raise mismatch(f"{relative} holds {rows} rows, meta/info.json says {expected['rows']}")
+        total += rows
+        paths.append(path)
+    sequences = info.get("splits", {}).get(split, {}).get("sequences")
+    if config != "templates" and sequences is not None and total != sequences:
+        raise mismatch(f"the {config} shards of split {split!r} hold {total} rows, meta/info.json says {sequences} sequences")
+    return paths
+
+
 def _data_files(release, config: str, split: str | None) -> dict[str, list[str]]:
     if config == "templates":
         if split not in (None, "train"):
             raise MMFace4DError(f"{release.path}: the templates config has one split, 'train' (asked: {split!r})")
-        return {"train": [str(release.path / "templates" / "templates.parquet")]}
-    folder = "raw" if config == "raw" else "data"
+        return {"train": [str(p) for p in check_listed_shards(release, config, "train")]}
     splits = [split] if split is not None else release.split_names
-    files = {}
-    for name in splits:
-        shards = release.shards(name, folder)
-        if not shards:
-            raise MMFace4DError(f"{release.path}: split {name!r} has no {folder}/{name}/shard-*.parquet files")
-        files[name] = [str(p) for p in shards]
-    return files
+    return {name: [str(p) for p in check_listed_shards(release, config, name)] for name in splits}
 
 
 def open_release_dataset(folder, config: str = "default", split: str | None = None, *, streaming: bool = False,
                          decode: bool = True):
-    """A local release folder's config as DatasetDict / Dataset / IterableDataset with decoding (see `load_dataset`)."""
+    """A local release folder's config, decoded (see `load_dataset`); only the shards meta/info.json lists."""
     from mmface4d_datasets.release.reader import Release
 
     release = Release(folder)  # checks the format version first
-    return _open_files(_data_files(release, config, split), config, split, streaming=streaming, decode=decode)
+    return _open_files(_data_files(release, config, split), config, split, streaming=streaming, decode=decode,
+                       release=release)
 
 
-def _open_files(files: dict[str, list[str]], config: str, split: str | None, *, streaming: bool, decode: bool):
+def _open_files(files: dict[str, list[str]], config: str, split: str | None, *, streaming: bool, decode: bool,
+                release=None):
     import datasets
+
+    from mmface4d_datasets.decoded_dataset import (
+        MMFace4DDataset,
+        MMFace4DDatasetDict,
+        MMFace4DIterableDataset,
+        MMFace4DIterableDatasetDict,
+        RowDecoder,
+    )
 
     loaded = datasets.load_dataset("parquet", data_files=files, streaming=streaming)
-    decoder = RowDecoder(config, decode)
-    result = {name: _decorate(dataset, decoder, streaming) for name, dataset in loaded.items()}
+    max_error = float(release.info.get("max_error", 1e-5)) if release is not None else 1e-5
+    decoder = RowDecoder(config, decode, release=str(release.path) if release is not None else None,
+                         sample_rate=SAMPLE_RATE, max_error=max_error)
+    wrapper = MMFace4DIterableDataset if streaming else MMFace4DDataset
+    result = {name: wrapper(dataset, decoder) for name, dataset in loaded.items()}
     if split is not None:
         return result[split]
-    container = datasets.IterableDatasetDict if streaming else datasets.DatasetDict
-    return container(result)
-
-
-def _decorate(dataset, decoder: "RowDecoder", streaming: bool):
-    if streaming:
-        return dataset.map(decoder, batched=True, batch_size=8)
-    decoded = decoded_dataset_class()(dataset.data, info=dataset.info, split=dataset.split,
-                             indices_table=dataset._indices, fingerprint=dataset._fingerprint)
-    decoded._row_decoder = decoder
-    decoded.set_format("numpy")
-    return decoded
-
-
-class RowDecoder:
-    """Batch transform: stored bytes -> arrays for one config; `output` "numpy" or "torch"."""
-
-    def __init__(self, config: str, decode: bool = True, output: str = "numpy"):
-        self.config, self.decode, self.output = config, decode, output
-
-    def with_output(self, output: str) -> "RowDecoder":
-        return RowDecoder(self.config, self.decode, output)
-
-    def __call__(self, batch: dict) -> dict:
-        batch = dict(batch)
-        if self.decode:
-            if self.config == "default":
-                _decode_sequences(batch)
-            elif self.config == "templates":
-                batch["vertices"] = [np.frombuffer(v, dtype="<f4").reshape(n, 3).copy()
-                                     for v, n in zip(batch["vertices"], batch["num_vertices"])]
-            elif self.config == "raw":
-                _decode_raw(batch)
-        if self.output in _TENSOR_FORMATS:
-            batch = {key: _to_torch(values) for key, values in batch.items()}
-        return batch
-
-
-def _decode_sequences(batch: dict) -> None:
-    from mmface4d_datasets.codec import decode
-    from mmface4d_datasets.release.audio import decode_audio, resample
-    from mmface4d_datasets.release.reader import head_pose_array
-
-    vertices, poses, audio = [], [], []
-    for i, record_id in enumerate(batch["id"]):
-        vertices.append(decode(batch["vertices"][i]))
-        poses.append(head_pose_array(batch["head_pose"][i], batch["num_frames"][i], f"{record_id}: head_pose"))
-        samples, rate = decode_audio(batch["audio"][i], where=f"{record_id}: audio")
-        audio.append({"array": resample(samples, rate, SAMPLE_RATE), "sampling_rate": SAMPLE_RATE})
-    batch["vertices"], batch["head_pose"], batch["audio"] = vertices, poses, audio
-    batch["sample_rate"] = [SAMPLE_RATE] * len(vertices)
-
-
-def _decode_raw(batch: dict) -> None:
-    landmarks = []
-    for blob, shapes in zip(batch["landmarks"], batch["landmarks_shape"]):
-        flat = np.frombuffer(blob, dtype="<f8")
-        arrays, offset = [], 0
-        for shape in shapes:
-            size = int(np.prod(shape))
-            arrays.append(flat[offset:offset + size].reshape(shape).copy())
-            offset += size
-        landmarks.append(arrays)
-    batch["landmarks"] = landmarks
-    batch["intrinsics"] = [np.asarray(m, dtype=np.float64).reshape(-1, 3, 3) for m in batch["intrinsics"]]
-    batch["extrinsics"] = [np.asarray(m, dtype=np.float64).reshape(-1, 4, 4) for m in batch["extrinsics"]]
-
-
-def _to_torch(values):
-    import torch
-
-    if isinstance(values, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(values))
-    if isinstance(values, dict):
-        return {key: _to_torch(value) for key, value in values.items()}
-    if isinstance(values, list):
-        if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-            return torch.tensor(values)
-        if values and all(isinstance(v, (float, np.floating)) for v in values):
-            return torch.tensor(values)
-        return [_to_torch(v) for v in values]
-    return values
-
-
-@functools.cache
-def decoded_dataset_class():
-    """`DecodedDataset`, made on first use (it subclasses `datasets.Dataset`; the import stays lazy)."""
-    import datasets
-
-    class DecodedDataset(datasets.Dataset):
-        """A `datasets.Dataset` whose plain formats ("numpy", "torch", None) keep the MMFace4D decoding.
-
-        `set_format`/`with_format` with one of those types install the decoding transform with that
-        output; other formats (e.g. "pandas", "arrow") show the stored columns as they are.
-        """
-
-        _row_decoder: RowDecoder | None = None
-
-        def set_format(self, type=None, columns=None, output_all_columns=False, **format_kwargs):
-            if self._row_decoder is not None and type in _PLAIN_FORMATS and not format_kwargs:
-                output = "torch" if type in _TENSOR_FORMATS else "numpy"
-                return super().set_format("custom", columns=columns, output_all_columns=output_all_columns,
-                                          transform=self._row_decoder.with_output(output))
-            return super().set_format(type, columns=columns, output_all_columns=output_all_columns, **format_kwargs)
-
-    return DecodedDataset
-
+    return (MMFace4DIterableDatasetDict if streaming else MMFace4DDatasetDict)(result)

@@ -98,14 +98,61 @@ def _check_nut_complete(path: Path) -> None:
         raise FormatError(f"{path}: mesh axis file is missing") from None
 
 
-def read_quantised_axis(path: str | os.PathLike, num_vertices: int) -> np.ndarray:
+class ChecksumError(FormatError):
+    """A `.nut` file's FFV1 slice CRC does not match: the file was changed after it was written."""
+
+
+def _crc_reports(logs) -> list[str]:
+    """FFmpeg's reports of failed FFV1 checksums among captured log lines (level, name, message)."""
+    return [message.strip() for _, _, message in logs if "CRC mismatch" in message]
+
+
+def _capture_ffmpeg_errors():
+    """A context that collects FFmpeg's error log lines (PyAV leaves FFmpeg's log off by default)."""
+    import contextlib
+
+    import av.logging
+
+    @contextlib.contextmanager
+    def capture():
+        previous = av.logging.get_level()
+        av.logging.set_level(av.logging.ERROR)
+        try:
+            with av.logging.Capture(local=False) as logs:
+                yield logs
+        finally:
+            av.logging.set_level(previous)
+
+    return capture()
+
+
+def check_slice_crcs(path: str | os.PathLike, num_vertices: int) -> None:
+    """Decode one axis file alone (no frame threads) and raise `ChecksumError` if FFmpeg reports an FFV1
+    slice CRC mismatch. Files written by FFV1 version 3 with slice CRCs (ours, `write_mesh_sequence`)
+    are checked; the authors' files (FFV1 version 1) carry no CRC, so nothing is reported for them."""
+    with _capture_ffmpeg_errors() as logs:
+        read_quantised_axis(path, num_vertices, threads=False, check_crc=False)
+    reports = _crc_reports(logs)
+    if reports:
+        raise ChecksumError(f"{path}: FFV1 slice checksum mismatch ({'; '.join(reports[:4])}): the file is corrupted")
+
+
+def read_quantised_axis(path: str | os.PathLike, num_vertices: int, *, threads: bool = True,
+                        check_crc: bool = True) -> np.ndarray:
     """Raw frames of one axis file as uint16, shape (T, S*S), flattened in row order.
 
     Pixels 0-3 of each row are the header (float32 min and max as little-endian uint16 pairs),
     pixels 4 .. 4+N-1 the quantised coordinates, the rest padding.
     Raises FormatError (naming the file) for a missing, truncated or undecodable file, a pixel format
-    other than gray16le, or a frame size that does not fit ``num_vertices``.
+    other than gray16le, or a frame size that does not fit ``num_vertices``; `ChecksumError` when the
+    file carries FFV1 slice CRCs and one does not match (`check_crc`, see `check_slice_crcs`).
     """
+    if check_crc:
+        with _capture_ffmpeg_errors() as logs:
+            frames = read_quantised_axis(path, num_vertices, threads=threads, check_crc=False)
+        if _crc_reports(logs):
+            check_slice_crcs(path, num_vertices)
+        return frames
     import av
 
     path = Path(path)
@@ -119,7 +166,7 @@ def read_quantised_axis(path: str | os.PathLike, num_vertices: int) -> np.ndarra
         if not container.streams.video:
             raise FormatError(f"{path}: holds no video stream")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = "AUTO" if threads else "SLICE"
         # Start with room for the container's announced duration and grow if it was short.
         duration_s = (container.duration or 0) / 1e6
         capacity = max(16, int(math.ceil(duration_s * FPS)) + 2)
@@ -194,9 +241,14 @@ def read_mesh_sequence(prefix: str | os.PathLike, num_vertices: int) -> np.ndarr
         raise FormatError(f"mesh sequence {os.fspath(prefix)!s}: missing axis file(s) {', '.join(missing)}")
     from concurrent.futures import ThreadPoolExecutor
 
-    # FFmpeg releases the GIL while decoding: the three axes decode side by side.
-    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
-        raw = list(pool.map(lambda path: read_quantised_axis(path, num_vertices), paths))
+    # FFmpeg releases the GIL while decoding: the three axes decode side by side. FFmpeg's log does not
+    # say which file a CRC report is about, so on a report each file is checked again alone.
+    with _capture_ffmpeg_errors() as logs:
+        with ThreadPoolExecutor(max_workers=len(paths)) as pool:
+            raw = list(pool.map(lambda path: read_quantised_axis(path, num_vertices, check_crc=False), paths))
+    if _crc_reports(logs):
+        for path in paths:
+            check_slice_crcs(path, num_vertices)
     vertices = np.empty((len(raw[0]), num_vertices, 3), dtype=np.float32)
     for axis, (path, frames) in enumerate(zip(paths, raw)):
         if len(frames) != len(vertices):
@@ -254,7 +306,8 @@ def _encode_ffv1(path: Path, images: np.ndarray, fps: int) -> None:
     import av
 
     with av.open(os.fspath(path), mode="w", format="nut") as container:
-        stream = container.add_stream("ffv1", rate=fps)
+        # FFV1 version 3 with a CRC per slice: a changed byte is reported when read (check_slice_crcs).
+        stream = container.add_stream("ffv1", rate=fps, options={"level": "3", "slicecrc": "1"})
         stream.width = images.shape[2]
         stream.height = images.shape[1]
         stream.pix_fmt = "gray16le"
@@ -477,8 +530,27 @@ def read_intrinsics(path: str | os.PathLike) -> np.ndarray:
     return _intrinsics_from_list(read_calibration(path)["intrinsic_matrix"], path)
 
 
+#: Landmark layouts a take may carry: 98 points (WFLW / HRNetv2, the authors' files) or 68 (iBUG).
+LANDMARK_POINTS = (98, 68)
+#: Frames by which a take's landmarks may differ from its mesh sequence: none (the authors' sample
+#: has 67 of each; a landmark per mesh frame is what the raw config promises).
+LANDMARK_FRAME_TOLERANCE = 0
+
+
+def check_landmarks_agree(landmarks: np.ndarray, num_frames: int, path: str | os.PathLike,
+                          tolerance: int = LANDMARK_FRAME_TOLERANCE) -> None:
+    """Raise FormatError naming ``path`` unless the landmarks have as many frames as the take's mesh
+    sequence (``num_frames``, within ``tolerance`` frames, stated in the message)."""
+    frames = int(np.asarray(landmarks).shape[0])
+    if abs(frames - int(num_frames)) > tolerance:
+        allowed = "exactly" if tolerance == 0 else f"within {tolerance} frame(s) of"
+        raise FormatError(f"{path}: landmarks hold {frames} frames, the take's mesh sequence {num_frames}; "
+                          f"they must have {allowed} as many (one landmark set per mesh frame)")
+
+
 def read_landmarks(path: str | os.PathLike) -> np.ndarray:
-    """2-D facial landmarks of one camera, (T, K, 2) float64 in pixels (K = 98 in the authors' files).
+    """2-D facial landmarks of one camera, (T, K, 2) float64 in pixels (K = 98 in the authors' files,
+    or 68; see :data:`LANDMARK_POINTS`).
 
     ``ID_c.pkl`` (the authors') is read through the restricted unpickler (numpy arrays only; any
     other global raises UnsafePickleError and is never executed); ``ID_c.landmarks.npy`` (our rig)
@@ -501,6 +573,8 @@ def read_landmarks(path: str | os.PathLike) -> np.ndarray:
         array = load_array(path, kinds="iuf")
     if array.ndim != 3 or array.shape[2] != 2 or array.shape[0] < 1:
         raise FormatError(f"{path}: landmarks must be (T, K, 2), found shape {array.shape}")
+    if array.shape[1] not in LANDMARK_POINTS:
+        raise FormatError(f"{path}: landmarks hold {array.shape[1]} points per frame, expected 98 (WFLW) or 68 (iBUG)")
     array = array.astype(np.float64, copy=False)
     finite = np.isfinite(array).all(axis=(1, 2))
     if not finite.all():

@@ -36,6 +36,8 @@ SUMMARY_VERSION = 1
 #: Vertex count of the authors' meshes (BFM front topology).
 BFM_FRONT_VERTICES = 35709
 DEFAULT_OUT = "mmface4d-quickstart"
+#: The kind of output a quickstart folder is (mmface4d_datasets.output_folders).
+QUICKSTART_KIND = "quickstart"
 
 
 @dataclass
@@ -293,13 +295,21 @@ def run_quickstart(out_dir: str | os.PathLike = DEFAULT_OUT, steps: list[Quickst
     dict under its name with its duration, and the total time. summary.json is written to a temporary
     name and renamed when complete.
     """
+    from mmface4d_datasets.output_folders import output_folder
+
+    out_dir = Path(out_dir)
+    # New, empty or an earlier quickstart's folder only (mmface4d_datasets.output_folders).
+    with output_folder(out_dir, QUICKSTART_KIND) as output:
+        output.will_write(out_dir / "summary.json")
+        return _run_steps(out_dir, steps, echo, sample_dir, train_seconds)
+
+
+def _run_steps(out_dir: Path, steps, echo, sample_dir, train_seconds: float) -> dict:
     import numpy
 
     from mmface4d_datasets import __version__
     from mmface4d_datasets.files import atomic_write_bytes
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     context = QuickstartContext(out_dir=out_dir, echo=echo, sample_dir=Path(sample_dir) if sample_dir else None,
                                 train_seconds=train_seconds)
     started = time.perf_counter()
@@ -362,7 +372,7 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                        help=f"output folder, created if needed (default: ./{DEFAULT_OUT})")
+                        help=f"output folder: new, empty or an earlier quickstart's (default: ./{DEFAULT_OUT})")
     parser.add_argument("--sample", default=None, metavar="DIR",
                         help="folder of the authors' sample take (default: $MMFACE4D_FIXTURES, then "
                              "../shared/fixtures/official_sample beside the package's source tree)")

@@ -60,7 +60,9 @@ class RandomWindow:
 
     def _generator(self):
         if self._rng is None:
-            from torch.utils.data import get_worker_info
+            from mmface4d_datasets.extras import require
+
+            get_worker_info = require("torch.utils.data", "torch", "RandomWindow").get_worker_info
 
             worker = get_worker_info()
             worker_id = 0 if worker is None else worker.id
@@ -106,8 +108,9 @@ def collate_sequences(batch: list[dict], window: RandomWindow | None = None) -> 
     `window`, when given, is applied to each record first (e.g. `RandomWindow(2.0, seed=0)`).
     Raises ValueError for an empty batch, mixed vertex counts or mixed sample rates.
     """
-    import torch
+    from mmface4d_datasets.extras import require
 
+    torch = require("torch", "torch", "collate_sequences")
     if not batch:
         raise ValueError("collate_sequences: empty batch")
     if window is not None:

@@ -4,11 +4,8 @@ determinism, and a kill -9 in the middle of a build."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +13,7 @@ import soundfile
 
 from builders.build import REPORT_NAME, build_release
 from mmface4d_datasets.errors import MMFace4DError
-from test_builders_support import fixture_copies, small_take, tree_bytes
+from test_builders_support import fixture_copies, kill_9_once_staged, small_take, tree_bytes
 
 MANIFEST_HEADER = "take_id,subject_id,sentence_id,text,gender,age\n"
 
@@ -189,21 +186,9 @@ def test_kill_9_mid_build_then_rerun_gives_identical_files(official_sample, tmp_
     assert reference.returncode == 0, reference.stderr
 
     out = tmp_path / "interrupted"
-    process = subprocess.Popen([sys.executable, "-m", "mmface4d_datasets", "build", *args, "--out", str(out)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    staged = out / ".staging"
-    deadline = time.monotonic() + 240
-    try:
-        # kill once some takes are staged and before the release is complete
-        while len(list(staged.glob("*/*.npz"))) < 2 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert process.poll() is None, "the build ended before it could be interrupted"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    # kill once some takes are staged and before the release is complete
+    kill_9_once_staged([sys.executable, "-m", "mmface4d_datasets", "build", *args, "--out", str(out)],
+                       out / ".staging", poll_s=0.05)
     assert not (out / "meta" / "info.json").exists()
 
     resumed = cli(*args, "--out", str(out))

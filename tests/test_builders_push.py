@@ -13,25 +13,67 @@ from builders import push
 from builders.push import HubUnreachableError, PushError, PushPlan, plan_push, push_release
 
 
+LISTED = {"meta/splits.json": 5, "data/train/shard-00000.parquet": 300, "data/train/shard-00001.parquet": 200}
+NOT_LISTED = {".staging/000337.npz": 50, "data/.shard.tmp": 7, ".build-report.json": 3,
+              "notes.txt": 4, "photos/face.jpg": 9, "data/train/extra.parquet": 11}
+
+
 @pytest.fixture
 def fake_release(tmp_path):
+    """A release folder whose meta/info.json lists three files, with a card, the build's hidden
+    bookkeeping and a person's stray files (notes, photos, an extra Parquet file) beside them."""
     root = tmp_path / "release"
-    for relative, size in {"README.md": 10, "meta/info.json": 20, "meta/splits.json": 5,
-                           "data/train/shard-00000.parquet": 300, "data/train/shard-00001.parquet": 200,
-                           ".staging/000337.npz": 50, "data/.shard.tmp": 7, ".build-report.json": 3}.items():
+    for relative, size in {"README.md": 10, **LISTED, **NOT_LISTED}.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * size)
+    info = {"format_version": "1.0", "files": {name: {"bytes": size} for name, size in LISTED.items()}}
+    (root / "meta" / "info.json").write_text(json.dumps(info))
     return root
 
 
-def test_plan_lists_non_hidden_files_with_sizes_and_folder_counts(fake_release):
+def test_plan_lists_exactly_the_release_files_with_sizes_and_folder_counts(fake_release):
     plan = plan_push(fake_release)
     assert [f.path for f in plan.files] == ["README.md", "data/train/shard-00000.parquet",
                                             "data/train/shard-00001.parquet", "meta/info.json", "meta/splits.json"]
-    assert plan.total_bytes == 535
+    info_size = (fake_release / "meta" / "info.json").stat().st_size
+    assert [f.size for f in plan.files] == [10, 300, 200, info_size, 5]
+    assert plan.total_bytes == 515 + info_size
     assert plan.files_per_folder == {"": 1, "data/train": 2, "meta": 2}
     assert plan.commits == 1 and plan.problems() == []
+    assert plan.left_out == ["data/train/extra.parquet", "notes.txt", "photos/face.jpg"]
+
+
+def test_the_cards_images_are_part_of_the_release(fake_release):
+    figures = fake_release / "figures"
+    figures.mkdir()
+    for name in ("emotions.png", "durations.svg", "unused.png"):
+        (figures / name).write_bytes(b"img")
+    (fake_release.parent / "outside.png").write_bytes(b"img")
+    (fake_release / "README.md").write_text(
+        "# card\n![emotions](figures/emotions.png)\n<img src=\"./figures/durations.svg\" width=300>\n"
+        "![web](https://example.org/a.png) ![up](../outside.png) ![gone](figures/missing.png)\n")
+    plan = plan_push(fake_release)
+    paths = [f.path for f in plan.files]
+    assert "figures/emotions.png" in paths and "figures/durations.svg" in paths
+    assert "figures/unused.png" not in paths and "figures/unused.png" in plan.left_out
+    assert not any("outside" in p or "missing" in p for p in paths)
+
+
+def test_the_upload_is_restricted_to_the_plan_by_the_hubs_own_filter(fake_release):
+    """huggingface_hub's own pattern filter, applied to every file in the folder with the patterns the
+    push passes, keeps exactly the plan's files: no notes.txt, no photos/, no extra Parquet file."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    (fake_release / "data" / "train" / "shard-0000[1].parquet").write_bytes(b"a name with glob characters")
+    api = RecordingApi()
+    plan = push_release(fake_release, "org/faces", validate=False, api=api)
+    kwargs = api.calls[-1][2]
+    everything = [p.relative_to(fake_release).as_posix() for p in fake_release.rglob("*") if p.is_file()]
+    uploaded = sorted(filter_repo_objects(everything, allow_patterns=kwargs["allow_patterns"],
+                                          ignore_patterns=kwargs["ignore_patterns"]))
+    assert uploaded == [f.path for f in plan.files]
+    assert not any(p.startswith(("notes", "photos")) or "extra" in p or "[" in p for p in uploaded)
 
 
 def test_plan_reports_breaches_of_the_hub_limits(tmp_path):
@@ -47,7 +89,15 @@ def test_plan_refuses_what_is_not_a_release(tmp_path):
         plan_push(tmp_path / "nothing")
     (tmp_path / ".staging").mkdir()
     (tmp_path / ".staging" / "a").write_bytes(b"1")
-    with pytest.raises(PushError, match="holds no file to push"):
+    (tmp_path / "notes.txt").write_bytes(b"1")
+    with pytest.raises(PushError, match=r"not a release that can be pushed: .*meta/info.json: missing"):
+        plan_push(tmp_path)
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "info.json").write_text(json.dumps({"files": {"data/train/shard-00000.parquet": {}}}))
+    with pytest.raises(PushError, match=r"lists files that are missing \(README.md, data/train/shard-00000.parquet\)"):
+        plan_push(tmp_path)
+    (tmp_path / "meta" / "info.json").write_text(json.dumps({"files": {"../../etc/passwd": {}}}))
+    with pytest.raises(PushError, match="not a plain path inside the release"):
         plan_push(tmp_path)
 
 
@@ -158,6 +208,10 @@ def test_cli_dry_run_prints_the_plan(fake_release):
     plan = json.loads(out.stdout)
     assert plan["dry_run"] is True and plan["repo_id"] == "org/faces" and plan["num_files"] == 5
     assert plan["files_per_folder"]["data/train"] == 2 and plan["problems"] == []
+    assert {f["path"]: f["size"] for f in plan["files"]} == {
+        "README.md": 10, **LISTED, "meta/info.json": (fake_release / "meta" / "info.json").stat().st_size}
+    assert plan["left_out"] == ["data/train/extra.parquet", "notes.txt", "photos/face.jpg"]
+    assert "notes.txt" not in json.dumps(plan["files"]) and "photos" not in json.dumps(plan["files"])
 
 
 def test_push_validates_the_release_first(tmp_path):
@@ -172,8 +226,36 @@ def test_push_validates_the_release_first(tmp_path):
     assert "meta/info.json" in [f.path for f in plan.files] and api.calls[-1][0] == "upload"
     assert not any(f.path.startswith(".") for f in plan.files)  # the build report stays home
 
+    # a person's files put into the release folder are not part of the release: not uploaded, and
+    # `mmface4d validate` names them (the release itself stays valid)
+    (tmp_path / "release" / "notes.txt").write_text("who was recorded when")
+    (tmp_path / "release" / "photos").mkdir()
+    (tmp_path / "release" / "photos" / "subject.jpg").write_bytes(b"a face")
+    assert push_release(tmp_path / "release", "org/faces", api=RecordingApi()).files == plan.files
+    checked = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "validate", str(tmp_path / "release")],
+                             capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "notes.txt: not part of the release" in checked.stdout
+    assert "photos/subject.jpg: not part of the release" in checked.stdout
+
     (tmp_path / "release" / "meta" / "splits.json").write_text("{}")
     untouched = RecordingApi()
     with pytest.raises(PushError, match=r"does not validate, nothing was uploaded(?s:.*)splits.json"):
         push_release(tmp_path / "release", "org/faces", api=untouched)
     assert untouched.calls == []
+
+
+def test_a_hub_client_that_cannot_restrict_the_upload_is_refused(fake_release):
+    class OldApi:
+        calls = []
+
+        def create_repo(self, repo_id, **kwargs):
+            self.calls.append("create_repo")
+
+        def upload_large_folder(self, repo_id, folder_path, repo_type=None, revision=None, ignore_patterns=None):
+            self.calls.append("upload")
+
+    api = OldApi()
+    with pytest.raises(PushError, match="cannot be restricted to the release's files"):
+        push_release(fake_release, "org/faces", validate=False, api=api)
+    assert "upload" not in api.calls

@@ -75,3 +75,25 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
         if path.is_file() and not any(part.startswith(".") for part in relative.parts):
             found[relative.as_posix()] = path.read_bytes()
     return found
+
+
+def kill_9_once_staged(command: list[str], staging: Path, takes: int = 2, poll_s: float = 0.02) -> int:
+    """Run ``command`` (a build) and SIGKILL it once ``takes`` takes are staged under ``staging`` and
+    before it ends; returns the killed process's id. Fails when the build ends first."""
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    try:
+        while len(list(staging.glob("*/*.npz"))) < takes and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(poll_s)
+        assert process.poll() is None, "the build ended before it could be interrupted"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.pid

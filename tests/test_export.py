@@ -10,9 +10,10 @@ import scipy.io
 import trimesh
 
 from mmface4d_datasets.cli import main
-from mmface4d_datasets.errors import FormatError
+from mmface4d_datasets.errors import FormatError, MMFace4DError
 from mmface4d_datasets.export import OBJ_DECIMALS, export_sequence, frame_file_name, load_faces, parse_frames
 from mmface4d_datasets.official import read_mesh_sequence, write_mesh_sequence
+from mmface4d_datasets.output_folders import MARKER_NAME
 
 BFM_VERTICES = 35709
 
@@ -30,7 +31,7 @@ def test_fixture_frames_read_back_with_identical_vertices(tmp_path, official_sam
     ])
     assert code == 0
     assert "wrote 3 PLY files (frame_00010.ply .. frame_00012.ply, 70789 triangles each)" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["frame_00010.ply", "frame_00011.ply", "frame_00012.ply"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER_NAME, "frame_00010.ply", "frame_00011.ply", "frame_00012.ply"]
     vertices = read_mesh_sequence(official_sample / "reconstruct_filt", BFM_VERTICES)
     faces = load_faces(official_sample / "bfm_faces.pkl", BFM_VERTICES)
     for index in (10, 11, 12):
@@ -51,7 +52,7 @@ def test_obj_export_keeps_order_within_its_decimals(tmp_path):
         assert mesh.vertices.shape == (30, 3)
         assert np.abs(mesh.vertices - vertices[index]).max() <= 0.5 * 10.0**-OBJ_DECIMALS + 1e-12
         assert np.array_equal(mesh.faces, faces)
-    assert not [p for p in (tmp_path / "obj").iterdir() if p.name.startswith(".")]  # no temporaries left
+    assert not [p for p in (tmp_path / "obj").iterdir() if p.name.startswith(".") and p.name != MARKER_NAME]  # no temporaries left
 
 
 def test_faces_from_every_source_agree(tmp_path, official_sample):
@@ -107,4 +108,18 @@ def test_command_errors_exit_2_with_the_file_named(tmp_path, capsys):
     assert main([*base, "--num-vertices", "2"]) == 2
     assert "faces.npy: face indices span 0 .. 2, expected 0 .. 1" in capsys.readouterr().err
     assert main([*base, "--num-vertices", "5", "--format", "obj"]) == 0
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["frame_00000.obj", "frame_00001.obj"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [MARKER_NAME, "frame_00000.obj", "frame_00001.obj"]
+
+
+def test_export_refuses_a_folder_of_other_files_and_reruns_into_its_own(tmp_path):
+    vertices = np.zeros((2, 3, 3), dtype=np.float32)
+    faces = np.array([[0, 1, 2]])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "frame_00000.ply").write_bytes(b"a mesh the user made by hand")
+    with pytest.raises(MMFace4DError, match="refusing to write mmface4d export output"):
+        export_sequence(vertices, faces, mine)
+    assert (mine / "frame_00000.ply").read_bytes() == b"a mesh the user made by hand"
+    assert sorted(p.name for p in mine.iterdir()) == ["frame_00000.ply"]
+    assert len(export_sequence(vertices, faces, tmp_path / "new")) == 2
+    assert len(export_sequence(vertices, faces, tmp_path / "new")) == 2  # its own output: written again

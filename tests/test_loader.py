@@ -24,9 +24,9 @@ def local_release(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def mini(tmp_path_factory):
-    """The mini release built from an empty cache under HF_HOME, with the Hub switched off."""
-    home = tmp_path_factory.mktemp("hf_home")
+def mini(mini_release):
+    """The session's mini release (conftest.py), loaded through load_dataset(name="mini") with its HF_HOME."""
+    folder, home = mini_release
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_HOME", str(home))
         patch.delenv("MMFACE4D_CACHE", raising=False)
@@ -34,7 +34,7 @@ def mini(tmp_path_factory):
         dataset = load_dataset("mmface4d", name="mini")
         from mmface4d_datasets.release.mini import mini_release_dir
 
-        folder = mini_release_dir()
+        assert mini_release_dir() == folder
         yield dataset, folder, home, patch
 
 
@@ -175,7 +175,8 @@ def test_hub_streaming_reads_shards_remotely(local_release):
     info = Release(local_release[0]).info
     files = hub_stream_files("lab/faces", None, info, "default", None)
     assert list(files) == ["train", "test"]
-    assert files["test"] == ["hf://datasets/lab/faces@main/data/test/shard-00000.parquet"]
+    assert files["test"] == [f"hf://datasets/lab/faces@main/{path}" for path in info["splits"]["test"]["shards"]]
+    assert files["test"][0] == "hf://datasets/lab/faces@main/data/test/shard-00000.parquet"
     assert hub_stream_files("lab/faces", "v2", info, "raw", "train")["train"][0].startswith("hf://datasets/lab/faces@v2/raw/train/")
     with pytest.raises(mmface4d_datasets.errors.MMFace4DError, match="lists no data/validation/"):
         hub_stream_files("lab/faces", None, info, "default", "validation")
@@ -192,7 +193,8 @@ def test_importing_the_package_stays_light():
     import sys
 
     code = ("import sys, mmface4d_datasets, mmface4d_datasets.loading, mmface4d_datasets.release.writer, "
-            "mmface4d_datasets.release.reader, mmface4d_datasets.release.validate, mmface4d_datasets.torch_data; "
+            "mmface4d_datasets.release.reader, mmface4d_datasets.release.validate, mmface4d_datasets.torch_data, "
+            "mmface4d_datasets.decoded_dataset, mmface4d_datasets.release.rows, mmface4d_datasets.extras; "
             "print(sorted(m for m in ('torch', 'transformers', 'matplotlib', 'ray', 'datasets') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ))
     assert result.stdout.strip() == "[]"

@@ -25,7 +25,9 @@ def test_yaml_front_matter_has_configs_and_gating(release):
     configs = {c["config_name"]: c for c in front["configs"]}
     assert set(configs) == {"default", "templates", "raw"} and configs["default"]["default"] is True
     assert [f["split"] for f in configs["default"]["data_files"]] == ["train", "test"]
-    assert configs["raw"]["data_files"][1]["path"] == "raw/test/shard-*.parquet"
+    info = Release(release).info  # shard files listed one by one (no globs), as meta/info.json lists them
+    assert configs["default"]["data_files"][0]["path"] == info["splits"]["train"]["shards"]
+    assert configs["raw"]["data_files"][1]["path"] == sorted(p for p in info["files"] if p.startswith("raw/test/"))
     assert "re-identify" in front["extra_gated_prompt"] and len(front["extra_gated_fields"]) >= 4
     assert front["pretty_name"] == "Card test" and front["license"]
 

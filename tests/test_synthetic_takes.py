@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from mmface4d_datasets.errors import MMFace4DError
 from mmface4d_datasets.cli import main
 from mmface4d_datasets.facemodel import FaceModel, load_face_model
 from mmface4d_datasets.official import find_takes, read_audio
@@ -252,7 +253,7 @@ def test_bad_arguments_are_named(tmp_path, kwargs, message):
 def test_output_that_is_a_file_is_refused(tmp_path):
     path = tmp_path / "file"
     path.write_text("x")
-    with pytest.raises(SynthesisError, match="not a folder"):
+    with pytest.raises(MMFace4DError, match="not a folder"):
         generate_takes(path, 1, 1, num_vertices=N, progress=False)
 
 

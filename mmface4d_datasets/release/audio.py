@@ -63,7 +63,9 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
         return samples
     from math import gcd
 
-    from scipy.signal import resample_poly
+    from mmface4d_datasets.extras import require
+
+    resample_poly = require("scipy.signal", "synthetic", f"resampling audio from {rate} Hz to {target_rate} Hz").resample_poly
 
     divisor = gcd(int(rate), int(target_rate))
     return resample_poly(samples, int(target_rate) // divisor, int(rate) // divisor).astype(np.float32)

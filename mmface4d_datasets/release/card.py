@@ -43,15 +43,26 @@ SYNTHETIC_CARD_INFO = {
 }
 
 
-def configs_yaml(splits: list[str]) -> str:
-    """The card's `configs:` list: default (data/), templates, raw, with data_files per split."""
+def configs_yaml(info: dict) -> str:
+    """The card's `configs:` list: default (data/), templates, raw, with the shard files of each split listed
+    one by one from `meta/info.json` (no globs: plain `datasets.load_dataset(folder)` reads exactly the
+    rows the release describes, never a stray copy of a shard)."""
+    splits = sorted(info["splits"], key=lambda s: (s != "train", s))
+    files = sorted(info.get("files", {}))
+
+    def listed(folder: str, split: str) -> list[str]:
+        paths = [path for path in files if path.startswith(f"{folder}/{split}/") and path.endswith(".parquet")]
+        return [f"    - {path}" for path in paths]
+
     lines = ["- config_name: default", "  default: true", "  data_files:"]
     for split in splits:
-        lines += [f"  - split: {split}", f"    path: data/{split}/shard-*.parquet"]
+        lines += [f"  - split: {split}", "    path:"] + listed("data", split)
     lines += ["- config_name: templates", "  data_files:", "  - split: train", "    path: templates/templates.parquet"]
-    lines += ["- config_name: raw", "  data_files:"]
-    for split in splits:
-        lines += [f"  - split: {split}", f"    path: raw/{split}/shard-*.parquet"]
+    raw = [split for split in splits if listed("raw", split)]
+    if raw:
+        lines += ["- config_name: raw", "  data_files:"]
+        for split in raw:
+            lines += [f"  - split: {split}", "    path:"] + listed("raw", split)
     return "\n".join(lines)
 
 
@@ -109,10 +120,9 @@ def render_card(info: dict, manifest: dict, sequence_rows: list[dict], card_info
     emotions = {name: 0 for name in EMOTION_NAMES}
     for row in sequence_rows:
         emotions[EMOTION_NAMES[row["emotion"]]] += 1
-    splits = sorted(info["splits"], key=lambda s: (s != "train", s))
     values = dict(DEFAULT_CARD_INFO, **card_info)
     values.update(
-        configs_yaml=configs_yaml(splits),
+        configs_yaml=configs_yaml(info),
         size_category=_size_category(info["counts"]["sequences"]),
         format_version=info["format_version"],
         topology=info["topology"],

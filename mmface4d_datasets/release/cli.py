@@ -19,7 +19,9 @@ def register(subparsers) -> None:
             "of every data file listed in meta/info.json, the columns of every shard, every row (ids, "
             "emotion, shapes, audio header), the splits (no subject in two splits) and the frozen style "
             "references. Prints one line per problem (file and row) and exits 1 when there is any, 0 "
-            "when the release is valid."
+            "when the release is valid. Files in the folder that meta/info.json does not list (other "
+            "than the card and its images) are reported too: they are not part of the release and "
+            "`mmface4d build push` does not upload them."
         ),
     )
     parser.add_argument("release", help="the release folder (the one holding meta/info.json)")
@@ -29,9 +31,20 @@ def register(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from mmface4d_datasets.errors import FormatError
+    from mmface4d_datasets.release.contents import unlisted_files
     from mmface4d_datasets.release.validate import validate_release
 
     problems = validate_release(args.release)
+    try:
+        unlisted = unlisted_files(args.release)
+    except FormatError:  # no readable meta/info.json: validate_release has said so
+        unlisted = []
+    for relative in unlisted[: args.max_problems]:
+        print(f"{relative}: not part of the release (not listed in meta/info.json; `mmface4d build push` "
+              "does not upload it)")
+    if len(unlisted) > args.max_problems:
+        print(f"... and {len(unlisted) - args.max_problems} more files not part of the release")
     for problem in problems[: args.max_problems]:
         print(problem)
     if len(problems) > args.max_problems:

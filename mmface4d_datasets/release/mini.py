@@ -3,7 +3,9 @@
 8 subjects x 3 sentences of the synthetic generator (seed 0) on the embedded model at 1,000
 vertices, written by `write_release` (split seed 0: 7 train subjects and 1 test subject with
 style references). Built under `cache_dir()/mini-<format>-<package version>` by one process at a
-time (a file lock), in a temporary folder renamed into place when complete, and reused afterwards.
+time (the O_CREAT|O_EXCL lock file of `mmface4d_datasets.output_folders`, which works on Linux,
+macOS and Windows; other processes wait for it, a lock left by a killed process is taken over), in
+a temporary folder renamed into place when complete, and reused afterwards.
 """
 
 from __future__ import annotations
@@ -53,14 +55,15 @@ def mini_sources(subjects: int = MINI_SUBJECTS, sentences: int = MINI_SENTENCES,
 
 def ensure_mini_release(progress: bool = False) -> Path:
     """The mini release folder, built first if the cache does not hold a complete one."""
-    import fcntl
+    from mmface4d_datasets.output_folders import FileLock
 
     target = mini_release_dir()
     if (target / "meta" / "info.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait, then reuse its work
+    lock = FileLock(target.parent / f".{target.name}.lock", what=f"the mini release {target}")
+    lock.acquire(wait=True)  # another process may be building it: wait, then reuse its work
+    try:
         if (target / "meta" / "info.json").is_file():
             return target
         from mmface4d_datasets.release.card import SYNTHETIC_CARD_INFO
@@ -78,4 +81,6 @@ def ensure_mini_release(progress: bool = False) -> Path:
         if target.exists():
             shutil.rmtree(target)  # an incomplete folder without meta/info.json
         os.replace(building, target)
+    finally:
+        lock.release()
     return target

@@ -34,31 +34,6 @@ def check_format_version(version, where) -> None:
             f"with `mmface4d build release`.")
 
 
-def head_pose_array(data: bytes, num_frames: int, where: str = "head_pose") -> np.ndarray:
-    """(T, 4, 4) float32 from the stored little-endian bytes."""
-    array = np.frombuffer(data, dtype="<f4")
-    if array.size != num_frames * 16:
-        raise FormatError(f"{where}: {array.size} floats, expected {num_frames} x 16")
-    return array.reshape(num_frames, 4, 4).astype(np.float32)
-
-
-def decode_record(row: dict, where: str = "record") -> dict:
-    """Decode one stored row in place of its bytes: `vertices` (T, N, 3) float32, `head_pose`
-    (T, 4, 4) float32, `audio` {"array": float32 samples, "sampling_rate": int} at the stored rate."""
-    from mmface4d_datasets.codec import decode
-    from mmface4d_datasets.release.audio import decode_audio
-
-    record = dict(row)
-    vertices = decode(row["vertices"])
-    if vertices.shape[:2] != (row["num_frames"], row["num_vertices"]):
-        raise FormatError(f"{where}: vertices decode to {vertices.shape}, the row says ({row['num_frames']}, {row['num_vertices']}, 3)")
-    samples, rate = decode_audio(row["audio"], where=f"{where}: audio")
-    record["vertices"] = vertices
-    record["head_pose"] = head_pose_array(row["head_pose"], row["num_frames"], f"{where}: head_pose")
-    record["audio"] = {"array": samples, "sampling_rate": rate}
-    return record
-
-
 class Release:
     """An opened release folder.
 
@@ -114,10 +89,14 @@ class Release:
         return sorted(self.info.get("splits", {}), key=lambda s: (s != "train", s))
 
     def shards(self, split: str, config: str = "data") -> list[Path]:
-        """Sorted shard files of a split (config "data" or "raw")."""
+        """The shard files of a split (config "data" or "raw") that meta/info.json lists, sorted; never a glob,
+        so a stray copy of a shard beside them is not read."""
         if split not in self.info.get("splits", {}):
             raise MMFace4DError(f"{self.path}: no split {split!r} (this release has {self.split_names})")
-        return sorted((self.path / config / split).glob("shard-*.parquet"))
+        listed = self.info["splits"][split].get("shards") if config == "data" else None
+        if listed is None:
+            listed = [p for p in self.info.get("files", {}) if p.startswith(f"{config}/{split}/") and p.endswith(".parquet")]
+        return [self.path / relative for relative in sorted(listed)]
 
     @cached_property
     def _sequence_table(self):
@@ -144,7 +123,7 @@ class Release:
     def iter_records(self, split: str, decode: bool = True) -> Iterator[dict]:
         """Records of a split in id order, streamed row group by row group.
 
-        decode=True: `vertices`, `head_pose`, `audio` decoded (see `decode_record`); False: the stored
+        decode=True: `vertices`, `head_pose`, `audio` decoded (`rows.decode_row`, audio at its stored rate); False: the stored
         bytes. `emotion` is the ClassLabel index (names in `info["emotions"]`).
         """
         import pyarrow.parquet as pq
@@ -154,7 +133,7 @@ class Release:
             row = 0
             for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
                 for record in batch.to_pylist():
-                    yield decode_record(record, f"{shard} row {row}") if decode else record
+                    yield self._decoded(record, shard, row) if decode else record
                     row += 1
 
     def record(self, id: str, decode: bool = True) -> dict:
@@ -176,18 +155,27 @@ class Release:
                 stored = self._last_group[1].slice(row - start, 1).to_pylist()[0]
                 if stored["id"] != id:
                     raise FormatError(f"{shard} row {row}: holds {stored['id']!r}, meta/sequences.parquet says {id!r}")
-                return decode_record(stored, f"{shard} row {row}") if decode else stored
+                return self._decoded(stored, shard, row) if decode else stored
             start += count
         raise FormatError(f"{shard}: has no row {row} (meta/sequences.parquet points there for {id!r})")
+
+    def _decoded(self, stored: dict, shard: Path, row: int) -> dict:
+        from mmface4d_datasets.release.rows import decode_row
+
+        where = f"release {self.path}: {shard.relative_to(self.path).as_posix()} row {row} (id {stored.get('id')!r})"
+        return decode_row(stored, "default", where=where)
 
     def templates(self) -> dict[str, np.ndarray]:
         """subject_id -> template (N, 3) float32, metres, canonical frame (templates/templates.parquet)."""
         import pyarrow.parquet as pq
 
         path = self.path / "templates" / "templates.parquet"
+        from mmface4d_datasets.release.rows import decode_row
+
         result = {}
-        for row in pq.read_table(path).to_pylist():
-            result[row["subject_id"]] = np.frombuffer(row["vertices"], dtype="<f4").reshape(row["num_vertices"], 3).astype(np.float32)
+        for index, row in enumerate(pq.read_table(path).to_pylist()):
+            decoded = decode_row(row, "templates", where=f"release {self.path}: templates/templates.parquet row {index}")
+            result[row["subject_id"]] = decoded["vertices"]
         return result
 
     def style_reference(self, id: str) -> str:

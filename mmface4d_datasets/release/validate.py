@@ -52,14 +52,20 @@ def validate_release(path: str | Path) -> list[Problem]:
     """All problems found in the release folder at `path` (empty list: valid)."""
     root = Path(path).resolve()
     found = _Findings(root)
+    if not root.is_dir():
+        found.add(root, "is a file, not a release folder" if root.exists() else "does not exist")
+        return found.problems
     info_path = root / "meta" / "info.json"
     try:
         info = json.loads(info_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         found.add(info_path, "missing: this is not a release folder")
         return found.problems
-    except ValueError as exc:
-        found.add(info_path, f"not valid JSON ({exc})")
+    except (OSError, ValueError) as exc:  # not JSON, not UTF-8, a folder, unreadable
+        found.add(info_path, f"cannot be read as JSON ({exc})")
+        return found.problems
+    if not isinstance(info, dict):
+        found.add(info_path, f"holds a JSON {type(info).__name__}, not an object with the release's fields")
         return found.problems
     version = info.get("format_version")
     if str(version).split(".")[0] != FORMAT_VERSION.split(".")[0]:
@@ -69,6 +75,11 @@ def validate_release(path: str | Path) -> list[Problem]:
     for key in ("topology", "topology_hash", "num_vertices", "files", "splits", "codec_version"):
         if key not in info:
             found.add(info_path, f"has no {key!r} field")
+    if found.problems:
+        return found.problems
+    for key, kind in (("files", dict), ("splits", dict)):
+        if not isinstance(info[key], kind) or not all(isinstance(v, dict) for v in info[key].values()):
+            found.add(info_path, f"field {key!r} is not an object of objects")
     if found.problems:
         return found.problems
 
@@ -165,15 +176,23 @@ def _check_data(root, info, manifest, found) -> dict[str, tuple[str, str]]:
             if parquet is None:
                 continue
             row = 0
-            for batch in parquet.iter_batches(batch_size=16):
-                for record in batch.to_pylist():
-                    _check_row(shard, row, record, split, info, split_of, ids, found, peek, soundfile)
-                    ids.setdefault(record["id"], (record["subject_id"], split))
-                    row += 1
+            try:
+                for batch in parquet.iter_batches(batch_size=16):
+                    for record in batch.to_pylist():
+                        _check_row(shard, row, record, split, info, split_of, ids, found, peek, soundfile)
+                        ids.setdefault(record["id"], (record["subject_id"], split))
+                        row += 1
+            except Exception as exc:  # a corrupted page (header, compression): report, go on with the next shard
+                found.add(shard, f"cannot be read past row {row} ({type(exc).__name__}: {exc})")
         for shard in sorted((root / "raw" / split).glob("shard-*.parquet")):
             parquet = _open_table(shard, raw_schema(), found)
             if parquet is not None:
-                for row, record_id in enumerate(parquet.read(columns=["id"]).column("id").to_pylist()):
+                try:
+                    stored_ids = parquet.read(columns=["id"]).column("id").to_pylist()
+                except Exception as exc:
+                    found.add(shard, f"cannot be read ({type(exc).__name__}: {exc})")
+                    continue
+                for row, record_id in enumerate(stored_ids):
                     if record_id not in ids:
                         found.add(shard, f"raw row for {record_id!r}, which is not in data/{split}", row)
     return ids
@@ -223,7 +242,11 @@ def _check_sequences_table(root, ids, found) -> None:
     if not path.is_file():
         found.add(path, "missing")
         return
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # not Parquet, corrupted pages
+        found.add(path, f"cannot be read ({type(exc).__name__}: {exc})")
+        return
     missing = [c for c in SEQUENCE_COLUMNS if c not in table.column_names]
     if missing:
         found.add(path, f"columns missing: {missing}")
@@ -239,7 +262,10 @@ def _check_sequences_table(root, ids, found) -> None:
             found.add(path, f"{record['id']!r} says split {record['split']!r}, its shard is in {ids[record['id']][1]!r}", row)
         if record["shard"] not in shard_ids:
             shard_path = root / record["shard"]
-            shard_ids[record["shard"]] = pq.read_table(shard_path, columns=["id"]).column("id").to_pylist() if shard_path.is_file() else []
+            try:
+                shard_ids[record["shard"]] = pq.read_table(shard_path, columns=["id"]).column("id").to_pylist()
+            except Exception:  # missing or unreadable: reported with the shard itself
+                shard_ids[record["shard"]] = []
         stored = shard_ids[record["shard"]]
         if not 0 <= record["row"] < len(stored) or stored[record["row"]] != record["id"]:
             found.add(path, f"{record['id']!r} points at {record['shard']} row {record['row']}, which holds another sequence", row)
@@ -278,7 +304,12 @@ def _check_templates(root, info, subjects, found) -> None:
     if parquet is None:
         return
     seen = set()
-    for row, record in enumerate(parquet.read().to_pylist()):
+    try:
+        records = parquet.read().to_pylist()
+    except Exception as exc:
+        found.add(path, f"cannot be read ({type(exc).__name__}: {exc})")
+        return
+    for row, record in enumerate(records):
         seen.add(record["subject_id"])
         if record["num_vertices"] != info["num_vertices"] or len(record["vertices"] or b"") != 12 * info["num_vertices"]:
             found.add(path, f"template of {record['subject_id']!r} does not hold {info['num_vertices']} float32 vertices", row)

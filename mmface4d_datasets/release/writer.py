@@ -50,6 +50,10 @@ from mmface4d_datasets.release.splits import assign_splits, split_of_subjects
 DEFAULT_SHARD_SIZE_BYTES = 256 * 2**20
 DEFAULT_ROW_GROUP_SIZE_BYTES = 128 * 2**20
 STAGING = ".staging"
+#: The kind of output a release folder is in its ownership marker (mmface4d_datasets.output_folders).
+RELEASE_KIND = "release"
+#: The folders whose files the writer replaces from one build to the next.
+RELEASE_FOLDERS = ("data/", "raw/", "templates/", "meta/")
 
 
 class BuildError(MMFace4DError):
@@ -77,10 +81,28 @@ def _temporaries_removed_on_failure(function):
 
 
 @_temporaries_removed_on_failure
-def write_release(
+def write_release(sources: Iterable[SequenceSource], out_dir: str | Path, *, output=None, **options) -> BuildReport:
+    """Write a release folder from `sources` (the module docstring lists the stages).
+
+    The folder is taken under the rule of `mmface4d_datasets.output_folders` (new, empty, or a
+    release this package wrote; one writer at a time, by its lock). `output`: the
+    `OutputFolder` a caller already holds for `out_dir` (the builders take it before their own
+    bookkeeping); when None it is taken here and released at the end. `options`: see
+    `_write_release`.
+    """
+    if output is not None:
+        return _write_release(sources, out_dir, output=output, **options)
+    from mmface4d_datasets.output_folders import output_folder
+
+    with output_folder(out_dir, RELEASE_KIND) as taken:
+        return _write_release(sources, out_dir, output=taken, **options)
+
+
+def _write_release(
     sources: Iterable[SequenceSource],
     out_dir: str | Path,
     *,
+    output,
     topology: TopologyInfo,
     seed: int = 0,
     max_error: float = 1e-5,
@@ -96,11 +118,13 @@ def write_release(
 
     sources: `SequenceSource` objects (a `key` = take id, and `load() -> SourceSequence`); keys unique.
     out_dir: the release folder (created; an earlier build there is replaced file by file, its
-        `.staging/` resumed when it was made with the same topology, codec bound and versions).
+        `.staging/` resumed when it was made with the same topology, codec bound and versions;
+        only files an earlier build wrote are ever removed). output: its `OutputFolder`.
     topology: the topology every sequence must have (`TopologyInfo`).
     seed: seed of the split rule (splits.py). max_error: codec bound, metres per coordinate.
-    shard_size_bytes / row_group_size_bytes: a shard / row group is closed once its rows' stored
-        bytes (audio + vertices + head pose) reach this count.
+    shard_size_bytes: target largest shard (stored bytes: audio + vertices + head pose); the shard count
+        of a split follows `shard_count` (a multiple of 8 from 8 rows on). row_group_size_bytes: a row
+        group is closed once its rows' stored bytes reach this count.
     on_error: "stop" raises `BuildError` naming the take; "skip" leaves the take out and lists it in
         `BuildReport.skipped` (and prints it when `progress`).
     card_info: optional card fields (`pretty_name`, `license`, `homepage`, `source`, `citation`).
@@ -174,21 +198,23 @@ def write_release(
     # 4. splits, shards, meta, card
     manifest = assign_splits(metas.values(), seed=seed)
     split_of = split_of_subjects(manifest)
-    produced: set[Path] = set()
+    produced = _Produced(output)
+    output.will_write(*(out_dir / name for name in FIXED_FILES))
     sequence_rows: list[dict] = []
     for split in ("train", "test"):
         split_metas = sorted((m for m in metas.values() if split_of[m["subject_id"]] == split), key=lambda m: m["id"])
         if not split_metas:
             continue
-        sequence_rows += _write_data_shards(out_dir, split, split_metas, staging, shard_size_bytes, row_group_size_bytes, produced)
-        _write_raw_shards(out_dir, split, split_metas, staging, shard_size_bytes, produced)
+        written, plan = _write_data_shards(out_dir, split, split_metas, staging, shard_size_bytes, row_group_size_bytes, produced)
+        sequence_rows += written
+        _write_raw_shards(out_dir, split, split_metas, staging, plan, produced)
         report.split_counts[split] = len(split_metas)
     _write_templates(out_dir, templates, metas, topology, produced)
     _write_parquet(out_dir / "meta" / "sequences.parquet", _sequences_table(sequence_rows), produced)
     atomic_write_bytes(out_dir / "meta" / "splits.json", json_bytes(manifest))
     atomic_write_bytes(out_dir / "meta" / "topology.npz", npz_bytes(_topology_arrays(topology)))
     produced |= {out_dir / "meta" / "splits.json", out_dir / "meta" / "topology.npz"}
-    _remove_stale(out_dir, produced)
+    _remove_stale(out_dir, produced, output)
     info = _info(out_dir, metas, sequence_rows, topology, max_error, produced)
     atomic_write_bytes(out_dir / "meta" / "info.json", json_bytes(info))
 
@@ -424,6 +450,7 @@ def _writer(path: Path, schema):
 
 def _write_parquet(path: Path, table, produced: set[Path], row_group_rows: int | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    produced.opening(path)
     writer = _writer(path, table.schema)
     writer.write_table(table, row_group_size=row_group_rows or max(1, table.num_rows))
     writer.close()
@@ -445,57 +472,91 @@ def _data_row(meta: dict, audio: bytes, row: dict) -> dict:
     }
 
 
-def _write_data_shards(out_dir, split, metas, staging, shard_size_bytes, row_group_size_bytes, produced) -> list[dict]:
-    """Rows of one split, in id order, into shards cut at `shard_size_bytes` with row groups cut at
-    `row_group_size_bytes`. Returns the `meta/sequences.parquet` rows of these sequences."""
+SHARD_MULTIPLE = 8
+
+
+def shard_count(num_rows: int, total_bytes: int, shard_size_bytes: int) -> int:
+    """How many shards a split is cut into (docs/release_format.md, Shards).
+
+    With 8 rows or more: the smallest multiple of 8 that keeps shards at most `shard_size_bytes` (by the
+    rows' stored bytes), but no more than the largest multiple of 8 that leaves every shard a row; so
+    `split_dataset_by_node` gives every node of a 2-, 4- or 8-node job whole shards. Fewer than 8 rows:
+    the largest power of two not above the row count (1, 2 or 4).
+    """
+    if num_rows < SHARD_MULTIPLE:
+        return 1 << (max(1, num_rows).bit_length() - 1)
+    needed = max(1, -(-int(total_bytes) // max(1, int(shard_size_bytes))))
+    wanted = SHARD_MULTIPLE * -(-needed // SHARD_MULTIPLE)
+    return min(wanted, SHARD_MULTIPLE * (num_rows // SHARD_MULTIPLE))
+
+
+def shard_plan(sizes: list[int], shard_size_bytes: int) -> list[int]:
+    """Row counts of the shards of one split: `shard_count` shards of consecutive rows (id order) with
+    about equal stored bytes (cut where the running total first reaches k / count of the whole)."""
+    count = shard_count(len(sizes), sum(sizes), shard_size_bytes)
+    total, running, cuts, row = sum(sizes), 0, [], 0
+    for k in range(1, count):
+        lowest = (cuts[-1] if cuts else 0) + 1
+        highest = len(sizes) - (count - k)
+        while row < len(sizes) and running < total * k / count:
+            running += sizes[row]
+            row += 1
+        cuts.append(min(max(row, lowest), highest))
+    bounds = [0] + cuts + [len(sizes)]
+    return [bounds[i + 1] - bounds[i] for i in range(count)]
+
+
+def _staged_row_bytes(staging: Path, take_id: str) -> int:
+    """Stored bytes of one row (audio + vertices + head pose), from the staged .npz members' sizes."""
+    import zipfile
+
+    size = 0
+    with zipfile.ZipFile(staging / "rows" / f"{take_id}.npz") as rows:
+        size += sum(info.file_size for info in rows.infolist())
+    with zipfile.ZipFile(staging / "takes" / f"{take_id}.npz") as take:
+        size += sum(info.file_size for info in take.infolist() if info.filename.startswith("audio"))
+    return size
+
+
+def _write_data_shards(out_dir, split, metas, staging, shard_size_bytes, row_group_size_bytes, produced) -> tuple[list[dict], list[int]]:
+    """Rows of one split, in id order, into the shards of `shard_plan` with row groups cut at
+    `row_group_size_bytes`. Returns the `meta/sequences.parquet` rows of these sequences and the plan."""
     import pyarrow as pa
 
     schema = data_schema()
+    plan = shard_plan([_staged_row_bytes(staging, meta["take_id"]) for meta in metas], shard_size_bytes)
     sequence_rows = []
-    shard_index, writer, path = 0, None, None
-    group: list[dict] = []
-    group_bytes = shard_bytes = shard_row = 0
-
-    def flush_group():
-        nonlocal group, group_bytes
+    start = 0
+    for shard_index, count in enumerate(plan):
+        path = _shard_path(out_dir, "data", split, shard_index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        produced.opening(path)
+        writer = _writer(path, schema)
+        group: list[dict] = []
+        group_bytes = 0
+        for shard_row, meta in enumerate(metas[start:start + count]):
+            staged_take = read_npz(staging / "takes" / f"{meta['take_id']}.npz")
+            row = _data_row(meta, staged_take["audio"].tobytes(), read_npz(staging / "rows" / f"{meta['take_id']}.npz"))
+            group.append(row)
+            group_bytes += len(row["audio"]) + len(row["vertices"]) + len(row["head_pose"])
+            sequence_rows.append(dict(meta, split=split, shard=path.relative_to(out_dir).as_posix(), row=shard_row))
+            if group_bytes >= row_group_size_bytes:
+                writer.write_table(pa.Table.from_pylist(group, schema=schema), row_group_size=len(group))
+                group, group_bytes = [], 0
         if group:
             writer.write_table(pa.Table.from_pylist(group, schema=schema), row_group_size=len(group))
-        group, group_bytes = [], 0
-
-    for meta in metas:
-        if writer is None:
-            path = _shard_path(out_dir, "data", split, shard_index)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writer, shard_bytes, shard_row = _writer(path, schema), 0, 0
-        staged_take = read_npz(staging / "takes" / f"{meta['take_id']}.npz")
-        row = _data_row(meta, staged_take["audio"].tobytes(), read_npz(staging / "rows" / f"{meta['take_id']}.npz"))
-        size = len(row["audio"]) + len(row["vertices"]) + len(row["head_pose"])
-        group.append(row)
-        group_bytes += size
-        shard_bytes += size
-        sequence_rows.append(dict(meta, split=split, shard=path.relative_to(out_dir).as_posix(), row=shard_row))
-        shard_row += 1
-        if group_bytes >= row_group_size_bytes:
-            flush_group()
-        if shard_bytes >= shard_size_bytes:
-            flush_group()
-            writer.close()
-            temporary_path(path).replace(path)
-            produced.add(path)
-            writer, shard_index = None, shard_index + 1
-    if writer is not None:
-        flush_group()
         writer.close()
         temporary_path(path).replace(path)
         produced.add(path)
-    return sequence_rows
+        start += count
+    return sequence_rows, plan
 
 
-def _write_raw_shards(out_dir, split, metas, staging, shard_size_bytes, produced) -> None:
-    """Raw capture rows of one split, in id order, cut into shards at `shard_size_bytes` (one row group each)."""
+def _write_raw_shards(out_dir, split, metas, staging, plan, produced) -> None:
+    """Raw capture rows of one split, in id order, cut like the data shards (`plan`: rows per shard), one row group each."""
     import pyarrow as pa
 
-    rows, size, shard_index = [], 0, 0
+    rows, shard_index = [], 0
     for meta in metas:
         staged = read_npz(staging / "takes" / f"{meta['take_id']}.npz")
         cameras = [int(c) for c in staged["raw_cameras"]]
@@ -507,12 +568,9 @@ def _write_raw_shards(out_dir, split, metas, staging, shard_size_bytes, produced
             "extrinsics": [m.reshape(-1).tolist() for m in staged["raw_extrinsics"]],
             "landmarks": blob, "landmarks_shape": [list(a.shape) for a in landmarks],
         })
-        size += len(blob)
-        if size >= shard_size_bytes:
+        if len(rows) == plan[shard_index]:
             _write_parquet(_shard_path(out_dir, "raw", split, shard_index), pa.Table.from_pylist(rows, schema=raw_schema()), produced)
-            rows, size, shard_index = [], 0, shard_index + 1
-    if rows:
-        _write_parquet(_shard_path(out_dir, "raw", split, shard_index), pa.Table.from_pylist(rows, schema=raw_schema()), produced)
+            rows, shard_index = [], shard_index + 1
 
 
 def _write_templates(out_dir, templates, metas, topology, produced) -> None:
@@ -568,16 +626,33 @@ def _topology_arrays(topology: TopologyInfo) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _remove_stale(out_dir: Path, produced: set[Path]) -> None:
-    """Delete shards of an earlier build in this folder that this build did not write, and temporary
-    files a killed build left behind (outside `.staging/`)."""
+class _Produced(set):
+    """The files this build writes; each is recorded in the folder's ownership marker before it is
+    opened, so that a later build may remove it (and never anything else)."""
+
+    def __init__(self, output):
+        super().__init__()
+        self.output = output
+
+    def opening(self, path: Path) -> None:
+        self.output.will_write(path)
+
+
+#: Files of every release besides the shards (written with atomic_write_bytes).
+FIXED_FILES = ("meta/splits.json", "meta/topology.npz", "meta/info.json", "README.md")
+
+
+def _remove_stale(out_dir: Path, produced: set[Path], output) -> None:
+    """Delete the files an earlier build in this folder wrote that this build did not (shards of a
+    bigger split, ...) and temporary files a killed build left beside them. Only files listed in the
+    folder's ownership marker are removed; anything else under data/, raw/ or templates/ is left
+    where it is and named on stderr (it is not part of the release; `mmface4d validate` reports it)."""
+    keep = set(produced) | {out_dir / name for name in FIXED_FILES}
+    output.remove_written(keep, under=RELEASE_FOLDERS)
     for config in ("data", "raw", "templates"):
-        for path in sorted((out_dir / config).glob("**/*.parquet")):
-            if path not in produced:
-                path.unlink()
-    for folder in (out_dir, out_dir / "meta", out_dir / "data", out_dir / "raw", out_dir / "templates"):
-        for path in sorted(folder.glob("**/.*.tmp-*") if folder != out_dir else folder.glob(".*.tmp-*")):
-            path.unlink()
+        for relative in output.foreign_files(config):
+            print(f"mmface4d: {out_dir / relative} was not written by mmface4d; left in place, it is not part "
+                  "of the release (move it out of the folder)", file=sys.stderr)
 
 
 def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> dict:
@@ -601,6 +676,10 @@ def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> dict:
     for path in sorted(produced):
         relative = path.relative_to(out_dir).as_posix()
         files[relative] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        if path.suffix == ".parquet":  # the loader checks footers against these counts (loading.check_listed_shards)
+            import pyarrow.parquet as pq
+
+            files[relative]["rows"] = pq.ParquetFile(path).metadata.num_rows
     return {
         "format_version": FORMAT_VERSION,
         "writer": f"mmface4d-datasets {__version__}",

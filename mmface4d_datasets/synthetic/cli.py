@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     parser.add_argument("--subjects", type=whole_number(1), required=True, metavar="K", help="number of actors (1..999)")
     parser.add_argument("--sentences", type=whole_number(1), required=True, metavar="M",
                         help="sentences per actor, drawn balanced across the seven emotions (1..999)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder: new, empty, or an earlier synth output (created if missing)")
     parser.add_argument("--seed", type=seed, default=0, metavar="S", help="generation seed (default 0)")
     parser.add_argument("--vertices", type=whole_number(1), default=None, metavar="N",
                         help="vertex count of the embedded face model, 500..200000 (default: the model's default, 5023)")

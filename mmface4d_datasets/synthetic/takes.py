@@ -49,6 +49,8 @@ from mmface4d_datasets.synthetic.speech import SAMPLE_RATE, synthesize_speech
 #: Version of the generator's rules: bumped whenever the same seed would give different takes.
 GENERATOR_VERSION = "1"
 FPS = 30
+#: The kind of output a `mmface4d synth` folder is (mmface4d_datasets.output_folders).
+SYNTH_KIND = "synth"
 #: Durations of the paper's sentences (seconds); every take's audio lies within.
 MIN_DURATION, MAX_DURATION = 0.7, 11.4
 MAX_SUBJECTS = MAX_SENTENCES = 999
@@ -470,14 +472,17 @@ def generate_takes(out_dir, subjects: int, sentences: int, seed: int = 0, num_ve
         raise SynthesisError(f"workers must be an integer >= 1, got {workers!r}")
     model = _set_model(model, num_vertices)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SynthesisError(f"{out_dir}: exists and is not a folder")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SynthesisError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise SynthesisError(f"{out_dir}: the output folder is not writable")
+    from mmface4d_datasets.output_folders import output_folder
+
+    # New, empty or an earlier `synth` output only (mmface4d_datasets.output_folders; it also refuses
+    # a file or an unwritable folder); one writer at a time.
+    with output_folder(out_dir, SYNTH_KIND) as output:
+        output.will_write(out_dir / "manifest.csv")
+        return _generate_into(out_dir, subjects, sentences, seed, model, progress, workers)
+
+
+def _generate_into(out_dir: Path, subjects: int, sentences: int, seed: int, model, progress: bool,
+                   workers: int) -> list[Path]:
 
     from tqdm.auto import tqdm
 
