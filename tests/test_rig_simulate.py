@@ -247,3 +247,21 @@ def test_cli_refuses_a_foreign_folder_with_exit_2(tmp_path):
                           "--sentences", "1", "--out", str(tmp_path / "n"), "--resolution", "small", "--mkv"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "--mkv needs" in out.stderr
+
+
+def test_full_range_mjpg_frames_keep_their_levels_in_the_take_video(tmp_path):
+    """`rig convert` passes decoded MJPG frames (full-range yuvj422p) to the H.264 writer; their
+    levels must survive (they were stretched: 20 -> 5, 220 -> 238)."""
+    import av
+
+    from capture_rig.simulate import _jpeg
+    from mmface4d_datasets.take_files import ColourVideoWriter
+
+    ramp = np.zeros((64, 256, 3), np.uint8)
+    ramp[:] = np.arange(256, dtype=np.uint8)[None, :, None]
+    frame = av.CodecContext.create("mjpeg", "r").decode(av.Packet(_jpeg(ramp)))[0]
+    assert frame.format.name == "yuvj422p"
+    with ColourVideoWriter(tmp_path / "ramp.mp4", 256, 64) as writer:
+        writer.write(frame)
+    back = read_colour_video(tmp_path / "ramp.mp4")[0].astype(int)
+    assert np.abs(back[32, 8:248] - ramp[32, 8:248]).max() <= 3
