@@ -48,6 +48,8 @@ def register(subparsers) -> None:
                          help="H.264 constant rate factor of the colour videos, 0..51 (default 18)")
     convert.add_argument("--threads", type=int, default=0, metavar="N",
                          help="decoder/encoder threads (default: FFmpeg's choice)")
+    convert.add_argument("--workers", type=int, default=None, metavar="N",
+                         help="cameras converted at once (default: one per camera, at most one per CPU core)")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.set_defaults(func=_run_convert)
 
@@ -139,7 +141,8 @@ def _run_convert(args) -> int:
     if args.session:
         if args.recordings or args.take:
             raise RigError("--session converts a whole session: give no recordings and no --take")
-        summary = convert_session(args.session, args.out, crf=args.crf, progress=progress, threads=args.threads, log=log)
+        summary = convert_session(args.session, args.out, crf=args.crf, progress=progress, threads=args.threads,
+                                  workers=args.workers, log=log)
         print(json.dumps(summary, indent=2, sort_keys=True))
         return 1 if summary["failed"] else 0
     if not args.recordings or not args.take:
@@ -157,7 +160,7 @@ def _run_convert(args) -> int:
     metadata = {"subject_id": args.subject, "sentence_id": args.sentence, "text": args.text}
     report = convert_take(args.recordings, args.take, args.out, audio=args.audio, take_log=take_log,
                           camera_ids=camera_ids, metadata=metadata, crf=args.crf, progress=progress,
-                          threads=args.threads, log=log)
+                          threads=args.threads, workers=args.workers, log=log)
     print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
     return 0
 

@@ -117,7 +117,6 @@ class DepthRegistration:
         if depth_mm.shape != (h, w):
             raise ValueError(f"depth image is {depth_mm.shape[1]}x{depth_mm.shape[0]}, the depth camera is {w}x{h}")
         H, W = self.shape
-        out = np.full(H * W, np.iinfo(np.uint16).max, dtype=np.uint16)
         flat = np.flatnonzero(depth_mm.reshape(-1) > NO_DEPTH)
         if flat.size == 0:
             return np.zeros((H, W), dtype=np.uint16)
@@ -133,14 +132,19 @@ class DepthRegistration:
             lo = np.maximum(np.ceil(lo), 0)
             hi = np.minimum(np.minimum(np.floor(hi), lo + MAX_FOOTPRINT - 1), [W - 1, H - 1])
             ok = (hi[:, 0] >= lo[:, 0]) & (hi[:, 1] >= lo[:, 1]) & (z > 0)
-        lo, hi = lo[ok].astype(np.int64), hi[ok].astype(np.int64)
+        lo, hi = lo[ok].astype(np.int32), hi[ok].astype(np.int32)
         zz = np.clip(np.rint(z[ok]), 1, np.iinfo(np.uint16).max - 1).astype(np.uint16)
-        base = lo[:, 1] * W + lo[:, 0]
         extent = hi - lo  # footprint size - 1, per axis
-        for dv in range(int(extent[:, 1].max(initial=-1)) + 1):
-            rows = extent[:, 1] >= dv
-            for du in range(int(extent[:, 0].max(initial=-1)) + 1):
-                sel = rows & (extent[:, 0] >= du)
-                np.minimum.at(out, base[sel] + (dv * W + du), zz[sel])
+        size_v, size_u = int(extent[:, 1].max()) + 1, int(extent[:, 0].max()) + 1
+        # every footprint as a size_v x size_u block of cells; cells beyond a footprint go to a
+        # sink slot (index H * W), so that one scatter-minimum does the whole z-buffer
+        dv = np.arange(size_v, dtype=np.int32)[:, None]
+        du = np.arange(size_u, dtype=np.int32)[None, :]
+        cells = (lo[:, 1] * W + lo[:, 0])[:, None, None] + (dv * W + du)[None]
+        inside = (dv[None] <= extent[:, 1, None, None]) & (du[None] <= extent[:, 0, None, None])
+        cells[~inside] = H * W
+        out = np.full(H * W + 1, np.iinfo(np.uint16).max, dtype=np.uint16)
+        np.minimum.at(out, cells.reshape(-1), np.broadcast_to(zz[:, None, None], cells.shape).reshape(-1))
+        out = out[:-1]
         out[out == np.iinfo(np.uint16).max] = NO_DEPTH
         return out.reshape(H, W)

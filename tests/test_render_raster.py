@@ -199,3 +199,19 @@ def test_reused_outputs_equal_fresh_ones():
     np.testing.assert_array_equal(reused.triangle, fresh.triangle)
     np.testing.assert_allclose(reused.depth, fresh.depth, atol=1e-4)
     np.testing.assert_allclose(reused.barycentric, fresh.barycentric, atol=1e-6)
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="the numba back end needs the viz extra")
+def test_numba_shading_and_normals_match_numpy(monkeypatch):
+    from mmface4d_datasets.render import _numba, shading
+
+    camera = _camera(None, 200, 150)
+    v, tris = _sphere(0.2, np.array([0.0, 0.05, 1.0]), 24, 48)
+    colors = np.random.default_rng(1).uniform(0, 1, (len(v), 3))
+    fast_normals = shading.vertex_normals(v, tris)
+    fast = shade(rasterize(v, tris, camera, backend="numba"), v, tris, colors=colors)
+    monkeypatch.setattr(_numba, "available", lambda: False)
+    slow_normals = shading.vertex_normals(v, tris)
+    slow = shade(rasterize(v, tris, camera, backend="numpy"), v, tris, colors=colors)
+    np.testing.assert_allclose(fast_normals, slow_normals, atol=1e-12)
+    assert np.abs(fast.astype(int) - slow.astype(int)).max() <= 1

@@ -10,6 +10,8 @@ import threading
 import numpy as np
 
 _KERNEL = None
+_SHADE = None
+_NORMALS = None
 _TRIED = False
 
 
@@ -42,6 +44,7 @@ def _kernel():
         eu0, eu1, ev0, ev1 = W, -1, H, -1
         n = vc.shape[0]
         fx, skew, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
+        inv_fx, inv_fy = 1.0 / fx, 1.0 / fy
         x = np.empty(n)
         y = np.empty(n)
         u = np.empty(n)
@@ -113,8 +116,8 @@ def _kernel():
                         qx = rays[pix, 0]
                         qy = rays[pix, 1]
                     else:
-                        qy = (py - cy) / fy
-                        qx = (px - cx - skew * qy) / fx
+                        qy = (py - cy) * inv_fy
+                        qx = (px - cx - skew * qy) * inv_fx
                     w0 = E[0, 0] * qx + E[0, 1] * qy + E[0, 2]
                     if not (w0 <= 0):
                         continue
@@ -155,7 +158,65 @@ def _kernel():
                     zbuf[pix] = np.inf
         extent[0], extent[1], extent[2], extent[3] = eu0, eu1, ev0, ev1
 
+    @numba.njit(cache=True, nogil=True)
+    def shade_kernel(tri_img, bary, extent, W, triangles, normals, colors, has_colors, albedo, light, ambient, image):
+        for py in range(extent[2], extent[3] + 1):
+            for px in range(extent[0], extent[1] + 1):
+                pix = py * W + px
+                t = tri_img[pix]
+                if t < 0:
+                    continue
+                nx = 0.0
+                ny = 0.0
+                nz = 0.0
+                r = 0.0
+                g = 0.0
+                b = 0.0
+                for k in range(3):
+                    vtx = triangles[t, k]
+                    w = bary[pix, k]
+                    nx += w * normals[vtx, 0]
+                    ny += w * normals[vtx, 1]
+                    nz += w * normals[vtx, 2]
+                    if has_colors:
+                        r += w * colors[vtx, 0]
+                        g += w * colors[vtx, 1]
+                        b += w * colors[vtx, 2]
+                if not has_colors:
+                    r, g, b = albedo[0], albedo[1], albedo[2]
+                norm = max(np.sqrt(nx * nx + ny * ny + nz * nz), 1e-12)
+                lam = (nx * light[0] + ny * light[1] + nz * light[2]) / norm
+                f = ambient + (1.0 - ambient) * max(lam, 0.0)
+                image[pix, 0] = np.uint8(min(max(r * f * 255.0 + 0.5, 0.0), 255.0))
+                image[pix, 1] = np.uint8(min(max(g * f * 255.0 + 0.5, 0.0), 255.0))
+                image[pix, 2] = np.uint8(min(max(b * f * 255.0 + 0.5, 0.0), 255.0))
+
+    @numba.njit(cache=True, nogil=True)
+    def normals_kernel(v, tris, out):
+        out[:] = 0.0
+        for m in range(tris.shape[0]):
+            a, b, c = tris[m, 0], tris[m, 1], tris[m, 2]
+            e1x, e1y, e1z = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
+            e2x, e2y, e2z = v[c, 0] - v[a, 0], v[c, 1] - v[a, 1], v[c, 2] - v[a, 2]
+            nx = e1y * e2z - e1z * e2y
+            ny = e1z * e2x - e1x * e2z
+            nz = e1x * e2y - e1y * e2x
+            for k in range(3):
+                i = tris[m, k]
+                out[i, 0] += nx
+                out[i, 1] += ny
+                out[i, 2] += nz
+        for i in range(out.shape[0]):
+            n = np.sqrt(out[i, 0] ** 2 + out[i, 1] ** 2 + out[i, 2] ** 2)
+            if n > 0:
+                out[i, 0] /= n
+                out[i, 1] /= n
+                out[i, 2] /= n
+
     _KERNEL = kernel
+    global _SHADE, _NORMALS
+    _SHADE = shade_kernel
+    _NORMALS = normals_kernel
     return _KERNEL
 
 
@@ -191,3 +252,21 @@ def rasterize(vertices_cam, triangles, camera, rays, near, pad, out=None):
            rays if has_rays else np.zeros((1, 2)), has_rays, W, H, near, pad, _zbuffer(W * H),
            frags.triangle.reshape(-1), frags.barycentric.reshape(-1, 3), frags.depth.reshape(-1), frags.extent)
     return frags
+
+
+def shade(fragments, triangles, normals, colors, albedo, light, ambient, image):
+    """The numba twin of shading.shade's per-vertex-colour path (same formula), into ``image``."""
+    _kernel()
+    H, W = fragments.triangle.shape
+    has_colors = colors is not None
+    _SHADE(fragments.triangle.reshape(-1), fragments.barycentric.reshape(-1, 3), fragments.extent, W, triangles,
+           normals, np.ascontiguousarray(colors) if has_colors else np.zeros((1, 3)), has_colors, albedo, light,
+           ambient, image.reshape(-1, 3))
+
+
+def vertex_normals(vertices, triangles):
+    """The numba twin of shading.vertex_normals."""
+    _kernel()
+    out = np.empty((len(vertices), 3))
+    _NORMALS(np.ascontiguousarray(vertices, np.float64), np.ascontiguousarray(triangles, np.int64), out)
+    return out

@@ -190,9 +190,9 @@ def _rasterize_numpy(setup: _Setup, camera: Camera, rays):
         t, px, py = _candidates(box, counts, lo, hi)
         lo = hi
         pix = py * W + px
-        if rays is None:
-            qy = (py - K[1, 2]) / K[1, 1]
-            qx = (px - K[0, 2] - K[0, 1] * qy) / K[0, 0]
+        if rays is None:  # the numba kernel computes the same products
+            qy = (py - K[1, 2]) * (1.0 / K[1, 1])
+            qx = (px - K[0, 2] - K[0, 1] * qy) * (1.0 / K[0, 0])
         else:
             qx, qy = rays[pix, 0], rays[pix, 1]
         w = []
