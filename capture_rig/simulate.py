@@ -116,6 +116,13 @@ def _face_normals_cam(vertices_cam: np.ndarray, triangles: np.ndarray) -> np.nda
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
 
 
+def _tick(timings: dict, name: str, since: float) -> float:
+    """Add the CPU seconds since ``since`` to ``timings[name]``; return the time now."""
+    now = time.process_time()
+    timings[name] = timings.get(name, 0.0) + now - since
+    return now
+
+
 def _jpeg(image: np.ndarray) -> bytes:
     """One MJPG frame as the Kinect's colour camera sends it (4:2:2, FFmpeg's mjpeg at q 2)."""
     from fractions import Fraction
@@ -145,6 +152,8 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
     from mmface4d_datasets.take_files import ColourVideoWriter, DepthVideoWriter, write_landmarks
 
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+    clock = time.process_time()
     out_dir = Path(out_dir)
     noise = options.noise
     take = synthesize_take(subject_index, sentence_index, seed, model=model, num_vertices=options.num_vertices)
@@ -181,6 +190,7 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
     truth = np.matmul(canonical, poses[:, :3, :3].transpose(0, 2, 1)) + poses[:, None, :3, 3]
     truth32 = truth.astype(np.float32)
 
+    clock = _tick(timings, "truth", clock)
     # ---- scene, cameras, clocks
     rng_scene = _rng(seed, subject_index, 0, 3)
     scenery = Scenery(model, rng_scene, poses[0])
@@ -193,7 +203,9 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
     colours = np.concatenate([face_colours, scenery.rigid_colours, scenery.static_colours])
     face_count = len(faces)
     rigid_world = np.matmul(scenery.rigid_vertices[None], poses[:, :3, :3].transpose(0, 2, 1)) + poses[:, None, :3, 3]
+    clock = _tick(timings, "scenery", clock)
     devices = [_Device(c, options.resolution) for c in range(3)]
+    clock = _tick(timings, "cameras_and_registration_setup", clock)
     rng_clock = _rng(seed, subject_index, sentence_index, 4)
     jitter_s = rng_clock.uniform(-0.5, 0.5, size=(3, T)) * noise.clock_jitter_ms / 1000.0
     jitter_s[1] = 0.0  # camera 1 is the clock reference
@@ -225,12 +237,14 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
             with DepthVideoWriter(staging / f"{take_id}_{c}.nut", W, H, fps=FPS) as depth_out, \
                     ColourVideoWriter(staging / f"{take_id}_{c}.mp4", W, H, fps=FPS, threads=1) as colour_out:
                 for k in range(T):
+                    clock = time.process_time()
                     t_frames = k + jitter_s[c, k] * FPS
                     face = _interpolate(truth, t_frames)
                     rigid = _interpolate(rigid_world, t_frames)
                     vertices = np.concatenate([face, rigid, scenery.static_vertices])
                     # colour
                     fragments = rasterize(vertices, triangles, colour_cam, checked=True)
+                    clock = _tick(timings, "render_colour", clock)
                     vertices_cam = colour_cam.to_camera(vertices)
                     image = shade(fragments, vertices_cam, triangles, colors=colours, light=light_cam,
                                   ambient=0.3, background=(0, 0, 0))
@@ -239,8 +253,10 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
                     true_landmarks[c, k] = uv
                     visible_landmarks[c, k] = visible
                     detected[k] = landmark_noise(uv, visible, noise, rng_landmarks[c])
+                    clock = _tick(timings, "shade_and_landmarks", clock)
                     # depth, in the depth camera
                     dfrag = rasterize(vertices, triangles, depth_cam, checked=True)
+                    clock = _tick(timings, "render_depth", clock)
                     dverts = depth_cam.to_camera(vertices)
                     mask = dfrag.triangle >= 0
                     cos_incidence = np.zeros(dfrag.depth.shape)
@@ -248,10 +264,15 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
                     rays = device.depth_rays[mask.reshape(-1)]
                     cos_incidence[mask] = np.abs(np.nan_to_num((normals * rays).sum(axis=1)))
                     raw = depth_noise(dfrag.depth, cos_incidence, noise, rng_depth[c])
-                    depth_out.write(device.registration(raw))
+                    clock = _tick(timings, "depth_noise", clock)
+                    registered = device.registration(raw)
+                    clock = _tick(timings, "registration", clock)
+                    depth_out.write(registered)
                     colour_out.write(image)
+                    clock = _tick(timings, "encode_take_videos", clock)
                     if options.mkv:
                         jpegs.append(_jpeg(image))
+                        clock = _tick(timings, "encode_mjpg", clock)
                         raw_depths.append(raw)
                         stamps.append(1_000_000 + int(round(k * 1e6 / FPS)))
             write_landmarks(staging / f"{take_id}_{c}.landmarks.npy", detected)
@@ -332,6 +353,7 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
     residual = projector.residual_rms(subject_detail) * 1000.0
     return {"take_id": take_id, "frames": T, "seconds": round(seconds, 3),
             "seconds_per_frame": round(seconds / max(T, 1), 4), "face_triangles": face_count,
+            "cpu_seconds": {k: round(v, 3) for k, v in timings.items()},
             "subject_detail_out_of_span_mm": round(residual, 4)}
 
 
