@@ -15,7 +15,7 @@ The depth camera's rays and each pixel's footprint shape depend only on the came
 footprint is computed at a nominal depth; the 32 mm baseline changes its size by under 1 % over
 the working range), so :class:`DepthRegistration` computes them once (the iterative lens
 inversion is the slow part) and each frame costs one forward
-projection per measured pixel and one scatter-minimum per footprint cell.
+projection per measured pixel and a scatter-minimum over the footprints' cells.
 """
 
 from __future__ import annotations
@@ -135,16 +135,18 @@ class DepthRegistration:
         lo, hi = lo[ok].astype(np.int32), hi[ok].astype(np.int32)
         zz = np.clip(np.rint(z[ok]), 1, np.iinfo(np.uint16).max - 1).astype(np.uint16)
         extent = hi - lo  # footprint size - 1, per axis
-        size_v, size_u = int(extent[:, 1].max()) + 1, int(extent[:, 0].max()) + 1
-        # every footprint as a size_v x size_u block of cells; cells beyond a footprint go to a
-        # sink slot (index H * W), so that one scatter-minimum does the whole z-buffer
-        dv = np.arange(size_v, dtype=np.int32)[:, None]
-        du = np.arange(size_u, dtype=np.int32)[None, :]
-        cells = (lo[:, 1] * W + lo[:, 0])[:, None, None] + (dv * W + du)[None]
-        inside = (dv[None] <= extent[:, 1, None, None]) & (du[None] <= extent[:, 0, None, None])
-        cells[~inside] = H * W
-        out = np.full(H * W + 1, np.iinfo(np.uint16).max, dtype=np.uint16)
-        np.minimum.at(out, cells.reshape(-1), np.broadcast_to(zz[:, None, None], cells.shape).reshape(-1))
-        out = out[:-1]
+        base = lo[:, 1] * W + lo[:, 0]
+        out = np.full(H * W, np.iinfo(np.uint16).max, dtype=np.uint16)
+        # footprints grouped by their shape (a handful: 1x1 .. 4x4 pixels), each group scattered at
+        # once into a z-buffer by a scatter-minimum over exactly its cells
+        shape_code = extent[:, 1] * MAX_FOOTPRINT + extent[:, 0]
+        order = np.argsort(shape_code, kind="stable")
+        codes, starts = np.unique(shape_code[order], return_index=True)
+        for code, begin, end in zip(codes.tolist(), starts.tolist(), [*starts[1:].tolist(), order.size]):
+            ev, eu = divmod(code, MAX_FOOTPRINT)
+            offsets = (np.arange(ev + 1, dtype=np.int32)[:, None] * W + np.arange(eu + 1, dtype=np.int32)).reshape(-1)
+            members = order[begin:end]
+            cells = base[members][:, None] + offsets
+            np.minimum.at(out, cells.reshape(-1), np.repeat(zz[members], offsets.size))
         out[out == np.iinfo(np.uint16).max] = NO_DEPTH
         return out.reshape(H, W)

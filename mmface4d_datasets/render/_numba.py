@@ -29,6 +29,33 @@ def _kernel():
     except ImportError:
         return None
 
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def edge(x, y, i, j):
+        """Coefficients (A, B, C) of the edge function from vertex i to j, w = A qx + B qy + C,
+        computed in the canonical order (lower index first) and negated when swapped (raster.py)."""
+        sign = 1.0
+        if i > j:
+            i, j, sign = j, i, -1.0
+        return (sign * -(y[j] - y[i]), sign * (x[j] - x[i]), sign * ((y[j] - y[i]) * x[i] - (x[j] - x[i]) * y[i]))
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _span(A, B, C, inv_fx, q0, qy, lo, hi):
+        """Narrow [lo, hi] to the pixels of a row where A qx + B qy + C <= 0 may hold, with
+        qx = px inv_fx + q0 (the exact test still decides each pixel)."""
+        a = A * inv_fx
+        b = A * q0 + B * qy + C
+        if a > 0:
+            t = -b / a + 1e-6
+            if t < hi:
+                hi = lo - 1 if t < lo else int(np.floor(t))
+        elif a < 0:
+            t = -b / a - 1e-6
+            if t > lo:
+                lo = hi + 1 if t > hi else int(np.ceil(t))
+        elif b > 1e-12:
+            lo = hi + 1
+        return lo, hi
+
     @numba.njit(cache=True, nogil=True)
     def kernel(vc, tris, K, dist, has_dist, radius, rays, has_rays, W, H, near, pad, zbuf, tri_out, bary_out,
                depth_out, extent):
@@ -76,8 +103,6 @@ def _kernel():
             u[i] = fx * xd + skew * yd + cx
             v[i] = fy * yd + cy
             ok[i] = np.isfinite(u[i]) and np.isfinite(v[i])
-        E = np.empty((3, 3))
-        izt = np.empty(3)
         for m in range(tris.shape[0]):
             c0, c1, c2 = tris[m, 0], tris[m, 1], tris[m, 2]
             if not (ok[c0] and ok[c1] and ok[c2]):
@@ -97,20 +122,22 @@ def _kernel():
             v1 = min(int(np.floor(vmax + pad)), H - 1)
             if u1 < u0 or v1 < v0:
                 continue
-            corners = (c0, c1, c2)
-            for k in range(3):
-                i = corners[(k + 1) % 3]
-                j = corners[(k + 2) % 3]
-                sign = 1.0
-                if i > j:
-                    i, j = j, i
-                    sign = -1.0
-                E[k, 0] = sign * -(y[j] - y[i])
-                E[k, 1] = sign * (x[j] - x[i])
-                E[k, 2] = sign * ((y[j] - y[i]) * x[i] - (x[j] - x[i]) * y[i])
-                izt[k] = iz[corners[k]]
+            # edge functions opposite each vertex, held in scalars
+            e00, e01, e02 = edge(x, y, c1, c2)
+            e10, e11, e12 = edge(x, y, c2, c0)
+            e20, e21, e22 = edge(x, y, c0, c1)
+            iz0, iz1, iz2 = iz[c0], iz[c1], iz[c2]
             for py in range(v0, v1 + 1):
-                for px in range(u0, u1 + 1):
+                lo, hi = u0, u1
+                if not has_rays:
+                    # pinhole: along a row each edge function is linear in px, so only the span
+                    # where all three may be <= 0 (widened by 1e-6 px) is tested, exactly, below
+                    qy_row = (py - cy) * inv_fy
+                    q0 = (-cx - skew * qy_row) * inv_fx
+                    lo, hi = _span(e00, e01, e02, inv_fx, q0, qy_row, lo, hi)
+                    lo, hi = _span(e10, e11, e12, inv_fx, q0, qy_row, lo, hi)
+                    lo, hi = _span(e20, e21, e22, inv_fx, q0, qy_row, lo, hi)
+                for px in range(lo, hi + 1):
                     pix = py * W + px
                     if has_rays:
                         qx = rays[pix, 0]
@@ -118,19 +145,19 @@ def _kernel():
                     else:
                         qy = (py - cy) * inv_fy
                         qx = (px - cx - skew * qy) * inv_fx
-                    w0 = E[0, 0] * qx + E[0, 1] * qy + E[0, 2]
+                    w0 = e00 * qx + e01 * qy + e02
                     if not (w0 <= 0):
                         continue
-                    w1 = E[1, 0] * qx + E[1, 1] * qy + E[1, 2]
+                    w1 = e10 * qx + e11 * qy + e12
                     if not (w1 <= 0):
                         continue
-                    w2 = E[2, 0] * qx + E[2, 1] * qy + E[2, 2]
+                    w2 = e20 * qx + e21 * qy + e22
                     if not (w2 <= 0):
                         continue
                     s = (w0 + w1) + w2
-                    a0 = w0 / s * izt[0]
-                    a1 = w1 / s * izt[1]
-                    a2 = w2 / s * izt[2]
+                    a0 = w0 / s * iz0
+                    a1 = w1 / s * iz1
+                    a2 = w2 / s * iz2
                     d = 1.0 / ((a0 + a1) + a2)
                     old = zbuf[pix]
                     if d < old or (d == old and m < tri_out[pix]):

@@ -293,7 +293,16 @@ def rasterize_views(vertices, triangles, cameras, *, frame: str = "reference", b
 
     if backend != "numba" or threads <= 1:
         return [one(k) for k in range(len(cameras))]
-    from concurrent.futures import ThreadPoolExecutor
+    return list(_pool(threads).map(one, range(len(cameras))))
 
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(one, range(len(cameras))))
+
+_POOLS: dict = {}
+
+
+def _pool(threads: int):
+    """A lasting thread pool per size (its threads keep their z-buffers between frames)."""
+    if threads not in _POOLS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="mmface4d-render")
+    return _POOLS[threads]
