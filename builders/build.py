@@ -45,6 +45,7 @@ class BuildSummary:
     skipped: list[SkippedTake] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     manifest_unmatched: list[str] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)  # takes of withdrawn actors, left out
 
     def as_dict(self) -> dict:
         return asdict(self) | {"num_sequences": len(self.sequences), "num_skipped": len(self.skipped)}
@@ -106,7 +107,8 @@ def forget_stale_staging(out: Path, fingerprint: str, *, log=print) -> bool:
 
 
 def run_writer(sources, out_dir, *, topology, source_description: str, on_error: str, seed: int,
-               progress: bool, writer_options: dict, manifest_unmatched=(), card_info: dict | None = None) -> BuildSummary:
+               progress: bool, writer_options: dict, manifest_unmatched=(), card_info: dict | None = None,
+               withdrawn=()) -> BuildSummary:
     """Hand ``sources`` to the core's writer and turn its report into a :class:`BuildSummary`.
 
     ``card_info``: extra dataset-card fields for the writer (``pretty_name``, ...); ``source`` is
@@ -129,6 +131,7 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
         skipped=[SkippedTake(str(key), str(message)) for key, message in report.skipped],
         resumed=list(report.resumed),
         manifest_unmatched=list(manifest_unmatched),
+        withdrawn=list(withdrawn),
     )
     atomic_write_bytes(out / REPORT_NAME, json_bytes(summary.as_dict()))
     return summary
@@ -137,8 +140,13 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
 def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
                   bfm_info: str | os.PathLike | None = None, on_error: str = "stop", raw: bool = True, seed: int = 0,
                   max_error: float | None = None, shard_size_bytes: int | None = None, progress: bool = True,
-                  duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S) -> BuildSummary:
+                  duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S,
+                  withdrawals: str | os.PathLike | None = None) -> BuildSummary:
     """Build a release in ``out_dir`` from the takes under ``source`` (the authors' layout).
+
+    ``withdrawals``: a withdrawal list (``capture_rig.consent``; a consent registry folder or its
+    ``withdrawals.json``): every take whose subject is on it is left out of the release, and the
+    summary lists those takes under ``withdrawn``.
 
     See :func:`builders.sources.scan_source` for ``manifest``, ``bfm_info``, ``raw`` and the checks.
     ``on_error``: ``"stop"`` raises the first bad take's error (naming it); ``"skip"`` leaves bad
@@ -150,6 +158,7 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
     writer_options = _writer_options(max_error, shard_size_bytes)
     plan = scan_source(source, manifest=manifest, bfm_info=bfm_info, raw=raw,
                        duration_tolerance_s=duration_tolerance_s, progress=progress)
+    withdrawn = _leave_out_withdrawn(plan, withdrawals) if withdrawals is not None else []
     if on_error == "stop" and plan.problems:
         # Fail before anything is written, naming every take the scan found bad.
         listed = [plan.problems[key] for key in sorted(plan.problems)]
@@ -159,7 +168,19 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
     return run_writer(plan.sources, out_dir, topology=plan.topology,
                       source_description=f"takes in the authors' layout ({len(plan.sources)} found)",
                       on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
-                      manifest_unmatched=plan.manifest_unmatched)
+                      manifest_unmatched=plan.manifest_unmatched, withdrawn=withdrawn)
+
+
+def _leave_out_withdrawn(plan, withdrawals) -> list[str]:
+    """Drop from ``plan.sources`` the takes of actors on the withdrawal list; returns their take ids."""
+    from capture_rig.consent import read_withdrawals
+
+    actors = read_withdrawals(withdrawals)
+    out = [s.key for s in plan.sources if s.metadata is not None and s.metadata.subject_id in actors]
+    plan.sources = [s for s in plan.sources if s.key not in set(out)]
+    if not plan.sources:
+        raise MMFace4DError(f"{plan.root}: every take belongs to a withdrawn actor ({len(out)} left out); nothing to build")
+    return out
 
 
 def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, sentences: int, seed: int = 0,

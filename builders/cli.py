@@ -60,6 +60,9 @@ def register(subparsers) -> None:
     release.add_argument("--no-raw", action="store_true",
                          help="do not read camera calibrations and 2-D landmarks (the raw config's rows "
                               "then list no camera)")
+    release.add_argument("--withdrawals", metavar="FILE", default=None,
+                         help="withdrawal list (a consent registry folder or its withdrawals.json, see "
+                              "`mmface4d rig consent`): the takes of withdrawn actors are left out and counted")
     _add_writer_options(release)
     release.set_defaults(func=_run_release)
 
@@ -122,7 +125,10 @@ def _run_release(args) -> int:
     # Progress and notes go to stderr, so that stdout holds only the JSON summary.
     with contextlib.redirect_stdout(sys.stderr):
         report = build_release(args.source, args.out, manifest=args.manifest, bfm_info=args.bfm_info,
-                               on_error=args.on_error, raw=not args.no_raw, **_writer_options(args))
+                               on_error=args.on_error, raw=not args.no_raw, withdrawals=args.withdrawals,
+                               **_writer_options(args))
+    if args.withdrawals is not None:
+        print(f"mmface4d build: {len(report.withdrawn)} take(s) of withdrawn actors left out", file=sys.stderr)
     return _print_summary(report)
 
 

@@ -1,0 +1,201 @@
+"""``mmface4d rig``: convert Azure Kinect recordings to takes, plan sessions, consent, record.
+
+Only the standard library is imported here (every ``mmface4d`` call loads this module; the
+recording environment has no main dependencies). ``record`` runs in the recording environment
+(docs/rig.md); the others in the main one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    rig = subparsers.add_parser(
+        "rig", help="the recording side: Azure Kinect recordings to takes, session plans, consent, the recorder",
+        description="The capture rig (three Azure Kinect DK cameras and a microphone). `convert` turns the "
+                    "recordings into a take on the CPU; `plan` makes an actor's session plan; `consent` keeps "
+                    "consent records and the withdrawal list; `record` runs the prompter and the recorder (in "
+                    "the recording environment, see docs/rig.md).")
+    commands = rig.add_subparsers(dest="rig_command", metavar="SUBCOMMAND")
+    rig.set_defaults(func=lambda args: (rig.print_help(), 2)[1])
+
+    convert = commands.add_parser(
+        "convert", help="Azure Kinect recordings (MKV) + WAV -> a take folder",
+        description="Convert one take's recordings (one to three MKV files from the Azure Kinect recorder, in "
+                    "camera order) into OUT/ID/: ID_c.json (calibration), ID_c.nut (depth registered to colour, "
+                    "FFV1 gray16le mm), ID_c.mp4 (H.264), ID.wav (aligned to video frame 0), ID.meta.json. "
+                    "With --session, convert every take of a recording session not yet in OUT. Frames are "
+                    "matched by device timestamps; a frame missing in one camera is reported and written as "
+                    "no depth / black, never shifted. The take appears only when complete.")
+    convert.add_argument("recordings", nargs="*", metavar="REC.mkv", help="recordings of cameras 0, 1, 2 (1 to 3)")
+    convert.add_argument("--take", metavar="ID", help="six-digit take id (not with --session)")
+    convert.add_argument("--session", metavar="DIR", help="a recording session folder (takes/ID/ID_c.mkv ...)")
+    convert.add_argument("--out", required=True, metavar="DIR", help="folder the take folder(s) go into")
+    convert.add_argument("--audio", metavar="WAV", help="the take's speech, 16 kHz mono")
+    convert.add_argument("--take-log", metavar="JSON",
+                         help="the recorder's ID.take.json (audio timing, subject, sentence); default: beside "
+                              "the first recording when present")
+    convert.add_argument("--camera-ids", metavar="C,C,C",
+                         help="camera index of each recording (default 0,1,2 in order; camera 1 is the frontal "
+                              "reference)")
+    convert.add_argument("--subject", metavar="ID", help="subject id for ID.meta.json")
+    convert.add_argument("--sentence", metavar="ID", help="sentence id for ID.meta.json (its prefix is the emotion)")
+    convert.add_argument("--text", help="the sentence's text for ID.meta.json")
+    convert.add_argument("--crf", type=int, default=None, metavar="N",
+                         help="H.264 constant rate factor of the colour videos, 0..51 (default 18)")
+    convert.add_argument("--threads", type=int, default=0, metavar="N",
+                         help="decoder/encoder threads (default: FFmpeg's choice)")
+    convert.add_argument("--quiet", action="store_true", help="no progress bar")
+    convert.set_defaults(func=_run_convert)
+
+    plan = commands.add_parser(
+        "plan", help="make an actor's session plan (sentences balanced over the seven emotions)",
+        description="Draw N sentences (default 100) from the corpus for one actor, balanced over the seven "
+                    "emotions, with consecutive six-digit take ids from --first-take; writes the plan JSON "
+                    "that `mmface4d rig record` prompts from.")
+    plan.add_argument("--actor", required=True, help="actor id (the takes' subject_id)")
+    plan.add_argument("--first-take", type=int, required=True, metavar="N", help="take id of the first sentence")
+    plan.add_argument("--sentences", type=int, default=100, metavar="N", help="sentences in the plan (default 100)")
+    plan.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    plan.add_argument("--out", required=True, metavar="PLAN.json", help="file to write")
+    plan.set_defaults(func=_run_plan)
+
+    consent = commands.add_parser(
+        "consent", help="record consent, withdraw an actor, or show an actor's status",
+        description="Consent records live in a registry folder: REGISTRY/consent/ACTOR.json and "
+                    "REGISTRY/withdrawals.json. Recording needs a record; `mmface4d build release "
+                    "--withdrawals REGISTRY/withdrawals.json` leaves withdrawn actors' takes out.")
+    consent.add_argument("action", choices=("add", "withdraw", "show"))
+    consent.add_argument("--registry", required=True, metavar="DIR")
+    consent.add_argument("--actor", required=True)
+    consent.add_argument("--date", help="YYYY-MM-DD (add, withdraw)")
+    consent.add_argument("--scope", help="comma-separated uses granted (add): research_release, internal_research, "
+                                         "audio, face_geometry, colour_video_internal")
+    consent.add_argument("--note", default="", help="free text kept with the record")
+    consent.set_defaults(func=_run_consent)
+
+    record = commands.add_parser(
+        "record", help="prompt and record a session (recording environment)",
+        description="Run an actor's session: check consent, show each sentence on the terminal, record the "
+                    "three cameras (one MKV each, subordinates started before the master, 160/320 us "
+                    "staggered) and the microphone (16 kHz mono float32) per take, and resume where a "
+                    "stopped session left off. Keys: r record/stop, t retake, s skip, b mark bad, q quit. "
+                    "Needs the recording environment (./setup-rig.sh; docs/rig.md).")
+    record.add_argument("--session", required=True, metavar="DIR", help="session folder (created or resumed)")
+    record.add_argument("--plan", required=True, metavar="PLAN.json", help="from `mmface4d rig plan`")
+    record.add_argument("--registry", required=True, metavar="DIR", help="consent registry")
+    record.add_argument("--serials", metavar="S0,S1,S2", help="serial numbers of cameras 0, 1, 2 (default: by cabling)")
+    record.add_argument("--cameras", type=int, default=3, choices=(1, 2, 3), help="number of cameras (default 3)")
+    record.add_argument("--microphone", default=None, help="sounddevice input device (default: the system's)")
+    record.add_argument("--simulate", action="store_true",
+                        help="use simulated devices and microphone (no hardware; writes placeholder recordings)")
+    record.set_defaults(func=_run_record)
+
+
+def _run_convert(args) -> int:
+    from pathlib import Path
+
+    from capture_rig.convert import TAKE_LOG_SUFFIX, convert_session, convert_take
+    from capture_rig.errors import RigError
+
+    progress = not args.quiet
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    if args.session:
+        if args.recordings or args.take:
+            raise RigError("--session converts a whole session: give no recordings and no --take")
+        summary = convert_session(args.session, args.out, crf=args.crf, progress=progress, threads=args.threads, log=log)
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return 1 if summary["failed"] else 0
+    if not args.recordings or not args.take:
+        raise RigError("give the recordings (1 to 3 MKV files) and --take ID, or --session DIR")
+    take_log = args.take_log
+    if take_log is None:
+        candidate = Path(args.recordings[0]).parent / f"{args.take}{TAKE_LOG_SUFFIX}"
+        take_log = candidate if candidate.is_file() else None
+    camera_ids = None
+    if args.camera_ids:
+        try:
+            camera_ids = [int(c) for c in args.camera_ids.split(",")]
+        except ValueError:
+            raise RigError(f"--camera-ids must be numbers like 0,1,2, got {args.camera_ids!r}") from None
+    metadata = {"subject_id": args.subject, "sentence_id": args.sentence, "text": args.text}
+    report = convert_take(args.recordings, args.take, args.out, audio=args.audio, take_log=take_log,
+                          camera_ids=camera_ids, metadata=metadata, crf=args.crf, progress=progress,
+                          threads=args.threads, log=log)
+    print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+    return 0
+
+
+def _run_plan(args) -> int:
+    from capture_rig.plan import make_plan, write_plan
+
+    plan = make_plan(args.actor, first_take=args.first_take, sentences=args.sentences, seed=args.seed)
+    write_plan(args.out, plan)
+    counts = {}
+    for item in plan["items"]:
+        counts[item["emotion"]] = counts.get(item["emotion"], 0) + 1
+    print(json.dumps({"plan": args.out, "actor_id": args.actor, "sentences": len(plan["items"]),
+                      "per_emotion": counts}, indent=2, sort_keys=True))
+    return 0
+
+
+def _run_consent(args) -> int:
+    from capture_rig import consent
+    from capture_rig.errors import ConsentError
+
+    if args.action == "add":
+        if not args.date or not args.scope:
+            raise ConsentError("consent add needs --date and --scope")
+        record = consent.record_consent(args.registry, args.actor, args.date, args.scope.split(","), args.note)
+        print(json.dumps(record.as_dict(), indent=2, sort_keys=True))
+    elif args.action == "withdraw":
+        if not args.date:
+            raise ConsentError("consent withdraw needs --date")
+        consent.withdraw(args.registry, args.actor, args.date, args.note)
+        print(f"actor {args.actor} is on the withdrawal list of {args.registry}")
+    else:
+        withdrawn = consent.read_withdrawals(args.registry).get(args.actor)
+        try:
+            record = consent.read_consent(args.registry, args.actor).as_dict()
+        except ConsentError as exc:
+            record = {"error": str(exc)}
+        print(json.dumps({"consent": record, "withdrawn": withdrawn}, indent=2, sort_keys=True))
+    return 0
+
+
+def _run_record(args) -> int:
+    from capture_rig.errors import RigError
+    from capture_rig.recorder.session import open_session, run_session
+
+    session = open_session(args.session, args.plan, args.registry)
+    if args.simulate:
+        from capture_rig.recorder.audio import SimulatedMicrophone
+        from capture_rig.recorder.double import SimulatedK4A, daisy_chain
+
+        k4a, microphone = SimulatedK4A(daisy_chain(args.cameras), pace=True), SimulatedMicrophone()
+    else:
+        try:
+            import pyk4a as k4a
+        except ImportError as exc:
+            raise RigError(f"pyk4a cannot be imported ({exc}); `mmface4d rig record` runs in the recording "
+                           "environment: ./setup-rig.sh, then .venv-rig/bin/mmface4d rig record ... (docs/rig.md)") from None
+        from capture_rig.recorder.audio import Microphone
+
+        microphone = Microphone(args.microphone)
+    from capture_rig.recorder.rig import Rig
+
+    rig = Rig.open(k4a, microphone, cameras=args.cameras, serials=args.serials.split(",") if args.serials else None)
+    import curses
+
+    from capture_rig.recorder.screen import CursesScreen
+
+    def main(stdscr):
+        screen = CursesScreen(stdscr)
+        return run_session(session, rig, args.session, screen.key, screen.draw)
+
+    counts = curses.wrapper(main)
+    print(json.dumps(counts, indent=2, sort_keys=True))
+    return 0
