@@ -358,6 +358,7 @@ def write_reconstruction(out: Path, take, result: Reconstruction) -> Path:
         shutil.copyfile(wav, staging / f"{take_id}.wav")
         meta = dict(take.meta)
         meta.setdefault("take_id", take_id)
+        meta["topology"] = result.report["face_model"]  # the release builder reads the topology from here
         meta["reconstruction"] = {"face_model": result.report["face_model"], "report": "fit_report.json",
                                   "extrinsics": result.report["extrinsics"]}
         (staging / f"{take_id}.meta.json").write_bytes(json_bytes(meta))
