@@ -33,8 +33,6 @@ def adam_track_frame(problem: fitting.Problem, start: fitting.Params, views, wei
     """Returns (params, iterations, seconds, energy trace) (see the module docstring)."""
     import torch
 
-    from mmface4d_datasets.facemodel.topology import vertex_normals
-
     t0 = time.perf_counter()
     dt = torch.float64
     ki = problem.ki
@@ -70,7 +68,7 @@ def adam_track_frame(problem: fitting.Problem, start: fitting.Params, views, wei
         if matches is None or (it - 1) % refresh == 0:
             p = params_now()
             X = problem.vertices(p)
-            matches = fitting.depth_matches(problem, views, X, vertex_normals(X, problem.model.triangles), gate)
+            matches = fitting.depth_matches(problem, views, X, problem.normals(X), gate)
             tm = [(torch.from_numpy(m.pos), torch.from_numpy(m.point).to(dt), torch.from_numpy(m.normal).to(dt))
                   for m in matches if len(m.pos)]
         opt.zero_grad()
@@ -96,10 +94,8 @@ def adam_track_frame(problem: fitting.Problem, start: fitting.Params, views, wei
 
 def frame_energy(problem: fitting.Problem, p: fitting.Params, views, weights: fitting.Weights, gate: float = 0.005) -> float:
     """The stage-2 energy of ``p`` with depth correspondences made at ``p`` (numpy; for comparing solvers)."""
-    from mmface4d_datasets.facemodel.topology import vertex_normals
-
     X = problem.vertices(p)
-    matches = fitting.depth_matches(problem, views, X, vertex_normals(X, problem.model.triangles), gate)
+    matches = fitting.depth_matches(problem, views, X, problem.normals(X), gate)
     w2 = fitting.Weights(**{**weights.__dict__, "landmarks_3d": weights.landmarks_3d_stage2})
     free = fitting.free_mask(problem)
     return float(fitting.assemble(problem, p, views, matches, w2, free, want_jacobian=False).total)

@@ -116,6 +116,13 @@ class Problem:
         self.mean = np.asarray(model.mean, np.float32)
         self.K = self.ki + self.ke
 
+    @property
+    def normals(self) -> "Normals":
+        """Vertex normals of the model's topology (built on first use)."""
+        if "_normals" not in self.__dict__:
+            self.__dict__["_normals"] = Normals(self.model.triangles, self.model.num_vertices)
+        return self.__dict__["_normals"]
+
     def basis_columns(self, free: np.ndarray) -> np.ndarray:
         """The subset's basis (S, 3, k) restricted to the free coefficients (cached per mask)."""
         key = free[7:].tobytes()
@@ -137,6 +144,25 @@ class Problem:
     def vertices(self, p: Params) -> np.ndarray:
         """(N, 3) float64 metres in camera 1's frame."""
         return p.scale * self.local_full(p) @ p.R.T + p.t
+
+
+class Normals:
+    """Area-weighted unit vertex normals of one topology, with the triangle-to-vertex incidence built
+    once (the same formula as ``mmface4d_datasets.facemodel.topology.vertex_normals``)."""
+
+    def __init__(self, triangles, num_vertices: int):
+        from scipy import sparse
+
+        self.tri = np.asarray(triangles, dtype=np.int64)
+        F = len(self.tri)
+        self.incidence = sparse.csr_matrix((np.ones(3 * F), (self.tri.T.ravel(), np.tile(np.arange(F), 3))),
+                                           shape=(num_vertices, F))
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        a, b, c = X[self.tri[:, 0]], X[self.tri[:, 1]], X[self.tri[:, 2]]
+        n = self.incidence @ np.cross(b - a, c - a)
+        length = np.linalg.norm(n, axis=1, keepdims=True)
+        return np.divide(n, length, out=np.zeros_like(n), where=length > 0)
 
 
 # ----------------------------------------------------------------------------- correspondences

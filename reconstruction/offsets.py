@@ -80,3 +80,17 @@ def offset_targets(views, X: np.ndarray, normals: np.ndarray, ids: np.ndarray, g
     tau = np.zeros_like(X)
     tau[observed] = -(total[observed] / count[observed])[:, None] * normals[observed]
     return tau, observed
+
+
+_SOLVERS: dict = {}
+
+
+def offset_solver(model) -> OffsetSolver:
+    """The factorised stage-3 system of ``model``'s topology with the default weights, made once per
+    process (the matrix depends on the topology only, so every take of a topology shares it)."""
+    key = (model.topology, model.num_vertices, DATA, LAPLACIAN, EDGE, OFFSET)
+    if key not in _SOLVERS:
+        if len(_SOLVERS) >= 4:
+            _SOLVERS.pop(next(iter(_SOLVERS)))
+        _SOLVERS[key] = OffsetSolver(model.triangles, model.num_vertices)
+    return _SOLVERS[key]

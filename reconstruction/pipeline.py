@@ -57,7 +57,7 @@ class Options:
     first_stage2_steps: int = 5
     track_stage1_steps: int = 2
     track_stage2_rounds: int = 2
-    track_stage2_steps: int = 3
+    track_stage2_steps: int = 2
     track_depth_stride: int = 3
     gates_m: tuple = (0.02, 0.01, 0.005)
     weights: fitting.Weights = field(default_factory=fitting.Weights)
@@ -132,10 +132,8 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
     """Fit ``take`` (a :class:`~reconstruction.take_input.TakeInput`) with ``model`` (a core
     FaceModel). ``progress``: an object with ``update(n)`` (a tqdm bar) or None. Raises
     :class:`FaceLostError`, :class:`FitDivergedError` or :class:`ReconstructionError`."""
-    from mmface4d_datasets.facemodel.topology import vertex_normals
-
     from reconstruction.align import align_cameras
-    from reconstruction.offsets import OffsetSolver, offset_targets
+    from reconstruction.offsets import offset_solver, offset_targets
 
     options = options or Options()
     w = options.weights
@@ -175,7 +173,10 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
     N = model.num_vertices
     depth_ids = np.sort(rng.choice(N, size=min(options.depth_samples, N), replace=False))
     problem = fitting.Problem(model, depth_ids)
-    solver = OffsetSolver(model.triangles, N) if options.stage3 else None
+    t0 = time.perf_counter()
+    solver = offset_solver(model) if options.stage3 else None
+    report["offset_factorisation_seconds"] = round(time.perf_counter() - t0, 4)
+    vertex_normals = problem.normals
     all_ids = np.arange(N)
     stats = _Stats()
     names = ("stage1", "stage2", "stage3")
@@ -218,7 +219,7 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
         w2 = fitting.Weights(**{**w.__dict__, "landmarks_3d": w.landmarks_3d_stage2})
         for k in range(rounds):
             gate = gates[min(k, len(gates) - 1)]
-            normals = vertex_normals(X, model.triangles)
+            normals = vertex_normals(X)
             matches = fitting.depth_matches(problem, views, X, normals, gate, 1 if first else options.track_depth_stride)
             p, terms = fitting.levenberg_marquardt(problem, p, views, matches, w2, free, steps=steps, lm3d_mask=lm3d_mask)
             X = problem.vertices(p)
@@ -233,7 +234,7 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
         out = X
         if solver is not None:
             t0 = time.perf_counter()
-            normals = vertex_normals(X, model.triangles)
+            normals = vertex_normals(X)
             tau, observed = offset_targets(views, X, normals, all_ids)
             out = X + solver.solve(tau)
             if not np.isfinite(out).all():

@@ -165,6 +165,7 @@ def test_command_output_builds_a_release(rendered, tmp_path, capsys):
     assert info["num_vertices"] == N or N in json.dumps(info)
 
 
+@pytest.mark.slow
 def test_missing_side_camera_is_reported_and_fitted_without_it(rendered, tmp_path, model):
     folder = _copy(rendered, tmp_path)
     for name in (f"{rendered.take_id}_2.json", f"{rendered.take_id}_2.nut", f"{rendered.take_id}_2.landmarks.npy"):
@@ -199,6 +200,7 @@ def test_bad_take_inputs_give_named_errors(rendered, tmp_path, case):
     assert tid in str(info.value)
 
 
+@pytest.mark.slow
 def test_face_lost_frames_are_filled_and_reported(rendered, tmp_path, model):
     from mmface4d_datasets.take_files import read_landmarks, write_landmarks
 
@@ -224,6 +226,7 @@ def test_face_lost_frames_are_filled_and_reported(rendered, tmp_path, model):
     assert np.allclose(result.vertices[1], (result.vertices[0] + result.vertices[2]) / 2, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_diverging_fit_is_named_and_not_written(rendered, tmp_path, model):
     from mmface4d_datasets.cli import main
     from mmface4d_datasets.take_files import read_landmarks, write_landmarks
@@ -245,6 +248,7 @@ def test_a_diverging_fit_is_named_and_not_written(rendered, tmp_path, model):
     assert not (out / rendered.take_id).exists()
 
 
+@pytest.mark.slow
 def test_adam_anchor_lowers_the_same_energy(fitted, model):
     from reconstruction.anchor import adam_track_frame, frame_energy
 
