@@ -98,7 +98,7 @@ def main() -> int:
     result = reconstruct_take(take, model, Options(keep_stages=True))
     total = time.perf_counter() - t0
     rep = result.report
-    out["speed"] = {"alignment_s": rep["alignment"]["seconds"], "first_frame_s": rep["seconds"]["first_frame"],
+    out["speed"] = {"alignment_s": rep["alignment"]["seconds"], "offset_factorisation_s": rep["offset_factorisation_seconds"], "first_frame_s": rep["seconds"]["first_frame"],
                     "tracked_frame_mean_s": rep["seconds"]["tracked_frame_mean"],
                     "per_stage_total_s": {k: v["seconds"] for k, v in rep["stages"].items()},
                     "take_fit_s": round(total, 3), "take_fit_frames_per_s": round(args.frames / total, 3),
