@@ -52,7 +52,7 @@ def adam_track_frame(problem: fitting.Problem, start: fitting.Params, views, wei
         E = v.camera.extrinsics
         lm_obs.append((torch.from_numpy(problem.kp_pos[ok]), torch.from_numpy(v.landmarks_norm[ok]).to(dt),
                        torch.from_numpy(E[:3, :3]).to(dt), torch.from_numpy(E[:3, 3]).to(dt),
-                       (v.focal / weights.sigma_2d_px) ** 2 / 2))
+                       v.focal))
     sd = weights.depth_scale_m
 
     def params_now() -> fitting.Params:
@@ -76,10 +76,12 @@ def adam_track_frame(problem: fitting.Problem, start: fitting.Params, views, wei
         V = fixed + basis_exp @ e
         X = s * V @ R.T + t
         energy = 0.5 * (e * e).sum() + 0.5 * float(start.identity[:ki] @ start.identity[:ki])
-        for pos, obs, Rc, tc, c2 in lm_obs:
+        for pos, obs, Rc, tc, focal in lm_obs:
             Xc = (X[pos] - tc) @ Rc
             r = Xc[:, :2] / Xc[:, 2:3] - obs
-            energy = energy + c2 * (r * r).sum()
+            e_px = torch.sqrt((r * r).sum(1) + 1e-30) * focal
+            k = weights.landmark_huber_px
+            energy = energy + (torch.where(e_px <= k, 0.5 * e_px ** 2, k * (e_px - 0.5 * k)) / weights.sigma_2d_px ** 2).sum()
         for pos, point, normal in tm:
             r = ((X[pos] - point) * normal).sum(1)
             q = (r / sd) ** 2

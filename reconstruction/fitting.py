@@ -5,8 +5,9 @@ The mesh in camera 1's frame is ``X = s R (mean + B_id a + B_exp b) + t`` (metre
 standard deviations of their modes. The energy of one frame (all terms summed over the cameras
 that see the face; ``sigma`` are noise levels, so the weights are inverse variances, MAP style):
 
-- 2-D landmarks: ``sum ||pi_c(X_k) - x_ck||^2 / (2 sigma_2d^2)`` on the undistorted normalised
-  image plane of camera c (``sigma_2d`` pixels divided by the focal length);
+- 2-D landmarks: ``sum huber(||pi_c(X_k) - x_ck||) / sigma_2d^2`` (quadratic ``e^2 / 2`` up to 3 px,
+  linear beyond, so a detector's outliers do not pull the face), the residual taken on the
+  undistorted normalised image plane of camera c and converted to pixels by the focal length;
 - 3-D landmarks: ``sum ||X_k - P_ck||^2 / (2 sigma_3d^2)``, P_ck the landmark lifted by camera c's
   depth (beyond 0.1 m), in camera 1's frame;
 - depth (stage 2): ``sum rho(n_v . (X_v - p_cv))`` over sampled vertices seen by camera c, p_cv
@@ -36,6 +37,7 @@ class Weights:
     """Noise levels of the energy terms (see the module docstring) and what each stage uses."""
 
     sigma_2d_px: float = 1.0
+    landmark_huber_px: float = 3.0
     sigma_3d_m: float = 0.005
     sigma_scale: float = 0.05
     depth_scale_m: float = GM_SCALE_DEPTH
@@ -280,13 +282,18 @@ def assemble(problem: Problem, p: Params, views: list[View], matches, w: Weights
             z = Xc[:, 2:3]
             proj = Xc[:, :2] / z
             r = proj - v.landmarks_norm[ok]
-            c2 = (v.focal / w.sigma_2d_px) ** 2 / 2
-            terms.landmarks_2d += c2 * float((r * r).sum())
+            # Huber on the pixel distance (a detector's outliers must not pull the face): quadratic
+            # up to HUBER_PX, linear beyond; by iteratively reweighted least squares.
+            e_px = np.linalg.norm(r, axis=1) * v.focal
+            k = w.landmark_huber_px
+            rob = np.where(e_px <= k, 0.5 * e_px ** 2, k * (e_px - 0.5 * k)) / w.sigma_2d_px ** 2
+            terms.landmarks_2d += float(rob.sum())
             if want_jacobian:
+                c2 = (v.focal / w.sigma_2d_px) ** 2 / 2 * np.where(e_px <= k, 1.0, k / np.maximum(e_px, 1e-12))
                 gx = np.stack([1 / z[:, 0], np.zeros(len(z)), -Xc[:, 0] / z[:, 0] ** 2], 1) @ Rc.T
                 gy = np.stack([np.zeros(len(z)), 1 / z[:, 0], -Xc[:, 1] / z[:, 0] ** 2], 1) @ Rc.T
                 J = np.concatenate([_rows(problem, p, Y, pos, gx, free), _rows(problem, p, Y, pos, gy, free)])
-                add(J, np.concatenate([r[:, 0], r[:, 1]]), 2 * c2)
+                add(J, np.concatenate([r[:, 0], r[:, 1]]), 2 * np.concatenate([c2, c2]))
         # 3-D landmarks
         if w.landmarks_3d:
             ok = np.isfinite(v.landmarks_3d).all(1)

@@ -55,7 +55,7 @@ class Options:
     first_stage1_steps: int = 20
     first_stage2_rounds: int = 4
     first_stage2_steps: int = 5
-    track_stage1_steps: int = 2
+    track_stage1_steps: int = 0
     track_stage2_rounds: int = 2
     track_stage2_steps: int = 2
     track_depth_stride: int = 3
@@ -203,7 +203,10 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
             free = fitting.free_mask(problem, scale=False, identity=False)
             steps = options.track_stage1_steps
         lm3d_mask = _landmark_3d_inliers(problem, p, views)
-        p, terms = fitting.levenberg_marquardt(problem, p, views, None, w1, free, steps=steps, lm3d_mask=lm3d_mask)
+        if steps:
+            p, terms = fitting.levenberg_marquardt(problem, p, views, None, w1, free, steps=steps, lm3d_mask=lm3d_mask)
+        else:  # tracked frames go straight to the joint fit (as the authors); stage 1 is the warm start
+            terms = fitting.assemble(problem, p, views, None, w1, free, lm3d_mask, want_jacobian=False)
         X = problem.vertices(p)
         _check(take.take_id, "stage 1 (landmarks)", f, p, terms, views, problem, X)
         stats.add("stage1", fitting.landmark_errors_px(problem, p, views, X), None, time.perf_counter() - t0)

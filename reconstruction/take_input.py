@@ -29,7 +29,7 @@ class TakeInput:
     """Decoded inputs of one take.
 
     ``cameras``: {c: colour Camera} (extrinsics to camera 1 as the file states them, None where
-    unknown); ``depth``: {c: (T, H, W) float32 millimetres, 0 = none}; ``landmarks``: {c: (T, 68, 2)
+    unknown); ``depth``: {c: (T, H, W) uint16 millimetres as decoded, 0 = none}; ``landmarks``: {c: (T, 68, 2)
     float64 pixels, NaN where missing}; ``missing``: {c: why a camera was left out}.
     """
 
@@ -108,7 +108,6 @@ def read_take_input(folder: str | os.PathLike, *, max_frames: int | None = None)
             frames = take_files.read_depth_video(dpath) if max_frames is None else _first_depth_frames(dpath, max_frames)
         except FormatError as exc:
             raise TakeInputError(f"take {take_id}: {exc}") from None
-        frames = frames.astype(np.float32)
         if not frames.any():
             raise TakeInputError(f"take {take_id}: {dpath} holds no depth (every pixel is 0)")
         if frames.shape[1:] != (colour.height, colour.width):
