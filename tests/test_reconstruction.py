@@ -260,8 +260,8 @@ def test_adam_anchor_lowers_the_same_energy(fitted, model):
     start = result.params[0]
     w = fitting.Weights()
     before = frame_energy(problem, start, views, w)
-    p, iterations, seconds, trace = adam_track_frame(problem, start, views, w, max_iterations=40)
-    assert iterations == 40 and frame_energy(problem, p, views, w) < before
+    p, iterations, seconds, trace = adam_track_frame(problem, start, views, w, max_iterations=15)
+    assert iterations == 15 and frame_energy(problem, p, views, w) < before
 
 
 def test_detector_adapter_up_to_model_loading():
