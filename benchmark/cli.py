@@ -91,6 +91,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     models = bench.add_parser("models", help="list the registered model names")
     models.set_defaults(func=handle_models)
 
+    from benchmark.render_cli import register as register_render
+
+    register_render(bench, score)
+
     try:
         from benchmark.train_cli import register as register_train
     except ImportError as exc:  # the models part is optional: say so in the help instead of failing
@@ -145,6 +149,9 @@ def _score_and_report(prediction: Path, args, json_path: Path) -> int:
         print(issue, file=sys.stderr)
     print(render_markdown(report))
     print(f"report: {json_path} and {markdown_path}", file=sys.stderr)
+    from benchmark.render_cli import render_worst_after_score
+
+    render_worst_after_score(args, prediction, release, report, json_path)
     return 0
 
 

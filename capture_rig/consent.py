@@ -1,4 +1,4 @@
-"""Consent records and the withdrawal list (standard library only: the recorder's environment uses it).
+"""Consent records and the withdrawal list (no dependency beyond numpy: the recorder's environment uses it).
 
 A consent REGISTRY is a folder:
 
@@ -55,10 +55,9 @@ def _check_date(date: str, what: str) -> str:
 
 
 def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from mmface4d_datasets.files import atomic_write_bytes, json_bytes
+
+    atomic_write_bytes(path, json_bytes(data))
 
 
 def record_consent(registry: str | os.PathLike, actor_id: str, date: str, scope, notes: str = "") -> ConsentRecord:
@@ -118,6 +117,7 @@ def read_withdrawals(path: str | os.PathLike) -> dict[str, dict]:
 def withdraw(registry: str | os.PathLike, actor_id: str, date: str, note: str = "") -> None:
     """Put an actor on the registry's withdrawal list (idempotent)."""
     actor_id = _check_actor(actor_id)
+    Path(registry).mkdir(parents=True, exist_ok=True)
     path = Path(registry) / WITHDRAWALS
     current = read_withdrawals(registry)
     current[actor_id] = {"actor_id": actor_id, "date": _check_date(date, f"withdrawal of {actor_id}"), "note": note}

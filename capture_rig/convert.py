@@ -98,7 +98,7 @@ def _check_modes(infos: list[mkv.RecordingInfo]) -> None:
                            "record every camera with the same colour mode, depth mode and frame rate")
 
 
-def _audio_offset_from_log(log: dict | None, infos, camera_ids, anchor_usec: float) -> tuple[float, str]:
+def _audio_offset_from_log(log: dict | None, anchor_usec: float) -> tuple[float, str]:
     if not log:
         return 0.0, "none: no take log, the WAV is assumed to start with video frame 0"
     try:
@@ -114,13 +114,15 @@ def _audio_offset_from_log(log: dict | None, infos, camera_ids, anchor_usec: flo
 def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, audio: str | os.PathLike | None = None,
                  take_log: str | os.PathLike | dict | None = None, camera_ids: list[int] | None = None,
                  metadata: dict | None = None, crf: int | None = None, progress: bool = True,
-                 threads: int = 0, log=print) -> ConvertReport:
+                 threads: int = 0, workers: int | None = None, log=print) -> ConvertReport:
     """Convert one take; see the module docstring. Returns a :class:`ConvertReport`.
 
     ``camera_ids``: the camera index of each recording (default 0, 1, 2 in the order given; a lone
     recording is camera 0 unless told otherwise). ``take_log``: the recorder's ``ID.take.json``
     (path or dict) for the audio offset and the metadata; ``metadata`` adds or overrides
     ``subject_id``, ``sentence_id``, ``text``, ``gender``, ``age``. ``crf``: the H.264 quality.
+    ``workers``: cameras converted at once (threads; default one per camera, at most one per core);
+    ``threads``: FFmpeg's threads per decoder/encoder (0: its choice).
     """
     from mmface4d_datasets.camera import k4a_cameras, take_json_fields
     from mmface4d_datasets.files import atomic_write_bytes, json_bytes
@@ -183,11 +185,16 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
             from tqdm.auto import tqdm
 
             bar = tqdm(total=timeline.num_frames * len(infos), unit="frame", desc=f"rig convert {take_id}")
-        cameras_meta = {}
+        # one worker per camera: registration (numpy) and FFmpeg's coders release the GIL for most
+        # of their work, so the cameras overlap on several cores
+        jobs = []
         for i, (info, camera) in enumerate(zip(infos, camera_ids)):
             cams = k4a_cameras(info.calibration_json, info.colour_mode, info.depth_mode, source=f"{info.path} calibration.json")
-            colour = cams.color.with_extrinsics(np.eye(4) if camera == 1 else None)
-            registration = _registration(info, cams)
+            jobs.append((i, info, camera, cams, _registration(info, cams)))
+        workers = max(1, min(len(jobs), os.cpu_count() or 1)) if workers is None else max(1, int(workers))
+
+        def one_camera(job):
+            i, info, camera, cams, registration = job
             W, H = info.colour_size
             blank_depth = np.zeros((H, W), dtype=np.uint16)
             blank_colour = np.zeros((H, W, 3), dtype=np.uint8)
@@ -195,41 +202,46 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
             with DepthVideoWriter(tmp / f"{take_id}_{camera}.nut", W, H, fps=round(fps)) as depth_out, \
                     ColourVideoWriter(tmp / f"{take_id}_{camera}.mp4", W, H, fps=round(fps), crf=crf,
                                       threads=threads) as colour_out:
-                frames = mkv.iter_frames(info.path, info, colour_threads=threads)
                 wanted = {int(index): k for k, index in enumerate(table) if index >= 0}
                 written = 0
-                for frame in frames:
+
+                def put(depth, colour):
+                    nonlocal written
+                    depth_out.write(depth)
+                    colour_out.write(colour)
+                    written += 1
+                    if bar is not None:
+                        bar.update()
+
+                for frame in mkv.iter_frames(info.path, info, colour_threads=threads):
                     k = wanted.get(frame.index)
                     if k is None:
                         continue
                     while written < k:  # frames this camera lacks before this capture
-                        depth_out.write(blank_depth)
-                        colour_out.write(blank_colour)
-                        written += 1
-                        if bar is not None:
-                            bar.update()
-                    depth_out.write(registration(frame.depth) if frame.depth is not None else blank_depth)
-                    colour_out.write(frame.colour if frame.colour is not None else blank_colour)
-                    written += 1
-                    if bar is not None:
-                        bar.update()
+                        put(blank_depth, blank_colour)
+                    put(registration(frame.depth) if frame.depth is not None else blank_depth,
+                        frame.colour if frame.colour is not None else blank_colour)
                 while written < timeline.num_frames:
-                    depth_out.write(blank_depth)
-                    colour_out.write(blank_colour)
-                    written += 1
-                    if bar is not None:
-                        bar.update()
+                    put(blank_depth, blank_colour)
             length = max(c[0] for c in captures[i]) - info.start_offset_usec
             authors = {"color_mode": info.colour_mode, "depth_mode": info.depth_mode,
                        "serial_number": info.serial_number, "stream_length_usec": int(length)}
-            data = authors | take_json_fields(colour, cams.depth)
-            atomic_write_bytes(tmp / f"{take_id}_{camera}.json", json_bytes(data))
-            cameras_meta[str(camera)] = info.as_dict()
+            colour = cams.color.with_extrinsics(np.eye(4) if camera == 1 else None)
+            atomic_write_bytes(tmp / f"{take_id}_{camera}.json", json_bytes(authors | take_json_fields(colour, cams.depth)))
+            return str(camera), info.as_dict()
+
+        if workers == 1:
+            cameras_meta = dict(one_camera(job) for job in jobs)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                cameras_meta = dict(pool.map(one_camera, jobs))
 
         offset = None
         offset_source = None
         if samples is not None:
-            offset, offset_source = _audio_offset_from_log(take_log, infos, camera_ids, timeline.anchor_usec)
+            offset, offset_source = _audio_offset_from_log(take_log, timeline.anchor_usec)
             official.write_audio(tmp / f"{take_id}.wav", align_audio(samples, official.SAMPLE_RATE, offset))
 
         meta = _take_meta(take_id, take_log, metadata)
@@ -333,7 +345,7 @@ def find_session_takes(session: str | os.PathLike) -> list[SessionTake]:
 
 
 def convert_session(session: str | os.PathLike, out_dir: str | os.PathLike, *, crf: int | None = None,
-                    progress: bool = True, threads: int = 0, log=print) -> dict:
+                    progress: bool = True, threads: int = 0, workers: int | None = None, log=print) -> dict:
     """Convert every take of a session folder that is not in ``out_dir`` yet (rerun to resume).
 
     Takes the recorder marked bad (``"status": "bad"`` in the take log) are left out. One take's
@@ -350,7 +362,8 @@ def convert_session(session: str | os.PathLike, out_dir: str | os.PathLike, *, c
             continue
         try:
             report = convert_take(take.recordings, take.take_id, out_dir, audio=take.audio, take_log=take_log,
-                                  camera_ids=take.camera_ids, crf=crf, progress=progress, threads=threads, log=log)
+                                  camera_ids=take.camera_ids, crf=crf, progress=progress, threads=threads,
+                                  workers=workers, log=log)
         except RigError as exc:
             summary["failed"][take.take_id] = str(exc)
             log(f"mmface4d rig convert: take {take.take_id} FAILED: {exc}")

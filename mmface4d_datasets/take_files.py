@@ -163,7 +163,13 @@ class ColourVideoWriter(_VideoWriter):
             if (image.width, image.height) != (self.width, self.height):
                 raise ValueError(f"{self.path}: frame is {image.width}x{image.height}, "
                                  f"expected {self.width}x{self.height}")
-            return image.reformat(format="yuv420p") if image.format.name != "yuv420p" else image
+            if image.format.name == "yuv420p":
+                return image
+            # MJPG frames are full range (yuvj*); H.264 yuv420p is limited range: convert the range
+            # too, or dark and bright values come out stretched (measured: 20 -> 5, 220 -> 238)
+            full = image.format.name.startswith("yuvj") or getattr(image, "color_range", 0) == 2
+            return image.reformat(format="yuv420p", src_color_range="JPEG" if full else "MPEG",
+                                  dst_color_range="MPEG")
         image = np.asarray(image)
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
             raise ValueError(f"{self.path}: a colour frame must be uint8 ({self.height}, {self.width}, 3), "
@@ -186,52 +192,47 @@ def _open_video(path: Path):
     return container
 
 
-def iter_depth_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """The frames of an ``ID_c.nut`` depth video, one uint16 (H, W) millimetre image at a time."""
-    path = Path(path)
+def _iter_video(path: Path, what: str, pixel_format: str, codec: tuple[str, str] | None = None) -> Iterator[np.ndarray]:
     container = _open_video(path)
     try:
         stream = container.streams.video[0]
-        if stream.codec_context.name != "ffv1" or stream.codec_context.pix_fmt != "gray16le":
-            raise FormatError(f"{path}: a depth video must be FFV1 gray16le, found "
-                              f"{stream.codec_context.name} {stream.codec_context.pix_fmt}")
+        found = (stream.codec_context.name, stream.codec_context.pix_fmt)
+        if codec is not None and found != codec:
+            raise FormatError(f"{path}: a {what} video must be {codec[0].upper()} {codec[1]}, found {found[0]} {found[1]}")
         try:
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="gray16le").astype(np.uint16, copy=False)
+                yield frame.to_ndarray(format=pixel_format)
         except (OSError, ValueError) as exc:
-            raise FormatError(f"{path}: damaged depth video ({exc})") from None
+            raise FormatError(f"{path}: damaged {what} video ({exc})") from None
     finally:
         container.close()
+
+
+def _read_all(frames: Iterator[np.ndarray], path, what: str) -> np.ndarray:
+    frames = list(frames)
+    if not frames:
+        raise FormatError(f"{path}: the {what} video holds no frame")
+    return np.stack(frames)
+
+
+def iter_depth_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """The frames of an ``ID_c.nut`` depth video, one uint16 (H, W) millimetre image at a time."""
+    return _iter_video(Path(path), "depth", "gray16le", ("ffv1", "gray16le"))
 
 
 def read_depth_video(path: str | os.PathLike) -> np.ndarray:
     """All frames of an ``ID_c.nut`` depth video as uint16 (T, H, W) millimetres (0 = no measurement)."""
-    frames = list(iter_depth_video(path))
-    if not frames:
-        raise FormatError(f"{path}: the depth video holds no frame")
-    return np.stack(frames)
+    return _read_all(iter_depth_video(path), path, "depth").astype(np.uint16, copy=False)
 
 
 def iter_colour_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
     """The frames of an ``ID_c.mp4`` colour video, one RGB uint8 (H, W, 3) image at a time."""
-    path = Path(path)
-    container = _open_video(path)
-    try:
-        try:
-            for frame in container.decode(container.streams.video[0]):
-                yield frame.to_ndarray(format="rgb24")
-        except (OSError, ValueError) as exc:
-            raise FormatError(f"{path}: damaged colour video ({exc})") from None
-    finally:
-        container.close()
+    return _iter_video(Path(path), "colour", "rgb24")
 
 
 def read_colour_video(path: str | os.PathLike) -> np.ndarray:
     """All frames of an ``ID_c.mp4`` colour video as RGB uint8 (T, H, W, 3)."""
-    frames = list(iter_colour_video(path))
-    if not frames:
-        raise FormatError(f"{path}: the colour video holds no frame")
-    return np.stack(frames)
+    return _read_all(iter_colour_video(path), path, "colour")
 
 
 def write_depth_video(path: str | os.PathLike, frames: np.ndarray, fps: int = FPS) -> Path:

@@ -140,9 +140,10 @@ def test_pixel_centre_convention():
 
 
 @pytest.mark.skipif("numba" not in BACKENDS, reason="the numba back end needs the viz extra")
-def test_backends_agree_on_a_random_mesh():
+@pytest.mark.parametrize("distortion", [None, KINECT_DISTORTION], ids=["pinhole", "kinect"])
+def test_backends_agree_on_a_random_mesh(distortion):
     rng = np.random.default_rng(3)
-    camera = _camera(KINECT_DISTORTION, 200, 150)
+    camera = _camera(distortion, 200, 150)
     v, tris = _sphere(0.2, np.array([0.0, 0.0, 1.0]), 40, 80)
     v = v + rng.normal(0, 0.004, v.shape)
     a = rasterize(v, tris, camera, backend="numpy")
@@ -199,3 +200,33 @@ def test_reused_outputs_equal_fresh_ones():
     np.testing.assert_array_equal(reused.triangle, fresh.triangle)
     np.testing.assert_allclose(reused.depth, fresh.depth, atol=1e-4)
     np.testing.assert_allclose(reused.barycentric, fresh.barycentric, atol=1e-6)
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="the numba back end needs the viz extra")
+def test_numba_shading_and_normals_match_numpy(monkeypatch):
+    from mmface4d_datasets.render import _numba, shading
+
+    camera = _camera(None, 200, 150)
+    v, tris = _sphere(0.2, np.array([0.0, 0.05, 1.0]), 24, 48)
+    colors = np.random.default_rng(1).uniform(0, 1, (len(v), 3))
+    fast_normals = shading.vertex_normals(v, tris)
+    fast = shade(rasterize(v, tris, camera, backend="numba"), v, tris, colors=colors)
+    monkeypatch.setattr(_numba, "available", lambda: False)
+    slow_normals = shading.vertex_normals(v, tris)
+    slow = shade(rasterize(v, tris, camera, backend="numpy"), v, tris, colors=colors)
+    np.testing.assert_allclose(fast_normals, slow_normals, atol=1e-12)
+    assert np.abs(fast.astype(int) - slow.astype(int)).max() <= 1
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="the numba back end needs the viz extra")
+def test_views_in_threads_equal_one_by_one():
+    from mmface4d_datasets.render import rasterize_views
+
+    v, tris = _sphere(0.2, np.array([0.0, 0.0, 1.0]), 20, 40)
+    cameras = [_camera(), _camera(KINECT_DISTORTION, 100, 80), _camera(width=90, height=70)]
+    first = rasterize_views(v, tris, cameras, backend="numba", threads=2)
+    again = rasterize_views(v + [0.01, 0, 0], tris, cameras, backend="numba", threads=2, out=first)
+    for camera, frags in zip(cameras, again):
+        alone = rasterize(v + [0.01, 0, 0], tris, camera, backend="numpy")
+        np.testing.assert_array_equal(frags.triangle, alone.triangle)
+        np.testing.assert_allclose(frags.depth, alone.depth, atol=1e-4)

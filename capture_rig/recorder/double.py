@@ -148,6 +148,8 @@ class SimulatedK4A:
         self.clock = clock
         self.start_device_usec = start_device_usec
         self.lock = threading.Lock()
+        self.pulses = threading.Condition(self.lock)
+        self.master_frames = 0  # sync pulses the master has sent (its frames, dropped ones included)
         self.start_order: list[str] = []
         self.master_started_ns: int | None = None
         simulator = self
@@ -228,12 +230,13 @@ class SimulatedK4A:
                 if sim.disconnect_after is not None and self._delivered >= sim.disconnect_after:
                     raise K4AException(f"device {sim.serial} disconnected")
                 is_sub = self._config.wired_sync_mode == WiredSyncMode.SUBORDINATE
-                if is_sub and simulator.master_started_ns is None:
-                    if timeout >= 0:
-                        time.sleep(min(timeout, 50) / 1000)
-                    raise K4ATimeoutException()
                 while self._next in sim.drop_frames:
                     self._next += 1
+                if is_sub:  # a subordinate's frame k is taken on the master's k-th sync pulse
+                    with simulator.pulses:
+                        if not simulator.pulses.wait_for(lambda: simulator.master_frames > self._next,
+                                                         None if timeout < 0 else timeout / 1000):
+                            raise K4ATimeoutException()
                 period_us = 1_000_000 // FPS_VALUE[self._config.camera_fps]
                 frame = self._next
                 delay = self._config.subordinate_delay_off_master_usec if is_sub else 0
@@ -246,6 +249,10 @@ class SimulatedK4A:
                         time.sleep(wait)
                 self._next += 1
                 self._delivered += 1
+                if not is_sub:
+                    with simulator.pulses:
+                        simulator.master_frames = self._next
+                        simulator.pulses.notify_all()
                 return FakeCapture(device_us, due_ns, frame)
 
         class PyK4ARecord:

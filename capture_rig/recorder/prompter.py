@@ -93,10 +93,9 @@ class PromptSession:
 
     def _save(self, state=None) -> None:
         state = state or self.state
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_name(f".{self.state_path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, self.state_path)
+        from mmface4d_datasets.files import atomic_write_bytes, json_bytes
+
+        atomic_write_bytes(self.state_path, json_bytes(state))
 
     def _next_pending(self, state, start: int) -> int:
         for n in range(start, len(self.items)):

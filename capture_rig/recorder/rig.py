@@ -19,7 +19,6 @@ capture with its device timestamp, so that conversion can align audio to video.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -164,6 +163,7 @@ class Rig:
         """Record one take into ``folder/take_id/`` until ``stop`` is set or the master has
         ``max_frames`` captures. On a device failure the take's folder is removed and
         :class:`DeviceError` names the camera and what happened."""
+        from mmface4d_datasets.files import atomic_write_bytes, json_bytes
         from mmface4d_datasets.official import write_audio
 
         if stop is None and max_frames is None:
@@ -192,13 +192,25 @@ class Rig:
                     raise DeviceError(f"camera {slot.camera} ({slot.serial}, {slot.role}) did not start: {exc}") from None
             master = next(s for s in self.slots if s.role != "subordinate")
 
+            master_done = threading.Event()
+
+            def caught_up(slot: DeviceSlot) -> bool:
+                # after a stop, a subordinate keeps reading until it has the master's last frame
+                if not master_done.is_set():
+                    return False
+                last_master = timestamps[master.camera][-1] if timestamps[master.camera] else None
+                mine = timestamps[slot.camera]
+                return last_master is None or (bool(mine) and mine[-1] - slot.delay_usec >= last_master)
+
             def pump(slot: DeviceSlot):
                 misses = 0
                 try:
-                    while not stop.is_set():
+                    while not (stop.is_set() and (slot is master or caught_up(slot))):
                         try:
                             capture = slot.device.get_capture(timeout=CAPTURE_TIMEOUT_MS)
                         except self.k4a.K4ATimeoutException:
+                            if stop.is_set():
+                                break  # nothing more is coming
                             misses += 1
                             if misses * CAPTURE_TIMEOUT_MS >= 3000:
                                 raise DeviceError(f"camera {slot.camera} ({slot.serial}) delivered no capture for "
@@ -218,6 +230,9 @@ class Rig:
                     errors.append(DeviceError(f"camera {slot.camera} ({slot.serial}) failed during the take: "
                                               f"{exc or type(exc).__name__} (disconnected?)"))
                     stop.set()
+                finally:
+                    if slot is master:
+                        master_done.set()
 
             threads = [threading.Thread(target=pump, args=(slot,), daemon=True) for slot in self.slots]
             for thread in threads:
@@ -250,7 +265,7 @@ class Rig:
                         for camera, ts in timestamps.items()},
             "host_clock": "time.perf_counter (pyk4a's system timestamps use the same clock)",
         })
-        _write_json(take_dir / f"{take_id}.take.json", log)
+        atomic_write_bytes(take_dir / f"{take_id}.take.json", json_bytes(log))
         return TakeResult(take_id, take_dir, {c: len(t) for c, t in timestamps.items()}, dropped,
                           self.clock() - started, log)
 
@@ -264,7 +279,10 @@ class Rig:
                 pass
         for slot in self.slots:
             try:
-                slot.device.stop()
+                if slot.device.is_running:
+                    slot.device.stop()
+                elif slot.device.opened:
+                    slot.device.close()
             except self.k4a.K4AException:
                 pass
 
@@ -279,7 +297,3 @@ def _gaps(timestamps: list[int], fps: int = 30) -> list[int]:
     return [k for k in range(frames[-1] + 1) if k not in present]
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

@@ -12,7 +12,6 @@ Folder layout (what ``mmface4d rig convert --session`` reads)::
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -20,12 +19,11 @@ from pathlib import Path
 from capture_rig.consent import require_consent
 from capture_rig.errors import RigError
 from capture_rig.recorder.prompter import PromptSession, read_plan
+from mmface4d_datasets.files import atomic_write_bytes, json_bytes
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json_bytes(data))
 
 
 def open_session(session_dir, plan_path, registry) -> PromptSession:

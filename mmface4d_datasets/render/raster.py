@@ -190,9 +190,9 @@ def _rasterize_numpy(setup: _Setup, camera: Camera, rays):
         t, px, py = _candidates(box, counts, lo, hi)
         lo = hi
         pix = py * W + px
-        if rays is None:
-            qy = (py - K[1, 2]) / K[1, 1]
-            qx = (px - K[0, 2] - K[0, 1] * qy) / K[0, 0]
+        if rays is None:  # the numba kernel computes the same products
+            qy = (py - K[1, 2]) * (1.0 / K[1, 1])
+            qx = (px - K[0, 2] - K[0, 1] * qy) * (1.0 / K[0, 0])
         else:
             qx, qy = rays[pix, 0], rays[pix, 1]
         w = []
@@ -293,7 +293,16 @@ def rasterize_views(vertices, triangles, cameras, *, frame: str = "reference", b
 
     if backend != "numba" or threads <= 1:
         return [one(k) for k in range(len(cameras))]
-    from concurrent.futures import ThreadPoolExecutor
+    return list(_pool(threads).map(one, range(len(cameras))))
 
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(one, range(len(cameras))))
+
+_POOLS: dict = {}
+
+
+def _pool(threads: int):
+    """A lasting thread pool per size (its threads keep their z-buffers between frames)."""
+    if threads not in _POOLS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="mmface4d-render")
+    return _POOLS[threads]

@@ -15,12 +15,16 @@ DEFAULT_ALBEDO = (0.78, 0.72, 0.68)
 
 def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Unit area-weighted vertex normals (N, 3), pointing outside for counter-clockwise triangles."""
+    from mmface4d_datasets.render import _numba
+
+    if _numba.available():
+        return _numba.vertex_normals(vertices, triangles)
     v = np.asarray(vertices, dtype=np.float64)
     tri = np.asarray(triangles)
     face = np.cross(v[tri[:, 1]] - v[tri[:, 0]], v[tri[:, 2]] - v[tri[:, 0]])
-    normals = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(normals, tri[:, k], face)
+    normals = np.empty_like(v)
+    for c in range(3):
+        normals[:, c] = sum(np.bincount(tri[:, k], weights=face[:, c], minlength=len(v)) for k in range(3))
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     return normals / np.where(length > 0, length, 1.0)
 
@@ -54,32 +58,54 @@ def shade(fragments: Fragments, vertices_cam: np.ndarray, triangles: np.ndarray,
     bilinearly at per-vertex ``uv`` (N, 2) in 0..1 (v up), or :data:`DEFAULT_ALBEDO`.
     """
     H, W = fragments.triangle.shape
-    image = np.empty((H, W, 3), np.uint8)
-    image[:] = np.asarray(background, dtype=np.uint8)
+    image = _background(H, W, tuple(int(c) for c in background)).copy()
+    if normals is None:
+        normals = vertex_normals(vertices_cam, triangles)
+    light = np.asarray(light, dtype=np.float64)
+    light = light / np.linalg.norm(light)
+    if colors is not None:
+        colors = np.asarray(colors, dtype=np.float64)
+        if colors.shape != (len(vertices_cam), 3):
+            raise RenderError(f"per-vertex colours must have shape ({len(vertices_cam)}, 3), found {colors.shape}")
+    from mmface4d_datasets.render import _numba
+
+    if texture is None and fragments.extent is not None and _numba.available():
+        _numba.shade(fragments, np.asarray(triangles, np.int64), np.ascontiguousarray(normals, np.float64),
+                     colors, np.asarray(DEFAULT_ALBEDO, np.float64), light, float(ambient), image)
+        return image
     mask = fragments.mask
     if not mask.any():
         return image
-    if normals is None:
-        normals = vertex_normals(vertices_cam, triangles)
     n = interpolate(fragments, triangles, normals)
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-    light = np.asarray(light, dtype=np.float64)
-    light = light / np.linalg.norm(light)
     lambert = np.clip(n @ light, 0.0, None)
     if texture is not None:
         if uv is None:
             raise RenderError("a texture needs per-vertex uv coordinates")
         albedo = _sample(texture, interpolate(fragments, triangles, np.asarray(uv, dtype=np.float64)))
     elif colors is not None:
-        colors = np.asarray(colors, dtype=np.float64)
-        if colors.shape != (len(vertices_cam), 3):
-            raise RenderError(f"per-vertex colours must have shape ({len(vertices_cam)}, 3), found {colors.shape}")
         albedo = interpolate(fragments, triangles, colors)
     else:
         albedo = np.asarray(DEFAULT_ALBEDO)[None, :]
     value = albedo * (ambient + (1.0 - ambient) * lambert)[:, None]
     image[mask] = np.clip(value * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return image
+
+
+_BACKGROUNDS: dict = {}
+
+
+def _background(H: int, W: int, color: tuple) -> np.ndarray:
+    """A cached (H, W, 3) uint8 image of one colour (copied per frame: a memcpy, not a broadcast)."""
+    key = (H, W, color)
+    if key not in _BACKGROUNDS:
+        if len(_BACKGROUNDS) >= 8:
+            _BACKGROUNDS.clear()
+        image = np.empty((H, W, 3), np.uint8)
+        image[:] = np.asarray(color, dtype=np.uint8)
+        image.flags.writeable = False
+        _BACKGROUNDS[key] = image
+    return _BACKGROUNDS[key]
 
 
 def _sample(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:

@@ -14,14 +14,15 @@ VIEWS = {"front": 0.0, "left": 45.0, "right": -45.0}
 RIG_FX, RIG_FY, RIG_CX, RIG_CY = 911.565, 911.164, 963.894, 544.876
 
 
-def look_at(position, target) -> np.ndarray:
-    """Extrinsics (4, 4) of a camera at ``position`` looking at ``target`` (reference frame, y down)."""
+def look_at(position, target, down=(0.0, 1.0, 0.0)) -> np.ndarray:
+    """Extrinsics (4, 4) of a camera at ``position`` looking at ``target``, image rows along ``down``
+    (reference frame; camera 1's frame has +y down)."""
     position, target = np.asarray(position, float), np.asarray(target, float)
     forward = target - position
     forward /= np.linalg.norm(forward)
-    right = np.cross([0.0, 1.0, 0.0], forward)
+    right = np.cross(np.asarray(down, float), forward)
     if np.linalg.norm(right) < 1e-9:
-        raise RenderError("look_at: the view direction is vertical")
+        raise RenderError("look_at: the view direction is parallel to the down direction")
     right /= np.linalg.norm(right)
     down = np.cross(forward, right)
     E = np.eye(4)
@@ -29,13 +30,20 @@ def look_at(position, target) -> np.ndarray:
     return E
 
 
-def orbit_extrinsics(target, yaw_degrees: float, distance: float) -> np.ndarray:
-    """A camera ``distance`` metres from ``target``, turned ``yaw_degrees`` about the vertical axis
-    from camera 1's direction (positive: towards +x, the subject's left)."""
+def orbit_extrinsics(target, yaw_degrees: float, distance: float, facing: str = "-z") -> np.ndarray:
+    """A camera ``distance`` metres from ``target``, on the side the face looks to (``facing`` "-z":
+    camera 1's frame, y down; "+z": the canonical head frame, y up), turned ``yaw_degrees`` about the
+    vertical axis towards +x (the subject's left) for positive angles."""
     yaw = np.radians(yaw_degrees)
     target = np.asarray(target, float)
-    position = target + distance * np.array([np.sin(yaw), 0.0, -np.cos(yaw)])
-    return look_at(position, target)
+    if facing == "-z":
+        out, down = np.array([0.0, 0.0, -1.0]), (0.0, 1.0, 0.0)
+    elif facing == "+z":
+        out, down = np.array([0.0, 0.0, 1.0]), (0.0, -1.0, 0.0)
+    else:
+        raise RenderError(f"facing must be '-z' or '+z', found {facing!r}")
+    direction = np.cos(yaw) * out + np.sin(yaw) * np.array([1.0, 0.0, 0.0])
+    return look_at(target + distance * direction, target, down)
 
 
 def rig_cameras(target, distance: float = 0.69, width: int = 1920, height: int = 1080) -> list[Camera]:
@@ -49,7 +57,7 @@ def rig_cameras(target, distance: float = 0.69, width: int = 1920, height: int =
 
 
 def framing_camera(vertices, width: int, height: int, view: str = "front", fill: float = 0.85,
-                   fov_degrees: float = 20.0) -> Camera:
+                   fov_degrees: float = 20.0, facing: str = "-z") -> Camera:
     """One camera that frames every frame of a sequence (T, N, 3) or a mesh (N, 3) from ``view``
     ("front", "left", "right"): looking at the centre of the sequence's bounding box, far enough
     that the bounding sphere fills ``fill`` of the shorter image side."""
@@ -64,4 +72,4 @@ def framing_camera(vertices, width: int, height: int, view: str = "front", fill:
     half = fill * min(width, height) / 2
     distance = radius * np.sqrt(1 + (f / half) ** 2)
     K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]])
-    return Camera(K, width, height, None, orbit_extrinsics(centre, VIEWS[view], distance))
+    return Camera(K, width, height, None, orbit_extrinsics(centre, VIEWS[view], distance, facing))
