@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     rig = subparsers.add_parser(
         "rig", help="the recording side: Azure Kinect recordings to takes, session plans, consent, the recorder",
         description="The capture rig (three Azure Kinect DK cameras and a microphone). `convert` turns the "
-                    "recordings into a take on the CPU; `plan` makes an actor's session plan; `consent` keeps "
+                    "recordings into a take on the CPU; `simulate` renders synthetic takes as the rig records them; `plan` makes an actor's session plan; `consent` keeps "
                     "consent records and the withdrawal list; `record` runs the prompter and the recorder (in "
                     "the recording environment, see docs/rig.md).")
     commands = rig.add_subparsers(dest="rig_command", metavar="SUBCOMMAND")
@@ -79,6 +79,39 @@ def register(subparsers) -> None:
     consent.add_argument("--note", default="", help="free text kept with the record")
     consent.set_defaults(func=_run_consent)
 
+    simulate = commands.add_parser(
+        "simulate", help="synthetic takes as the three Azure Kinects would record them, with the truth",
+        description="Render the synthetic talking faces (mmface4d synth) as the rig records them: three Azure "
+                    "Kinects at 45 degrees left, frontal and 45 degrees right, 0.7 m away, with the sample take's "
+                    "colour intrinsics and a real recording's lenses; depth rendered in each depth camera with "
+                    "noise, holes and flying pixels, then registered to colour as `rig convert` does; noisy 68-point "
+                    "landmarks; clock jitter and an audio offset. Writes DIR/takes/ID/ (ID.wav, ID_c.json, "
+                    "ID_c.mp4, ID_c.nut, ID_c.landmarks.npy, ID.meta.json), DIR/truth/ID/ (ID_filt_{0,1,2}.nut in "
+                    "camera 1's frame with detail outside the face model's span, ID.wav, ID.meta.json with the "
+                    "true extrinsics, noise settings and offsets, ID.gt.npz with the true landmarks; `mmface4d "
+                    "build release DIR/truth` builds it) and with --mkv DIR/mkv/ID_c.mkv (Azure Kinect-style "
+                    "recordings for `rig convert`). DIR must be new or empty, or an earlier run with the same "
+                    "settings (then finished takes are kept). Same seed, same bytes. See docs/simulator.md.")
+    simulate.add_argument("--subjects", type=int, required=True, metavar="K", help="number of actors (1..999)")
+    simulate.add_argument("--sentences", type=int, required=True, metavar="M", help="sentences per actor (1..999)")
+    simulate.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty, or its own)")
+    simulate.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
+    simulate.add_argument("--resolution", default="1080p", choices=("1080p", "720p", "720p-binned", "small"),
+                          help="1080p: colour 1920x1080 + depth NFOV unbinned 640x576 (default, the rig's); 720p: "
+                               "1280x720 + NFOV unbinned; 720p-binned: 1280x720 + NFOV 2x2 binned 320x288; small: "
+                               "480x270 + 320x288 for tests (no --mkv)")
+    simulate.add_argument("--noise", default="", metavar="SPEC",
+                          help="noise settings: 'none', or name=value overrides such as depth_sigma_mm=2,"
+                               "hole_angle_deg=70 (names and defaults: docs/simulator.md)")
+    simulate.add_argument("--vertices", type=int, default=None, metavar="N",
+                          help="vertex count of the embedded face model (default: its default, 5023)")
+    simulate.add_argument("--max-frames", type=int, default=None, metavar="T",
+                          help="keep only the first T frames of each take (short takes for tests)")
+    simulate.add_argument("--mkv", action="store_true", help="also write DIR/mkv/ID_c.mkv recordings")
+    simulate.add_argument("--workers", type=int, default=1, metavar="N", help="takes simulated in parallel (default 1)")
+    simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.set_defaults(func=_run_simulate)
+
     record = commands.add_parser(
         "record", help="prompt and record a session (recording environment)",
         description="Run an actor's session: check consent, show each sentence on the terminal, record the "
@@ -129,6 +162,22 @@ def _run_convert(args) -> int:
                           camera_ids=camera_ids, metadata=metadata, crf=args.crf, progress=progress,
                           threads=args.threads, workers=args.workers, log=log)
     print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+    return 0
+
+
+def _run_simulate(args) -> int:
+    from capture_rig.errors import RigError
+    from capture_rig.simulate import SimulationOptions, simulate
+    from capture_rig.simulate_noise import parse_noise
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise RigError(f"--max-frames must be at least 1, got {args.max_frames}")
+    options = SimulationOptions(resolution=args.resolution, noise=parse_noise(args.noise), mkv=args.mkv,
+                                num_vertices=args.vertices, max_frames=args.max_frames)
+    summary = simulate(args.out, args.subjects, args.sentences, seed=args.seed, options=options,
+                       workers=args.workers, progress=not args.quiet)
+    summary.pop("takes")
+    print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
 

@@ -27,8 +27,9 @@ def write_kinect_mkv(path: str | os.PathLike, *, jpegs: list[bytes], depths: lis
                      timestamps_usec: list[int], calibration_json: str | None, colour_mode: str = "MJPG_1080P",
                      depth_mode: str = "NFOV_UNBINNED", fps: int = 30, wired_sync_mode: str = "STANDALONE",
                      subordinate_delay_usec: int = 0, serial: str = "000000000001",
-                     start_offset_usec: int | None = None) -> Path:
-    """Write one camera's recording. ``timestamps_usec`` are the captures' device timestamps."""
+                     start_offset_usec: int | None = None, bitexact: bool = False) -> Path:
+    """Write one camera's recording. ``timestamps_usec`` are the captures' device timestamps.
+    ``bitexact``: no random segment id and no muxer version string (same input, same bytes)."""
     import av
 
     path = Path(path)
@@ -39,7 +40,9 @@ def write_kinect_mkv(path: str | os.PathLike, *, jpegs: list[bytes], depths: lis
     offset = int(timestamps_usec[0] if start_offset_usec is None else start_offset_usec)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # raw video goes into Matroska as V_MS/VFW/FOURCC, as the SDK writes it
-    with av.open(os.fspath(tmp), "w", format="matroska", options={"allow_raw_vfw": "1"}) as out:
+    options = {"allow_raw_vfw": "1"}
+    container_options = {"fflags": "+bitexact"} if bitexact else {}
+    with av.open(os.fspath(tmp), "w", format="matroska", options=options, container_options=container_options) as out:
         out.metadata.update({"title": "Azure Kinect", "K4A_WIRED_SYNC_MODE": wired_sync_mode,
                              "K4A_DEPTH_DELAY_NS": "0", "K4A_START_OFFSET_NS": str(offset * 1000),
                              "K4A_DEVICE_SERIAL_NUMBER": serial, "K4A_COLOR_FIRMWARE_VERSION": "1.6.110",

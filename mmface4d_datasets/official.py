@@ -593,6 +593,8 @@ class Take:
     ``mesh_prefix``: the mesh files are ``f"{mesh_prefix}_{a}.nut"`` for a = 0, 1, 2 (x, y, z).
     ``calibrations`` / ``landmarks``: camera index (0, 1, 2) -> file, possibly empty.
     ``meta`` (``ID.meta.json``) and ``ground_truth`` (``ID.gt.npz``, synthetic takes) may be None.
+    ``depth_videos`` / ``colour_videos``: camera index -> ``ID_c.nut`` / ``ID_c.mp4`` of a rig take
+    (read with :mod:`mmface4d_datasets.take_files`), possibly empty.
     """
 
     take_id: str
@@ -603,6 +605,8 @@ class Take:
     landmarks: dict[int, Path] = field(default_factory=dict)
     meta: Path | None = None
     ground_truth: Path | None = None
+    depth_videos: dict[int, Path] = field(default_factory=dict)
+    colour_videos: dict[int, Path] = field(default_factory=dict)
 
     def __hash__(self) -> int:
         # the dict fields are unhashable; a take is identified by its id and folder
@@ -643,8 +647,10 @@ _STARTS_WITH_TAKE_ID = re.compile(rf"{_TAKE_ID}[._]")
 class _TakeFiles:
     """What one folder holds for one take id while the folder is being scanned."""
 
-    def __init__(self, take_id: str):
+    def __init__(self, take_id: str, meshes: bool = True):
         self.take_id = take_id
+        self.meshes = meshes
+        self.videos: dict[str, dict[int, Path]] = {".nut": {}, ".mp4": {}}
         self.audio: Path | None = None
         self.mesh: dict[int, Path] = {}
         self.reconstruct_mesh: dict[int, Path] = {}
@@ -661,6 +667,8 @@ class _TakeFiles:
             self.mesh[index] = path
         elif kind == "calibration":
             self.calibrations[index] = path
+        elif kind == "camera_video":
+            self.videos[path.suffix][index] = path
         elif kind == "landmarks":
             if index in self.landmarks:
                 self.problems.append(
@@ -680,7 +688,7 @@ class _TakeFiles:
         if self.audio is None:
             self.problems.append(f"missing {self.take_id}.wav")
         missing_axes = [a for a in range(len(AXES)) if a not in axes]
-        if missing_axes:
+        if missing_axes and (self.meshes or axes):
             self.problems.append("missing " + ", ".join(f"{prefix.name}_{a}.nut" for a in missing_axes))
         if self.problems:
             return None
@@ -693,10 +701,12 @@ class _TakeFiles:
             landmarks=dict(sorted(self.landmarks.items())),
             meta=self.meta,
             ground_truth=self.ground_truth,
+            depth_videos=dict(sorted(self.videos[".nut"].items())),
+            colour_videos=dict(sorted(self.videos[".mp4"].items())),
         )
 
 
-def _scan_folder(folder: Path, names: list[str]) -> tuple[dict[str, Take], dict[str, list[str]], list[str]]:
+def _scan_folder(folder: Path, names: list[str], meshes: bool = True) -> tuple[dict[str, Take], dict[str, list[str]], list[str]]:
     """Group one folder's files by take (not recursive).
 
     Returns (takes by id, problems by take id, problems of the folder itself).
@@ -714,14 +724,14 @@ def _scan_folder(folder: Path, names: list[str]) -> tuple[dict[str, Take], dict[
         for kind, pattern in _TAKE_FILE_PATTERNS:
             match = pattern.fullmatch(name)
             if match:
-                files.setdefault(match["id"], _TakeFiles(match["id"])).add(
+                files.setdefault(match["id"], _TakeFiles(match["id"], meshes)).add(
                     kind, int(match["index"]) if "index" in pattern.groupindex else None, path
                 )
                 break
         else:
             match = _STARTS_WITH_TAKE_ID.match(name)
             if match:
-                files.setdefault(match["id"], _TakeFiles(match["id"])).problems.append(f"unexpected file {name}")
+                files.setdefault(match["id"], _TakeFiles(match["id"], meshes)).problems.append(f"unexpected file {name}")
             elif name.endswith(".nut"):
                 folder_problems.append(f"unexpected file {name} (a .nut that is no mesh axis or camera video)")
     if per_take_mesh:
@@ -768,7 +778,7 @@ class TakeScan:
         return [line for take_id in sorted(self.problems) for line in self.problems[take_id]] + self.other_problems
 
 
-def scan_takes(root: str | os.PathLike) -> TakeScan:
+def scan_takes(root: str | os.PathLike, *, meshes: bool = True) -> TakeScan:
     """Walk ``root`` like :func:`find_takes` but return the problems instead of raising.
 
     For callers that want to go on without the incomplete takes (e.g. a builder's ``--on-error
@@ -784,7 +794,7 @@ def scan_takes(root: str | os.PathLike) -> TakeScan:
     for folder, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         folder = Path(folder)
-        found, take_problems, folder_problems = _scan_folder(folder, filenames)
+        found, take_problems, folder_problems = _scan_folder(folder, filenames, meshes)
         other += [f"{folder}: {p}" for p in folder_problems]
         for take_id, reasons in take_problems.items():
             problems.setdefault(take_id, []).extend(f"{folder}: take {take_id}: {reason}" for reason in reasons)
@@ -801,7 +811,7 @@ def scan_takes(root: str | os.PathLike) -> TakeScan:
     )
 
 
-def find_takes(root: str | os.PathLike) -> list[Take]:
+def find_takes(root: str | os.PathLike, *, meshes: bool = True) -> list[Take]:
     """Every take under ``root``, sorted by take id (DESIGN.md, Takes).
 
     ``root`` is walked recursively (hidden folders skipped, symlinked folders not followed). A folder
@@ -813,21 +823,24 @@ def find_takes(root: str | os.PathLike) -> list[Take]:
     other files (README.md, bfm_faces.pkl, ...) are ignored. All problems of the tree (missing files,
     unexpected files, a take id found in two folders) are raised together as one FormatError that
     names each file. An existing tree without takes gives an empty list. :func:`scan_takes` returns
-    the problems instead.
+    the problems instead. ``meshes=False`` also accepts rig takes without meshes (``mmface4d rig
+    convert`` / ``rig simulate``: ``ID_c.nut`` depth and ``ID_c.mp4`` colour videos instead); a take
+    with only some of the three axes is still a problem.
     """
-    scan = scan_takes(root)
+    scan = scan_takes(root, meshes=meshes)
     problems = scan.all_problems()
     if problems:
         raise FormatError(_problem_report(f"{root}: {len(problems)} problem(s) with the takes found:", problems))
     return scan.takes
 
 
-def read_take(path: str | os.PathLike, take_id: str | None = None) -> Take:
+def read_take(path: str | os.PathLike, take_id: str | None = None, *, meshes: bool = True) -> Take:
     """One take from a folder (not recursive), or from the path of one of its files.
 
     With ``take_id`` None the folder must hold exactly one take (a file path names its take when
     its name starts with the id). Raises FormatError naming the folder and every missing or
     unexpected file of that take; problems of other takes in a flat folder are not this take's.
+    ``meshes=False`` accepts a rig take without meshes (see :func:`find_takes`).
     """
     path = Path(path)
     if path.is_file():
@@ -837,7 +850,7 @@ def read_take(path: str | os.PathLike, take_id: str | None = None) -> Take:
         path = path.parent
     if not path.is_dir():
         raise FormatError(f"{path}: no such take folder")
-    takes, take_problems, folder_problems = _scan_folder(path, [p.name for p in path.iterdir() if p.is_file()])
+    takes, take_problems, folder_problems = _scan_folder(path, [p.name for p in path.iterdir() if p.is_file()], meshes)
     if take_id is None:
         ids = sorted({*takes, *take_problems})
         if len(ids) != 1:

@@ -163,7 +163,13 @@ class ColourVideoWriter(_VideoWriter):
             if (image.width, image.height) != (self.width, self.height):
                 raise ValueError(f"{self.path}: frame is {image.width}x{image.height}, "
                                  f"expected {self.width}x{self.height}")
-            return image.reformat(format="yuv420p") if image.format.name != "yuv420p" else image
+            if image.format.name == "yuv420p":
+                return image
+            # MJPG frames are full range (yuvj*); H.264 yuv420p is limited range: convert the range
+            # too, or dark and bright values come out stretched (measured: 20 -> 5, 220 -> 238)
+            full = image.format.name.startswith("yuvj") or getattr(image, "color_range", 0) == 2
+            return image.reformat(format="yuv420p", src_color_range="JPEG" if full else "MPEG",
+                                  dst_color_range="MPEG")
         image = np.asarray(image)
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
             raise ValueError(f"{self.path}: a colour frame must be uint8 ({self.height}, {self.width}, 3), "

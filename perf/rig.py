@@ -16,7 +16,14 @@ Agreement: on the real recording, the registered depth at the colour pixel where
 (tests/data/k4a_sdk_oracle.json), in millimetres; and the per-point mapping against the SDK's
 (mm and pixels).
 
-    .venv/bin/python perf/rig.py [--frames 30] [--recording PATH]
+Simulation (``--simulate``, issue 17): ``mmface4d rig simulate`` at full resolution (1080p colour,
+NFOV unbinned depth, three cameras, default noise), seconds and CPU seconds per take frame (one
+take frame = three camera frames), split by stage; two takes on two worker processes (the 2 cores)
+after one warm-up take (numba compilation, eSpeak NG); and the MKV round trip at 1080p: the
+recordings converted by ``rig convert`` against the directly simulated take (depth equal, colour
+PSNR). ``--simulate-only`` skips the conversion figures (which need the real recording).
+
+    .venv/bin/python perf/rig.py [--frames 30] [--recording PATH] [--simulate [--simulate-only] [--sim-frames 15]]
 """
 
 from __future__ import annotations
@@ -140,6 +147,52 @@ def agreement(recording: Path) -> dict:
             "others_farther": int((diff > 2.0).sum())}
 
 
+def simulation(frames: int) -> dict:
+    """Simulator figures at 1080p (see the module docstring)."""
+    from capture_rig.convert import convert_take
+    from capture_rig.simulate import SimulationOptions, simulate
+    from mmface4d_datasets.take_files import read_colour_video, read_depth_video
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="mmface4d-perf-sim-") as tmp:
+        tmp = Path(tmp)
+        simulate(tmp / "warm", 1, 1, seed=0, options=SimulationOptions(max_frames=2), progress=False)
+        start, cpu = time.perf_counter(), _cpu()
+        one = simulate(tmp / "one", 1, 1, seed=0, options=SimulationOptions(max_frames=frames), progress=False)
+        seconds, cpu = time.perf_counter() - start, _cpu() - cpu
+        take = one["takes"][0]
+        out["one_take_one_process"] = {
+            "frames": take["frames"], "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+            "seconds_per_take_frame": round(seconds / take["frames"], 3),
+            "cpu_seconds_per_take_frame": round(cpu / take["frames"], 3),
+            "cpu_seconds_per_take_frame_by_stage": {k: round(v / take["frames"], 4) for k, v in take["cpu_seconds"].items()},
+            "note": "seconds include the take's speech synthesis and face motion; stages are per take frame (3 cameras)"}
+        start = time.perf_counter()
+        two = simulate(tmp / "two", 2, 1, seed=0, options=SimulationOptions(max_frames=frames), workers=2, progress=False)
+        seconds = time.perf_counter() - start
+        out["two_takes_two_workers"] = {"frames": two["frames"], "seconds": round(seconds, 2),
+                                        "take_frames_per_second": round(two["frames"] / seconds, 3),
+                                        "seconds_per_take_frame": round(seconds / two["frames"], 3),
+                                        "note": "includes starting two worker processes and their face models"}
+        sizes = {p.name: p.stat().st_size for p in sorted((tmp / "one" / "takes" / "001001").iterdir())}
+        out["bytes_per_take"] = sizes
+        trip = min(frames, 4)
+        simulate(tmp / "mkv", 1, 1, seed=1, options=SimulationOptions(max_frames=trip, mkv=True), progress=False)
+        take_dir = tmp / "mkv" / "takes" / "001001"
+        convert_take([tmp / "mkv" / "mkv" / f"001001_{c}.mkv" for c in range(3)], "001001", tmp / "converted",
+                     audio=take_dir / "001001.wav", progress=False, log=lambda line: None)
+        trip_result = {}
+        for c in range(3):
+            direct = read_depth_video(take_dir / f"001001_{c}.nut")
+            converted = read_depth_video(tmp / "converted" / "001001" / f"001001_{c}.nut")
+            a = read_colour_video(take_dir / f"001001_{c}.mp4").astype(np.float64)
+            b = read_colour_video(tmp / "converted" / "001001" / f"001001_{c}.mp4").astype(np.float64)
+            trip_result[str(c)] = {"depth_equal": bool(np.array_equal(direct, converted)),
+                                   "colour_psnr_db": round(float(10 * np.log10(255**2 / np.mean((a - b) ** 2))), 2)}
+        out["mkv_round_trip_1080p"] = {"frames": trip, "cameras": trip_result}
+    return out
+
+
 def _cpu() -> float:
     """CPU seconds of this process, every thread (FFmpeg's included)."""
     import resource
@@ -152,7 +205,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=30, help="frames per camera of the 3-camera take (default 30)")
     parser.add_argument("--recording", type=Path, default=Path(os.environ.get("MMFACE4D_K4A_RECORDING", DEFAULT_RECORDING)))
+    parser.add_argument("--simulate", action="store_true", help="add the simulator's figures (mmface4d rig simulate)")
+    parser.add_argument("--simulate-only", action="store_true", help="only the simulator's figures")
+    parser.add_argument("--sim-frames", type=int, default=15, help="frames per simulated take (default 15)")
     args = parser.parse_args()
+    if args.simulate_only:
+        result = {"conditions": {"cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
+                                 "python": platform.python_version(), "machine": platform.machine()},
+                  "simulation_1080p": simulation(args.sim_frames)}
+        result["conditions"]["load_average_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
+        print(json.dumps(result, indent=2))
+        return
     from capture_rig import convert
 
     result = {"conditions": {"cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
@@ -178,6 +241,8 @@ def main() -> None:
     result["conversion"] = runs | {"bytes_per_take": sizes}
     result["parts_one_1080p_camera_frame"] = parts(args.recording)
     result["sdk_agreement"] = agreement(args.recording)
+    if args.simulate:
+        result["simulation_1080p"] = simulation(args.sim_frames)
     result["conditions"]["load_average_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 

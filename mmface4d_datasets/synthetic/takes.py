@@ -47,7 +47,7 @@ from mmface4d_datasets.synthetic.motion import (
 from mmface4d_datasets.synthetic.speech import SAMPLE_RATE, synthesize_speech
 
 #: Version of the generator's rules: bumped whenever the same seed would give different takes.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: side cameras at 45 degrees, camera 0 at +x (was 30 degrees, mirrored)
 FPS = 30
 #: The kind of output a `mmface4d synth` folder is (mmface4d_datasets.output_folders).
 SYNTH_KIND = "synth"
@@ -57,7 +57,10 @@ MAX_SUBJECTS = MAX_SENTENCES = 999
 #: RMS of the background noise added to the audio (-60 dB re full scale), like a quiet room.
 NOISE_FLOOR = 1e-3
 #: Yaw (degrees) of cameras 0, 1, 2 around the face; camera 1 is frontal and the reference frame.
-CAMERA_YAWS = (-30.0, 0.0, 30.0)
+#: DESIGN.md "Cameras": camera 0 on the subject's left (+x of camera 1's frame), camera 2 on the
+#: right (-x), both 45 degrees off the frontal axis (the rotation is camera c from camera 1, so
+#: yaw +45 puts camera 0's centre at +x).
+CAMERA_YAWS = (45.0, 0.0, -45.0)
 #: Distance (metres) from camera 1 at which cameras 0 and 2 look at the same point.
 CAMERA_TARGET_DEPTH = 0.72
 
