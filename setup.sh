@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -e ".[all,dev]"
+.venv/bin/python -m pip install --quiet -e ".[all,dev,scale]"
 if [ ! -x .venv-minimal/bin/python ]; then
   "$PY" -m venv .venv-minimal
 fi

@@ -110,15 +110,39 @@ def forget_stale_staging(out: Path, fingerprint: str, *, log=print, output=None)
     return removed
 
 
+class _InProcess:
+    """The default executor: this process, threads pinned (made on first use: imports stay lazy)."""
+
+    def map(self, function, items, **options):
+        from reconstruction.executor import Executor
+
+        return Executor(workers=1).map(function, items, **options)
+
+
+def _map_with_progress(executor, progress: bool):
+    """The writer's ``map``, with a progress bar per pass when ``progress``."""
+    def run(function, items):
+        description = "release: " + function.__name__.strip("_").replace("_job", "").replace("_", " ")
+        return executor.map(function, items, progress=progress, description=description)
+
+    return run
+
+
+_IN_PROCESS = _InProcess()
+
+
 def run_writer(sources, out_dir, *, topology, source_description: str, on_error: str, seed: int,
                progress: bool, writer_options: dict, manifest_unmatched=(), card_info: dict | None = None,
-               withdrawn=(), inputs=()) -> BuildSummary:
+               withdrawn=(), inputs=(), executor=None) -> BuildSummary:
     """Hand ``sources`` to the core's writer and turn its report into a :class:`BuildSummary`.
 
     ``card_info``: extra dataset-card fields for the writer (``pretty_name``, ...); ``source`` is
     always ``source_description``. ``inputs``: folders read by the build; ``out_dir`` may not be one
     of them or inside one. The output folder is taken under the rule of
     :mod:`mmface4d_datasets.output_folders` (new, empty or this package's own release; locked).
+    ``executor``: a ``reconstruction.executor.Executor`` whose workers load, check and encode the
+    takes (default: this process). Either way each take is made with one BLAS / torch thread, so
+    the release's bytes do not depend on the executor.
     """
     from mmface4d_datasets.output_folders import output_folder
     from mmface4d_datasets.release.writer import RELEASE_KIND, write_release
@@ -130,17 +154,19 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
         summary = _write_and_report(sources, out, output, topology=topology, source_description=source_description,
                                     on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
                                     manifest_unmatched=manifest_unmatched, card_info=card_info, write_release=write_release,
-                                    withdrawn=withdrawn)
+                                    withdrawn=withdrawn, executor=executor)
     return summary
 
 
 def _write_and_report(sources, out: Path, output, *, topology, source_description, on_error, seed, progress,
-                      writer_options, manifest_unmatched, card_info, write_release, withdrawn) -> BuildSummary:
+                      writer_options, manifest_unmatched, card_info, write_release, withdrawn,
+                      executor=None) -> BuildSummary:
     forget_stale_staging(out, inputs_fingerprint(sources, topology), log=lambda line: print(line, file=sys.stderr),
                          output=output)
     card_info = (card_info or {}) | {"source": source_description}
     report = write_release(sources, out, output=output, topology=topology, seed=seed, on_error=on_error,
-                           progress=progress, card_info=card_info, **writer_options)
+                           progress=progress, card_info=card_info,
+                           map=_map_with_progress(executor or _IN_PROCESS, progress), **writer_options)
     # Statistics figures into meta/figures/, meta/info.json and the card (only with matplotlib, the viz extra).
     from builders.stats import add_figures_to_release
 
@@ -165,7 +191,7 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
                   bfm_info: str | os.PathLike | None = None, on_error: str = "stop", raw: bool = True, seed: int = 0,
                   max_error: float | None = None, shard_size_bytes: int | None = None, progress: bool = True,
                   duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S,
-                  withdrawals: str | os.PathLike | None = None) -> BuildSummary:
+                  withdrawals: str | os.PathLike | None = None, executor=None) -> BuildSummary:
     """Build a release in ``out_dir`` from the takes under ``source`` (the authors' layout).
 
     ``withdrawals``: a withdrawal list (``capture_rig.consent``; a consent registry folder or its
@@ -176,7 +202,7 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
     ``on_error``: ``"stop"`` raises the first bad take's error (naming it); ``"skip"`` leaves bad
     takes out and lists them in the summary and the build report. ``seed`` fixes the split and the
     style references; ``max_error`` (metres per coordinate) and ``shard_size_bytes`` default to the
-    writer's. Rerunning after an interruption resumes the build.
+    writer's. Rerunning after an interruption resumes the build. ``executor``: see :func:`run_writer`.
     """
     from mmface4d_datasets.output_folders import refuse_inside_inputs
 
@@ -195,7 +221,8 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
     return run_writer(plan.sources, out_dir, topology=plan.topology,
                       source_description=f"takes in the authors' layout ({len(plan.sources)} found)",
                       on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
-                      manifest_unmatched=plan.manifest_unmatched, withdrawn=withdrawn, inputs=[source])
+                      manifest_unmatched=plan.manifest_unmatched, withdrawn=withdrawn, inputs=[source],
+                      executor=executor)
 
 
 def _leave_out_withdrawn(plan, withdrawals) -> list[str]:
@@ -213,7 +240,7 @@ def _leave_out_withdrawn(plan, withdrawals) -> list[str]:
 def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, sentences: int, seed: int = 0,
                             num_vertices: int | None = None, on_error: str = "stop",
                             max_error: float | None = None, shard_size_bytes: int | None = None,
-                            progress: bool = True) -> BuildSummary:
+                            progress: bool = True, executor=None) -> BuildSummary:
     """Build a release of ``subjects`` x ``sentences`` synthetic takes made in memory by the core's
     generator (see :mod:`builders.synthetic`); ``seed`` drives both the generator and the split."""
     from builders.synthetic import synthetic_sources
@@ -224,4 +251,5 @@ def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, senten
     return run_writer(sources, out_dir, topology=topology,
                       source_description=f"synthetic takes ({subjects} subjects x {sentences} sentences, seed {seed})",
                       on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
-                      card_info=SYNTHETIC_CARD_INFO | {"pretty_name": "MMFace4D synthetic (generated, no real person)"})
+                      card_info=SYNTHETIC_CARD_INFO | {"pretty_name": "MMFace4D synthetic (generated, no real person)"},
+                      executor=executor)

@@ -31,6 +31,9 @@ def _add_writer_options(parser: argparse.ArgumentParser) -> None:
                         help="on a bad take: stop with its error (default), or skip it and list it at the "
                              "end and in the build report (OUT/.build-report.json)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    from reconstruction.executor import add_executor_arguments
+
+    add_executor_arguments(parser)
 
 
 def register(subparsers) -> None:
@@ -117,6 +120,18 @@ def _writer_options(args) -> dict:
     return options
 
 
+@contextlib.contextmanager
+def _executor(args):
+    """The executor of ``--workers`` / ``--ray`` (None for one worker: the writer runs in this process)."""
+    if args.ray is None and args.workers in (None, 1):
+        yield None
+        return
+    from reconstruction.executor import executor_from_arguments
+
+    with executor_from_arguments(args) as executor:
+        yield executor
+
+
 def _print_summary(report) -> int:
     print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
     if report.skipped:
@@ -129,10 +144,10 @@ def _run_release(args) -> int:
     from builders.build import build_release
 
     # Progress and notes go to stderr, so that stdout holds only the JSON summary.
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr), _executor(args) as executor:
         report = build_release(args.source, args.out, manifest=args.manifest, bfm_info=args.bfm_info,
                                on_error=args.on_error, raw=not args.no_raw, withdrawals=args.withdrawals,
-                               **_writer_options(args))
+                               executor=executor, **_writer_options(args))
     if args.withdrawals is not None:
         print(f"mmface4d build: {len(report.withdrawn)} take(s) of withdrawn actors left out", file=sys.stderr)
     return _print_summary(report)
@@ -141,9 +156,10 @@ def _run_release(args) -> int:
 def _run_synthetic(args) -> int:
     from builders.build import build_synthetic_release
 
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr), _executor(args) as executor:
         report = build_synthetic_release(args.out, subjects=args.subjects, sentences=args.sentences,
-                                         num_vertices=args.vertices, on_error=args.on_error, **_writer_options(args))
+                                         num_vertices=args.vertices, on_error=args.on_error, executor=executor,
+                                         **_writer_options(args))
     return _print_summary(report)
 
 

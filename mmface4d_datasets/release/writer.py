@@ -112,6 +112,7 @@ def _write_release(
     progress: bool = True,
     card_info: dict | None = None,
     keep_staging: bool = False,
+    map=None,
 ) -> BuildReport:
     """Write a release folder from `sources` (the module docstring lists the stages).
 
@@ -127,6 +128,12 @@ def _write_release(
     on_error: "stop" raises `BuildError` naming the take; "skip" leaves the take out and lists it in
         `BuildReport.skipped` (and prints it when `progress`).
     card_info: optional card fields (`pretty_name`, `license`, `homepage`, `source`, `citation`).
+    map: runs the per-take work of the take and row passes (load, check, stage; load, canonicalize,
+        encode, stage): `map(function, items) -> list`, the results of `function(*args)` for each
+        `args` in `items` in order, the raised exception in place of an item that failed. `function`
+        is a module-level function and the items are picklable, so a process pool or a cluster can
+        run them (builders passes `reconstruction.executor.Executor.map`). Default: in this process.
+        Each staged file is written atomically, so the output bytes do not depend on the map.
     Returns a `BuildReport`. Raises `BuildError` when no take is left to write.
     """
     if on_error not in ("stop", "skip"):
@@ -154,20 +161,21 @@ def _write_release(
             print(f"mmface4d: skipping take {key!r}: {message}", file=sys.stderr)
 
     # 1. take pass
+    run = map if map is not None else (lambda function, items: _serial_map(function, items, progress, on_error == "stop"))
     metas: dict[str, dict] = {}
-    for source, key in _progress(list(zip(sources, keys)), progress, "stage takes"):
-        staged = staging / "takes" / f"{key}.npz"
-        if staged.exists():
-            report.resumed.append(key)
-        else:
-            try:
-                sequence = source.load()
-                _check_sequence(sequence, key, topology)
-                atomic_write_bytes(staged, npz_bytes(_stage_take(sequence, stable)))
-            except Exception as exc:  # any failure of one take is reported under its name
-                fail(key, exc)
-                continue
-        metas[key] = json.loads(read_npz(staged)["meta"].tobytes().decode("utf-8"))
+    todo = [(source, key) for source, key in zip(sources, keys) if not (staging / "takes" / f"{key}.npz").exists()]
+    todo_keys = {key for _, key in todo}
+    report.resumed.extend(key for key in keys if key not in todo_keys)
+    failed_take: dict[str, BaseException] = {}
+    outcomes = run(_stage_take_job, [(source, key, staging / "takes" / f"{key}.npz", topology, stable) for source, key in todo])
+    for (_, key), outcome in zip(todo, outcomes):
+        if isinstance(outcome, BaseException):
+            failed_take[key] = outcome
+    for key in keys:  # in the sources' order, as a single-process build reports them
+        if key in failed_take:
+            fail(key, failed_take[key])
+            continue
+        metas[key] = json.loads(read_npz(staging / "takes" / f"{key}.npz")["meta"].tobytes().decode("utf-8"))
 
     # 2. templates
     templates = _templates(metas, staging, topology, stable, fail)
@@ -177,16 +185,12 @@ def _write_release(
 
     # 3. row pass
     by_key = dict(zip(keys, sources))
-    for key in _progress(sorted(metas), progress, "encode rows"):
-        staged = staging / "rows" / f"{key}.npz"
-        if staged.exists():
-            continue
-        try:
-            sequence = by_key[key].load()
-            _check_sequence(sequence, key, topology)
-            atomic_write_bytes(staged, npz_bytes(_stage_row(sequence, templates[sequence.subject_id], stable, max_error)))
-        except Exception as exc:
-            fail(key, exc)
+    todo = [key for key in sorted(metas) if not (staging / "rows" / f"{key}.npz").exists()]
+    outcomes = run(_stage_row_job, [(by_key[key], key, staging / "rows" / f"{key}.npz", topology,
+                                     templates[metas[key]["subject_id"]], stable, max_error) for key in todo])
+    for key, outcome in zip(todo, outcomes):
+        if isinstance(outcome, BaseException):
+            fail(key, outcome)
             metas.pop(key)
     if not metas:
         raise BuildError(f"{out_dir}: no take could be written ({len(report.skipped)} skipped)")
@@ -221,6 +225,36 @@ def _write_release(
         shutil.rmtree(staging, ignore_errors=True)
     report.sequences = sorted(m["id"] for m in metas.values())
     return report
+
+
+def _serial_map(function, items, progress: bool, stop_at_failure: bool) -> list:
+    """The default `map` of `write_release`: in this process, one item after the other (with
+    `stop_at_failure`, the list ends at the first failure: on_error="stop" raises there)."""
+    outcomes = []
+    description = "stage takes" if function is _stage_take_job else "encode rows"
+    for args in _progress(list(items), progress, description):
+        try:
+            outcomes.append(function(*args))
+        except Exception as exc:  # any failure of one take is reported under its name
+            outcomes.append(exc)
+            if stop_at_failure:
+                break
+    return outcomes
+
+
+def _stage_take_job(source: SequenceSource, key: str, staged: Path, topology: TopologyInfo, stable: np.ndarray) -> None:
+    """Take pass, one take: load, check, stage its light part atomically as `staged`."""
+    sequence = source.load()
+    _check_sequence(sequence, key, topology)
+    atomic_write_bytes(staged, npz_bytes(_stage_take(sequence, stable)))
+
+
+def _stage_row_job(source: SequenceSource, key: str, staged: Path, topology: TopologyInfo, template: np.ndarray,
+                   stable: np.ndarray, max_error: float) -> None:
+    """Row pass, one take: load again, move into the subject's canonical frame, encode, stage as `staged`."""
+    sequence = source.load()
+    _check_sequence(sequence, key, topology)
+    atomic_write_bytes(staged, npz_bytes(_stage_row(sequence, template, stable, max_error)))
 
 
 def _progress(items, enabled: bool, description: str):
