@@ -5,8 +5,6 @@ Only the standard library is imported here; the handler imports the reconstructi
 
 from __future__ import annotations
 
-import argparse
-
 DEFAULT_VERTICES = 35709
 
 
@@ -64,7 +62,6 @@ def _model_for(args, take_meta: dict, cache: dict):
 
 def _run(args) -> int:
     import sys
-    from pathlib import Path
 
     from tqdm import tqdm
 
