@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmface4d_datasets.vocabulary import SAMPLE_RATE
 from capture_rig.errors import DeviceError
 
 #: Staggering of the subordinates' captures behind the master (microseconds), in chain order.
@@ -34,7 +35,6 @@ SUBORDINATE_DELAYS_USEC = (160, 320)
 MASTER_CAMERA = 1
 SUBORDINATE_CAMERAS = (0, 2)
 CAPTURE_TIMEOUT_MS = 1000
-SAMPLE_RATE = 16000
 
 
 @dataclass
