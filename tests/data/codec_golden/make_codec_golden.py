@@ -26,27 +26,9 @@ import numpy as np
 from mmface4d_datasets import codec
 
 HERE = Path(__file__).resolve().parent
-
-
-def talking_face(num_frames: int, num_vertices: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    u = np.linspace(0.0, 1.0, num_vertices)
-    shape = np.stack([0.15 * (u - 0.5), 0.2 * np.sin(3 * u), 0.7 + 0.05 * np.cos(5 * u)], axis=1)
-    modes = np.stack([np.stack([np.sin((k + 1) * 7 * u + a) for a in range(3)], axis=1) for k in range(4)])
-    time = np.linspace(0.0, 2 * np.pi, num_frames)
-    weights = np.stack([0.002 * np.sin((k + 1) * time + rng.uniform(0, 6)) for k in range(4)], axis=1)
-    noise = rng.normal(0.0, 2e-6, size=(num_frames, num_vertices, 3))
-    return (shape[None] + np.einsum("tk,knc->tnc", weights, modes) + noise).astype(np.float32)
-
-
-def scanned_surface(num_frames: int, row_lengths: list[int], seed: int, noise: float = 2e-6) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    rows = [np.stack([np.linspace(-0.08, 0.08, length), np.full(length, 0.01 * r), np.zeros(length)], axis=1)
-            for r, length in enumerate(row_lengths)]
-    surface = np.concatenate(rows)
-    time = np.linspace(0.0, 1.0, num_frames)[:, None, None]
-    bump = 0.004 * np.sin(6.0 * surface[None, :, :1] + 3.0 * time) * np.cos(4.0 * surface[None, :, 1:2])
-    return (surface[None] + bump + rng.normal(0.0, noise, (num_frames, surface.shape[0], 3))).astype(np.float32)
+sys.path.insert(0, str(HERE.parents[1]))  # the tests' own array makers (the stored arrays are the pin)
+from test_codec import talking_face  # noqa: E402
+from test_codec_decode_identity import scanned_surface  # noqa: E402
 
 
 def cases():
