@@ -204,7 +204,7 @@ def _iter_npy_predictions(root: Path):
 
         raise MMFace4DError(f"{root}: no .npy files (expected <subject_id>/<take_id>.npy)")
     for path in files:
-        yield path.relative_to(root).with_suffix("").as_posix(), _load_array(path, lambda: np.load(path, allow_pickle=False))
+        yield path.relative_to(root).with_suffix("").as_posix(), _load_array(path, lambda: np.load(path, allow_pickle=False))  # noqa: B023 (called at once)
 
 
 def _load_array(where, load):
@@ -233,7 +233,7 @@ def _iter_npz_predictions(path: Path):
         raise SubmissionError(f"{path}: not an .npz archive (a single array; use a folder of .npy files)")
     with archive:
         for key in sorted(archive.files):
-            yield key, _load_array(f"{path} [{key}]", lambda: archive[key])
+            yield key, _load_array(f"{path} [{key}]", lambda: archive[key])  # noqa: B023 (called at once)
 
 
 def handle_write_submission(args) -> int:

@@ -21,15 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import FPS, SAMPLE_RATE
 from mmface4d_datasets.errors import MMFace4DError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-#: Audio sample rate every front end expects (DESIGN.md: 16 kHz mono).
-SAMPLE_RATE = 16_000
-#: Animation frame rate (frames per second).
-FPS = 30
 #: HuBERT / wav2vec 2.0 emit one hidden state per 320 samples (20 ms) at 16 kHz.
 HUBERT_RATE = 50.0
 

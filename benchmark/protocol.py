@@ -29,16 +29,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import EMOTION_NAMES, FPS, SAMPLE_RATE
 from mmface4d_datasets.errors import FormatError, MMFace4DError
-from mmface4d_datasets.release.schema import EMOTION_NAMES
 
 if TYPE_CHECKING:  # the reader pulls in pyarrow; only needed at call time
     from mmface4d_datasets.release import Release
 
-#: Sample rate of ``ProtocolInputs.audio`` (Hz).
-SAMPLE_RATE = 16000
-#: Frame rate of every mesh sequence (frames per second).
-FPS = 30
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import FPS
 from mmface4d_datasets.errors import FormatError, MMFace4DError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -43,7 +44,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 #: Version of the checkpoint folder layout written by :func:`save_checkpoint`.
 CHECKPOINT_FORMAT = 1
-FPS = 30
 
 
 class TrainingError(MMFace4DError):

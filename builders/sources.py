@@ -29,13 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES, BFM_TOPOLOGY, topology_num_vertices
 from builders.manifest import TakeMetadata, read_manifest, read_meta_json, take_metadata
 from mmface4d_datasets import official
 from mmface4d_datasets.errors import MMFace4DError
 
-#: Vertex count of the BFM front-face topology of the authors' release.
-BFM_FRONT_VERTICES = 35_709
-BFM_FRONT = "bfm_front"
+#: The authors' topology and its vertex count (defined in mmface4d_datasets.vocabulary).
+BFM_FRONT_VERTICES = BFM_NUM_VERTICES
+BFM_FRONT = BFM_TOPOLOGY
 #: Largest accepted difference between the mesh duration (T / fps) and the audio duration, seconds.
 DEFAULT_DURATION_TOLERANCE_S = 0.1
 #: soundfile subtype -> the numpy dtype that holds its samples exactly (SourceSequence's convention).
@@ -70,16 +71,6 @@ def nut_frame_side(path: Path) -> int:
     if width != height or width == 0:
         raise ValueError(f"frames are {width}x{height}, the mesh encoding uses square frames")
     return width
-
-
-def topology_num_vertices(topology: str) -> int:
-    """N of a topology name: 35,709 for ``bfm_front``, N for ``synthetic_v1@N``."""
-    if topology == BFM_FRONT:
-        return BFM_FRONT_VERTICES
-    name, _, count = topology.partition("@")
-    if name and count.isdigit() and int(count) > 0:
-        return int(count)
-    raise ValueError(f"unknown topology {topology!r} (expected {BFM_FRONT} or synthetic_v1@<N>)")
 
 
 def detect_topology(take, meta: dict | None) -> str:

@@ -7,7 +7,6 @@ recording environment has no main dependencies). ``record`` runs in the recordin
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 

@@ -34,13 +34,14 @@ import numpy as np
 from capture_rig import mkv
 from capture_rig.errors import AudioError, ModeMismatch, RigError, TakeExists
 from capture_rig.sync import align_audio, audio_offset, match_frames
+from mmface4d_datasets.vocabulary import EMOTION_OF_PREFIX
 
 #: Version of what ``mmface4d rig convert`` writes (recorded in ID.meta.json).
 CONVERTER_VERSION = "1"
 #: The take log the recorder writes beside a take's recordings.
 TAKE_LOG_SUFFIX = ".take.json"
-EMOTIONS = {"00": "neutral", "21": "happy", "22": "angry", "23": "sad", "24": "surprise", "25": "fear",
-            "26": "disgust"}
+#: Sentence-id prefix -> emotion name (the core vocabulary).
+EMOTIONS = EMOTION_OF_PREFIX
 
 
 @dataclass

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import FPS
 from capture_rig.errors import RigError
 from capture_rig.simulate_noise import NoiseSettings, depth_noise, landmark_noise
 from capture_rig.simulate_scene import RESOLUTIONS, Scenery, SpanProjector, calibration_json, detail_patterns, \
@@ -50,7 +51,6 @@ STREAM_SIMULATOR = 17
 EXPRESSION_PATTERNS = 4
 #: The light, fixed in the room (camera 1's frame, pointing to the light): above, left, in front.
 LIGHT = np.array([-0.35, -0.6, -1.0])
-FPS = 30
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from collections.abc import Mapping, MutableMapping
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import SAMPLE_RATE
 from mmface4d_datasets.release.rows import DECODED_FIELDS, decode_row, encode_fields
 
 _DECODED_FORMATS = {None: "numpy", "numpy": "numpy", "np": "numpy", "python": "numpy", "torch": "torch", "pt": "torch"}
@@ -52,7 +53,7 @@ class RowDecoder:
     """
 
     def __init__(self, config: str = "default", decode: bool = True, release: str | None = None,
-                 sample_rate: int | None = 16000, max_error: float = 1e-5, names: dict | None = None):
+                 sample_rate: int | None = SAMPLE_RATE, max_error: float = 1e-5, names: dict | None = None):
         self.config, self.decode, self.release = config, decode, release
         self.sample_rate, self.max_error = sample_rate, max_error
         self.names = dict(names or {})

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from mmface4d_datasets.arguments import whole_number
+from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES
 
 #: Output formats and the file suffix of each.
 FORMATS = ("ply", "obj")
@@ -168,7 +169,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("prefix", metavar="PREFIX", help="mesh files are PREFIX_0.nut, PREFIX_1.nut, PREFIX_2.nut")
     parser.add_argument("--num-vertices", type=whole_number(1), required=True, metavar="N",
-                        help="vertices per frame (35709 for the BFM front topology)")
+                        help=f"vertices per frame ({BFM_NUM_VERTICES} for the BFM front topology)")
     parser.add_argument("--faces", required=True, metavar="FILE",
                         help="triangles: .npy (0-based), the authors' bfm_faces.pkl (restricted unpickling) "
                              "or a BFM facemodel_info.mat ('tri', 1-based)")

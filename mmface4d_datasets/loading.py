@@ -25,13 +25,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mmface4d_datasets.vocabulary import SAMPLE_RATE
 from mmface4d_datasets.errors import FormatError, MMFace4DError
 
 DEFAULT_REPO_ID = "mmface4d/mmface4d"
 REPO_ENV = "MMFACE4D_REPO_ID"
 DATA_DIR_ENV = "MMFACE4D_DATA_DIR"
 CONFIGS = ("default", "templates", "raw", "mini")
-SAMPLE_RATE = 16000
 
 
 class DatasetNotAvailableError(MMFace4DError):

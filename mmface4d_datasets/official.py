@@ -29,12 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import FPS, SAMPLE_RATE
 from mmface4d_datasets.errors import FormatError
 
-#: Frames per second of the authors' mesh sequences (and of every take).
-FPS = 30
-#: Sample rate every take's speech must have.
-SAMPLE_RATE = 16000
 #: Padding (metres) added below the minimum and above the maximum of each frame's axis on write.
 QUANTISATION_PADDING = 0.05
 #: Number of uint16 pixels that hold the frame header (float32 min, float32 max).

@@ -29,12 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES
 from mmface4d_datasets.arguments import positive_number
 
 #: Version of the layout of summary.json.
 SUMMARY_VERSION = 1
-#: Vertex count of the authors' meshes (BFM front topology).
-BFM_FRONT_VERTICES = 35709
 DEFAULT_OUT = "mmface4d-quickstart"
 #: The kind of output a quickstart folder is (mmface4d_datasets.output_folders).
 QUICKSTART_KIND = "quickstart"
@@ -120,7 +119,7 @@ def step_decode_sample(context: QuickstartContext) -> dict:
     timings = []
     for _ in range(2):  # the first read may come from disk, the second from a warm page cache
         start = time.perf_counter()
-        vertices = read_mesh_sequence(take.mesh_prefix, BFM_FRONT_VERTICES)
+        vertices = read_mesh_sequence(take.mesh_prefix, BFM_NUM_VERTICES)
         timings.append(time.perf_counter() - start)
     context.state["vertices"] = vertices
     num_frames, num_vertices, _ = vertices.shape

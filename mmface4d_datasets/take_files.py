@@ -24,10 +24,9 @@ from typing import Iterator
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import FPS
 from mmface4d_datasets.errors import FormatError
 
-#: Frame rate of every take video (the rig records at 30 fps).
-FPS = 30
 #: Constant rate factor of the colour videos (libx264; 0 lossless .. 51; 18 is visually lossless).
 COLOUR_CRF = 18
 #: libx264 preset of the colour videos (speed against size; the quality is set by the CRF).

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-FPS = 30
-SAMPLE_RATE = 16000
+from mmface4d_datasets.vocabulary import FPS, SAMPLE_RATE
+
 
 
 def _audio_of(record):

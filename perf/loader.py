@@ -83,7 +83,7 @@ def frames_per_second(dataset, workers: int, epochs: int) -> dict:
 
     loader = DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=vertices_only,
                         persistent_workers=workers > 0)
-    for tensor in loader:  # warm-up epoch: worker start-up, page cache, lazy imports
+    for _ in loader:  # warm-up epoch: worker start-up, page cache, lazy imports
         pass
     frames = 0
     start = time.perf_counter()

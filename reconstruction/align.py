@@ -183,7 +183,7 @@ def align_cameras(take, *, frames: int = 5, icp: bool = True) -> dict:
                 "icp_rms_m": None, "icp_pairs": 0}
         if icp:
             pairs = []
-            for k, f in enumerate(use[:3]):
+            for f in use[:3]:
                 box_c = landmark_box(take.landmarks[c][f], take.cameras[c])
                 box_1 = landmark_box(take.landmarks[ref][f], take.cameras[ref])
                 if box_c is None or box_1 is None:

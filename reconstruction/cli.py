@@ -1,13 +1,13 @@
 """``mmface4d reconstruct``: take folders -> fitted mesh sequences (docs/reconstruction.md).
 
-Only the standard library is imported here; the handler imports the reconstruction.
+Only the standard library and the core's vocabulary are imported here; the handler imports the reconstruction.
 """
 
 from __future__ import annotations
 
-import argparse
+from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES, SYNTHETIC_TOPOLOGY_PREFIX, parse_synthetic_topology
 
-DEFAULT_VERTICES = 35709
+DEFAULT_VERTICES = BFM_NUM_VERTICES
 
 
 def register(subparsers) -> None:
@@ -56,7 +56,7 @@ def _model_for(args, take_meta: dict, cache: dict):
     n = args.vertices
     if n is None:
         topology = str(take_meta.get("topology", ""))
-        n = int(topology.split("@")[1]) if topology.startswith("synthetic_v1@") else DEFAULT_VERTICES
+        n = parse_synthetic_topology(topology) if topology.startswith(SYNTHETIC_TOPOLOGY_PREFIX) else DEFAULT_VERTICES
     if n not in cache:
         cache[n] = load_face_model("default", num_vertices=n)
     return cache[n]
@@ -64,7 +64,6 @@ def _model_for(args, take_meta: dict, cache: dict):
 
 def _run(args) -> int:
     import sys
-    from pathlib import Path
 
     from tqdm import tqdm
 

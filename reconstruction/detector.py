@@ -26,7 +26,7 @@ class FaceAlignmentDetector:
         except ImportError as exc:
             raise DetectorUnavailable("the landmark detector needs the reconstruct extra: "
                                       f"pip install 'mmface4d-datasets[reconstruct]' ({exc})") from None
-        landmarks_type = getattr(face_alignment.LandmarksType, "TWO_D", None) or getattr(face_alignment.LandmarksType, "_2D")
+        landmarks_type = getattr(face_alignment.LandmarksType, "TWO_D", None) or face_alignment.LandmarksType._2D
         try:
             self._fa = face_alignment.FaceAlignment(landmarks_type, device=device, face_detector=face_detector)
         except Exception as exc:  # network errors come as URLError, OSError, RuntimeError, HTTPError ...

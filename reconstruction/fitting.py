@@ -22,7 +22,7 @@ Geman-McClure term by iteratively reweighted least squares; correspondences refr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 

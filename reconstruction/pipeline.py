@@ -22,7 +22,6 @@ Rules (recorded in ``fit_report.json``):
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time

@@ -115,7 +115,7 @@ def test_regional_sparsity_formula():
         model.basis.copy_(weights.reshape(12, 3))
     size = weights.norm(dim=1)                       # (vertex, row)
     a = size / size.max(dim=0).values
-    expected = sum(a[v, k] * a[v, l] for v in range(4) for k in range(3) for l in range(3) if k != l) / (4 * 3 * 2)
+    expected = sum(a[v, k] * a[v, j] for v in range(4) for k in range(3) for j in range(3) if k != j) / (4 * 3 * 2)
     torch.testing.assert_close(model.regional_sparsity(), torch.as_tensor(expected, dtype=torch.float32))
     with torch.no_grad():   # disjoint regions: each vertex driven by one row only
         model.basis.zero_()

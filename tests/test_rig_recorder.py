@@ -7,7 +7,6 @@ recording environment too (tests/test_rig_environment.py runs it there, with the
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import numpy as np

@@ -19,7 +19,7 @@ from mmface4d_datasets.synthetic.motion import (
     viseme_curves,
     viseme_targets,
 )
-from mmface4d_datasets.synthetic.speech import Voice, synthesize_speech
+from mmface4d_datasets.synthetic.speech import synthesize_speech
 
 JAW, PUCKER, STRETCH, PRESS = range(4)
 

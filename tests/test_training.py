@@ -85,7 +85,7 @@ def test_style_partners_are_other_sequences_of_the_same_speaker(data):
 def test_training_is_deterministic_and_resumes_exactly(tmp_path, data):
     straight = train("mmface4d", data, tmp_path / "straight", tiny_config(), progress=False, front_end=FRONT_END)
     assert straight["step"] == 6
-    again = train("mmface4d", data, tmp_path / "again", tiny_config(), progress=False, front_end=FRONT_END)
+    train("mmface4d", data, tmp_path / "again", tiny_config(), progress=False, front_end=FRONT_END)
     interrupted = train("mmface4d", data, tmp_path / "resumed", tiny_config(steps=3), progress=False, front_end=FRONT_END)
     assert interrupted["step"] == 3
     resumed = train("mmface4d", data, tmp_path / "resumed", tiny_config(), progress=False, front_end=FRONT_END)

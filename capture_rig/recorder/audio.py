@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import SAMPLE_RATE
 from capture_rig.errors import DeviceError
 
-SAMPLE_RATE = 16000
 
 
 class Microphone:

@@ -176,7 +176,7 @@ class SimulatedK4A:
             def open(self):
                 if self._opened:
                     raise K4AException("Device already opened")
-                self._sim  # raises for a missing device
+                _ = self._sim  # raises for a missing device
                 self._opened = True
 
             def close(self):

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmface4d_datasets.vocabulary import SAMPLE_RATE
 from capture_rig.errors import DeviceError
 
 #: Staggering of the subordinates' captures behind the master (microseconds), in chain order.
@@ -34,7 +35,6 @@ SUBORDINATE_DELAYS_USEC = (160, 320)
 MASTER_CAMERA = 1
 SUBORDINATE_CAMERAS = (0, 2)
 CAPTURE_TIMEOUT_MS = 1000
-SAMPLE_RATE = 16000
 
 
 @dataclass
@@ -102,7 +102,7 @@ def discover(k4a, expected: int = 3, serials: list[str] | None = None) -> list[D
         raise DeviceError(f"{len(masters)} devices look like masters ({', '.join(m[1] for m in masters)}): "
                           "check the daisy chain (Sync Out of one device to Sync In of the next)")
     subordinates = [f for f in found if f is not masters[0]][: expected - 1]
-    for device_id, serial, jack_in, _ in subordinates:
+    for _device_id, serial, jack_in, _ in subordinates:
         if not jack_in:
             raise DeviceError(f"device {serial}: no cable on Sync In; the master would run without it "
                               "(connect the daisy chain)")

@@ -28,14 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import BFM_NUM_TRIANGLES, BFM_NUM_VERTICES, BFM_TOPOLOGY
 from mmface4d_datasets.errors import FormatError, MMFace4DError
 from mmface4d_datasets.facemodel.model import NUM_EXPRESSION, NUM_IDENTITY, FaceModel
 
 __all__ = ["BFM_TOPOLOGY", "BFM_NUM_VERTICES", "BFM_NUM_TRIANGLES", "BFM_FILE_NAMES", "BFMTopology", "bfm_topology", "load_bfm"]
 
-BFM_TOPOLOGY = "bfm_front"
-BFM_NUM_VERTICES = 35709
-BFM_NUM_TRIANGLES = 70789
 MICROMETRES_PER_METRE = 1e6
 
 #: The standard file names in a BFM folder (Deep3DFaceRecon's layout).

@@ -27,11 +27,11 @@ the topology, mean shape, landmarks and named modes depend on N alone.
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import SYNTHETIC_TOPOLOGY_PREFIX, parse_synthetic_topology, synthetic_topology_name
 from mmface4d_datasets.errors import MMFace4DError
 from mmface4d_datasets.facemodel.model import NUM_EXPRESSION, NUM_IDENTITY, FaceModel
 from mmface4d_datasets.facemodel.topology import edges
@@ -51,7 +51,7 @@ __all__ = [
 DEFAULT_NUM_VERTICES = 5023
 MIN_NUM_VERTICES = 500
 MAX_NUM_VERTICES = 200_000
-TOPOLOGY_PREFIX = "synthetic_v1@"
+TOPOLOGY_PREFIX = SYNTHETIC_TOPOLOGY_PREFIX
 
 #: The meaningful expression modes, in basis order; coefficient 1.0 is about one standard deviation
 #: of the motion (see the ``_mode_*`` functions for the amounts).
@@ -69,20 +69,6 @@ BROW_Y = 0.044
 LIP_VIRTUAL_GAP = 0.003  # half-gap of the virtual open mouth used to tell the lip sheets apart
 
 GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
-
-
-def synthetic_topology_name(num_vertices: int) -> str:
-    return f"{TOPOLOGY_PREFIX}{int(num_vertices)}"
-
-
-def parse_synthetic_topology(topology: str) -> int:
-    """The vertex count N of a ``synthetic_v1@<N>`` topology name; ``MMFace4DError`` otherwise."""
-    match = re.fullmatch(r"synthetic_v1@(\d+)", str(topology))
-    if not match:
-        raise MMFace4DError(
-            f"unknown face topology {topology!r}: expected 'bfm_front' or 'synthetic_v1@<N>' (e.g. 'synthetic_v1@5023')"
-        )
-    return int(match.group(1))
 
 
 # ----------------------------------------------------------------------------------------------

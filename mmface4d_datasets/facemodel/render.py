@@ -90,8 +90,6 @@ def render_face_model(
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    from mmface4d_datasets.facemodel.topology import vertex_normals
-
     out_path = Path(out_path)
     points = np.asarray(model.mean if vertices is None else vertices, dtype=np.float64)
     masks = model.region_masks() if masks is None else masks

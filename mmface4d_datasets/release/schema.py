@@ -22,6 +22,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import EMOTION_INDEX_OF_PREFIX, EMOTION_NAMES, FPS
 from mmface4d_datasets.errors import FormatError
 
 #: Version of the on-disk release layout. Separate from the package version; bumped on any change
@@ -30,8 +31,8 @@ FORMAT_VERSION = "1.0"
 
 #: Emotion class names, in ClassLabel order (DESIGN.md, The record), and the sentence-id prefixes
 #: that carry them.
-EMOTION_NAMES = ("neutral", "happy", "angry", "sad", "surprise", "fear", "disgust")
-EMOTION_PREFIXES = {"00": 0, "21": 1, "22": 2, "23": 3, "24": 4, "25": 5, "26": 6}
+#: (Defined in :mod:`mmface4d_datasets.vocabulary`; prefix -> ClassLabel index here.)
+EMOTION_PREFIXES = EMOTION_INDEX_OF_PREFIX
 
 #: Audio subtypes the writer stores bit-exact: floats as 32-bit float WAV, integers as FLAC.
 FLOAT_SUBTYPES = ("FLOAT",)
@@ -106,7 +107,7 @@ class SourceSequence:
     sample_rate: int
     audio_subtype: str
     topology: str
-    fps: int = 30
+    fps: int = FPS
     text: str | None = None
     gender: str | None = None
     age: int | None = None

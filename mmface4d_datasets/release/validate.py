@@ -277,7 +277,7 @@ def _check_style_references(root, manifest, ids, found) -> None:
     path = root / "meta" / "splits.json"
     references = manifest.get("style_reference", {})
     test_subjects = set(manifest.get("test", []))
-    for record_id, (subject, split) in sorted(ids.items()):
+    for record_id, (subject, _split) in sorted(ids.items()):
         if subject in test_subjects and record_id not in references:
             found.add(path, f"test sequence {record_id!r} has no style reference")
     for record_id, reference in sorted(references.items()):

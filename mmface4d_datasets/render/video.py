@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import FPS
 from mmface4d_datasets.camera import Camera
 from mmface4d_datasets.errors import MMFace4DError
 from mmface4d_datasets.render.raster import RenderError, check_mesh, rasterize
 from mmface4d_datasets.render.shading import shade, vertex_normals
 from mmface4d_datasets.render.views import framing_camera
 
-FPS = 30
 #: Video and audio may differ by this much (seconds) before a warning.
 AUDIO_SLACK = 0.1
 #: Named backgrounds; any "R,G,B" or "#rrggbb" works too.

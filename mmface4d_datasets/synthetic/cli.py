@@ -5,7 +5,6 @@ Only the standard library is imported here; the handler imports the generator.
 
 from __future__ import annotations
 
-import argparse
 
 from mmface4d_datasets.arguments import seed, whole_number
 

@@ -22,18 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Emotion name of each sentence-id prefix (DESIGN.md, the record's `emotion`).
-EMOTION_PREFIXES = {
-    "00": "neutral",
-    "21": "happy",
-    "22": "angry",
-    "23": "sad",
-    "24": "surprise",
-    "25": "fear",
-    "26": "disgust",
-}
-EMOTIONS = tuple(EMOTION_PREFIXES.values())
-PREFIX_OF_EMOTION = {emotion: prefix for prefix, emotion in EMOTION_PREFIXES.items()}
+from mmface4d_datasets.vocabulary import EMOTION_NAMES, EMOTION_OF_PREFIX, PREFIX_OF_EMOTION
+
+#: Emotion name of each sentence-id prefix (DESIGN.md, the record's `emotion`; defined in
+#: :mod:`mmface4d_datasets.vocabulary`), and the emotions in ClassLabel order.
+EMOTION_PREFIXES = EMOTION_OF_PREFIX
+EMOTIONS = EMOTION_NAMES
 
 #: Bumped whenever a text or an id of the corpus changes.
 CORPUS_VERSION = "1"

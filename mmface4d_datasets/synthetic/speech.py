@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import SAMPLE_RATE
 from mmface4d_datasets.errors import MMFace4DError
 
-#: Sample rate of the speech we return (the MMFace4D takes' rate).
-SAMPLE_RATE = 16_000
 
 # Constants of speak_lib.h (eSpeak NG 1.52).
 _AUDIO_OUTPUT_SYNCHRONOUS = 2

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmface4d_datasets.vocabulary import FPS, SAMPLE_RATE
 from mmface4d_datasets.files import atomic_write_bytes, json_bytes, npz_bytes
 
 from mmface4d_datasets.errors import MMFace4DError
@@ -44,11 +45,10 @@ from mmface4d_datasets.synthetic.motion import (
     head_pose_matrices,
     rotation_matrix,
 )
-from mmface4d_datasets.synthetic.speech import SAMPLE_RATE, synthesize_speech
+from mmface4d_datasets.synthetic.speech import synthesize_speech
 
 #: Version of the generator's rules: bumped whenever the same seed would give different takes.
 GENERATOR_VERSION = "2"  # 2: side cameras at 45 degrees, camera 0 at +x (was 30 degrees, mirrored)
-FPS = 30
 #: The kind of output a `mmface4d synth` folder is (mmface4d_datasets.output_folders).
 SYNTH_KIND = "synth"
 #: Durations of the paper's sentences (seconds); every take's audio lies within.
