@@ -99,9 +99,17 @@ def pin_threads() -> None:
     threadpool_limits(1)
 
 
+#: The process whose threads `_call` has pinned (workers run many jobs; threadpoolctl's limit walks the
+#: loaded libraries, so it is set once per process, not per job).
+_pinned_pid: int | None = None
+
+
 def _call(function: Callable, args: tuple):
-    """Run one job in a worker, threads pinned."""
-    pin_threads()
+    """Run one job in a worker, threads pinned (once per worker process)."""
+    global _pinned_pid
+    if _pinned_pid != os.getpid():
+        pin_threads()
+        _pinned_pid = os.getpid()
     return function(*args)
 
 
