@@ -273,17 +273,22 @@ class Executor:
         return outcomes
 
     def _execute_pool(self, function, items, record) -> list:
-        """At most `workers` items in flight, so a worker's death implicates only those: each of them
-        counts one crash and is submitted again (in a new pool) until it exceeds `retries`."""
+        """At most `workers` items in flight, so a worker's death implicates only those. A death with
+        one item in flight counts one crash against it; with several, none is charged (the pool kills
+        the bystanders too) and each of them runs again alone, so the next death names its take. An
+        item is given up (`WorkerDied`) once its crashes exceed `retries`."""
         outcomes: list = [None] * len(items)
         queue = deque(range(len(items)))
         crashes = [0] * len(items)
+        alone: set[int] = set()  # items that were in flight at a death shared with others: they run alone
         while queue:
             pool = self._local_pool()
             in_flight: dict = {}
             broken: list[int] = []
             while (queue or in_flight) and not broken:
-                while queue and len(in_flight) < self.workers:
+                while queue and len(in_flight) < self.workers and not alone.intersection(in_flight.values()):
+                    if queue[0] in alone and in_flight:
+                        break
                     index = queue.popleft()
                     with _thread_environment():  # inherited by workers spawned here, before they import numpy
                         in_flight[pool.submit(_call, function, items[index])] = index
@@ -306,7 +311,11 @@ class Executor:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
             retry = []
-            for index in sorted(broken):
+            if len(broken) > 1:
+                alone.update(broken)
+                queue.extendleft(reversed(sorted(broken)))
+                continue
+            for index in broken:
                 crashes[index] += 1
                 if crashes[index] > self.retries:
                     outcome = WorkerDied(f"the worker process died {crashes[index]} times running this take")
