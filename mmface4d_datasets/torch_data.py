@@ -16,6 +16,8 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from mmface4d_datasets.vocabulary import FPS, SAMPLE_RATE
@@ -48,14 +50,15 @@ class RandomWindow:
     than the window is kept whole (the collate pads it). Random numbers come from
     numpy's Generator seeded with (seed, DataLoader worker id), made on first use in each worker,
     so that workers draw different windows and a run is reproducible for the same worker count.
-    `head_pose`, per-frame arrays and audio are cut; other fields are kept.
+    `vertices`, `head_pose`, the fields named in `frame_fields` (more per-frame arrays, e.g. audio
+    features) and audio are cut; other fields are kept.
     """
 
-    def __init__(self, seconds: float, seed: int | None = 0, fps: int = FPS):
+    def __init__(self, seconds: float, seed: int | None = 0, fps: int = FPS, frame_fields: Sequence[str] = ()):
         if seconds <= 0:
             raise ValueError(f"RandomWindow: seconds must be positive, got {seconds}")
         self.num_frames = max(1, int(round(seconds * fps)))
-        self.seed, self.fps = seed, fps
+        self.seed, self.fps, self.frame_fields = seed, fps, tuple(frame_fields)
         self._rng = None
 
     def _generator(self):
@@ -74,16 +77,21 @@ class RandomWindow:
         if total <= self.num_frames:
             return record
         first = int(self._generator().integers(0, total - self.num_frames + 1))
-        return cut_window(record, first, self.num_frames, fps=self.fps)
+        return cut_window(record, first, self.num_frames, fps=self.fps, frame_fields=self.frame_fields)
 
 
-def cut_window(record: dict, first_frame: int, num_frames: int, fps: int = FPS) -> dict:
-    """A copy of `record` with frames [first_frame, first_frame + num_frames) and the audio they span."""
+def cut_window(record: dict, first_frame: int, num_frames: int, fps: int = FPS, frame_fields: Sequence[str] = ()) -> dict:
+    """A copy of `record` with frames [first_frame, first_frame + num_frames) and the audio they span.
+
+    `vertices`, and `head_pose` and the fields named in `frame_fields` (arrays or tensors whose first
+    axis is the frame) when present, are sliced along their first axis; the audio is cut to `audio_span`.
+    """
     result = dict(record)
     stop = first_frame + num_frames
     result["vertices"] = record["vertices"][first_frame:stop]
-    if record.get("head_pose") is not None:
-        result["head_pose"] = record["head_pose"][first_frame:stop]
+    for key in ("head_pose", *frame_fields):
+        if record.get(key) is not None:
+            result[key] = record[key][first_frame:stop]
     samples, rate = _audio_of(record)
     if samples is not None:
         start, end = audio_span(first_frame, num_frames, fps, rate)
@@ -94,19 +102,24 @@ def cut_window(record: dict, first_frame: int, num_frames: int, fps: int = FPS) 
     return result
 
 
-def collate_sequences(batch: list[dict], window: RandomWindow | None = None) -> dict:
+def collate_sequences(batch: list[dict], window: RandomWindow | None = None, frame_fields: Sequence[str] = (),
+                      pad_with_template: bool = False) -> dict:
     """Pad a list of decoded records into one batch of tensors with masks.
 
     Returns a dict with
-    - `vertices` (B, T_max, N, 3) float32, zero after each sequence's end; `frame_mask` (B, T_max) bool;
-      `num_frames` (B,) int64;
+    - `vertices` (B, T_max, N, 3) float32, zero after each sequence's end (the record's `template`
+      there instead with `pad_with_template`: a zero offset from the neutral face); `frame_mask`
+      (B, T_max) bool; `num_frames` (B,) int64;
     - `head_pose` (B, T_max, 4, 4) float32 (identity after the end) when the records have one;
     - `audio` (B, S_max) float32 zero-padded; `audio_mask` (B, S_max) bool; `num_samples` (B,) int64;
       `sampling_rate` int (all records must agree);
     - `template` (B, N, 3) when the records carry one;
+    - each field named in `frame_fields` (per-frame arrays, e.g. audio features (T, F)): (B, T_max, ...)
+      zero after each sequence's end, in the dtype of the first record's value;
     - every other field: a tensor when all values are numbers, else a list (ids, texts).
     `window`, when given, is applied to each record first (e.g. `RandomWindow(2.0, seed=0)`).
-    Raises ValueError for an empty batch, mixed vertex counts or mixed sample rates.
+    Raises ValueError for an empty batch, mixed vertex counts or mixed sample rates, and for
+    `pad_with_template` or a `frame_fields` name that a record lacks.
     """
     from mmface4d_datasets.extras import require
 
@@ -122,13 +135,23 @@ def collate_sequences(batch: list[dict], window: RandomWindow | None = None) -> 
         raise ValueError(f"collate_sequences: records have different vertex counts {sorted(counts)}")
     lengths = torch.tensor([v.shape[0] for v in vertices], dtype=torch.int64)
     longest = int(lengths.max())
-    out = {
-        "vertices": torch.zeros((len(batch), longest) + tuple(vertices[0].shape[1:]), dtype=torch.float32),
-        "frame_mask": torch.arange(longest)[None, :] < lengths[:, None],
-        "num_frames": lengths,
-    }
+    if pad_with_template:
+        if not all(r.get("template") is not None for r in batch):
+            raise ValueError("collate_sequences: pad_with_template needs a template on every record")
+        padded = torch.stack([torch.as_tensor(r["template"], dtype=torch.float32) for r in batch])[:, None]
+        padded = padded.repeat(1, longest, *([1] * (padded.ndim - 2)))
+    else:
+        padded = torch.zeros((len(batch), longest) + tuple(vertices[0].shape[1:]), dtype=torch.float32)
+    out = {"vertices": padded, "frame_mask": torch.arange(longest)[None, :] < lengths[:, None], "num_frames": lengths}
     for i, v in enumerate(vertices):
         out["vertices"][i, : v.shape[0]] = v
+    for key in frame_fields:
+        if not all(r.get(key) is not None for r in batch):
+            raise ValueError(f"collate_sequences: frame field {key!r} is missing from a record")
+        values = [r[key] if torch.is_tensor(r[key]) else torch.as_tensor(np.asarray(r[key])) for r in batch]
+        out[key] = torch.zeros((len(batch), longest) + tuple(values[0].shape[1:]), dtype=values[0].dtype)
+        for i, value in enumerate(values):
+            out[key][i, : value.shape[0]] = value
     if all(r.get("head_pose") is not None for r in batch):
         out["head_pose"] = torch.eye(4).repeat(len(batch), longest, 1, 1)
         for i, r in enumerate(batch):

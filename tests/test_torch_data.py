@@ -93,3 +93,40 @@ def test_dataloader_with_two_workers_over_a_release(tmp_path):
         assert batch["audio"].shape[1] == 16000 and batch["audio_mask"].shape == batch["audio"].shape
         seen += batch["id"]
     assert sorted(seen) == sorted(train["id"]) and len(seen) == train.num_rows
+
+
+def test_more_frame_fields_are_cut_and_padded_with_the_vertices():
+    """`frame_fields` (e.g. audio features, first axis = frames) follow the vertices through windows and collate."""
+    def with_features(frames, name, dtype=np.float32):
+        r = record(frames, name=name)
+        r["features"] = (np.arange(frames * 2, dtype=dtype).reshape(frames, 2) + 1)
+        return r
+
+    cut = cut_window(with_features(40, "a/1"), 10, 5, frame_fields=("features",))
+    assert cut["features"][:, 0].tolist() == [21, 23, 25, 27, 29] and cut["vertices"][:, 0, 0].tolist() == [10, 11, 12, 13, 14]
+    assert cut_window(record(40), 10, 5, frame_fields=("features",)).get("features") is None  # absent: nothing to cut
+    window = RandomWindow(0.5, seed=3, frame_fields=("features",))
+    windowed = window(with_features(90, "a/1"))
+    assert windowed["features"].shape == (15, 2) and windowed["features"][0, 0] == 2 * windowed["first_frame"] + 1
+    batch = collate_sequences([with_features(5, "a/1"), with_features(8, "b/2", np.float64)], frame_fields=("features",))
+    assert batch["features"].shape == (2, 8, 2) and batch["features"].dtype == torch.float32  # the first record's dtype
+    assert torch.all(batch["features"][0, 5:] == 0) and batch["features"][1, 7].tolist() == [15.0, 16.0]
+    as_torch = [dict(with_features(3, "a/1"), features=torch.ones(3, 2, dtype=torch.float64))]
+    assert collate_sequences(as_torch, frame_fields=("features",))["features"].dtype == torch.float64
+    assert isinstance(collate_sequences([with_features(5, "a/1")])["features"], list)  # not named: kept as values
+    with pytest.raises(ValueError, match="frame field 'features'"):
+        collate_sequences([with_features(5, "a/1"), record(5)], frame_fields=("features",))
+
+
+def test_vertices_can_be_padded_with_the_template():
+    """Padding frames repeat each record's template (zero offset from the neutral face) on request."""
+    short, long = record(3, name="a/1"), record(6, name="b/2", offset=10.0)
+    short["template"] = np.full((4, 3), -1.0, np.float32)
+    long["template"] = np.full((4, 3), -2.0, np.float32)
+    batch = collate_sequences([short, long], pad_with_template=True)
+    assert torch.all(batch["vertices"][0, 3:] == -1.0) and batch["vertices"][0, 2, 0, 0] == 2.0
+    assert batch["vertices"][1, :, 0, 0].tolist() == [10, 11, 12, 13, 14, 15]
+    assert batch["frame_mask"].tolist() == [[True] * 3 + [False] * 3, [True] * 6]
+    assert torch.all(collate_sequences([short, long])["vertices"][0, 3:] == 0)  # default: zeros
+    with pytest.raises(ValueError, match="pad_with_template needs a template"):
+        collate_sequences([short, record(4)], pad_with_template=True)

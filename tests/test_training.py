@@ -82,6 +82,35 @@ def test_style_partners_are_other_sequences_of_the_same_speaker(data):
     assert batch["style_vertices"].shape[0] == 5 and batch["style_mask"].any(dim=1).all()
 
 
+def test_batches_follow_the_documented_draw_order(data):
+    """The draws of `sample_batch` (sequences, then per window: start, style partner, style start) are part of
+    a run's reproducibility (resumes, same seed same weights); windows are the sequences' frames at those draws."""
+    generator = torch.Generator().manual_seed(5)
+    replay = torch.Generator().manual_seed(5)
+    for batch_size, window, style_window in ((4, 30, 45), (3, 200, 10), (2, 1, 500)):
+        batch = data.sample_batch(batch_size, window, style_window, generator)
+
+        def draw(high):
+            return int(torch.randint(high, (1,), generator=replay))
+
+        chosen = [draw(len(data.sequences)) for _ in range(batch_size)]
+        length = min(window, *(data.sequences[i].vertices.shape[0] for i in chosen))
+        assert batch["vertices"].shape[:2] == (batch_size, length) and batch["features"].shape[:2] == (batch_size, length)
+        for row, index in enumerate(chosen):
+            sequence = data.sequences[index]
+            start = draw(sequence.vertices.shape[0] - length + 1)
+            assert torch.equal(batch["vertices"][row], sequence.vertices[start:start + length])
+            assert torch.equal(batch["features"][row], sequence.features[start:start + length])
+            assert torch.equal(batch["template"][row], sequence.template)
+            partner = data.sequences[data.partners[index][draw(len(data.partners[index]))]]
+            style_length = min(style_window, partner.vertices.shape[0])
+            style_start = draw(partner.vertices.shape[0] - style_length + 1)
+            assert torch.equal(batch["style_vertices"][row, :style_length], partner.vertices[style_start:style_start + style_length])
+            assert int(batch["style_mask"][row].sum()) == style_length and bool(batch["style_mask"][row, :style_length].all())
+            assert torch.all(batch["style_vertices"][row, style_length:] == sequence.template)  # padding: the template
+        assert torch.equal(generator.get_state(), replay.get_state())  # nothing else was drawn
+
+
 def test_training_is_deterministic_and_resumes_exactly(tmp_path, data):
     straight = train("mmface4d", data, tmp_path / "straight", tiny_config(), progress=False, front_end=FRONT_END)
     assert straight["step"] == 6
