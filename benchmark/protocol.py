@@ -229,7 +229,7 @@ def write_predictions(
     if progress:
         from tqdm import tqdm
 
-        total = release.info.splits[split].sequences if split in release.info.splits else None
+        total = (release.info.splits[split].sequences or None) if split in release.info.splits else None
         inputs_stream = tqdm(inputs_stream, total=total, desc=f"{header['model']} on {split}", unit="seq")
     with SubmissionWriter(path, header, encoding=encoding, max_error=max_error) as writer:
         for inputs in inputs_stream:
