@@ -186,7 +186,7 @@ def handle_validate(args) -> int:
     release = Release(args.data)
     context = release_context(release, args.split)
     expected = {k: v["num_frames"] for k, v in expected_sequences(release, args.split).items()}
-    report = validate_submission(args.prediction, expected, int(context["num_vertices"]), topology=context["topology"],
+    report = validate_submission(args.prediction, expected, context["num_vertices"], topology=context["topology"],
                                  release_format_version=context["format_version"])
     for issue in report.issues:
         print(issue)
@@ -253,8 +253,8 @@ def handle_write_submission(args) -> int:
         from mmface4d_datasets.release.reader import Release
 
         release = Release(args.data)
-        format_version = str(release.info.get("format_version"))
-        topology = str(release.info.get("topology", ""))
+        format_version = release.info.format_version
+        topology = release.info.topology
     if not format_version:
         raise MMFace4DError("give --data RELEASE or --release-format-version (the header states the release format)")
     inputs = [name.strip() for name in args.inputs.split(",") if name.strip()]
@@ -266,7 +266,7 @@ def handle_write_submission(args) -> int:
         from benchmark.scoring import expected_sequences
 
         expected = {k: v["num_frames"] for k, v in expected_sequences(release, args.split).items()}
-        report = validate_submission(path, expected, int(release.info["num_vertices"]), topology=topology,
+        report = validate_submission(path, expected, release.info.num_vertices, topology=topology,
                                      release_format_version=format_version, check_payloads=False)
         for issue in report.issues:
             print(issue, file=sys.stderr)

@@ -184,7 +184,7 @@ def iter_protocol_inputs(release: "Release", split: str = "test") -> Iterator[Pr
     from mmface4d_datasets.release.rows import decode_row
 
     templates = release.templates()
-    topology = str(release.info.get("topology", ""))
+    topology = release.info.topology
     for stored in release.iter_records(split, decode=False):
         record_id = str(stored["id"])
         subject = str(stored["subject_id"])
@@ -220,8 +220,8 @@ def write_predictions(
     header = make_header(
         getattr(model, "name", type(model).__name__),
         inputs=getattr(model, "inputs", PROTOCOL_INPUTS),
-        release_format_version=str(release.info.get("format_version", "")),
-        topology=str(release.info.get("topology", "")),
+        release_format_version=release.info.format_version,
+        topology=release.info.topology,
         split=split,
         **(header_extra or {}),
     )
@@ -229,7 +229,7 @@ def write_predictions(
     if progress:
         from tqdm import tqdm
 
-        total = int(release.info.get("splits", {}).get(split, {}).get("sequences", 0)) or None
+        total = (release.info.splits[split].sequences or None) if split in release.info.splits else None
         inputs_stream = tqdm(inputs_stream, total=total, desc=f"{header['model']} on {split}", unit="seq")
     with SubmissionWriter(path, header, encoding=encoding, max_error=max_error) as writer:
         for inputs in inputs_stream:

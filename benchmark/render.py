@@ -143,7 +143,7 @@ def render_submission_sequence(prediction_path, release, sequence_id: str, out, 
     masks = release.region_masks()
     triangles = release.topology["triangles"].astype(np.int64)
     return render_comparison(record["vertices"], pred, triangles, masks, out, audio=audio,
-                             fps=float(release.info.get("fps", 30)), name=str(sequence_id),
+                             fps=float(release.info.uniform_fps or 30), name=str(sequence_id),
                              panel_size=panel_size, progress=progress)
 
 

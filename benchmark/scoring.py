@@ -19,7 +19,6 @@ import numpy as np
 
 from benchmark import metrics
 from benchmark.protocol import emotion_name
-from mmface4d_datasets.errors import FormatError
 from benchmark.submission import (
     Issue,
     SubmissionError,
@@ -31,6 +30,7 @@ from benchmark.submission import (
 
 if TYPE_CHECKING:
     from mmface4d_datasets.release import Release
+    from mmface4d_datasets.release.info import ReleaseInfo
 
 #: Conventions a report can carry: the authors' (always) and CodeTalker's (on request).
 CONVENTIONS = ("authors", "codetalker")
@@ -143,8 +143,11 @@ class ScoreResult:
 
 
 def release_context(release: "Release", split: str) -> dict[str, Any]:
-    """The versions a report must state: release format, splits manifest, codec, region rule, topology."""
-    info = dict(release.info or {})
+    """The versions a report must state: release format, splits manifest, codec, region rule, topology.
+
+    From the release's `ReleaseInfo` (meta/info.json), its split manifest (meta/splits.json) and, for the
+    region rule, its topology file (meta/topology.npz)."""
+    info = release.info
     splits = dict(release.splits or {})
 
     def first(mapping: dict, *keys: str) -> Any:
@@ -156,14 +159,14 @@ def release_context(release: "Release", split: str) -> dict[str, Any]:
     return {
         "path": str(getattr(release, "path", "")),
         "split": split,
-        "format_version": first(info, "format_version", "release_format_version"),
+        "format_version": info.format_version,
         "splits_version": first(splits, "version", "splits_version"),
         "splits_rule": first(splits, "rule"),
-        "codec_version": first(info, "codec_version"),
-        "region_rule_version": first(info, "region_rule_version") or _topology_value(release, "region_rule_version"),
-        "topology": first(info, "topology", "topology_name"),
-        "topology_hash": first(info, "topology_hash"),
-        "num_vertices": first(info, "num_vertices", "vertex_count"),
+        "codec_version": info.codec_version,
+        "region_rule_version": _topology_value(release, "region_rule_version"),
+        "topology": info.topology,
+        "topology_hash": info.topology_hash,
+        "num_vertices": info.num_vertices,
         "content_hash": content_hash(info),
     }
 
@@ -174,7 +177,7 @@ RELEASE_IDENTITY = ("format_version", "splits_version", "codec_version", "region
                     "topology_hash", "num_vertices", "content_hash", "split")
 
 
-def content_hash(info: dict) -> str | None:
+def content_hash(info: "ReleaseInfo") -> str | None:
     """sha256 over the (path, sha256) list of every file meta/info.json checksums (None when it lists none).
 
     Two releases with the same content hash hold the same shards, splits and topology bytes
@@ -182,11 +185,9 @@ def content_hash(info: dict) -> str | None:
     """
     import hashlib
 
-    files = info.get("files") if isinstance(info, dict) else None
-    if not isinstance(files, dict) or not files:
+    if not info.files:
         return None
-    lines = "".join(f"{name}\t{(entry or {}).get('sha256') if isinstance(entry, dict) else entry}\n"
-                    for name, entry in sorted(files.items()))
+    lines = "".join(f"{name}\t{entry.sha256}\n" for name, entry in sorted(info.files.items()))
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
@@ -233,9 +234,7 @@ def score_submission(
         raise ValueError(f"unknown convention(s) {unknown}; use {CONVENTIONS}")
     context = release_context(release, split)
     expected = expected_sequences(release, split)
-    if context["num_vertices"] is None:
-        raise FormatError(f"{context['path']}: meta/info.json does not state num_vertices")
-    num_vertices = int(context["num_vertices"])
+    num_vertices = context["num_vertices"]
     submission = open_submission(submission_path)
     if submission.usable:
         check_declared(submission, {k: v["num_frames"] for k, v in expected.items()}, num_vertices,

@@ -191,9 +191,9 @@ def compute_statistics(release, *, small_region_count: int = SMALL_REGIONS, prog
     numbers = {
         "version": STATS_VERSION,
         "release": {
-            "format_version": release.info.get("format_version"),
-            "topology": release.info.get("topology"),
-            "num_vertices": release.info.get("num_vertices"),
+            "format_version": release.info.format_version,
+            "topology": release.info.topology,
+            "num_vertices": release.info.num_vertices,
             "sequences": int(len(table)),
             "subjects": int(table["subject_id"].nunique()),
         },
@@ -202,7 +202,7 @@ def compute_statistics(release, *, small_region_count: int = SMALL_REGIONS, prog
         "ages": _age_numbers(table),
         "durations": _duration_numbers(table),
         "correlation": _correlation_numbers(cross, frames_used, labels, seeds, face),
-        "splits": _split_numbers(table, release.split_names, release.info.get("emotions")),
+        "splits": _split_numbers(table, release.split_names, release.info.emotions),
     }
     drawing = {"face": face, "triangles": triangles, "labels": labels, "features": features, "subjects": subjects}
     return numbers, drawing
@@ -548,10 +548,10 @@ def card_sequence_rows(release) -> list[dict]:
 
     from mmface4d_datasets.release.schema import EMOTION_NAMES
 
-    fps = release.info.get("fps")
+    fps = release.info.uniform_fps
     rows = []
     for row in pq.read_table(release.path / "meta" / "sequences.parquet").to_pylist():
-        rate = fps if isinstance(fps, int) else int(round(row["num_frames"] / row["duration_s"]))
+        rate = fps if fps is not None else int(round(row["num_frames"] / row["duration_s"]))
         rows.append(dict(row, emotion=EMOTION_NAMES.index(row["emotion"]), fps=rate))
     return rows
 
@@ -567,8 +567,11 @@ def add_figures_to_release(release_dir, card_info: dict | None = None, *, progre
     none stays behind unlisted, and the empty list is returned. ``output``: the build's
     ``OutputFolder``, which records the figure files as written by the build.
     """
+    import dataclasses
+
     from mmface4d_datasets.files import atomic_write_bytes, json_bytes, sha256_file
     from mmface4d_datasets.release.card import render_card
+    from mmface4d_datasets.release.info import INFO_FILE, Figure, Figures, FileEntry, FrozenMapping
     from mmface4d_datasets.release.reader import Release
 
     root = Path(release_dir)
@@ -592,14 +595,13 @@ def add_figures_to_release(release_dir, card_info: dict | None = None, *, progre
         return remove_ours()
     entries = figure_entries()
     added = [entries["numbers"], *(image["path"] for image in entries["images"])]
-    info = dict(release.info)
-    files = dict(info["files"])
+    files = dict(release.info.files)
     for relative in added:
         path = root / relative
-        files[relative] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    info["files"] = dict(sorted(files.items()))
-    info[INFO_KEY] = entries
-    atomic_write_bytes(root / "meta" / "info.json", json_bytes(info))
+        files[relative] = FileEntry(size=path.stat().st_size, sha256=sha256_file(path))
+    figures = Figures(numbers=entries["numbers"], images=tuple(Figure(**image) for image in entries["images"]))
+    info = dataclasses.replace(release.info, files=FrozenMapping(sorted(files.items())), figures=figures)
+    atomic_write_bytes(root / INFO_FILE, json_bytes(info.to_json()))
     card = render_card(info, release.splits, card_sequence_rows(release), card_info or {})
     atomic_write_bytes(root / "README.md", card.encode("utf-8"))
     return added

@@ -24,9 +24,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmface4d_datasets.vocabulary import SAMPLE_RATE
 from mmface4d_datasets.errors import FormatError, MMFace4DError
+
+if TYPE_CHECKING:
+    from mmface4d_datasets.release.info import ReleaseInfo
 
 DEFAULT_REPO_ID = "mmface4d/mmface4d"
 REPO_ENV = "MMFACE4D_REPO_ID"
@@ -93,19 +97,19 @@ def hub_patterns(config: str, split: str | None) -> list[str]:
     return patterns + [f"{folder}/{split or '*'}/*.parquet"]
 
 
-def hub_stream_files(repo_id: str, revision: str | None, info: dict, config: str, split: str | None) -> dict[str, list[str]]:
+def hub_stream_files(repo_id: str, revision: str | None, info: ReleaseInfo, config: str, split: str | None) -> dict[str, list[str]]:
     """`hf://` paths of the shards of one config (per split), from the file list of `meta/info.json`."""
     base = f"hf://datasets/{repo_id}@{revision or 'main'}/"
     if config == "templates":
         return {"train": [base + "templates/templates.parquet"]}
     folder = "raw" if config == "raw" else "data"
-    splits = [split] if split is not None else sorted(info.get("splits", {}), key=lambda s: (s != "train", s))
+    splits = [split] if split is not None else info.split_names
     files = {}
     for name in splits:
-        listed = sorted(path for path in info.get("files", {}) if path.startswith(f"{folder}/{name}/"))
+        listed = info.listed(f"{folder}/{name}/")
         if not listed:
             raise MMFace4DError(f"Hub repository {repo_id!r}: meta/info.json lists no {folder}/{name}/ shards "
-                                f"(splits: {sorted(info.get('splits', {}))})")
+                                f"(splits: {sorted(info.splits)})")
         files[name] = [base + path for path in listed]
     return files
 
@@ -147,8 +151,9 @@ def check_listed_shards(release, config: str, split: str) -> list[Path]:
     """
     import pyarrow.parquet as pq
 
+    from mmface4d_datasets.release.info import FileEntry
+
     info = release.info
-    files = info.get("files", {})
     paths, total = [], 0
 
     def mismatch(what: str) -> ReleaseMismatchError:
@@ -166,19 +171,19 @@ def check_listed_shards(release, config: str, split: str) -> list[Path]:
         path = release.path / relative
         if not path.is_file():
             raise mismatch(f"{relative} is listed but missing")
-        expected = files.get(relative, {})
+        expected = info.files.get(relative, FileEntry())
         size = path.stat().st_size
-        if "bytes" in expected and size != expected["bytes"]:
-            raise mismatch(f"{relative} has {size} bytes, meta/info.json says {expected['bytes']}")
+        if expected.size is not None and size != expected.size:
+            raise mismatch(f"{relative} has {size} bytes, meta/info.json says {expected.size}")
         try:
             rows = pq.ParquetFile(path).metadata.num_rows
         except Exception as exc:  # ArrowInvalid / OSError for a file that is no Parquet file
             raise mismatch(f"{relative} is not a readable Parquet file ({exc})") from exc
-        if "rows" in expected and rows != expected["rows"]:
-            raise mismatch(f"{relative} holds {rows} rows, meta/info.json says {expected['rows']}")
+        if expected.rows is not None and rows != expected.rows:
+            raise mismatch(f"{relative} holds {rows} rows, meta/info.json says {expected.rows}")
         total += rows
         paths.append(path)
-    sequences = info.get("splits", {}).get(split, {}).get("sequences")
+    sequences = info.splits[split].sequences if split in info.splits else None
     if config != "templates" and sequences is not None and total != sequences:
         raise mismatch(f"the {config} shards of split {split!r} hold {total} rows, meta/info.json says {sequences} sequences")
     return paths
@@ -216,7 +221,7 @@ def _open_files(files: dict[str, list[str]], config: str, split: str | None, *, 
     )
 
     loaded = datasets.load_dataset("parquet", data_files=files, streaming=streaming)
-    max_error = float(release.info.get("max_error", 1e-5)) if release is not None else 1e-5
+    max_error = float(release.info.max_error) if release is not None else 1e-5
     decoder = RowDecoder(config, decode, release=str(release.path) if release is not None else None,
                          sample_rate=SAMPLE_RATE, max_error=max_error)
     wrapper = MMFace4DIterableDataset if streaming else MMFace4DDataset

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from mmface4d_datasets.release.info import ReleaseInfo
+
 METRICS = ("lip_max", "lip_mean", "upper_max", "face_max")
 TRAINED = ("mmface4d", "mmface4d-no-composite", "mmface4d-no-regional", "faceformer")
 
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
         run(command("build", "release", str(takes), "--no-raw", "--seed", str(args.seed), "--out", str(release),
                     "--quiet"), log, env)
         timings["build_release_s"] = time.monotonic() - started
-    info = json.loads((release / "meta" / "info.json").read_text())
+    info = ReleaseInfo.of_release(release)
     splits = json.loads((release / "meta" / "splits.json").read_text())
 
     config = {"seed": args.seed, "threads": args.threads, "steps": 1_000_000, "checkpoint_every": 250,
@@ -134,8 +136,8 @@ def main(argv=None) -> int:
 
     output = {
         "conditions": {
-            "release": str(release), "num_vertices": info.get("num_vertices"), "topology": info.get("topology"),
-            "counts": info.get("counts"), "train_subjects": len(splits.get("train", [])),
+            "release": str(release), "num_vertices": info.num_vertices, "topology": info.topology,
+            "counts": info.counts.to_json(), "train_subjects": len(splits.get("train", [])),
             "test_subjects": len(splits.get("test", [])),
             "training_budget": f"{args.steps} steps" if args.steps else f"{args.minutes} minutes per invocation",
             "threads": args.threads, "seed": args.seed, "bootstrap_samples": args.bootstrap,

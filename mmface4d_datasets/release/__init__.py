@@ -1,6 +1,7 @@
 """The release format: writer and reader together (DESIGN.md, A release).
 
-- `schema`: `SourceSequence`, `SequenceSource`, `TopologyInfo`, format constants.
+- `schema`: `SourceSequence`, `SequenceSource`, `TopologyInfo`, format constants, the tables' schemas.
+- `info`: `ReleaseInfo`, meta/info.json typed (`Release(path).info`).
 - `writer.write_release(...)`: sources -> release folder (canonical frame, splits, shards, meta, card).
 - `reader.Release(path)`: an opened release folder.
 - `canonical`: subject templates and the canonical head frame. `splits`: the split rule.
@@ -11,7 +12,7 @@ Submodules are imported on use so that `import mmface4d_datasets.release` stays 
 
 from __future__ import annotations
 
-__all__ = ["FORMAT_VERSION", "Release", "SourceSequence", "TopologyInfo", "write_release", "validate_release"]
+__all__ = ["FORMAT_VERSION", "Release", "ReleaseInfo", "SourceSequence", "TopologyInfo", "write_release", "validate_release"]
 
 _LAZY = {
     "FORMAT_VERSION": "schema",
@@ -24,6 +25,7 @@ _LAZY = {
     "BuildReport": "schema",
     "write_release": "writer",
     "Release": "reader",
+    "ReleaseInfo": "info",
     "validate_release": "validate",
 }
 

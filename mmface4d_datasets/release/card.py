@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 
 from mmface4d_datasets.errors import MMFace4DError
+from mmface4d_datasets.release.info import ReleaseInfo
 from mmface4d_datasets.release.schema import EMOTION_NAMES
 
 CARD_TEMPLATE = Path(__file__).with_name("dataset_card.md")
@@ -43,16 +44,14 @@ SYNTHETIC_CARD_INFO = {
 }
 
 
-def configs_yaml(info: dict) -> str:
+def configs_yaml(info: ReleaseInfo) -> str:
     """The card's `configs:` list: default (data/), templates, raw, with the shard files of each split listed
     one by one from `meta/info.json` (no globs: plain `datasets.load_dataset(folder)` reads exactly the
     rows the release describes, never a stray copy of a shard)."""
-    splits = sorted(info["splits"], key=lambda s: (s != "train", s))
-    files = sorted(info.get("files", {}))
+    splits = info.split_names
 
     def listed(folder: str, split: str) -> list[str]:
-        paths = [path for path in files if path.startswith(f"{folder}/{split}/") and path.endswith(".parquet")]
-        return [f"    - {path}" for path in paths]
+        return [f"    - {path}" for path in info.listed(f"{folder}/{split}/", ".parquet")]
 
     lines = ["- config_name: default", "  default: true", "  data_files:"]
     for split in splits:
@@ -95,22 +94,22 @@ def statistics_table(sequence_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def figures_markdown(info: dict) -> str:
-    """The card's figures: images listed under `info["figures"]` (written by `mmface4d build` with the
+def figures_markdown(info: ReleaseInfo) -> str:
+    """The card's figures: images listed under `info.figures` (written by `mmface4d build` with the
     `viz` extra; see builders/stats.py), as Markdown with paths relative to the release, which the
     Hub's viewer shows; a note on how to get them when there are none."""
-    figures = info.get("figures") or {}
-    images = figures.get("images") or []
+    figures = info.figures
+    images = figures.images if figures is not None else ()
     if not images:
         return ("No figures in this build: `mmface4d build` draws them when matplotlib (the `viz` extra) is "
                 "installed, and `mmface4d stats RELEASE --out DIR` draws them for any release that has a `lips` region.")
-    lines = [f"![{image['title']}]({image['path']})" for image in images]
-    if figures.get("numbers"):
-        lines.append(f"The numbers behind the figures: [`{figures['numbers']}`]({figures['numbers']}).")
+    lines = [f"![{image.title}]({image.path})" for image in images]
+    if figures.numbers:
+        lines.append(f"The numbers behind the figures: [`{figures.numbers}`]({figures.numbers}).")
     return "\n\n".join(lines)
 
 
-def render_card(info: dict, manifest: dict, sequence_rows: list[dict], card_info: dict) -> str:
+def render_card(info: ReleaseInfo, manifest: dict, sequence_rows: list[dict], card_info: dict) -> str:
     """README.md text of a release from `meta/info.json`, the split manifest and the sequence rows."""
     if not CARD_TEMPLATE.is_file():
         raise MMFace4DError(f"{CARD_TEMPLATE}: the dataset card template is missing")
@@ -123,14 +122,14 @@ def render_card(info: dict, manifest: dict, sequence_rows: list[dict], card_info
     values = dict(DEFAULT_CARD_INFO, **card_info)
     values.update(
         configs_yaml=configs_yaml(info),
-        size_category=_size_category(info["counts"]["sequences"]),
-        format_version=info["format_version"],
-        topology=info["topology"],
-        num_vertices=str(info["num_vertices"]),
-        fps=str(info["fps"]),
-        sample_rate=str(info["sample_rate"]),
-        codec_version=info["codec_version"],
-        max_error_um=f"{info['max_error'] * 1e6:g}",
+        size_category=_size_category(info.counts.sequences),
+        format_version=info.format_version,
+        topology=info.topology,
+        num_vertices=str(info.num_vertices),
+        fps=_rate_text(info.fps),
+        sample_rate=_rate_text(info.sample_rate),
+        codec_version=info.codec_version,
+        max_error_um=f"{info.max_error * 1e6:g}",
         split_rule=f"Seed {manifest['seed']}. Rule {manifest['rule']}. "
                    f"This release: {len(manifest['train'])} train and {len(manifest['test'])} test subjects, "
                    f"{len(manifest['style_reference'])} frozen style references.",
@@ -143,6 +142,11 @@ def render_card(info: dict, manifest: dict, sequence_rows: list[dict], card_info
     if missing:
         raise MMFace4DError(f"{CARD_TEMPLATE}: placeholders without a value: {missing}")
     return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+
+
+def _rate_text(rate: int | tuple[int, ...]) -> str:
+    """A frame or sample rate as the card shows it: `30`, or `[25, 30]` when the sequences differ."""
+    return str(list(rate) if isinstance(rate, tuple) else rate)
 
 
 def card_front_matter(path: str | Path) -> str:

@@ -14,16 +14,17 @@ uploads exactly these files) and ``mmface4d validate`` (which reports every othe
 
 from __future__ import annotations
 
-import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
 from mmface4d_datasets.errors import FormatError
+from mmface4d_datasets.release.info import INFO_FILE as INFO
+from mmface4d_datasets.release.info import read_file_table
 
 CARD = "README.md"
-INFO = "meta/info.json"
 _MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'][^)]*[\"'])?\s*\)")
 _HTML_IMAGE = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
 
@@ -55,29 +56,16 @@ def card_images(root: str | os.PathLike) -> list[str]:
     return sorted(found)
 
 
-def read_info(root: str | os.PathLike) -> dict:
-    """``meta/info.json`` of the release at ``root``; FormatError naming it when missing or unreadable."""
-    path = Path(root) / INFO
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FormatError(f"{path}: missing, so {root} is not a release folder (make one with `mmface4d build`)") from None
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"{path}: cannot be read ({exc})") from None
-    if not isinstance(info, dict) or not isinstance(info.get("files"), dict):
-        raise FormatError(f"{path}: has no 'files' table listing the release's files")
-    return info
-
-
-def release_files(root: str | os.PathLike, info: dict | None = None) -> list[str]:
+def release_files(root: str | os.PathLike, files: Iterable[str] | None = None) -> list[str]:
     """The files of the release at ``root`` (module docstring), as sorted POSIX paths relative to it.
 
-    Raises FormatError for a listed path that points outside the folder or at a hidden file.
-    Listed files that are missing are still returned (``validate`` reports them)."""
+    ``files``: the paths its ``meta/info.json`` lists (read from it when None; only that table is needed).
+    Raises FormatError for an unreadable ``meta/info.json`` and for a listed path that points outside the
+    folder or at a hidden file. Listed files that are missing are still returned (``validate`` reports them)."""
     root = Path(root)
-    info = read_info(root) if info is None else info
+    files = read_file_table(root) if files is None else files
     listed = {INFO, CARD}
-    for path in info.get("files", {}):
+    for path in files:
         relative = _inside(root, str(path))
         if relative is None or relative != str(path):
             raise FormatError(f"{root / INFO}: lists {path!r}, which is not a plain path inside the release")
@@ -85,11 +73,11 @@ def release_files(root: str | os.PathLike, info: dict | None = None) -> list[str
     return sorted(listed | set(card_images(root)))
 
 
-def unlisted_files(root: str | os.PathLike, info: dict | None = None) -> list[str]:
+def unlisted_files(root: str | os.PathLike, files: Iterable[str] | None = None) -> list[str]:
     """Files in the release folder that are not part of the release (not hidden; sorted): what a
     person put there. Hidden entries (the build's bookkeeping) are left out."""
     root = Path(root)
-    listed = set(release_files(root, info))
+    listed = set(release_files(root, files))
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))

@@ -15,49 +15,30 @@ from pathlib import Path
 import numpy as np
 
 from mmface4d_datasets.errors import FormatError, MMFace4DError
-from mmface4d_datasets.release.schema import FORMAT_VERSION
+from mmface4d_datasets.release.info import INFO_FILE, ReleaseInfo, ReleaseVersionError, check_format_version
+
+__all__ = ["Release", "ReleaseVersionError", "check_format_version"]
 
 _BATCH_ROWS = 8  # records decoded together when streaming
-
-
-class ReleaseVersionError(FormatError):
-    """A release of another format version than this package reads."""
-
-
-def check_format_version(version, where) -> None:
-    """Raise `ReleaseVersionError` unless `version` has the major number of FORMAT_VERSION."""
-    if str(version).split(".")[0] != FORMAT_VERSION.split(".")[0]:
-        raise ReleaseVersionError(
-            f"{where}: release format version {version!r}, this package reads {FORMAT_VERSION}. "
-            f"Install the mmface4d-datasets version that matches the release "
-            f"(or upgrade: pip install -U mmface4d-datasets), or convert it by rebuilding it from its sources "
-            f"with `mmface4d build release`.")
 
 
 class Release:
     """An opened release folder.
 
-    .info (meta/info.json), .splits (meta/splits.json), .topology (meta/topology.npz arrays),
+    .info (meta/info.json, a `ReleaseInfo`), .splits (meta/splits.json), .topology (meta/topology.npz arrays),
     .region_masks(), .sequences(split), .iter_records(split, decode), .record(id), .templates(),
-    .style_reference(id). Raises `FormatError` for a folder that is not a release and
-    `ReleaseVersionError` for another format version.
+    .style_reference(id). Raises `InfoFormatError` (a `FormatError`) for a folder that is not a release or
+    whose meta/info.json is incomplete, and `ReleaseVersionError` for another format version.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        info_path = self.path / "meta" / "info.json"
-        if not info_path.is_file():
-            raise FormatError(f"{self.path}: not a release folder (meta/info.json is missing)")
-        try:
-            self.info = json.loads(info_path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise FormatError(f"{info_path}: not valid JSON ({exc})") from exc
-        check_format_version(self.info.get("format_version"), info_path)
+        self.info = ReleaseInfo.from_file(self.path / INFO_FILE)
         self._last_group = (None, None)
 
     def __repr__(self) -> str:
-        counts = {split: s["sequences"] for split, s in self.info.get("splits", {}).items()}
-        return f"Release({str(self.path)!r}, topology={self.info.get('topology')!r}, sequences={counts})"
+        counts = {split: s.sequences for split, s in self.info.splits.items()}
+        return f"Release({str(self.path)!r}, topology={self.info.topology!r}, sequences={counts})"
 
     @cached_property
     def splits(self) -> dict:
@@ -86,16 +67,14 @@ class Release:
     @property
     def split_names(self) -> list[str]:
         """Splits present in this release ("train" first)."""
-        return sorted(self.info.get("splits", {}), key=lambda s: (s != "train", s))
+        return self.info.split_names
 
     def shards(self, split: str, config: str = "data") -> list[Path]:
         """The shard files of a split (config "data" or "raw") that meta/info.json lists, sorted; never a glob,
         so a stray copy of a shard beside them is not read."""
-        if split not in self.info.get("splits", {}):
+        if split not in self.info.splits:
             raise MMFace4DError(f"{self.path}: no split {split!r} (this release has {self.split_names})")
-        listed = self.info["splits"][split].get("shards") if config == "data" else None
-        if listed is None:
-            listed = [p for p in self.info.get("files", {}) if p.startswith(f"{config}/{split}/") and p.endswith(".parquet")]
+        listed = self.info.splits[split].shards if config == "data" else self.info.listed(f"{config}/{split}/", ".parquet")
         return [self.path / relative for relative in sorted(listed)]
 
     @cached_property
@@ -124,7 +103,7 @@ class Release:
         """Records of a split in id order, streamed row group by row group.
 
         decode=True: `vertices`, `head_pose`, `audio` decoded (`rows.decode_row`, audio at its stored rate); False: the stored
-        bytes. `emotion` is the ClassLabel index (names in `info["emotions"]`).
+        bytes. `emotion` is the ClassLabel index (names in `info.emotions`).
         """
         import pyarrow.parquet as pq
 

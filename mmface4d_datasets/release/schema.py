@@ -10,12 +10,15 @@ synthetic takes, our rig) and the release: vertices in the SOURCE camera frame (
 them into the subject's canonical head frame and stores the rigid motion in `head_pose`), audio as
 the source's own samples plus its subtype so that it can be stored bit-exact.
 
-Format constants (`FORMAT_VERSION`, column names, emotion names) live here too, so that the reader,
-the writer and `validate` agree by construction.
+This module owns the on-disk schema of the tables, so that the reader, the writer and `validate` agree by
+construction: `FORMAT_VERSION`, the emotion names, and the columns of every Parquet table with their `datasets`
+features (`DATA_FIELDS`, ...; `data_features()`, ...) and Arrow schemas (`data_schema()`, ...). The layout of
+`meta/info.json` is `release.info.ReleaseInfo`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
@@ -38,21 +41,6 @@ EMOTION_PREFIXES = EMOTION_INDEX_OF_PREFIX
 FLOAT_SUBTYPES = ("FLOAT",)
 PCM_SUBTYPES = ("PCM_16", "PCM_24")
 
-#: Columns of `data/{split}/shard-*.parquet` (the default config), in file order.
-DATA_COLUMNS = (
-    "id", "subject_id", "take_id", "sentence_id", "emotion", "text", "gender", "age", "fps",
-    "num_frames", "num_vertices", "topology", "sample_rate", "audio", "vertices", "head_pose",
-)
-#: Columns of `templates/templates.parquet`.
-TEMPLATE_COLUMNS = ("subject_id", "num_vertices", "topology", "num_sequences", "rule", "vertices")
-#: Columns of `raw/{split}/shard-*.parquet`.
-RAW_COLUMNS = ("id", "cameras", "intrinsics", "extrinsics", "landmarks", "landmarks_shape")
-#: Columns of `meta/sequences.parquet`.
-SEQUENCE_COLUMNS = (
-    "id", "subject_id", "take_id", "sentence_id", "split", "emotion", "text", "gender", "age",
-    "num_frames", "duration_s", "shard", "row",
-)
-
 
 def emotion_of(sentence_id: str, *, where: str = "") -> int:
     """ClassLabel index of the emotion carried by a sentence id's two-digit prefix (00, 21..26).
@@ -64,6 +52,111 @@ def emotion_of(sentence_id: str, *, where: str = "") -> int:
         known = ", ".join(f"{p}={EMOTION_NAMES[i]}" for p, i in EMOTION_PREFIXES.items())
         raise FormatError(f"{where or 'sentence'}: sentence id {sentence_id!r} has the unknown emotion prefix {prefix!r} (known: {known})")
     return EMOTION_PREFIXES[prefix]
+
+
+# --------------------------------------------------------------------------- tables
+# The columns of every table of a release, in file order, with their `datasets` feature: a dtype name is a
+# `Value`, a one-element list a `List` of it, EMOTION_FEATURE the ClassLabel of the emotion names. The Arrow
+# schemas are built from these through `datasets.Features(...).arrow_schema` (imported on first use:
+# `import mmface4d_datasets` stays light).
+
+EMOTION_FEATURE = "ClassLabel(emotions)"
+
+#: `data/{split}/shard-*.parquet` (the default config).
+DATA_FIELDS = (
+    ("id", "string"), ("subject_id", "string"), ("take_id", "string"), ("sentence_id", "string"),
+    ("emotion", EMOTION_FEATURE), ("text", "string"), ("gender", "string"), ("age", "int32"), ("fps", "int32"),
+    ("num_frames", "int32"), ("num_vertices", "int32"), ("topology", "string"), ("sample_rate", "int32"),
+    ("audio", "binary"), ("vertices", "binary"), ("head_pose", "binary"),
+)
+#: `raw/{split}/shard-*.parquet`.
+RAW_FIELDS = (
+    ("id", "string"), ("cameras", ["int32"]), ("intrinsics", [["float64"]]), ("extrinsics", [["float64"]]),
+    ("landmarks", "binary"), ("landmarks_shape", [["int32"]]),
+)
+#: `templates/templates.parquet`.
+TEMPLATE_FIELDS = (
+    ("subject_id", "string"), ("num_vertices", "int32"), ("topology", "string"), ("num_sequences", "int32"),
+    ("rule", "string"), ("vertices", "binary"),
+)
+#: `meta/sequences.parquet` (emotion by name here; stored without `datasets` metadata).
+SEQUENCE_FIELDS = (
+    ("id", "string"), ("subject_id", "string"), ("take_id", "string"), ("sentence_id", "string"), ("split", "string"),
+    ("emotion", "string"), ("text", "string"), ("gender", "string"), ("age", "int32"), ("num_frames", "int32"),
+    ("duration_s", "float64"), ("shard", "string"), ("row", "int32"),
+)
+
+DATA_COLUMNS = tuple(name for name, _ in DATA_FIELDS)
+RAW_COLUMNS = tuple(name for name, _ in RAW_FIELDS)
+TEMPLATE_COLUMNS = tuple(name for name, _ in TEMPLATE_FIELDS)
+SEQUENCE_COLUMNS = tuple(name for name, _ in SEQUENCE_FIELDS)
+
+
+def _feature(kind):
+    import datasets
+
+    if kind == EMOTION_FEATURE:
+        return datasets.ClassLabel(names=list(EMOTION_NAMES))
+    if isinstance(kind, list):
+        return datasets.List(_feature(kind[0]))
+    return datasets.Value(kind)
+
+
+def _features(fields):
+    import datasets
+
+    return datasets.Features({name: _feature(kind) for name, kind in fields})
+
+
+def data_features():
+    """`datasets.Features` of the default config (what `datasets` reads from the shards' metadata)."""
+    return _features(DATA_FIELDS)
+
+
+def raw_features():
+    """`datasets.Features` of the raw config."""
+    return _features(RAW_FIELDS)
+
+
+def template_features():
+    """`datasets.Features` of the templates config."""
+    return _features(TEMPLATE_FIELDS)
+
+
+def _with_canonical_metadata(features):
+    """`features.arrow_schema`, its `huggingface` metadata JSON written with sorted keys: `datasets` writes the
+    same object in insertion order, and releases store it sorted (the Parquet bytes of every release so far)."""
+    import json
+
+    schema = features.arrow_schema
+    metadata = json.loads(schema.metadata[b"huggingface"])
+    return schema.with_metadata({"huggingface": json.dumps(metadata, sort_keys=True)})
+
+
+@functools.cache
+def data_schema():
+    """Arrow schema of `data/{split}/shard-*.parquet` (columns: DATA_COLUMNS)."""
+    return _with_canonical_metadata(data_features())
+
+
+@functools.cache
+def raw_schema():
+    """Arrow schema of `raw/{split}/shard-*.parquet` (columns: RAW_COLUMNS)."""
+    return _with_canonical_metadata(raw_features())
+
+
+@functools.cache
+def template_schema():
+    """Arrow schema of `templates/templates.parquet` (columns: TEMPLATE_COLUMNS)."""
+    return _with_canonical_metadata(template_features())
+
+
+@functools.cache
+def sequences_schema():
+    """Arrow schema of `meta/sequences.parquet` (columns: SEQUENCE_COLUMNS; no `datasets` metadata)."""
+    import pyarrow as pa
+
+    return pa.schema(_features(SEQUENCE_FIELDS).type)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Checking a release folder: `validate_release(path) -> list[Problem]` and `mmface4d validate`.
 
 What is checked (every problem is reported by file and, for table rows, row number):
-- `meta/info.json`: present, JSON, this package's format version, topology and vertex count;
-- checksums and sizes of every file listed in `info["files"]`, and no unlisted shard;
+- `meta/info.json`: present, JSON, this package's format version, every field of its layout (`ReleaseInfo`);
+- checksums and sizes of every file listed in `info.files`, and no unlisted shard;
 - schema: the columns and types of data, raw and template shards and of `meta/sequences.parquet`;
 - rows: id = subject_id/take_id, unique ids, emotion index and sentence prefix agree, topology and
   vertex count, the codec header's shape against num_frames/num_vertices, head_pose size, audio
@@ -21,7 +21,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmface4d_datasets.release.schema import EMOTION_NAMES, EMOTION_PREFIXES, FORMAT_VERSION, SEQUENCE_COLUMNS
+from mmface4d_datasets.release.info import INFO_FILE, InfoFormatError, ReleaseInfo
+from mmface4d_datasets.release.schema import EMOTION_NAMES, EMOTION_PREFIXES, SEQUENCE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -55,32 +56,11 @@ def validate_release(path: str | Path) -> list[Problem]:
     if not root.is_dir():
         found.add(root, "is a file, not a release folder" if root.exists() else "does not exist")
         return found.problems
-    info_path = root / "meta" / "info.json"
     try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        found.add(info_path, "missing: this is not a release folder")
-        return found.problems
-    except (OSError, ValueError) as exc:  # not JSON, not UTF-8, a folder, unreadable
-        found.add(info_path, f"cannot be read as JSON ({exc})")
-        return found.problems
-    if not isinstance(info, dict):
-        found.add(info_path, f"holds a JSON {type(info).__name__}, not an object with the release's fields")
-        return found.problems
-    version = info.get("format_version")
-    if str(version).split(".")[0] != FORMAT_VERSION.split(".")[0]:
-        found.add(info_path, f"format version {version!r}; this package reads {FORMAT_VERSION} "
-                             f"(install the matching mmface4d-datasets or rebuild with `mmface4d build release`)")
-        return found.problems
-    for key in ("topology", "topology_hash", "num_vertices", "files", "splits", "codec_version"):
-        if key not in info:
-            found.add(info_path, f"has no {key!r} field")
-    if found.problems:
-        return found.problems
-    for key, kind in (("files", dict), ("splits", dict)):
-        if not isinstance(info[key], kind) or not all(isinstance(v, dict) for v in info[key].values()):
-            found.add(info_path, f"field {key!r} is not an object of objects")
-    if found.problems:
+        info = ReleaseInfo.from_file(root / INFO_FILE)
+    except InfoFormatError as exc:  # missing, not JSON, another format version, fields missing or mistyped
+        for problem in exc.problems:
+            found.add(exc.path, problem)
         return found.problems
 
     _check_files(root, info, found)
@@ -97,15 +77,15 @@ def validate_release(path: str | Path) -> list[Problem]:
 def _check_files(root, info, found) -> None:
     from mmface4d_datasets.files import sha256_file
 
-    listed = set(info["files"])
-    for relative, expected in sorted(info["files"].items()):
+    listed = set(info.files)
+    for relative, expected in sorted(info.files.items()):
         path = root / relative
         if not path.is_file():
             found.add(path, "listed in meta/info.json but missing")
             continue
-        if path.stat().st_size != expected.get("bytes"):
-            found.add(path, f"size {path.stat().st_size} bytes, meta/info.json says {expected.get('bytes')}")
-        elif sha256_file(path) != expected.get("sha256"):
+        if path.stat().st_size != expected.size:
+            found.add(path, f"size {path.stat().st_size} bytes, meta/info.json says {expected.size}")
+        elif sha256_file(path) != expected.sha256:
             found.add(path, "sha256 checksum does not match meta/info.json")
     for config in ("data", "raw", "templates"):
         for path in sorted((root / config).glob("**/*.parquet")):
@@ -163,11 +143,11 @@ def _check_data(root, info, manifest, found) -> dict[str, tuple[str, str]]:
     import soundfile
 
     from mmface4d_datasets.codec import peek
-    from mmface4d_datasets.release.writer import data_schema, raw_schema
+    from mmface4d_datasets.release.schema import data_schema, raw_schema
 
     split_of = {s: split for split in ("train", "test") for s in manifest.get(split, [])}
     ids: dict[str, tuple[str, str]] = {}
-    for split in sorted(info["splits"]):
+    for split in sorted(info.splits):
         shards = sorted((root / "data" / split).glob("shard-*.parquet"))
         if not shards:
             found.add(root / "data" / split, "split listed in meta/info.json has no shards")
@@ -216,9 +196,9 @@ def _check_row(shard, row, record, split, info, split_of, ids, found, peek, soun
         bad(f"emotion index {emotion!r} out of range")
     elif EMOTION_PREFIXES.get(str(record["sentence_id"])[:2]) != emotion:
         bad(f"emotion {EMOTION_NAMES[emotion]!r} does not match sentence id {record['sentence_id']!r}")
-    if record["topology"] != info["topology"] or record["num_vertices"] != info["num_vertices"]:
+    if record["topology"] != info.topology or record["num_vertices"] != info.num_vertices:
         bad(f"topology {record['topology']!r} with {record['num_vertices']} vertices, "
-            f"meta/info.json says {info['topology']!r} with {info['num_vertices']}")
+            f"meta/info.json says {info.topology!r} with {info.num_vertices}")
     try:
         shape = tuple(peek(record["vertices"])["shape"])
         if shape != (record["num_frames"], record["num_vertices"], 3):
@@ -294,7 +274,7 @@ def _check_style_references(root, manifest, ids, found) -> None:
 
 
 def _check_templates(root, info, subjects, found) -> None:
-    from mmface4d_datasets.release.writer import template_schema
+    from mmface4d_datasets.release.schema import template_schema
 
     path = root / "templates" / "templates.parquet"
     if not path.is_file():
@@ -311,8 +291,8 @@ def _check_templates(root, info, subjects, found) -> None:
         return
     for row, record in enumerate(records):
         seen.add(record["subject_id"])
-        if record["num_vertices"] != info["num_vertices"] or len(record["vertices"] or b"") != 12 * info["num_vertices"]:
-            found.add(path, f"template of {record['subject_id']!r} does not hold {info['num_vertices']} float32 vertices", row)
+        if record["num_vertices"] != info.num_vertices or len(record["vertices"] or b"") != 12 * info.num_vertices:
+            found.add(path, f"template of {record['subject_id']!r} does not hold {info.num_vertices} float32 vertices", row)
     for subject in sorted(subjects - seen):
         found.add(path, f"no template for subject {subject!r}")
 
@@ -332,11 +312,11 @@ def _check_topology(root, info, found) -> None:
         if key not in arrays:
             found.add(path, f"has no {key!r} array")
             return
-    if str(arrays["hash"]) != info["topology_hash"] or str(arrays["name"]) != info["topology"]:
+    if str(arrays["hash"]) != info.topology_hash or str(arrays["name"]) != info.topology:
         found.add(path, "topology name/hash differ from meta/info.json")
     if not any(name.startswith("mask_") for name in arrays):
         found.add(path, "holds no region masks (mask_<name>)")
-    if arrays["keypoints"].shape != (68,) or np.any(arrays["keypoints"] >= info["num_vertices"]):
+    if arrays["keypoints"].shape != (68,) or np.any(arrays["keypoints"] >= info.num_vertices):
         found.add(path, "keypoints are not 68 vertex ids of this topology")
 
 

@@ -43,8 +43,13 @@ from mmface4d_datasets.release.schema import (
     SequenceSource,
     SourceSequence,
     TopologyInfo,
+    data_schema,
     emotion_of,
+    raw_schema,
+    sequences_schema,
+    template_schema,
 )
+from mmface4d_datasets.release.info import INFO_FILE, Counts, FileEntry, FrozenMapping, ReleaseInfo, SplitInfo
 from mmface4d_datasets.release.splits import assign_splits, split_of_subjects
 
 DEFAULT_SHARD_SIZE_BYTES = 256 * 2**20
@@ -216,7 +221,7 @@ def _write_release(
     produced |= {out_dir / "meta" / "splits.json", out_dir / "meta" / "topology.npz"}
     _remove_stale(out_dir, produced, output)
     info = _info(out_dir, metas, sequence_rows, topology, max_error, produced)
-    atomic_write_bytes(out_dir / "meta" / "info.json", json_bytes(info))
+    atomic_write_bytes(out_dir / INFO_FILE, json_bytes(info.to_json()))
 
     from mmface4d_datasets.release.card import render_card
 
@@ -371,67 +376,6 @@ def _stage_row(sequence: SourceSequence, template: np.ndarray, stable: np.ndarra
 
 
 # --------------------------------------------------------------------------- Parquet
-
-def _features_metadata(columns: dict[str, dict]) -> bytes:
-    """The `huggingface` schema metadata `datasets` reads its Features from (ClassLabel names for emotion)."""
-    return json.dumps({"info": {"features": columns}}, sort_keys=True).encode("utf-8")
-
-
-def _value(dtype: str) -> dict:
-    return {"dtype": dtype, "_type": "Value"}
-
-
-def data_schema():
-    """Arrow schema of `data/{split}/shard-*.parquet` (column order = schema.DATA_COLUMNS)."""
-    import pyarrow as pa
-
-    fields = [
-        ("id", pa.string()), ("subject_id", pa.string()), ("take_id", pa.string()), ("sentence_id", pa.string()),
-        ("emotion", pa.int64()), ("text", pa.string()), ("gender", pa.string()), ("age", pa.int32()),
-        ("fps", pa.int32()), ("num_frames", pa.int32()), ("num_vertices", pa.int32()), ("topology", pa.string()),
-        ("sample_rate", pa.int32()), ("audio", pa.binary()), ("vertices", pa.binary()), ("head_pose", pa.binary()),
-    ]
-    features = {name: _value(_hf_dtype(kind)) for name, kind in fields}
-    features["emotion"] = {"names": list(EMOTION_NAMES), "_type": "ClassLabel"}
-    return pa.schema(fields, metadata={"huggingface": _features_metadata(features)})
-
-
-def raw_schema():
-    """Arrow schema of `raw/{split}/shard-*.parquet`."""
-    import pyarrow as pa
-
-    fields = [
-        ("id", pa.string()), ("cameras", pa.list_(pa.int32())),
-        ("intrinsics", pa.list_(pa.list_(pa.float64()))), ("extrinsics", pa.list_(pa.list_(pa.float64()))),
-        ("landmarks", pa.binary()), ("landmarks_shape", pa.list_(pa.list_(pa.int32()))),
-    ]
-    features = {name: _hf_feature(kind) for name, kind in fields}
-    return pa.schema(fields, metadata={"huggingface": _features_metadata(features)})
-
-
-def template_schema():
-    """Arrow schema of `templates/templates.parquet`."""
-    import pyarrow as pa
-
-    fields = [
-        ("subject_id", pa.string()), ("num_vertices", pa.int32()), ("topology", pa.string()),
-        ("num_sequences", pa.int32()), ("rule", pa.string()), ("vertices", pa.binary()),
-    ]
-    features = {name: _value(_hf_dtype(kind)) for name, kind in fields}
-    return pa.schema(fields, metadata={"huggingface": _features_metadata(features)})
-
-
-def _hf_dtype(kind) -> str:
-    return {"string": "string", "int64": "int64", "int32": "int32", "binary": "binary", "double": "float64"}[str(kind)]
-
-
-def _hf_feature(kind) -> dict | list:
-    import pyarrow as pa
-
-    if pa.types.is_list(kind):
-        return {"feature": _hf_feature(kind.value_type), "_type": "List"}
-    return _value(_hf_dtype(kind))
-
 
 def _writer(path: Path, schema):
     import pyarrow.parquet as pq
@@ -597,19 +541,13 @@ def _write_templates(out_dir, templates, metas, topology, produced) -> None:
 def _sequences_table(sequence_rows: list[dict]):
     import pyarrow as pa
 
-    schema = pa.schema([
-        ("id", pa.string()), ("subject_id", pa.string()), ("take_id", pa.string()), ("sentence_id", pa.string()),
-        ("split", pa.string()), ("emotion", pa.string()), ("text", pa.string()), ("gender", pa.string()),
-        ("age", pa.int32()), ("num_frames", pa.int32()), ("duration_s", pa.float64()), ("shard", pa.string()),
-        ("row", pa.int32()),
-    ])
     rows = [{
         "id": r["id"], "subject_id": r["subject_id"], "take_id": r["take_id"], "sentence_id": r["sentence_id"],
         "split": r["split"], "emotion": EMOTION_NAMES[r["emotion"]], "text": r["text"], "gender": r["gender"],
         "age": r["age"], "num_frames": r["num_frames"], "duration_s": r["num_frames"] / r["fps"],
         "shard": r["shard"], "row": r["row"],
     } for r in sorted(sequence_rows, key=lambda r: r["id"])]
-    return pa.Table.from_pylist(rows, schema=schema)
+    return pa.Table.from_pylist(rows, schema=sequences_schema())
 
 
 def _topology_arrays(topology: TopologyInfo) -> dict[str, np.ndarray]:
@@ -655,51 +593,51 @@ def _remove_stale(out_dir: Path, produced: set[Path], output) -> None:
                   "of the release (move it out of the folder)", file=sys.stderr)
 
 
-def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> dict:
+def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> ReleaseInfo:
     from mmface4d_datasets import __version__
     from mmface4d_datasets.codec import CODEC_VERSION
 
     def uniform(name):
         values = sorted({m[name] for m in metas.values()})
-        return values[0] if len(values) == 1 else values
+        return values[0] if len(values) == 1 else tuple(values)
 
     splits = {}
     for split in sorted({r["split"] for r in sequence_rows}):
         rows = [r for r in sequence_rows if r["split"] == split]
-        splits[split] = {
-            "sequences": len(rows),
-            "subjects": len({r["subject_id"] for r in rows}),
-            "frames": int(sum(r["num_frames"] for r in rows)),
-            "shards": sorted({r["shard"] for r in rows}),
-        }
+        splits[split] = SplitInfo(
+            sequences=len(rows),
+            subjects=len({r["subject_id"] for r in rows}),
+            frames=int(sum(r["num_frames"] for r in rows)),
+            shards=tuple(sorted({r["shard"] for r in rows})),
+        )
     files = {}
     for path in sorted(produced):
-        relative = path.relative_to(out_dir).as_posix()
-        files[relative] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        rows = None
         if path.suffix == ".parquet":  # the loader checks footers against these counts (loading.check_listed_shards)
             import pyarrow.parquet as pq
 
-            files[relative]["rows"] = pq.ParquetFile(path).metadata.num_rows
-    return {
-        "format_version": FORMAT_VERSION,
-        "writer": f"mmface4d-datasets {__version__}",
-        "fps": uniform("fps"),
-        "sample_rate": uniform("sample_rate"),
-        "topology": topology.name,
-        "topology_hash": topology.hash,
-        "num_vertices": int(topology.num_vertices),
-        "vertex_dtype": "float32",
-        "units": "metres",
-        "frame": "canonical head frame of the subject (+y up, +z out of the face); head_pose maps it to the source camera",
-        "codec_version": CODEC_VERSION,
-        "max_error": float(max_error),
-        "template_rule": canonical.TEMPLATE_RULE_VERSION,
-        "emotions": list(EMOTION_NAMES),
-        "counts": {
-            "sequences": len(metas),
-            "subjects": len({m["subject_id"] for m in metas.values()}),
-            "frames": int(sum(m["num_frames"] for m in metas.values())),
-        },
-        "splits": splits,
-        "files": files,
-    }
+            rows = pq.ParquetFile(path).metadata.num_rows
+        files[path.relative_to(out_dir).as_posix()] = FileEntry(size=path.stat().st_size, sha256=sha256_file(path), rows=rows)
+    return ReleaseInfo(
+        format_version=FORMAT_VERSION,
+        writer=f"mmface4d-datasets {__version__}",
+        fps=uniform("fps"),
+        sample_rate=uniform("sample_rate"),
+        topology=topology.name,
+        topology_hash=topology.hash,
+        num_vertices=int(topology.num_vertices),
+        vertex_dtype="float32",
+        units="metres",
+        frame="canonical head frame of the subject (+y up, +z out of the face); head_pose maps it to the source camera",
+        codec_version=CODEC_VERSION,
+        max_error=float(max_error),
+        template_rule=canonical.TEMPLATE_RULE_VERSION,
+        emotions=tuple(EMOTION_NAMES),
+        counts=Counts(
+            sequences=len(metas),
+            subjects=len({m["subject_id"] for m in metas.values()}),
+            frames=int(sum(m["num_frames"] for m in metas.values())),
+        ),
+        splits=FrozenMapping(splits),
+        files=FrozenMapping(files),
+    )

@@ -84,7 +84,7 @@ def load_release_row(data, sequence_id: str) -> Sequence:
     record = release.record(sequence_id)
     audio = record.get("audio")
     audio = (np.asarray(audio["array"], np.float32), int(audio["sampling_rate"])) if audio else None
-    fps = float(release.info.get("fps", FPS))
+    fps = float(release.info.uniform_fps or FPS)
     return Sequence(record["vertices"], release.topology["triangles"].astype(np.int64), audio, fps,
                     f"{data} id {sequence_id}", "+z")
 
