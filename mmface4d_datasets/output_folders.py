@@ -27,6 +27,8 @@ another host is never judged stale (its process cannot be seen): the message say
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -147,10 +149,17 @@ class FileLock:
             return False
         content = self._content_bytes()
         try:
-            os.write(fd, content)
+            written = os.write(fd, content)
+            if written != len(content):
+                raise OSError(errno.ENOSPC, f"only {written} of {len(content)} bytes written", str(self.path))
             os.fsync(fd)
-        finally:
+        except BaseException:
+            # a lock file without its holder's name would block every later run for a while: remove it
             os.close(fd)
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            raise
+        os.close(fd)
         self._content = content
         return True
 

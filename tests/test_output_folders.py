@@ -213,3 +213,21 @@ def test_every_folder_writing_command_refuses_a_folder_of_user_files(tmp_path, c
     assert result.returncode == 2, result.stdout + result.stderr
     assert "refusing to write mmface4d" in result.stderr and "Traceback" not in result.stderr
     assert snapshot(out) == before
+
+
+def test_a_lock_that_cannot_be_written_whole_is_removed_so_the_next_run_is_not_blocked(tmp_path, monkeypatch):
+    """A full disk while the lock names its holder (a long command line, a small file-size limit) used to
+    leave a nameless lock file behind; the next run then saw 'a process that has not yet written its name'."""
+    import resource
+
+    lock_path = tmp_path / ".mmface4d.lock"
+    monkeypatch.setattr(sys, "argv", ["mmface4d", "build", "x" * 400])
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (120, hard))
+    try:
+        with pytest.raises(OSError):
+            FileLock(lock_path).acquire()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert not lock_path.exists()
+    FileLock(lock_path).acquire().release()
