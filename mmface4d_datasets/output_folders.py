@@ -28,6 +28,7 @@ another host is never judged stale (its process cannot be seen): the message say
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -50,6 +51,7 @@ MARKER_VERSION = 1
 #: A lock file that stays unreadable (created, never filled: its writer died at once) this long is stale.
 EMPTY_LOCK_STALE_S = 10.0
 _OUR_TEMPORARY = re.compile(rf"^{re.escape(MARKER_NAME)}\.tmp-\d+$|^{re.escape(LOCK_NAME)}(\..*)?$")
+_log = logging.getLogger(__name__)
 
 
 class OutputFolderError(MMFace4DError):
@@ -61,7 +63,9 @@ class FolderBusyError(OutputFolderError):
 
 
 def _log_stderr(line: str) -> None:
-    print(line, file=sys.stderr)
+    """The default ``log`` of the lock and the folder rule: a warning of this module's logger (the
+    ``mmface4d`` command shows it on stderr)."""
+    _log.warning("%s", line)
 
 
 # --------------------------------------------------------------------------------------------
