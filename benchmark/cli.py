@@ -136,210 +136,78 @@ def _conventions(args) -> tuple[str, ...]:
     return ("authors", "codetalker") if args.convention == "codetalker" else ("authors",)
 
 
-def _score_and_report(prediction: Path, args, json_path: Path) -> int:
-    from benchmark.report import check_report, compare_reports, failed_report, load_report, render_markdown, write_report
-    from benchmark.scoring import release_context, score_submission
-    from mmface4d_datasets.release.reader import Release
+def _scoring_options(args) -> dict:
+    return {"conventions": _conventions(args), "bootstrap_samples": args.bootstrap, "seed": args.seed,
+            "progress": not args.quiet, "compare": args.compare}
 
-    release = Release(args.data)
-    result = score_submission(prediction, release, args.split, conventions=_conventions(args),
-                              bootstrap_samples=args.bootstrap, seed=args.seed, progress=not args.quiet)
-    markdown_path = json_path.with_suffix(".md")
-    if result.report is None:
-        report = failed_report(result.validation, release=release_context(release, args.split))
-        write_report(report, json_path, markdown_path)
-        for issue in result.validation.issues:
-            print(issue, file=sys.stderr)
-        print(f"{prediction}: {len(result.validation.errors)} validation error(s); not scored. Report: {json_path}",
+
+def _print_scored(scored, args) -> int:
+    """The result of ``bench score`` / ``bench run``: the Markdown report on stdout (or the failure on stderr)."""
+    if not scored.ok:
+        print(f"{scored.prediction}: {scored.num_errors} validation error(s); not scored. Report: {scored.json_path}",
               file=sys.stderr)
         return 1
-    report = result.report
-    for other in args.compare:
-        other_report = load_report(other)
-        check_report(other_report, str(other))
-        comparison = compare_reports(report, other_report)
-        if not comparison["num_shared"]:
-            print(f"--compare {other}: no shared sequences with this submission; nothing to compare", file=sys.stderr)
-        report["comparisons"].append(comparison)
-    write_report(report, json_path, markdown_path)
-    for issue in result.validation.issues:
-        print(issue, file=sys.stderr)
-    print(render_markdown(report))
-    print(f"report: {json_path} and {markdown_path}", file=sys.stderr)
     from benchmark.render_cli import render_worst_after_score
+    from benchmark.report import render_markdown
 
-    render_worst_after_score(args, prediction, release, report, json_path)
+    print(render_markdown(scored.report))
+    print(f"report: {scored.json_path} and {scored.markdown_path}", file=sys.stderr)
+    render_worst_after_score(args, scored.prediction, scored.release, scored.report, scored.json_path)
     return 0
 
 
 def handle_score(args) -> int:
+    from benchmark.runs import score_and_report
+
     prediction = Path(args.prediction)
     json_path = Path(args.out) if args.out else prediction.with_name(prediction.stem + ".report.json")
-    return _score_and_report(prediction, args, json_path)
+    return _print_scored(score_and_report(prediction, args.data, args.split, json_path, **_scoring_options(args)), args)
 
 
 def handle_validate(args) -> int:
-    from benchmark.scoring import expected_sequences, release_context
-    from benchmark.submission import validate_submission
-    from mmface4d_datasets.release.reader import Release
+    from benchmark.runs import check_submission
 
-    release = Release(args.data)
-    context = release_context(release, args.split)
-    expected = {k: v["num_frames"] for k, v in expected_sequences(release, args.split).items()}
-    report = validate_submission(args.prediction, expected, context["num_vertices"], topology=context["topology"],
-                                 release_format_version=context["format_version"])
+    report = check_submission(args.prediction, args.data, args.split)
     for issue in report.issues:
         print(issue)
     print(json.dumps({"ok": report.ok, "checked": report.checked, "errors": len(report.errors)}))
     return 0 if report.ok else 1
 
 
-def _iter_npy_predictions(root: Path):
-    """(id, array) of every <subject>/<take>.npy below ``root``, in id order; never unpickles."""
-    import numpy as np
-
-    files = sorted(root.rglob("*.npy"))
-    if not files:
-        from mmface4d_datasets.errors import MMFace4DError
-
-        raise MMFace4DError(f"{root}: no .npy files (expected <subject_id>/<take_id>.npy)")
-    for path in files:
-        yield path.relative_to(root).with_suffix("").as_posix(), _load_array(path, lambda: np.load(path, allow_pickle=False))  # noqa: B023 (called at once)
-
-
-def _load_array(where, load):
-    """``load()``, with a damaged or pickled array file as an error naming ``where``."""
-    import pickle
-    import zipfile
-
-    from benchmark.submission import SubmissionError
-
-    try:
-        return load()
-    except (ValueError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError) as exc:
-        text = str(exc)
-        if "allow_pickle" in text:
-            text = "it holds Python objects (object dtype), which would need unpickling; save float32 arrays"
-        raise SubmissionError(f"{where}: not a readable numeric .npy array ({text})") from None
-
-
-def _iter_npz_predictions(path: Path):
-    import numpy as np
-
-    archive = _load_array(path, lambda: np.load(path, allow_pickle=False))
-    if not hasattr(archive, "files"):
-        from benchmark.submission import SubmissionError
-
-        raise SubmissionError(f"{path}: not an .npz archive (a single array; use a folder of .npy files)")
-    with archive:
-        for key in sorted(archive.files):
-            yield key, _load_array(f"{path} [{key}]", lambda: archive[key])  # noqa: B023 (called at once)
-
-
 def handle_write_submission(args) -> int:
-    from benchmark.submission import make_header, validate_submission, write_submission
-    from mmface4d_datasets.errors import MMFace4DError
+    from benchmark.runs import write_submission_from_files
 
-    source = Path(args.input)
-    if source.is_dir():
-        predictions = _iter_npy_predictions(source)
-    elif source.suffix == ".npz" and source.is_file():
-        predictions = _iter_npz_predictions(source)
-    else:
-        raise MMFace4DError(f"{source}: expected a folder of .npy files or an .npz file")
-    release = None
-    format_version, topology = args.release_format_version, ""
-    if args.data:
-        from mmface4d_datasets.release.reader import Release
-
-        release = Release(args.data)
-        format_version = release.info.format_version
-        topology = release.info.topology
-    if not format_version:
-        raise MMFace4DError("give --data RELEASE or --release-format-version (the header states the release format)")
     inputs = [name.strip() for name in args.inputs.split(",") if name.strip()]
-    header = make_header(args.model, release_format_version=format_version, url=args.url, inputs=inputs,
-                         hardware=args.hardware, topology=topology, split=args.split)
-    path = write_submission(args.out, predictions, header, encoding=args.encoding, max_error=args.max_error)
+    path, report = write_submission_from_files(
+        args.input, args.out, model=args.model, release_dir=args.data, release_format_version=args.release_format_version,
+        url=args.url, inputs=inputs, hardware=args.hardware, split=args.split, encoding=args.encoding,
+        max_error=args.max_error)
     print(f"wrote {path}")
-    if release is not None:
-        from benchmark.scoring import expected_sequences
-
-        expected = {k: v["num_frames"] for k, v in expected_sequences(release, args.split).items()}
-        report = validate_submission(path, expected, release.info.num_vertices, topology=topology,
-                                     release_format_version=format_version, check_payloads=False)
+    if report is not None:
         for issue in report.issues:
             print(issue, file=sys.stderr)
         return 0 if report.ok else 1
     return 0
 
 
-def _parse_options(pairs: list[str]) -> dict:
-    from mmface4d_datasets.errors import MMFace4DError
-
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise MMFace4DError(f"--option {pair!r}: expected KEY=VALUE")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value  # a bare string
-    return options
-
-
 def handle_run(args) -> int:
-    from mmface4d_datasets.output_folders import output_folder
+    from benchmark.runs import parse_model_options, run_model
 
     out = Path(args.out or f"bench-{args.model}")
-    # New, empty or an earlier `bench run` folder only (mmface4d_datasets.output_folders).
-    with output_folder(out, "bench-run", inputs=[args.data]):
-        return _run_into(out, args)
-
-
-def _run_into(out: Path, args) -> int:
-    from benchmark.models import load_model
-    from benchmark.protocol import write_predictions
-    from mmface4d_datasets.release.reader import Release
-
-    model = load_model(args.model, args.checkpoint, **_parse_options(args.option))
-    release = Release(args.data)
-    submission = write_predictions(model, release, out / "submission.parquet", split=args.split,
-                                   encoding=args.encoding, progress=not args.quiet,
-                                   header_extra={"checkpoint": str(args.checkpoint or "")})
-    print(f"submission: {submission}", file=sys.stderr)
-    return _score_and_report(submission, args, out / "report.json")
+    scoring = _scoring_options(args)
+    scored = run_model(args.model, args.data, out, split=args.split, checkpoint=args.checkpoint,
+                       options=parse_model_options(args.option), encoding=args.encoding,
+                       progress=scoring.pop("progress"), **scoring)
+    return _print_scored(scored, args)
 
 
 def handle_leaderboard(args) -> int:
-    from benchmark.leaderboard import build_leaderboard, render_csv, render_markdown, verify_report
-    from benchmark.report import load_report
-    from mmface4d_datasets.errors import MMFace4DError
+    from benchmark.leaderboard import render_csv, render_markdown
+    from benchmark.runs import leaderboard_from_reports
     from mmface4d_datasets.files import atomic_write_bytes
 
-    release = None
-    if args.data:
-        from mmface4d_datasets.release.reader import Release
-
-        release = Release(args.data)
-    elif args.submissions:
-        raise MMFace4DError("--submissions needs --data RELEASE (the submissions are re-scored against it)")
-    reports, sources, verified = [], [], []
-    for path in args.reports:
-        report = load_report(path)
-        if not report.get("ok"):
-            print(f"{path}: not scored (validation failed); left out", file=sys.stderr)
-            continue
-        if release is not None:
-            verify_report(report, str(path), release, submission_dir=args.submissions)
-            print(f"{path}: re-scored from its submission; the numbers agree", file=sys.stderr)
-        reports.append(report)
-        sources.append(str(path))
-        verified.append(release is not None)
-    if not reports:
-        raise MMFace4DError("no scored report among the given files")
-    ranked, references = build_leaderboard(reports, sources=sources, include_paper=not args.no_paper, verified=verified)
+    ranked, references = leaderboard_from_reports(args.reports, release_dir=args.data, submission_dir=args.submissions,
+                                                  include_paper=not args.no_paper)
     table = render_markdown(ranked, references)
     if args.out:
         atomic_write_bytes(args.out, table.encode("utf-8"))

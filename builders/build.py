@@ -2,17 +2,16 @@
 
 :func:`build_release` (the authors' layout) and :func:`build_synthetic_release` (the embedded
 generator) both hand their takes to ``mmface4d_datasets.release.writer.write_release``, which owns
-staging, resume, determinism and atomic shards. What this module adds is the report: every take
-left out under ``on_error="skip"`` is listed by id with its reason, in the returned
+staging, resume (with its stale-build check on the sources' fingerprints), determinism and atomic
+shards. What this module adds is the report: every take left out under ``on_error="skip"`` is
+listed by id with its reason, in the returned
 :class:`BuildSummary` and in ``<out>/.build-report.json`` (hidden, so never pushed to the Hub).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,8 +21,6 @@ from mmface4d_datasets.release.card import SYNTHETIC_CARD_INFO
 from mmface4d_datasets.files import atomic_write_bytes, json_bytes
 
 REPORT_NAME = ".build-report.json"
-#: Fingerprint of the inputs of the build whose staging area is in the release folder.
-INPUTS_NAME = ".build-inputs.json"
 ON_ERROR = ("stop", "skip")
 
 
@@ -68,46 +65,6 @@ def _writer_options(max_error: float | None, shard_size_bytes: int | None) -> di
             raise MMFace4DError(f"--shard-size must be positive, got {shard_size_bytes} bytes")
         options["shard_size_bytes"] = int(shard_size_bytes)
     return options
-
-
-def inputs_fingerprint(sources, topology) -> str:
-    """sha256 over every source's ``fingerprint()`` and the topology: what the staged takes depend on."""
-    import hashlib
-
-    content = {"topology": topology.hash, "sources": [source.fingerprint() for source in sources]}
-    return hashlib.sha256(json_bytes(content)).hexdigest()
-
-
-def forget_stale_staging(out: Path, fingerprint: str, *, log=print, output=None) -> bool:
-    """Remove the writer's staging area in ``out`` when it was made from other inputs.
-
-    The writer resumes from staged takes by take id; if a take's files or metadata changed since
-    (a corrected manifest, a re-exported take), its staged copy would be stale. So the fingerprint
-    of the inputs is kept in ``out/.build-inputs.json``; an unfinished build of other inputs (or of
-    unknown inputs) is discarded and the build starts afresh. Returns True when something was removed.
-    ``output``: the folder's ``OutputFolder`` (the caller holds it); the record file is listed in its
-    marker. The staging area is only ever in a folder the build has taken as its own.
-    """
-    import shutil
-
-    from mmface4d_datasets.release.writer import STAGING
-
-    staging, record = out / STAGING, out / INPUTS_NAME
-    previous = None
-    if record.is_file():
-        try:
-            previous = json.loads(record.read_text(encoding="utf-8")).get("sha256")
-        except (OSError, ValueError, AttributeError):
-            previous = None
-    removed = False
-    if staging.exists() and previous != fingerprint:
-        log(f"mmface4d build: {staging} holds an unfinished build of other inputs; starting afresh")
-        shutil.rmtree(staging)
-        removed = True
-    if output is not None:
-        output.will_write(record)
-    atomic_write_bytes(record, json_bytes({"sha256": fingerprint}))
-    return removed
 
 
 class _InProcess:
@@ -161,8 +118,6 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
 def _write_and_report(sources, out: Path, output, *, topology, source_description, on_error, seed, progress,
                       writer_options, manifest_unmatched, card_info, write_release, withdrawn,
                       executor=None) -> BuildSummary:
-    forget_stale_staging(out, inputs_fingerprint(sources, topology), log=lambda line: print(line, file=sys.stderr),
-                         output=output)
     card_info = (card_info or {}) | {"source": source_description}
     report = write_release(sources, out, output=output, topology=topology, seed=seed, on_error=on_error,
                            progress=progress, card_info=card_info,
@@ -242,8 +197,8 @@ def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, senten
                             max_error: float | None = None, shard_size_bytes: int | None = None,
                             progress: bool = True, executor=None) -> BuildSummary:
     """Build a release of ``subjects`` x ``sentences`` synthetic takes made in memory by the core's
-    generator (see :mod:`builders.synthetic`); ``seed`` drives both the generator and the split."""
-    from builders.synthetic import synthetic_sources
+    generator (see :mod:`mmface4d_datasets.release.synthetic_source`); ``seed`` drives both the generator and the split."""
+    from mmface4d_datasets.release.synthetic_source import synthetic_sources
 
     _check_on_error(on_error)
     writer_options = _writer_options(max_error, shard_size_bytes)

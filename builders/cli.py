@@ -143,8 +143,9 @@ def _print_summary(report) -> int:
 def _run_release(args) -> int:
     from builders.build import build_release
 
-    # Progress and notes go to stderr, so that stdout holds only the JSON summary.
-    with contextlib.redirect_stdout(sys.stderr), _executor(args) as executor:
+    # Progress bars and the library's notes (logging, see mmface4d_datasets.cli) go to stderr, so that
+    # stdout holds only the JSON summary.
+    with _executor(args) as executor:
         report = build_release(args.source, args.out, manifest=args.manifest, bfm_info=args.bfm_info,
                                on_error=args.on_error, raw=not args.no_raw, withdrawals=args.withdrawals,
                                executor=executor, **_writer_options(args))
@@ -156,7 +157,7 @@ def _run_release(args) -> int:
 def _run_synthetic(args) -> int:
     from builders.build import build_synthetic_release
 
-    with contextlib.redirect_stdout(sys.stderr), _executor(args) as executor:
+    with _executor(args) as executor:
         report = build_synthetic_release(args.out, subjects=args.subjects, sentences=args.sentences,
                                          num_vertices=args.vertices, on_error=args.on_error, executor=executor,
                                          **_writer_options(args))
@@ -173,8 +174,7 @@ def _run_push(args) -> int:
         return 1 if plan.problems() else 0
 
     plan = push_release(args.folder, args.repo_id, private=args.private, revision=args.revision,
-                        retries=args.retries, validate=not args.skip_validation,
-                        log=lambda line: print(line, file=sys.stderr))
+                        retries=args.retries, validate=not args.skip_validation)
     print(f"pushed {len(plan.files)} files ({plan.total_bytes} bytes) to https://huggingface.co/datasets/{args.repo_id}")
     return 0
 
@@ -203,7 +203,6 @@ def register_stats(subparsers) -> None:
 def _run_stats(args) -> int:
     from builders.stats import main_stats
 
-    with contextlib.redirect_stdout(sys.stderr):
-        summary = main_stats(args.release, args.out, progress=not args.quiet)
+    summary = main_stats(args.release, args.out, progress=not args.quiet)
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0

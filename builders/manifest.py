@@ -13,106 +13,20 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from mmface4d_datasets.errors import FormatError, MMFace4DError
-from mmface4d_datasets.release.schema import EMOTION_NAMES, emotion_of
+from mmface4d_datasets.errors import FormatError
+from mmface4d_datasets.release.take_rules import (  # noqa: F401 (the metadata rule, public here too)
+    MetadataError,
+    TakeMetadata,
+    emotion_of_sentence,
+    metadata_from_fields,
+    subject_id_problem,
+)
 
 MANIFEST_COLUMNS = ("take_id", "subject_id", "sentence_id", "text", "gender", "age")
 #: Digits of a take id (DESIGN.md, Takes); shorter all-digit ids in a manifest lost their leading zeros.
 TAKE_ID_DIGITS = 6
-
-class MetadataError(MMFace4DError):
-    """A take's metadata is missing or wrong (names the take and the source of its metadata)."""
-
-
-@dataclass(frozen=True)
-class TakeMetadata:
-    """The record fields that come from metadata rather than from the take's data files."""
-
-    take_id: str
-    subject_id: str
-    sentence_id: str
-    emotion: str
-    text: str | None
-    gender: str | None
-    age: int | None
-    source: str  # where these fields came from: the CSV (with its line) or the meta.json path
-
-
-def emotion_of_sentence(sentence_id: str, *, where: str) -> str:
-    """The emotion name carried by the two-digit prefix of ``sentence_id`` (the core's rule).
-
-    ``where`` names the take (and file) for the error raised on an unknown prefix.
-    """
-    try:
-        return EMOTION_NAMES[emotion_of(sentence_id, where=where)]
-    except FormatError as exc:  # re-raised as a metadata error: the file is fine, its content is not
-        raise MetadataError(str(exc)) from None
-
-
-def _optional_text(value) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _optional_age(value, *, where: str) -> int | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise MetadataError(f"{where}: age {value!r} is not a whole number of years")
-    if isinstance(value, int):
-        age = value
-    elif isinstance(value, float) and value.is_integer():
-        age = int(value)
-    else:
-        try:
-            age = int(str(value).strip())
-        except ValueError:
-            raise MetadataError(f"{where}: age {value!r} is not a whole number of years") from None
-    if not 0 <= age < 150:
-        raise MetadataError(f"{where}: age {age} is out of range (0..149)")
-    return age
-
-
-def subject_id_problem(subject_id: str) -> str | None:
-    """Why ``subject_id`` cannot name a subject (it becomes part of record ids and of file paths
-    of predictions, ``<subject_id>/<take_id>.npy``), or None when it can."""
-    if "/" in subject_id or "\\" in subject_id:
-        return "must not contain '/' or '\\' (record ids are subject/take)"
-    if subject_id in (".", ".."):
-        return "is a path step ('.' or '..'), not a name"
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in subject_id):
-        return "holds a control character"
-    return None
-
-
-def metadata_from_fields(take_id: str, fields: dict, *, source: str) -> TakeMetadata:
-    """Check and normalise one take's fields (a CSV row or a meta.json object)."""
-    where = f"take {take_id} ({source})"
-    subject_id = _optional_text(fields.get("subject_id"))
-    if subject_id is None:
-        raise MetadataError(f"{where}: subject_id is missing; every take needs one (give a manifest CSV with --manifest)")
-    problem = subject_id_problem(subject_id)
-    if problem:
-        raise MetadataError(f"{where}: subject_id {subject_id!r} {problem}")
-    sentence_id = _optional_text(fields.get("sentence_id"))
-    if sentence_id is None:
-        raise MetadataError(f"{where}: sentence_id is missing; the emotion is read from its prefix")
-    return TakeMetadata(
-        take_id=take_id,
-        subject_id=subject_id,
-        sentence_id=sentence_id,
-        emotion=emotion_of_sentence(sentence_id, where=where),
-        text=_optional_text(fields.get("text")),
-        gender=_optional_text(fields.get("gender")),
-        age=_optional_age(fields.get("age"), where=where),
-        source=source,
-    )
-
 
 def read_manifest(path: str | os.PathLike) -> dict[str, dict]:
     """Read a manifest CSV into ``{take_id: {column: cell}}`` (cells as strings, unchecked).

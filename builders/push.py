@@ -19,6 +19,7 @@ build's hidden bookkeeping) is never uploaded; the plan lists it under ``left_ou
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import time
 from collections import Counter
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from mmface4d_datasets.errors import MMFace4DError
+
+_log = logging.getLogger(__name__)
 
 #: The Hub's documented limits (https://huggingface.co/docs/hub/repositories-recommendations).
 MAX_FILES_PER_FOLDER = 10_000
@@ -161,7 +164,8 @@ def with_retries(call: Callable[[], object], *, retries: int, backoff_s: float, 
                  sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None):
     """Run ``call`` and retry transient failures up to ``retries`` more times.
 
-    The wait before retry k (1-based) is ``backoff_s * 2 ** (k - 1)`` seconds. Offline mode is not
+    The wait before retry k (1-based) is ``backoff_s * 2 ** (k - 1)`` seconds; each retry is
+    reported to ``log`` (default: a warning of this module's logger). Offline mode is not
     transient and is never retried. Returns what ``call`` returns; re-raises the last failure.
     """
     attempt = 0
@@ -173,8 +177,7 @@ def with_retries(call: Callable[[], object], *, retries: int, backoff_s: float, 
                 raise
             attempt += 1
             wait = backoff_s * 2 ** (attempt - 1)
-            if log is not None:
-                log(f"{what} failed ({type(exc).__name__}: {exc}); retry {attempt}/{retries} in {wait:g} s")
+            (log or _log.warning)(f"{what} failed ({type(exc).__name__}: {exc}); retry {attempt}/{retries} in {wait:g} s")
             sleep(wait)
 
 

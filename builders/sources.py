@@ -33,12 +33,16 @@ from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES, BFM_TOPOLOGY, topolog
 from builders.manifest import TakeMetadata, read_manifest, read_meta_json, take_metadata
 from mmface4d_datasets import official
 from mmface4d_datasets.errors import MMFace4DError
+from mmface4d_datasets.release.take_rules import (  # noqa: F401 (check_durations: public here too)
+    DEFAULT_DURATION_TOLERANCE_S,
+    TakeError,
+    check_durations,
+    extrinsics_from_meta,
+)
 
 #: The authors' topology and its vertex count (defined in mmface4d_datasets.vocabulary).
 BFM_FRONT_VERTICES = BFM_NUM_VERTICES
 BFM_FRONT = BFM_TOPOLOGY
-#: Largest accepted difference between the mesh duration (T / fps) and the audio duration, seconds.
-DEFAULT_DURATION_TOLERANCE_S = 0.1
 #: soundfile subtype -> the numpy dtype that holds its samples exactly (SourceSequence's convention).
 AUDIO_DTYPES = {"FLOAT": "float32", "PCM_16": "int16", "PCM_24": "int32"}
 BFM_INFO_NAME = "facemodel_info.mat"
@@ -46,10 +50,6 @@ BFM_INFO_NAME = "facemodel_info.mat"
 
 class SourceError(MMFace4DError):
     """The source folder as a whole cannot be built (names the folder or the takes concerned)."""
-
-
-class TakeError(MMFace4DError):
-    """One take is bad; the message starts with ``take <id>`` and names the file concerned."""
 
 
 def nut_frame_side(path: Path) -> int:
@@ -92,52 +92,6 @@ def detect_topology(take, meta: dict | None) -> str:
         return BFM_FRONT
     raise ValueError(f"the .nut frames are {side}x{side}, which is not the bfm_front size; "
                      "name the topology (synthetic_v1@<N>) in the take's meta.json")
-
-
-def check_durations(num_frames: int, fps: int, num_samples: int, sample_rate: int,
-                    tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S) -> None:
-    """Raise ``ValueError`` unless ``|num_frames / fps - num_samples / sample_rate| <= tolerance_s``."""
-    mesh_s, audio_s = num_frames / fps, num_samples / sample_rate
-    if abs(mesh_s - audio_s) > tolerance_s:
-        raise ValueError(f"{num_frames} mesh frames last {mesh_s:.3f} s at {fps} fps but the audio lasts "
-                         f"{audio_s:.3f} s ({num_samples} samples at {sample_rate} Hz); they may differ by at "
-                         f"most {tolerance_s:g} s")
-
-
-#: Conventions a meta.json may name for its camera transforms, and whether they must be inverted to
-#: give the release's convention (camera c -> reference camera 1: x_1 = E x_c).
-_EXTRINSICS_CONVENTIONS = {"camera-c-from-camera-1": True, "camera-1-from-camera-c": False}
-
-
-def extrinsics_from_meta(meta: dict | None) -> dict[int, np.ndarray]:
-    """Camera transforms of a take's meta.json, as the release stores them: camera c -> camera 1.
-
-    Two forms are read: ``{"extrinsics": {"0": 4x4, ...}}`` (already camera c -> camera 1), or our
-    rig's and simulator's ``{"extrinsics": {"reference_camera": 1, "convention": "...", "cameras":
-    {"0": 4x4, ...}}}`` whose convention string names ``camera-c-from-camera-1`` (inverted here) or
-    ``camera-1-from-camera-c``. Returns {} when there are none; raises ``ValueError`` for a matrix
-    that is not a finite 4x4, another reference camera or an unknown convention.
-    """
-    found = (meta or {}).get("extrinsics") or {}
-    if not isinstance(found, dict):
-        raise ValueError(f"expected an object, found {type(found).__name__}")
-    invert = False
-    if "cameras" in found:
-        if int(found.get("reference_camera", 1)) != 1:
-            raise ValueError(f"reference_camera is {found.get('reference_camera')}, the release's reference is camera 1")
-        convention = str(found.get("convention", ""))
-        named = [name for name in _EXTRINSICS_CONVENTIONS if name in convention]
-        if len(named) != 1:
-            raise ValueError(f"convention {convention!r} names neither of {', '.join(_EXTRINSICS_CONVENTIONS)}")
-        invert = _EXTRINSICS_CONVENTIONS[named[0]]
-        found = found["cameras"] or {}
-    out = {}
-    for camera, matrix in sorted(found.items(), key=lambda item: int(item[0])):
-        array = np.asarray(matrix, dtype=np.float64)
-        if array.shape != (4, 4) or not np.isfinite(array).all():
-            raise ValueError(f"camera {camera} is not a finite 4x4 matrix (shape {array.shape})")
-        out[int(camera)] = np.linalg.inv(array) if invert else array
-    return out
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,15 @@ PNG bytes are deterministic: no software version or date in their metadata, fixe
 from __future__ import annotations
 
 import io
+import logging
 import statistics as pystats
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from mmface4d_datasets.errors import MMFace4DError
 
+_log = logging.getLogger(__name__)
 STATS_VERSION = "stats-v1"
 NUMBERS_FILE = "stats.json"
 FIGURE_FILES = {
@@ -591,7 +592,7 @@ def add_figures_to_release(release_dir, card_info: dict | None = None, *, progre
     try:
         write_statistics(release, folder, progress=progress, marker=False)
     except MMFace4DError as exc:  # the release itself is complete and valid: build it without figures
-        print(f"mmface4d build: no statistics figures for {root}: {exc}", file=sys.stderr)
+        _log.warning("mmface4d build: no statistics figures for %s: %s", root, exc)
         return remove_ours()
     entries = figure_entries()
     added = [entries["numbers"], *(image["path"] for image in entries["images"])]

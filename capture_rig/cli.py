@@ -181,15 +181,10 @@ def _run_simulate(args) -> int:
 
 
 def _run_plan(args) -> int:
-    from capture_rig.plan import make_plan, write_plan
+    from capture_rig.plan import write_session_plan
 
-    plan = make_plan(args.actor, first_take=args.first_take, sentences=args.sentences, seed=args.seed)
-    write_plan(args.out, plan)
-    counts = {}
-    for item in plan["items"]:
-        counts[item["emotion"]] = counts.get(item["emotion"], 0) + 1
-    print(json.dumps({"plan": args.out, "actor_id": args.actor, "sentences": len(plan["items"]),
-                      "per_emotion": counts}, indent=2, sort_keys=True))
+    summary = write_session_plan(args.out, args.actor, first_take=args.first_take, sentences=args.sentences, seed=args.seed)
+    print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
 
@@ -208,12 +203,7 @@ def _run_consent(args) -> int:
         consent.withdraw(args.registry, args.actor, args.date, args.note)
         print(f"actor {args.actor} is on the withdrawal list of {args.registry}")
     else:
-        withdrawn = consent.read_withdrawals(args.registry).get(args.actor)
-        try:
-            record = consent.read_consent(args.registry, args.actor).as_dict()
-        except ConsentError as exc:
-            record = {"error": str(exc)}
-        print(json.dumps({"consent": record, "withdrawn": withdrawn}, indent=2, sort_keys=True))
+        print(json.dumps(consent.consent_status(args.registry, args.actor), indent=2, sort_keys=True))
     return 0
 
 

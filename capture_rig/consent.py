@@ -132,3 +132,14 @@ def require_consent(registry: str | os.PathLike, actor_id: str) -> ConsentRecord
         raise ConsentError(f"actor {actor_id} withdrew consent on {withdrawn[actor_id].get('date')}; "
                            "they must not be recorded")
     return record
+
+
+def consent_status(registry: str | os.PathLike, actor_id: str) -> dict:
+    """``{"consent": record or {"error": why not}, "withdrawn": withdrawal entry or None}`` of ``actor_id``
+    in ``registry`` (``mmface4d rig consent show``)."""
+    withdrawn = read_withdrawals(registry).get(actor_id)
+    try:
+        record = read_consent(registry, actor_id).as_dict()
+    except ConsentError as exc:
+        record = {"error": str(exc)}
+    return {"consent": record, "withdrawn": withdrawn}

@@ -41,3 +41,15 @@ def write_plan(path: str | os.PathLike, plan: dict) -> Path:
 
     atomic_write_bytes(path, json_bytes(plan))
     return Path(path)
+
+
+def write_session_plan(path: str | os.PathLike, actor_id: str, *, first_take: int, sentences: int = SENTENCES_PER_ACTOR,
+                       seed: int = 0) -> dict:
+    """Make the plan of ``actor_id`` (:func:`make_plan`), write it to ``path`` and return its summary:
+    the path, the actor, the sentence count and the sentences per emotion (``mmface4d rig plan``)."""
+    plan = make_plan(actor_id, first_take=first_take, sentences=sentences, seed=seed)
+    write_plan(path, plan)
+    counts: dict[str, int] = {}
+    for item in plan["items"]:
+        counts[item["emotion"]] = counts.get(item["emotion"], 0) + 1
+    return {"plan": str(path), "actor_id": actor_id, "sentences": len(plan["items"]), "per_emotion": counts}

@@ -5,17 +5,61 @@ declares its own in pyproject.toml, pointing at a ``register(subparsers)`` funct
 one sub-parser and sets ``func`` on it. The core therefore never imports the packages above it.
 Modules named by entry points keep module-level imports light (argparse and the standard library);
 heavy imports happen inside the handlers.
+
+Library code reports through module loggers (``logging.getLogger(__name__)``), never ``print``;
+:func:`log_to_stderr`, called once by :func:`main`, shows their notes and warnings on stderr as
+plain lines, so that stdout holds only what a command prints as its result (e.g. a JSON summary).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from importlib.metadata import entry_points
 
 from mmface4d_datasets.errors import MMFace4DError, describe_os_error
 
 COMMAND_GROUP = "mmface4d.commands"
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes each record as one plain line to ``sys.stderr`` as it is when the record is emitted
+    (so a caller's ``redirect_stderr`` or a test's capture sees it, like a ``print`` would)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ sets it; the current sys.stderr is always used
+        pass
+
+
+def command_packages() -> list[str]:
+    """The top-level packages that declare ``mmface4d`` sub-commands (the core first): whose loggers
+    the command shows. Read from the entry points' names, so nothing above the core is imported."""
+    names = ["mmface4d_datasets"]
+    for ep in entry_points(group=COMMAND_GROUP):
+        package = ep.value.split(":", 1)[0].split(".", 1)[0].strip()
+        if package and package not in names:
+            names.append(package)
+    return names
+
+
+def log_to_stderr(packages: list[str] | None = None) -> None:
+    """Show the INFO and higher records of the loggers of ``packages`` (default: :func:`command_packages`)
+    on stderr, one plain line each. Idempotent (one handler per logger, however often it is called)."""
+    for name in packages if packages is not None else command_packages():
+        logger = logging.getLogger(name)
+        if not any(isinstance(handler, _CurrentStderr) for handler in logger.handlers):
+            logger.addHandler(_CurrentStderr())
+        if logger.level == logging.NOTSET or logger.level > logging.INFO:
+            logger.setLevel(logging.INFO)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    log_to_stderr()
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from mmface4d_datasets.arguments import whole_number
@@ -157,6 +158,41 @@ def export_sequence(vertices, faces, out_dir: str | os.PathLike, fmt: str = "ply
     return written
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_mesh_files` did: frames decoded, files written, triangles per file, seconds spent."""
+
+    num_frames: int
+    paths: list[Path]
+    num_triangles: int
+    decode_seconds: float
+    export_seconds: float
+
+
+def export_mesh_files(prefix: str | os.PathLike, faces_path: str | os.PathLike, out_dir: str | os.PathLike, *,
+                      num_vertices: int = BFM_NUM_VERTICES, fmt: str = "ply", frames: str | None = None) -> ExportResult:
+    """Decode the authors' mesh sequence ``prefix_{0,1,2}.nut`` (``num_vertices`` vertices) and write the
+    frames ``frames`` names (:func:`parse_frames`; default all) with the triangles of ``faces_path``
+    (:func:`load_faces`) as one ``fmt`` file each into ``out_dir`` (:func:`export_sequence`)."""
+    import time
+
+    from mmface4d_datasets.errors import MMFace4DError
+    from mmface4d_datasets.official import read_mesh_sequence
+
+    if num_vertices < 1:
+        raise MMFace4DError(f"--num-vertices must be positive, got {num_vertices}")
+    faces = load_faces(faces_path, num_vertices)
+    start = time.perf_counter()
+    vertices = read_mesh_sequence(prefix, num_vertices)
+    decoded = time.perf_counter()
+    try:
+        selected = parse_frames(frames, len(vertices))
+    except ValueError as exc:
+        raise MMFace4DError(str(exc)) from None
+    paths = export_sequence(vertices, faces, out_dir, fmt=fmt, frames=selected)
+    return ExportResult(len(vertices), paths, len(faces), decoded - start, time.perf_counter() - decoded)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
@@ -182,25 +218,11 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import time
-
-    from mmface4d_datasets.errors import MMFace4DError
-    from mmface4d_datasets.official import read_mesh_sequence
-
-    if args.num_vertices < 1:
-        raise MMFace4DError(f"--num-vertices must be positive, got {args.num_vertices}")
-    faces = load_faces(args.faces, args.num_vertices)
-    start = time.perf_counter()
-    vertices = read_mesh_sequence(args.prefix, args.num_vertices)
-    decoded = time.perf_counter()
-    try:
-        frames = parse_frames(args.frames, len(vertices))
-    except ValueError as exc:
-        raise MMFace4DError(str(exc)) from None
-    paths = export_sequence(vertices, faces, args.out, fmt=args.format, frames=frames)
-    exported = time.perf_counter()
-    print(f"decoded {len(vertices)} frames x {args.num_vertices} vertices from {args.prefix}_{{0,1,2}}.nut "
-          f"in {decoded - start:.2f} s")
+    result = export_mesh_files(args.prefix, args.faces, args.out, num_vertices=args.num_vertices, fmt=args.format,
+                               frames=args.frames)
+    paths = result.paths
+    print(f"decoded {result.num_frames} frames x {args.num_vertices} vertices from {args.prefix}_{{0,1,2}}.nut "
+          f"in {result.decode_seconds:.2f} s")
     print(f"wrote {len(paths)} {args.format.upper()} files ({paths[0].name} .. {paths[-1].name}, "
-          f"{len(faces)} triangles each) to {args.out} in {exported - decoded:.2f} s")
+          f"{result.num_triangles} triangles each) to {args.out} in {result.export_seconds:.2f} s")
     return 0

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import re
 import socket
@@ -52,6 +53,7 @@ MARKER_VERSION = 1
 #: A lock file that stays unreadable (created, never filled: its writer died at once) this long is stale.
 EMPTY_LOCK_STALE_S = 10.0
 _OUR_TEMPORARY = re.compile(rf"^{re.escape(MARKER_NAME)}\.tmp-\d+$|^{re.escape(LOCK_NAME)}(\..*)?$")
+_log = logging.getLogger(__name__)
 
 
 class OutputFolderError(MMFace4DError):
@@ -63,7 +65,9 @@ class FolderBusyError(OutputFolderError):
 
 
 def _log_stderr(line: str) -> None:
-    print(line, file=sys.stderr)
+    """The default ``log`` of the lock and the folder rule: a warning of this module's logger (the
+    ``mmface4d`` command shows it on stderr)."""
+    _log.warning("%s", line)
 
 
 # --------------------------------------------------------------------------------------------

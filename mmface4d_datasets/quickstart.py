@@ -1,7 +1,8 @@
 """`mmface4d quickstart`: run the end-to-end path that exists, on embedded defaults, and say what it measured.
 
-The run is a list of steps (:data:`STEPS`). Each step prints one section of readable lines and
-returns a summary dict (JSON-serialisable); the whole run writes ``summary.json`` into the output
+The run is a list of steps (:data:`STEPS`). Each step reports one section of readable lines
+(through ``echo``: the command prints them on stdout, a library caller gets them as INFO records of
+this module's logger unless it passes its own) and returns a summary dict (JSON-serialisable); the whole run writes ``summary.json`` into the output
 folder. Steps pass objects to later steps through ``QuickstartContext.state``; a step that cannot
 run (its input is absent) returns ``{"status": "skipped", "reason": ...}`` instead of failing, so
 later steps can be added without reordering the earlier ones.
@@ -13,6 +14,9 @@ mesh sequence, audio, calibration and landmarks, and export the frames as PLY fi
 their steps through the entry-point group ``mmface4d.quickstart`` (each entry point names a list of
 :class:`QuickstartStep`), run after the core's in entry-point name order, so the core never imports
 them (the benchmark adds: score ``static``, train the paper's model briefly, score it, leaderboard).
+A step that needs a command-line option registers it itself (:attr:`QuickstartStep.add_arguments`);
+its value reaches the step as ``context.options[dest]``, so the core's command carries no option of
+a package above it.
 
 This module holds the sub-command's ``register`` and imports only the standard library at module level.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -30,25 +35,29 @@ from pathlib import Path
 from typing import Callable
 
 from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES
-from mmface4d_datasets.arguments import positive_number
 
 #: Version of the layout of summary.json.
 SUMMARY_VERSION = 1
 DEFAULT_OUT = "mmface4d-quickstart"
 #: The kind of output a quickstart folder is (mmface4d_datasets.output_folders).
 QUICKSTART_KIND = "quickstart"
+_log = logging.getLogger(__name__)
 
 
 @dataclass
 class QuickstartContext:
-    """What steps share: the output folder, the printer, earlier summaries and in-memory objects."""
+    """What steps share: the output folder, the printer, earlier summaries and in-memory objects.
+
+    ``options``: the values of the options steps registered (:attr:`QuickstartStep.add_arguments`),
+    by ``dest`` name; a step reads its own with its default (``options.get(name, default)``).
+    """
 
     out_dir: Path
-    echo: Callable[[str], None] = print
+    echo: Callable[[str], None] = _log.info
     sample_dir: Path | None = None  # None: search official_sample_candidates()
     summaries: dict[str, dict] = field(default_factory=dict)
     state: dict[str, object] = field(default_factory=dict)
-    train_seconds: float = 120.0  # time bound of the training step (added by the benchmark)
+    options: dict[str, object] = field(default_factory=dict)
 
     def line(self, label: str, value) -> None:
         """Print one ``label: value`` line of the current section."""
@@ -57,11 +66,16 @@ class QuickstartContext:
 
 @dataclass(frozen=True)
 class QuickstartStep:
-    """One section of the quickstart: ``run(context)`` prints its lines and returns its summary."""
+    """One section of the quickstart: ``run(context)`` prints its lines and returns its summary.
+
+    ``add_arguments(group)``: adds the step's own command-line options to ``group`` (an argparse
+    argument group of ``mmface4d quickstart``); None when it has none.
+    """
 
     name: str
     title: str
     run: Callable[[QuickstartContext], dict]
+    add_arguments: Callable[[argparse._ArgumentGroup], None] | None = None
 
 
 def _skipped(context: QuickstartContext, reason: str) -> dict:
@@ -286,9 +300,12 @@ def select_steps(only: list[str] | None) -> list[QuickstartStep]:
 
 
 def run_quickstart(out_dir: str | os.PathLike = DEFAULT_OUT, steps: list[QuickstartStep] | None = None,
-                   echo: Callable[[str], None] = print, sample_dir: str | os.PathLike | None = None,
-                   train_seconds: float = 120.0) -> dict:
+                   echo: Callable[[str], None] = _log.info, sample_dir: str | os.PathLike | None = None,
+                   options: dict[str, object] | None = None) -> dict:
     """Run ``steps`` (default :func:`all_steps`) in order and write ``out_dir/summary.json``; returns the summary.
+
+    ``echo``: where the readable lines go (default: INFO records of this module's logger; the
+    command prints them). ``options``: the steps' own options by name (``QuickstartContext.options``).
 
     The summary holds the conditions (package, Python, numpy and PyAV versions, CPU count), each step's
     dict under its name with its duration, and the total time. summary.json is written to a temporary
@@ -300,17 +317,17 @@ def run_quickstart(out_dir: str | os.PathLike = DEFAULT_OUT, steps: list[Quickst
     # New, empty or an earlier quickstart's folder only (mmface4d_datasets.output_folders).
     with output_folder(out_dir, QUICKSTART_KIND) as output:
         output.will_write(out_dir / "summary.json")
-        return _run_steps(out_dir, steps, echo, sample_dir, train_seconds)
+        return _run_steps(out_dir, steps, echo, sample_dir, options or {})
 
 
-def _run_steps(out_dir: Path, steps, echo, sample_dir, train_seconds: float) -> dict:
+def _run_steps(out_dir: Path, steps, echo, sample_dir, options: dict[str, object]) -> dict:
     import numpy
 
     from mmface4d_datasets import __version__
     from mmface4d_datasets.files import atomic_write_bytes
 
     context = QuickstartContext(out_dir=out_dir, echo=echo, sample_dir=Path(sample_dir) if sample_dir else None,
-                                train_seconds=train_seconds)
+                                options=dict(options))
     started = time.perf_counter()
     for number, step in enumerate(steps if steps is not None else all_steps(), start=1):
         echo(f"\n{number}. {step.title}")
@@ -356,7 +373,21 @@ def _json_default(value):
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
+def _registered_steps() -> list[QuickstartStep]:
+    """:func:`all_steps` for the parser; a package whose steps cannot be loaded is left out here (the
+    run names its error), so that a broken plug-in does not take the command down."""
+    try:
+        return all_steps()
+    except Exception as exc:  # any failure of a plug-in's import
+        _log.warning("mmface4d quickstart: the steps of an installed package could not be loaded: %s", exc)
+        return list(STEPS)
+
+
 def register(subparsers) -> None:
+    steps = _registered_steps()
+    upper = [step for step in steps if step not in STEPS]
+    upper_text = ("; then the steps of the installed packages above the core: "
+                  + "; ".join(step.title for step in upper)) if upper else ""
     parser = subparsers.add_parser(
         "quickstart",
         help="run the end-to-end path on embedded defaults and print what it measured",
@@ -364,10 +395,8 @@ def register(subparsers) -> None:
             "Run the package's end-to-end path and print what each step measured: find the authors' "
             "sample take, decode its mesh sequence, audio, calibration and landmarks, and export its "
             "frames as PLY meshes; build (or reuse) the synthetic mini release in the cache, validate it "
-            "and load it with load_dataset; then the benchmark's steps: score the static baseline, train "
-            "the paper's model for a bounded time, score it and print the leaderboard. Steps whose input "
-            "is absent say so and are skipped. Writes summary.json, the meshes and the benchmark reports "
-            "into the output folder."
+            f"and load it with load_dataset{upper_text}. Steps whose input is absent say so and are "
+            "skipped. Writes summary.json, the meshes and the other steps' reports into the output folder."
         ),
     )
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
@@ -376,15 +405,16 @@ def register(subparsers) -> None:
                         help="folder of the authors' sample take (default: $MMFACE4D_FIXTURES, then "
                              "../shared/fixtures/official_sample beside the package's source tree)")
     parser.add_argument("--only", default=None, metavar="STEP[,STEP...]",
-                        help="run only these steps (names as in summary.json: sample, decode, export, mini, "
-                             "and the benchmark's static, train, score, leaderboard)")
-    parser.add_argument("--train-seconds", type=positive_number(), default=120.0, metavar="S",
-                        help="time bound of the training step in seconds (default: 120)")
+                        help="run only these steps (names as in summary.json: "
+                             + ", ".join(step.name for step in steps) + ")")
+    for step in steps:
+        if step.add_arguments is not None:
+            step.add_arguments(parser.add_argument_group(f"options of the {step.name!r} step"))
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
-    run_quickstart(args.out, steps=select_steps(only), sample_dir=args.sample, train_seconds=args.train_seconds)
+    run_quickstart(args.out, steps=select_steps(only), echo=print, sample_dir=args.sample, options=vars(args))
     sys.stdout.flush()
     return 0

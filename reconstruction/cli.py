@@ -1,13 +1,12 @@
 """``mmface4d reconstruct``: take folders -> fitted mesh sequences (docs/reconstruction.md).
 
-Only the standard library and the core's vocabulary are imported here; the handler imports the reconstruction.
+Only the standard library and the core's vocabulary are imported here (through ``reconstruction.batch``'s
+module level); the handler parses the arguments and calls :func:`reconstruction.batch.reconstruct_folders`.
 """
 
 from __future__ import annotations
 
-from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES, SYNTHETIC_TOPOLOGY_PREFIX, parse_synthetic_topology
-
-DEFAULT_VERTICES = BFM_NUM_VERTICES
+from reconstruction.batch import DEFAULT_VERTICES  # light: the standard library and the core's vocabulary
 
 
 def register(subparsers) -> None:
@@ -39,37 +38,9 @@ def register(subparsers) -> None:
     parser.set_defaults(func=_run)
 
 
-def _model_for(args, take_meta: dict, cache: dict):
-    from mmface4d_datasets.errors import MMFace4DError
-    from mmface4d_datasets.facemodel import load_face_model
-
-    name = args.face_model[0]
-    if name == "bfm":
-        if len(args.face_model) != 2:
-            raise MMFace4DError("--face-model bfm needs the folder of the BFM files: --face-model bfm PATH")
-        key = ("bfm", args.face_model[1])
-        if key not in cache:
-            cache[key] = load_face_model("bfm", folder=args.face_model[1])
-        return cache[key]
-    if name not in ("default", "synthetic", "embedded") or len(args.face_model) != 1:
-        raise MMFace4DError(f"unknown --face-model {' '.join(args.face_model)!r}; use 'default' or 'bfm PATH'")
-    n = args.vertices
-    if n is None:
-        topology = str(take_meta.get("topology", ""))
-        n = parse_synthetic_topology(topology) if topology.startswith(SYNTHETIC_TOPOLOGY_PREFIX) else DEFAULT_VERTICES
-    if n not in cache:
-        cache[n] = load_face_model("default", num_vertices=n)
-    return cache[n]
-
-
 def _run(args) -> int:
-    import sys
-
-    from tqdm import tqdm
-
     from mmface4d_datasets.errors import MMFace4DError
-    from reconstruction.pipeline import Options, prepare_output, reconstruct_take, write_reconstruction
-    from reconstruction.take_input import read_take_input
+    from reconstruction.batch import reconstruct_folders
 
     try:
         cameras = tuple(int(c) for c in args.cameras.split(","))
@@ -77,25 +48,10 @@ def _run(args) -> int:
         raise MMFace4DError(f"--cameras must be a comma-separated list of 0, 1, 2, found {args.cameras!r}") from None
     if 1 not in cameras or not set(cameras) <= {0, 1, 2}:
         raise MMFace4DError(f"--cameras must include camera 1 and name only 0, 1, 2, found {args.cameras!r}")
-    out = prepare_output(args.out)
-    options = Options(smoothing=not args.no_smoothing, stage3=not args.no_stage3, cameras=cameras)
-    cache, failed, written = {}, [], 0
-    for folder in args.takes:
-        try:
-            take = read_take_input(folder)
-            if (out / take.take_id).exists() and not args.overwrite:
-                print(f"take {take.take_id}: already in {out}, skipped (--overwrite to fit it again)")
-                continue
-            model = _model_for(args, take.meta, cache)
-            bar = tqdm(total=take.num_frames, desc=f"take {take.take_id}", unit="frame", disable=args.quiet)
-            try:
-                result = reconstruct_take(take, model, options, bar)
-            finally:
-                bar.close()
-            write_reconstruction(out, take, result)
-            written += 1
-        except MMFace4DError as exc:
-            failed.append(str(exc))
-            print(f"error: {exc}", file=sys.stderr)
-    print(f"wrote {written} take(s) under {out}" + (f"; {len(failed)} failed" if failed else ""))
-    return 2 if failed else 0
+    result = reconstruct_folders(args.takes, args.out, face_model=args.face_model, vertices=args.vertices,
+                                 cameras=cameras, smoothing=not args.no_smoothing, stage3=not args.no_stage3,
+                                 overwrite=args.overwrite, progress=not args.quiet)
+    for take_id in result.skipped:
+        print(f"take {take_id}: already in {result.out}, skipped (--overwrite to fit it again)")
+    print(f"wrote {len(result.written)} take(s) under {result.out}" + (f"; {len(result.failed)} failed" if result.failed else ""))
+    return 2 if result.failed else 0

@@ -24,6 +24,7 @@ Ray is imported only when ``ray`` is given (the ``scale`` extra).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections import deque
 import sys
@@ -223,7 +224,7 @@ class Executor:
             if isinstance(outcome, BaseException):
                 summary.failed[job.key] = _describe(outcome)
                 if progress:
-                    print(f"mmface4d: take {job.key!r} failed: {_describe(outcome)}", file=sys.stderr)
+                    logging.getLogger(__name__).warning("mmface4d: take %r failed: %s", job.key, _describe(outcome))
             else:
                 summary.done.append(job.key)
                 summary.results[job.key] = outcome

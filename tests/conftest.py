@@ -9,6 +9,15 @@ import pytest
 from mmface4d_datasets.paths import official_sample_candidates, official_sample_dir
 
 
+@pytest.fixture(scope="session", autouse=True)
+def library_messages_on_stderr():
+    """Library notes and warnings (module loggers) on stderr, as the `mmface4d` command shows them, so that
+    tests calling the library directly see them where the command's users do (capsys / capfd)."""
+    from mmface4d_datasets.cli import log_to_stderr
+
+    log_to_stderr()
+
+
 @pytest.fixture(scope="session")
 def official_sample() -> Path:
     """The authors' sample take (read in place, never copied into the repository)."""

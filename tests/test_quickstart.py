@@ -103,3 +103,42 @@ def test_mini_release_step_builds_validates_and_loads(tmp_path, monkeypatch):
     assert mini["subjects"]["train"] >= 1 and mini["subjects"]["test"] >= 1
     assert mini["first_vertices_shape"][1:] == [1000, 3]
     assert any("subjects disjoint" in line and line.rstrip().endswith("True") for line in lines)
+
+
+def test_the_cores_quickstart_has_no_benchmark_option(monkeypatch):
+    """Only installed steps register options: with the core's steps alone there is no --train-seconds."""
+    import argparse
+    from pathlib import Path
+
+    import mmface4d_datasets.quickstart as quickstart
+
+    monkeypatch.setattr(quickstart, "all_steps", lambda: list(STEPS))
+    parser = argparse.ArgumentParser(prog="mmface4d")
+    quickstart.register(parser.add_subparsers())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["quickstart", "--train-seconds", "8"])
+    assert "train_seconds" not in Path(quickstart.__file__).read_text(encoding="utf-8")
+
+
+def test_a_step_registers_its_own_option_and_reads_it_from_the_context(tmp_path, monkeypatch, capsys):
+    import mmface4d_datasets.quickstart as quickstart
+
+    def add_arguments(group):
+        group.add_argument("--answer", type=int, default=7)
+
+    def answer(context):
+        context.line("answer", context.options.get("answer"))
+        return {"status": "ok", "answer": context.options.get("answer")}
+
+    step = QuickstartStep("answer", "Answer", answer, add_arguments=add_arguments)
+    monkeypatch.setattr(quickstart, "all_steps", lambda: [step])
+    assert main(["quickstart", "--out", str(tmp_path / "qs"), "--answer", "42"]) == 0
+    assert json.loads((tmp_path / "qs" / "summary.json").read_text())["steps"]["answer"]["answer"] == 42
+    assert "answer" in capsys.readouterr().out  # the command prints the sections on stdout
+    assert run_quickstart(tmp_path / "qs", steps=[step], echo=lambda _: None)["steps"]["answer"]["answer"] is None
+
+
+def test_the_benchmark_registers_train_seconds():
+    help_text = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "quickstart", "--help"],
+                               capture_output=True, text=True).stdout
+    assert "options of the 'train' step" in help_text and "--train-seconds S" in help_text

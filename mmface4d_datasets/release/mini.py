@@ -31,26 +31,11 @@ def mini_release_dir() -> Path:
 
 def mini_sources(subjects: int = MINI_SUBJECTS, sentences: int = MINI_SENTENCES, num_vertices: int = MINI_VERTICES,
                  seed: int = MINI_SEED):
-    """(sources, topology) of synthetic takes made in memory (each `load()` synthesises its take)."""
-    from mmface4d_datasets.facemodel import load_face_model
-    from mmface4d_datasets.release.schema import CallableSource, SourceSequence, TopologyInfo
-    from mmface4d_datasets.synthetic import synthesize_take
-    from mmface4d_datasets.synthetic.takes import take_id_of
+    """(sources, topology) of synthetic takes made in memory (each `load()` synthesises its take), through
+    the one synthetic adapter (`synthetic_source`); the mini release has no `raw` cameras."""
+    from mmface4d_datasets.release.synthetic_source import synthetic_sources
 
-    model = load_face_model("default", num_vertices=num_vertices)
-
-    def loader(subject_index: int, sentence_index: int):
-        def load() -> SourceSequence:
-            take = synthesize_take(subject_index, sentence_index, seed=seed, model=model)
-            return SourceSequence(
-                take_id=take.take_id, subject_id=take.actor.subject_id, sentence_id=take.sentence.sentence_id,
-                vertices=take.vertices, audio=take.audio, sample_rate=take.sample_rate, audio_subtype="FLOAT",
-                topology=take.topology, fps=30, text=take.sentence.text, gender=take.actor.gender, age=take.actor.age,
-            )
-        return load
-
-    sources = [CallableSource(take_id_of(s, k), loader(s, k)) for s in range(subjects) for k in range(sentences)]
-    return sources, TopologyInfo.from_face_model(model)
+    return synthetic_sources(subjects=subjects, sentences=sentences, seed=seed, num_vertices=num_vertices, raw=False)
 
 
 def ensure_mini_release(progress: bool = False) -> Path:
@@ -71,7 +56,7 @@ def ensure_mini_release(progress: bool = False) -> Path:
 
         building = target.parent / f".{target.name}.building"
         sources, topology = mini_sources()
-        # `building` may hold the .staging of a killed build: the writer resumes it.
+        # `building` may hold the .staging of a killed build: the writer resumes it (same inputs) or discards it.
         write_release(sources, building, topology=topology, seed=MINI_SEED, progress=progress,
                       card_info=SYNTHETIC_CARD_INFO | {
                           "pretty_name": "MMFace4D mini (synthetic)",

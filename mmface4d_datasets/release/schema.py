@@ -243,7 +243,11 @@ class SourceSequence:
 
 @runtime_checkable
 class SequenceSource(Protocol):
-    """A take that the writer can load on demand: `key` is its take id (known without loading)."""
+    """A take that the writer can load on demand: `key` is its take id (known without loading).
+
+    Optionally `fingerprint() -> dict` (JSON-serialisable): what `load()`'s result depends on; the
+    writer resumes a staged build only for the same fingerprints (`writer.inputs_fingerprint`).
+    """
 
     key: str
 

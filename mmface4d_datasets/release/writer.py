@@ -2,6 +2,8 @@
 
 Stages, each resumable:
 
+0. Stale staging: the sources' fingerprints (`inputs_fingerprint`) are compared with those recorded in
+   `.build-inputs.json` by the build that staged `.staging/`; staged takes of other inputs are discarded.
 1. `take` pass: every source is loaded, checked (`SourceSequence.check`) and its light part staged
    atomically as `.staging/takes/<key>.npz`: metadata, audio bytes (bit-exact), raw capture arrays
    and the take's reference mesh (canonical.py rule). A rerun skips staged keys without loading them.
@@ -23,8 +25,8 @@ The same sources with the same pinned dependencies give byte-identical files, re
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -55,10 +57,15 @@ from mmface4d_datasets.release.splits import assign_splits, split_of_subjects
 DEFAULT_SHARD_SIZE_BYTES = 256 * 2**20
 DEFAULT_ROW_GROUP_SIZE_BYTES = 128 * 2**20
 STAGING = ".staging"
+#: Fingerprint of the inputs whose takes are staged in `.staging/` (kept beside it, in the release folder).
+INPUTS_NAME = ".build-inputs.json"
 #: The kind of output a release folder is in its ownership marker (mmface4d_datasets.output_folders).
 RELEASE_KIND = "release"
 #: The folders whose files the writer replaces from one build to the next.
 RELEASE_FOLDERS = ("data/", "raw/", "templates/", "meta/")
+
+
+_log = logging.getLogger(__name__)
 
 
 class BuildError(MMFace4DError):
@@ -123,7 +130,8 @@ def _write_release(
 
     sources: `SequenceSource` objects (a `key` = take id, and `load() -> SourceSequence`); keys unique.
     out_dir: the release folder (created; an earlier build there is replaced file by file, its
-        `.staging/` resumed when it was made with the same topology, codec bound and versions;
+        `.staging/` resumed when it was made with the same topology, codec bound and versions and,
+        for sources with fingerprints, the same inputs (`inputs_fingerprint`);
         only files an earlier build wrote are ever removed). output: its `OutputFolder`.
     topology: the topology every sequence must have (`TopologyInfo`).
     seed: seed of the split rule (splits.py). max_error: codec bound, metres per coordinate.
@@ -131,7 +139,7 @@ def _write_release(
         of a split follows `shard_count` (a multiple of 8 from 8 rows on). row_group_size_bytes: a row
         group is closed once its rows' stored bytes reach this count.
     on_error: "stop" raises `BuildError` naming the take; "skip" leaves the take out and lists it in
-        `BuildReport.skipped` (and prints it when `progress`).
+        `BuildReport.skipped` (and logs it when `progress`).
     card_info: optional card fields (`pretty_name`, `license`, `homepage`, `source`, `citation`).
     map: runs the per-take work of the take and row passes (load, check, stage; load, canonicalize,
         encode, stage): `map(function, items) -> list`, the results of `function(*args)` for each
@@ -152,6 +160,7 @@ def _write_release(
         raise BuildError(f"{out_dir}: take ids given more than once: {', '.join(duplicates[:10])}")
 
     report = BuildReport(out_dir=str(out_dir))
+    _forget_stale_staging(out_dir, inputs_fingerprint(sources, topology), output)
     _prepare_staging(staging, topology, max_error)
     stable = canonical.stable_vertex_ids(topology.region_masks, topology.keypoints)
 
@@ -163,7 +172,7 @@ def _write_release(
             raise BuildError(f"take {key!r}: {message}") from exc
         report.skipped.append((key, message))
         if progress:
-            print(f"mmface4d: skipping take {key!r}: {message}", file=sys.stderr)
+            _log.warning("mmface4d: skipping take %r: %s", key, message)
 
     # 1. take pass
     run = map if map is not None else (lambda function, items: _serial_map(function, items, progress, on_error == "stop"))
@@ -268,6 +277,50 @@ def _progress(items, enabled: bool, description: str):
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=f"mmface4d release: {description}", unit="take")
+
+
+def inputs_fingerprint(sources: list[SequenceSource], topology: TopologyInfo) -> str | None:
+    """sha256 over every source's `fingerprint()` and the topology: what the staged takes depend on.
+
+    `fingerprint()` is the optional part of the `SequenceSource` protocol: a JSON-serialisable dict
+    that changes whenever the take `load()` returns would (its files' sizes and times, metadata,
+    settings). None when a source has none: such inputs are resumed by take id alone.
+    """
+    import hashlib
+
+    if not all(callable(getattr(source, "fingerprint", None)) for source in sources):
+        return None
+    content = {"topology": topology.hash, "sources": [source.fingerprint() for source in sources]}
+    return hashlib.sha256(json_bytes(content)).hexdigest()
+
+
+def _forget_stale_staging(out_dir: Path, fingerprint: str | None, output) -> bool:
+    """Remove `.staging/` when it was made from other inputs; record the inputs' `fingerprint`.
+
+    The writer resumes from staged takes by take id; if a take's files or metadata changed since
+    (a corrected manifest, a re-exported take), its staged copy would be stale. So the fingerprint
+    of the inputs is kept in `out_dir/.build-inputs.json` (listed in the folder's ownership marker);
+    an unfinished build of other inputs (or of unknown inputs) is discarded and the build starts
+    afresh. Sources without fingerprints (`fingerprint` None) leave both alone. Returns True when
+    something was removed.
+    """
+    if fingerprint is None:
+        return False
+    staging, record = out_dir / STAGING, out_dir / INPUTS_NAME
+    previous = None
+    if record.is_file():
+        try:
+            previous = json.loads(record.read_text(encoding="utf-8")).get("sha256")
+        except (OSError, ValueError, AttributeError):
+            previous = None
+    removed = False
+    if staging.exists() and previous != fingerprint:
+        _log.warning("mmface4d build: %s holds an unfinished build of other inputs; starting afresh", staging)
+        shutil.rmtree(staging)
+        removed = True
+    output.will_write(record)
+    atomic_write_bytes(record, json_bytes({"sha256": fingerprint}))
+    return removed
 
 
 def _prepare_staging(staging: Path, topology: TopologyInfo, max_error: float) -> None:
@@ -589,8 +642,8 @@ def _remove_stale(out_dir: Path, produced: set[Path], output) -> None:
     output.remove_written(keep, under=RELEASE_FOLDERS)
     for config in ("data", "raw", "templates"):
         for relative in output.foreign_files(config):
-            print(f"mmface4d: {out_dir / relative} was not written by mmface4d; left in place, it is not part "
-                  "of the release (move it out of the folder)", file=sys.stderr)
+            _log.warning("mmface4d: %s was not written by mmface4d; left in place, it is not part of the release "
+                         "(move it out of the folder)", out_dir / relative)
 
 
 def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> ReleaseInfo:
