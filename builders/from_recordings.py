@@ -105,7 +105,11 @@ def detect_landmarks(colour_video: Path):
     colour_video = Path(colour_video)
     try:
         if "detector" not in _DETECTOR:
-            _DETECTOR["detector"] = FaceAlignmentDetector()
+            import contextlib
+            import sys
+
+            with contextlib.redirect_stdout(sys.stderr):  # torch.hub reports its download on stdout: keep it for the JSON
+                _DETECTOR["detector"] = FaceAlignmentDetector()
     except DetectorUnavailable as exc:
         take_camera = colour_video.name.split(".")[0]
         raise DetectorUnavailable(f"{take_camera}: no landmark file beside the recording "
