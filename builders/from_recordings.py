@@ -152,6 +152,7 @@ def _stage_summary(run, seconds: float, **extra) -> dict:
 def _session_takes(sessions, withdrawn_actors: set[str]) -> tuple[list, dict[str, str]]:
     """(takes to convert, {take id: why left out}) of every session; a take id in two sessions is an error."""
     from capture_rig.convert import find_session_takes, read_take_log
+    from capture_rig.errors import RigError
 
     takes, left_out, where = [], {}, {}
     for session in sessions:
@@ -160,7 +161,10 @@ def _session_takes(sessions, withdrawn_actors: set[str]) -> tuple[list, dict[str
                 raise MMFace4DError(f"take {take.take_id} is recorded in two sessions ({where[take.take_id]} and "
                                     f"{session}); take ids must be unique")
             where[take.take_id] = session
-            log = read_take_log(take.take_log) if take.take_log else {}
+            try:
+                log = read_take_log(take.take_log) if take.take_log else {}
+            except RigError:  # the convert stage reports it as this take's failure
+                log = {}
             if log.get("status") == "bad":
                 left_out[take.take_id] = "marked bad by the recorder"
             elif log.get("subject_id") is not None and str(log["subject_id"]) in withdrawn_actors:
