@@ -266,6 +266,11 @@ def build_from_recordings(sessions, out: str | os.PathLike, *, work: str | os.Pa
 
         withdrawn_actors = set(read_withdrawals(withdrawals))
     takes, left_out = _session_takes(sessions, withdrawn_actors)
+    from mmface4d_datasets.release.writer import RELEASE_KIND
+
+    if out.exists():  # a folder the release may not go into is refused now, not after hours of fitting
+        with output_folder(out, RELEASE_KIND, inputs=sessions):
+            pass
     started = time.perf_counter()
     own_executor = executor is None
     if own_executor:
@@ -335,7 +340,7 @@ def _run(takes, left_out, sessions, out: Path, work: Path, output, executor, *, 
     else:
         summary["stages"]["validate"] = {"ok": False, "problems": ["no release was built"]}
     failed = {stage: len(s.get("failed", {})) for stage, s in summary["stages"].items() if s.get("failed")}
-    summary["ok"] = not failed and summary["stages"]["validate"]["ok"]
+    summary["ok"] = not failed and "error" not in summary["stages"]["release"] and summary["stages"]["validate"]["ok"]
     return summary
 
 
@@ -356,8 +361,13 @@ def _release_stage(reconstructed: Path, out: Path, work: Path, output, executor,
                 "counts": {"done": 0, "skipped": len(keys), "failed": 0},
                 "note": "the release is complete and its inputs are unchanged"}
     t0 = time.perf_counter()
-    report = build_release(reconstructed, out, manifest=manifest, on_error="skip", withdrawals=withdrawals, seed=seed,
-                           max_error=max_error, shard_size_bytes=shard_size_bytes, progress=progress, executor=executor)
+    try:
+        report = build_release(reconstructed, out, manifest=manifest, on_error="skip", withdrawals=withdrawals,
+                               seed=seed, max_error=max_error, shard_size_bytes=shard_size_bytes, progress=progress,
+                               executor=executor)
+    except MMFace4DError as exc:  # about the whole release (a refused folder, every take withdrawn, ...)
+        return {"done": [], "skipped": [], "failed": {}, "error": str(exc), "seconds": round(time.perf_counter() - t0, 3),
+                "counts": {"done": 0, "skipped": 0, "failed": 0}}
     seconds = time.perf_counter() - t0
     output.will_write(record)
     info_sha = hashlib.sha256((out / "meta" / "info.json").read_bytes()).hexdigest()

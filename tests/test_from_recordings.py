@@ -234,6 +234,13 @@ def test_the_work_folder_follows_the_output_folder_rule(tmp_path):
     with pytest.raises(OutputFolderError, match="notes.txt"):
         build_from_recordings([session], tmp_path / "release", progress=False)
     assert sorted(p.name for p in (tmp_path / "release.work").iterdir()) == ["notes.txt"]
+    shutil.rmtree(tmp_path / "release.work")
+    (tmp_path / "release").mkdir()
+    (tmp_path / "release" / "photo.jpg").write_bytes(b"x")
+    with pytest.raises(OutputFolderError, match="photo.jpg"):  # the release folder is checked before any work
+        build_from_recordings([session], tmp_path / "release", progress=False)
+    assert not (tmp_path / "release.work").exists()
+    shutil.rmtree(tmp_path / "release")
     with pytest.raises(OutputFolderError, match="--work .* is inside the input folder"):
         build_from_recordings([session], tmp_path / "release", work=session / "work", progress=False)
     with pytest.raises(OutputFolderError, match="separate folders"):
