@@ -136,8 +136,10 @@ def _register_from_recordings(commands) -> None:
     parser.add_argument("--work", metavar="DIR", default=None,
                         help="folder of the intermediate stages, converted/ and reconstructed/ (default: RELEASE.work "
                              "beside RELEASE); new, empty or made by this command")
+    from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES
+
     parser.add_argument("--vertices", type=whole_number(1), default=None, metavar="N",
-                        help="vertex count of the embedded face model of the fit (default: 35709)")
+                        help=f"vertex count of the embedded face model of the fit (default: {BFM_NUM_VERTICES})")
     parser.add_argument("--face-model-bfm", metavar="DIR", default=None,
                         help="fit the BFM 2009 model from the files in DIR instead (docs/facemodel.md)")
     parser.add_argument("--no-detector", action="store_true",
