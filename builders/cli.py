@@ -109,6 +109,71 @@ def register(subparsers) -> None:
     push.add_argument("--skip-validation", action="store_true",
                       help="upload without running the release validator first")
     push.set_defaults(func=_run_push)
+    _register_from_recordings(commands)
+
+
+def _register_from_recordings(commands) -> None:
+    """``build from-recordings``: recording sessions -> takes -> fitted meshes -> a release (docs/from-recordings.md)."""
+    parser = commands.add_parser(
+        "from-recordings",
+        help="recording sessions -> converted takes -> fitted meshes -> a validated release, resumable",
+        description="Run the maintainer's whole path on recording sessions as the recorder leaves them "
+                    "(SESSION/takes/ID/ID_c.mkv for cameras 0-2, ID.wav, ID.take.json): `rig convert` each take into "
+                    "WORK/converted/ID, `reconstruct` it into WORK/reconstructed/ID, `build release` the "
+                    "reconstructed takes into RELEASE (withdrawn actors left out), then `validate`. Every stage runs "
+                    "per take on the executor (--workers, --ray); a take that fails is listed with its error and the "
+                    "others go on; a rerun skips takes whose stage output is complete, so a killed run resumes. "
+                    "Landmarks: a file ID_c.landmarks.npy beside a recording (float32 (captures, 68, 2) pixels, "
+                    "from an external detector or annotation) is carried into the take; without one the "
+                    "face-alignment detector runs if it can (it downloads weights), else the take fails naming the "
+                    "file. WORK (default RELEASE.work beside RELEASE) keeps every stage's output: delete "
+                    "WORK/converted/ID or WORK/reconstructed/ID to redo that stage for that take. Prints a JSON "
+                    "summary (per stage: done, skipped, failed); exit status 1 when a take failed or the release "
+                    "does not validate. See docs/from-recordings.md.")
+    parser.add_argument("sessions", nargs="+", metavar="SESSION", help="recording session folders (takes/ID/...)")
+    parser.add_argument("--out", required=True, metavar="RELEASE",
+                        help="release folder (new, empty, or a release mmface4d built there)")
+    parser.add_argument("--work", metavar="DIR", default=None,
+                        help="folder of the intermediate stages, converted/ and reconstructed/ (default: RELEASE.work "
+                             "beside RELEASE); new, empty or made by this command")
+    from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES
+
+    parser.add_argument("--vertices", type=whole_number(1), default=None, metavar="N",
+                        help=f"vertex count of the embedded face model of the fit (default: {BFM_NUM_VERTICES})")
+    parser.add_argument("--face-model-bfm", metavar="DIR", default=None,
+                        help="fit the BFM 2009 model from the files in DIR instead (docs/facemodel.md)")
+    parser.add_argument("--no-detector", action="store_true",
+                        help="never run the landmark detector: a camera without a landmark file fails its take")
+    parser.add_argument("--withdrawals", metavar="FILE", default=None,
+                        help="withdrawal list (a consent registry folder or its withdrawals.json): those actors' "
+                             "takes are neither converted nor released")
+    parser.add_argument("--manifest", metavar="CSV", default=None,
+                        help="metadata of the takes for the release: take_id,subject_id,sentence_id,text,gender,age")
+    parser.add_argument("--crf", type=whole_number(0), default=None, metavar="N",
+                        help="H.264 quality of the converted colour videos (default: rig convert's)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the subject split and style references (default: 0)")
+    parser.add_argument("--max-error", type=positive_number(1.0), default=None, metavar="METRES",
+                        help="per-coordinate error bound of the release's vertex codec (default: the writer's)")
+    parser.add_argument("--shard-size", type=positive_number(), default=None, metavar="MB",
+                        help="target size of one data shard in megabytes (default: the writer's)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    from reconstruction.executor import add_executor_arguments
+
+    add_executor_arguments(parser)
+    parser.set_defaults(func=_run_from_recordings)
+
+
+def _run_from_recordings(args) -> int:
+    from builders.from_recordings import FaceModelSpec, build_from_recordings
+
+    model = FaceModelSpec("bfm", path=args.face_model_bfm) if args.face_model_bfm else FaceModelSpec("default", args.vertices)
+    shard_size = None if args.shard_size is None else int(args.shard_size * 1_000_000)
+    summary = build_from_recordings(args.sessions, args.out, work=args.work, workers=args.workers, ray=args.ray,
+                                    face_model=model, detect=not args.no_detector, withdrawals=args.withdrawals,
+                                    manifest=args.manifest, seed=args.seed, max_error=args.max_error,
+                                    shard_size_bytes=shard_size, crf=args.crf, progress=not args.quiet)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0 if summary["ok"] else 1
 
 
 def _writer_options(args) -> dict:

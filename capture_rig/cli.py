@@ -25,7 +25,9 @@ def register(subparsers) -> None:
         "convert", help="Azure Kinect recordings (MKV) + WAV -> a take folder",
         description="Convert one take's recordings (one to three MKV files from the Azure Kinect recorder, in "
                     "camera order) into OUT/ID/: ID_c.json (calibration), ID_c.nut (depth registered to colour, "
-                    "FFV1 gray16le mm), ID_c.mp4 (H.264), ID.wav (aligned to video frame 0), ID.meta.json. "
+                    "FFV1 gray16le mm), ID_c.mp4 (H.264), ID.wav (aligned to video frame 0), ID.meta.json, and "
+                    "ID_c.landmarks.npy where a landmark file REC.landmarks.npy lies beside REC.mkv (float32 "
+                    "(captures, 68, 2) pixels, one row per capture; carried onto the take's frames). "
                     "With --session, convert every take of a recording session not yet in OUT. Frames are "
                     "matched by device timestamps; a frame missing in one camera is reported and written as "
                     "no depth / black, never shifted. The take appears only when complete.")
@@ -88,8 +90,9 @@ def register(subparsers) -> None:
                     "ID_c.mp4, ID_c.nut, ID_c.landmarks.npy, ID.meta.json), DIR/truth/ID/ (ID_filt_{0,1,2}.nut in "
                     "camera 1's frame with detail outside the face model's span, ID.wav, ID.meta.json with the "
                     "true extrinsics, noise settings and offsets, ID.gt.npz with the true landmarks; `mmface4d "
-                    "build release DIR/truth` builds it) and with --mkv DIR/mkv/ID_c.mkv (Azure Kinect-style "
-                    "recordings for `rig convert`). DIR must be new or empty, or an earlier run with the same "
+                    "build release DIR/truth` builds it) and with --mkv DIR/session/takes/ID/ (the recorder's session "
+                    "layout: ID_c.mkv Azure Kinect-style recordings, ID_c.landmarks.npy, ID.wav, ID.take.json; for "
+                    "`rig convert --session` and `build from-recordings`). DIR must be new or empty, or an earlier run with the same "
                     "settings (then finished takes are kept). Same seed, same bytes. See docs/simulator.md.")
     simulate.add_argument("--subjects", type=int, required=True, metavar="K", help="number of actors (1..999)")
     simulate.add_argument("--sentences", type=int, required=True, metavar="M", help="sentences per actor (1..999)")
@@ -106,7 +109,7 @@ def register(subparsers) -> None:
                           help="vertex count of the embedded face model (default: its default, 5023)")
     simulate.add_argument("--max-frames", type=int, default=None, metavar="T",
                           help="keep only the first T frames of each take (short takes for tests)")
-    simulate.add_argument("--mkv", action="store_true", help="also write DIR/mkv/ID_c.mkv recordings")
+    simulate.add_argument("--mkv", action="store_true", help="also write the recordings in the recorder's session layout, DIR/session/takes/ID/")
     simulate.add_argument("--workers", type=int, default=1, metavar="N", help="takes simulated in parallel (default 1)")
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
     simulate.set_defaults(func=_run_simulate)

@@ -8,6 +8,11 @@
 - ``ID_c.nut``: depth registered to the colour camera (:mod:`capture_rig.registration`),
   FFV1 ``gray16le`` millimetres at the colour resolution;
 - ``ID_c.mp4``: the colour video, H.264 at CRF :data:`~mmface4d_datasets.take_files.COLOUR_CRF`;
+- ``ID_c.landmarks.npy`` (when the recording has one beside it, ``REC.landmarks.npy`` for
+  ``REC.mkv``, from an external detector or annotation): float32 (n, 68 or 98, 2) pixels, one row
+  per capture of that recording in file order, carried onto the take's frame grid (a frame the
+  camera lacks is NaN); without one, ``detect_landmarks`` (if given) computes them from the
+  converted colour video, and ``require_landmarks`` makes its absence a :class:`LandmarkError`;
 - ``ID.wav`` (when audio is given): shifted so that sample 0 is video frame 0;
 - ``ID.meta.json``: subject, sentence, emotion, text, fps, device serials and sync settings,
   missing frames per camera, the audio offset and how it was found, codec settings.
@@ -32,12 +37,12 @@ from pathlib import Path
 import numpy as np
 
 from capture_rig import mkv
-from capture_rig.errors import AudioError, ModeMismatch, RigError, TakeExists
+from capture_rig.errors import AudioError, LandmarkError, ModeMismatch, RigError, TakeExists
 from capture_rig.sync import align_audio, audio_offset, match_frames
 from mmface4d_datasets.vocabulary import EMOTION_OF_PREFIX
 
 #: Version of what ``mmface4d rig convert`` writes (recorded in ID.meta.json).
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"  # 2: landmark files carried through, their source in ID.meta.json
 #: The take log the recorder writes beside a take's recordings.
 TAKE_LOG_SUFFIX = ".take.json"
 #: Sentence-id prefix -> emotion name (the core vocabulary).
@@ -115,7 +120,9 @@ def _audio_offset_from_log(log: dict | None, anchor_usec: float) -> tuple[float,
 def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, audio: str | os.PathLike | None = None,
                  take_log: str | os.PathLike | dict | None = None, camera_ids: list[int] | None = None,
                  metadata: dict | None = None, crf: int | None = None, progress: bool = True,
-                 threads: int = 0, workers: int | None = None, log=print) -> ConvertReport:
+                 threads: int = 0, workers: int | None = None, log=print,
+                 landmarks: dict | None = None, detect_landmarks=None,
+                 require_landmarks: bool = False) -> ConvertReport:
     """Convert one take; see the module docstring. Returns a :class:`ConvertReport`.
 
     ``camera_ids``: the camera index of each recording (default 0, 1, 2 in the order given; a lone
@@ -124,6 +131,10 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
     ``subject_id``, ``sentence_id``, ``text``, ``gender``, ``age``. ``crf``: the H.264 quality.
     ``workers``: cameras converted at once (threads; default one per camera, at most one per core);
     ``threads``: FFmpeg's threads per decoder/encoder (0: its choice).
+    ``landmarks``: {camera: landmark file} (default: ``REC.landmarks.npy`` beside each ``REC.mkv``
+    where present). ``detect_landmarks(colour_video_path) -> (T, 68, 2)``: called for a camera
+    without a landmark file (the caller brings the detector; this layer has none).
+    ``require_landmarks``: a camera left without landmarks is a :class:`LandmarkError` (nothing written).
     """
     from mmface4d_datasets.camera import k4a_cameras, take_json_fields
     from mmface4d_datasets.files import atomic_write_bytes, json_bytes
@@ -146,6 +157,12 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
     if final.exists():
         raise TakeExists(f"{final}: the take already exists; remove it to convert again")
 
+    landmark_files = landmark_files_beside(recordings, camera_ids) if landmarks is None else \
+        {int(c): Path(p) for c, p in landmarks.items()}
+    if require_landmarks and detect_landmarks is None:
+        lacking = [c for c in camera_ids if c not in landmark_files]
+        if lacking:
+            raise LandmarkError(_no_landmarks_message(take_id, recordings, camera_ids, lacking))
     infos = [mkv.read_info(p) for p in recordings]
     _check_modes(infos)
     samples = _read_wav(Path(audio)) if audio is not None else None
@@ -229,7 +246,9 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
                        "serial_number": info.serial_number, "stream_length_usec": int(length)}
             colour = cams.color.with_extrinsics(np.eye(4) if camera == 1 else None)
             atomic_write_bytes(tmp / f"{take_id}_{camera}.json", json_bytes(authors | take_json_fields(colour, cams.depth)))
-            return str(camera), info.as_dict()
+            landmark_source = _write_landmarks(tmp, take_id, camera, landmark_files.get(camera), len(captures[i]),
+                                               table, incomplete[camera], detect_landmarks)
+            return str(camera), info.as_dict() | {"landmarks": landmark_source}
 
         if workers == 1:
             cameras_meta = dict(one_camera(job) for job in jobs)
@@ -284,6 +303,55 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
 _REGISTRATIONS: dict = {}
 
 
+def landmark_files_beside(recordings: list, camera_ids: list[int]) -> dict[int, Path]:
+    """{camera: ``REC.landmarks.npy``} for each recording ``REC.mkv`` that has such a file beside it."""
+    found = {}
+    for path, camera in zip(recordings, camera_ids):
+        candidate = Path(path).with_suffix(".landmarks.npy")
+        if candidate.is_file():
+            found[int(camera)] = candidate
+    return found
+
+
+def _no_landmarks_message(take_id: str, recordings: list, camera_ids: list[int], lacking: list[int]) -> str:
+    by_camera = dict(zip(camera_ids, recordings))
+    files = ", ".join(str(Path(by_camera[c]).with_suffix(".landmarks.npy")) for c in lacking)
+    return (f"take {take_id}: camera(s) {', '.join(map(str, lacking))} have no landmark file ({files}) and no "
+            "landmark detector is available; the reconstruction needs 68 landmarks per camera and frame. Put "
+            "float32 (captures, 68, 2) pixel landmarks there (NaN where unseen; from a detector or annotation), "
+            "or make the face-alignment detector work (the reconstruct extra and its downloaded weights)")
+
+
+def _write_landmarks(tmp: Path, take_id: str, camera: int, source: Path | None, captures: int, table,
+                     incomplete: list[int], detect) -> str | None:
+    """Write the take's ``ID_c.landmarks.npy`` on the frame grid; returns where they came from."""
+    from mmface4d_datasets.errors import FormatError
+    from mmface4d_datasets.take_files import landmarks_path, read_landmarks, write_landmarks
+
+    target = landmarks_path(tmp, take_id, camera)
+    if source is not None:
+        try:
+            rows = read_landmarks(source)
+        except FormatError as exc:
+            raise LandmarkError(f"take {take_id}: {exc}") from None
+        if rows.shape[0] != captures:
+            raise LandmarkError(f"take {take_id}: {source} has {rows.shape[0]} rows but its recording has {captures} "
+                                "captures; the landmark file needs one row per capture, in file order")
+        table = np.asarray(table)
+        grid = np.full((len(table),) + rows.shape[1:], np.nan, dtype=np.float32)
+        present = table >= 0
+        grid[present] = rows[table[present]]
+        grid[list(incomplete)] = np.nan  # a capture without its colour image has no landmarks to carry
+        write_landmarks(target, grid)
+        return f"carried from {source.name}"
+    if detect is not None:
+        from mmface4d_datasets.take_files import colour_path
+
+        write_landmarks(target, detect(colour_path(tmp, take_id, camera)))
+        return "detected from the converted colour video"
+    return None
+
+
 def _registration(info, cams):
     """One :class:`DepthRegistration` per device calibration and mode (its set-up is the slow part;
     a session's takes share three calibrations)."""
@@ -324,10 +392,12 @@ class SessionTake:
     camera_ids: list[int]
     audio: Path | None
     take_log: Path | None
+    landmarks: dict = field(default_factory=dict)  # camera -> ID_c.landmarks.npy beside its MKV
 
 
 def find_session_takes(session: str | os.PathLike) -> list[SessionTake]:
-    """The recorded takes of a session folder (``takes/ID/ID_c.mkv``, ``ID.wav``, ``ID.take.json``)."""
+    """The recorded takes of a session folder (``takes/ID/ID_c.mkv``, ``ID.wav``, ``ID.take.json``, and
+    ``ID_c.landmarks.npy`` where a detector or annotation left landmarks beside a recording)."""
     session = Path(session)
     root = session / "takes" if (session / "takes").is_dir() else session
     found = []
@@ -338,8 +408,9 @@ def find_session_takes(session: str | os.PathLike) -> list[SessionTake]:
             continue
         wav = folder / f"{take_id}.wav"
         log = folder / f"{take_id}{TAKE_LOG_SUFFIX}"
-        found.append(SessionTake(take_id, mkvs, [int(p.stem[-1]) for p in mkvs], wav if wav.is_file() else None,
-                                 log if log.is_file() else None))
+        cameras = [int(p.stem[-1]) for p in mkvs]
+        found.append(SessionTake(take_id, mkvs, cameras, wav if wav.is_file() else None,
+                                 log if log.is_file() else None, landmark_files_beside(mkvs, cameras)))
     if not found:
         raise RigError(f"{session}: no recorded take (expected takes/ID/ID_c.mkv)")
     return found
@@ -364,7 +435,7 @@ def convert_session(session: str | os.PathLike, out_dir: str | os.PathLike, *, c
         try:
             report = convert_take(take.recordings, take.take_id, out_dir, audio=take.audio, take_log=take_log,
                                   camera_ids=take.camera_ids, crf=crf, progress=progress, threads=threads,
-                                  workers=workers, log=log)
+                                  workers=workers, log=log, landmarks=take.landmarks)
         except RigError as exc:
             summary["failed"][take.take_id] = str(exc)
             log(f"mmface4d rig convert: take {take.take_id} FAILED: {exc}")

@@ -60,3 +60,7 @@ class ConsentError(RigError):
 
 class DeviceError(RigError):
     """A camera or the microphone failed: missing, disconnected, dropped frames, no sync cable."""
+
+
+class LandmarkError(RigError, FormatError):
+    """A take's landmark file does not fit its recording, or a camera has none where landmarks are required."""

@@ -18,7 +18,13 @@ For each (subject, sentence) of the synthetic generator (:mod:`mmface4d_datasets
    - ``DIR/truth/ID/``: ``ID_filt_{0,1,2}.nut`` (true mesh in camera 1's frame), ``ID.wav``,
      ``ID.meta.json`` (true extrinsics, noise settings, audio offset, clock offsets) and
      ``ID.gt.npz`` (the generator's ground truth plus the detail and the true landmarks);
-   - with ``mkv=True``, ``DIR/mkv/ID_c.mkv``: Azure Kinect-style recordings of the same frames.
+   - with ``mkv=True``, the same take as the recorder leaves it (``mmface4d rig record``'s session
+     layout, what ``rig convert --session`` and ``build from-recordings`` read):
+     ``DIR/session/takes/ID/``: ``ID_c.mkv`` (Azure Kinect-style recordings of the same frames),
+     ``ID_c.landmarks.npy`` (the detected landmarks above, one row per capture: what an external
+     detector would leave beside a recording), ``ID.wav`` (the late WAV) and ``ID.take.json`` (the
+     recorder's take log: subject, sentence, text, and the host-clock timing from which ``rig
+     convert`` recovers the audio offset).
 
 Every take draws from its own seeded generator, so takes can be made in any order or in parallel
 and the same arguments give the same bytes.
@@ -42,9 +48,11 @@ from capture_rig.simulate_scene import RESOLUTIONS, Scenery, SpanProjector, cali
     device_cameras, rig_extrinsics, serial_number
 
 #: Version of the simulator's rules (bumped whenever the same arguments would give other files).
-SIMULATOR_VERSION = "1"
+SIMULATOR_VERSION = "2"  # 2: --mkv writes the recorder's session layout
 #: Marker file that makes an output folder this command's own.
 MARKER = "simulation.json"
+#: With ``mkv=True``: the recording session folder (the recorder's layout) inside the output folder.
+SESSION = "session"
 #: Random stream of the simulator (the generator's own streams are 0..; this one keeps clear of them).
 STREAM_SIMULATOR = 17
 #: Number of per-frame expression detail patterns.
@@ -140,7 +148,7 @@ def _jpeg(image: np.ndarray) -> bytes:
 
 def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: str | os.PathLike,
                   options: SimulationOptions = SimulationOptions(), model=None, projector=None) -> dict:
-    """Simulate and write one take (takes/ID, truth/ID, mkv/ID_c.mkv); returns a small report.
+    """Simulate and write one take (takes/ID, truth/ID, session/takes/ID); returns a small report.
 
     Each take folder is written into a hidden sibling and renamed when complete.
     """
@@ -213,15 +221,15 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
     rng_depth = [_rng(seed, subject_index, sentence_index, 10 + c) for c in range(3)]
     rng_landmarks = [_rng(seed, subject_index, sentence_index, 20 + c) for c in range(3)]
 
-    takes_dir, truth_dir, mkv_dir = out_dir / "takes", out_dir / "truth", out_dir / "mkv"
+    takes_dir, truth_dir, session_dir = out_dir / "takes", out_dir / "truth", out_dir / SESSION / "takes"
     staging = takes_dir / f".{take_id}.simulating-{os.getpid()}"
     truth_staging = truth_dir / f".{take_id}.simulating-{os.getpid()}"
-    for folder in (staging, truth_staging):
+    mkv_dir = session_dir / f".{take_id}.simulating-{os.getpid()}"
+    staged = [staging, truth_staging] + ([mkv_dir] if options.mkv else [])
+    for folder in staged:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-    if options.mkv:
-        mkv_dir.mkdir(parents=True, exist_ok=True)
     light_world = LIGHT / np.linalg.norm(LIGHT)
     true_landmarks = np.full((3, T, 68, 2), np.nan, dtype=np.float32)
     visible_landmarks = np.zeros((3, T, 68), dtype=bool)
@@ -274,8 +282,10 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
                         jpegs.append(_jpeg(image))
                         clock = _tick(timings, "encode_mjpg", clock)
                         raw_depths.append(raw)
-                        stamps.append(1_000_000 + int(round(k * 1e6 / FPS)))
+                        stamps.append(FIRST_CAPTURE_DEVICE_USEC + int(round(k * 1e6 / FPS)))
             write_landmarks(staging / f"{take_id}_{c}.landmarks.npy", detected)
+            if options.mkv:
+                write_landmarks(mkv_dir / f"{take_id}_{c}.landmarks.npy", detected)
             authors = {"color_mode": f"MJPG_{device.k4a.color_resolution}", "depth_mode": device.k4a.depth_mode,
                        "serial_number": serial_number(c),
                        "stream_length_usec": int(round((T - 1) * 1e6 / FPS))}
@@ -296,6 +306,10 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
         late = np.pad(late, (0, len(audio) - len(late)))
         official.write_audio(staging / f"{take_id}.wav", late, take.sample_rate)
         official.write_audio(truth_staging / f"{take_id}.wav", audio, take.sample_rate)
+        if options.mkv:
+            shutil.copyfile(staging / f"{take_id}.wav", mkv_dir / f"{take_id}.wav")
+            atomic_write_bytes(mkv_dir / f"{take_id}.take.json",
+                               json_bytes(_take_log(take_id, take, T, audio_offset_s, len(late))))
 
         sentence = take.sentence
         take_meta = {"take_id": take_id, "subject_id": take.actor.subject_id, "sentence_id": sentence.sentence_id,
@@ -341,13 +355,14 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
                    "landmarks": true_landmarks, "landmarks_visible": visible_landmarks,
                    "keypoints": np.asarray(model.keypoints, dtype=np.int64)})
         write_npz(truth_staging / f"{take_id}.gt.npz", gt)
-        for staged, final in ((staging, takes_dir / take_id), (truth_staging, truth_dir / take_id)):
+        finals = [takes_dir / take_id, truth_dir / take_id, session_dir / take_id]
+        for folder, final in zip(staged, finals):
             if final.exists():
                 shutil.rmtree(final)
-            os.rename(staged, final)
+            os.rename(folder, final)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(truth_staging, ignore_errors=True)
+        for folder in staged:
+            shutil.rmtree(folder, ignore_errors=True)
         raise
     seconds = time.perf_counter() - started
     residual = projector.residual_rms(subject_detail) * 1000.0
@@ -355,6 +370,32 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
             "seconds_per_frame": round(seconds / max(T, 1), 4), "face_triangles": face_count,
             "cpu_seconds": {k: round(v, 3) for k, v in timings.items()},
             "subject_detail_out_of_span_mm": round(residual, 4)}
+
+
+#: The recorder's host-clock time of camera 1's first capture in the simulated take logs (seconds),
+#: and that capture's device timestamp (microseconds; the MKV's first capture).
+LOG_FIRST_CAPTURE_HOST_S = 1000.0
+FIRST_CAPTURE_DEVICE_USEC = 1_000_000
+
+
+def _take_log(take_id: str, take, num_frames: int, audio_offset_s: float, samples: int) -> dict:
+    """``ID.take.json`` as the recorder writes it (capture_rig.recorder.rig) for a simulated take.
+
+    The WAV is late by ``audio_offset_s`` (its sample n is the truth's sample n - offset x 16000),
+    that is, the microphone started ``audio_offset_s`` before frame 0: the first sample's host time
+    is frame 0's minus the offset, from which ``rig convert`` aligns the WAV to frame 0 again.
+    Gender and age ride along for the release's split (a real session brings them in a manifest).
+    """
+    sentence, actor = take.sentence, take.actor
+    return {"take_id": take_id, "status": "ok", "simulated": True,
+            "subject_id": actor.subject_id, "sentence_id": sentence.sentence_id, "text": sentence.text,
+            "emotion": sentence.emotion, "gender": actor.gender, "age": actor.age,
+            "audio": {"sample_rate": take.sample_rate, "samples": int(samples),
+                      "first_sample_host_s": LOG_FIRST_CAPTURE_HOST_S - audio_offset_s},
+            "master": {"camera": 1, "first_capture_host_s": LOG_FIRST_CAPTURE_HOST_S,
+                       "first_capture_device_usec": FIRST_CAPTURE_DEVICE_USEC},
+            "cameras": {str(c): {"captures": int(num_frames), "dropped_frames": []} for c in range(3)},
+            "host_clock": "simulated"}
 
 
 # ------------------------------------------------------------------------ a whole set
@@ -421,7 +462,7 @@ def simulate(out_dir: str | os.PathLike, subjects: int, sentences: int, seed: in
         for j in range(sentences):
             take_id = take_id_of(i, j)
             done = (out_dir / "takes" / take_id).is_dir() and (out_dir / "truth" / take_id).is_dir() and (
-                not options.mkv or all((out_dir / "mkv" / f"{take_id}_{c}.mkv").is_file() for c in range(3)))
+                not options.mkv or (out_dir / SESSION / "takes" / take_id).is_dir())
             if done:
                 skipped.append(take_id)
             else:

@@ -179,8 +179,10 @@ def simulation(frames: int) -> dict:
         trip = min(frames, 4)
         simulate(tmp / "mkv", 1, 1, seed=1, options=SimulationOptions(max_frames=trip, mkv=True), progress=False)
         take_dir = tmp / "mkv" / "takes" / "001001"
-        convert_take([tmp / "mkv" / "mkv" / f"001001_{c}.mkv" for c in range(3)], "001001", tmp / "converted",
-                     audio=take_dir / "001001.wav", progress=False, log=lambda line: None)
+        recorded = tmp / "mkv" / "session" / "takes" / "001001"  # the recorder's layout (simulate --mkv)
+        convert_take([recorded / f"001001_{c}.mkv" for c in range(3)], "001001", tmp / "converted",
+                     audio=recorded / "001001.wav", take_log=recorded / "001001.take.json", progress=False,
+                     log=lambda line: None)
         trip_result = {}
         for c in range(3):
             direct = read_depth_video(take_dir / f"001001_{c}.nut")

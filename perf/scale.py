@@ -14,6 +14,15 @@ scheduling overhead per task: ``--noop`` empty tasks on the 2-worker pool and th
 seconds per task; and how long ``ray.init`` took.
 
     .venv/bin/python perf/scale.py [--takes 12] [--vertices 5023] [--noop 200]
+
+With ``--from-recordings K``: instead, the whole maintainer path (`mmface4d build from-recordings`)
+on K simulated takes (`rig simulate --mkv`, ``--sim-resolution``, ``--sim-frames`` frames each, a
+``--vertices`` face model), with 1 and with 2 local workers (and a local 2-CPU Ray cluster unless
+``--no-ray``), each from an empty work folder: seconds per take of each stage (convert,
+reconstruct: the mean of the per-take job times the summary reports), the release stage's and the
+whole run's wall clock, and takes per hour.
+
+    .venv/bin/python perf/scale.py --from-recordings 4 --sim-frames 5 --vertices 2000
 """
 
 from __future__ import annotations
@@ -106,6 +115,52 @@ def overhead(executor, count: int) -> float:
     return round(seconds / count * 1000, 3)
 
 
+def from_recordings(takes: int, frames: int, resolution: str, num_vertices: int, ray: bool) -> dict:
+    """The figures of `build from-recordings` on ``takes`` simulated takes (see the module docstring)."""
+    from builders.from_recordings import FaceModelSpec, build_from_recordings
+    from capture_rig.simulate import SimulationOptions, simulate
+    from reconstruction.executor import Executor
+
+    subjects = max(2, (takes + 1) // 2)
+    sentences = max(1, -(-takes // subjects))
+    folder = Path(tempfile.mkdtemp(prefix="mmface4d-perf-from-recordings-"))
+    try:
+        start = time.perf_counter()
+        sim = simulate(folder / "sim", subjects, sentences, seed=0, progress=False,
+                       options=SimulationOptions(resolution=resolution, max_frames=frames, mkv=True,
+                                                 num_vertices=num_vertices))
+        report = {"job": f"build from-recordings on {len(sim['written'])} simulated takes ({subjects} subjects x "
+                         f"{sentences} sentences, {resolution}, {frames} frames, {num_vertices}-vertex model)",
+                  "simulate_seconds": round(time.perf_counter() - start, 2), "runs": {}}
+        kinds = [("workers_1", 1, None), ("workers_2", 2, None)] + ([("ray_local_2", 2, "local")] if ray else [])
+        for name, workers, address in kinds:
+            out = folder / name
+            start = time.perf_counter()
+            with Executor(workers=workers, ray=address) as executor:
+                init = time.perf_counter() - start
+                start = time.perf_counter()
+                summary = build_from_recordings([folder / "sim" / "session"], out, executor=executor,
+                                                face_model=FaceModelSpec("default", num_vertices), detect=False,
+                                                progress=False)
+                seconds = time.perf_counter() - start
+            if not summary["ok"]:
+                raise RuntimeError(f"{name}: the run failed: {json.dumps(summary['stages'], indent=1)[:3000]}")
+            stages = summary["stages"]
+            done = len(summary["takes"])
+            report["runs"][name] = {
+                "executor": summary["executor"], "executor_start_s": round(init, 2), "takes": done,
+                "seconds": round(seconds, 2), "takes_per_hour": round(done / seconds * 3600, 1),
+                "stage_wall_seconds": {k: stages[k]["seconds"] for k in ("convert", "reconstruct", "release")},
+                "seconds_per_take": {k: round(sum(stages[k]["take_seconds"].values()) / done, 3)
+                                     for k in ("convert", "reconstruct")},
+                "seconds_per_frame": {k: round(sum(stages[k]["take_seconds"].values()) / (done * frames), 3)
+                                      for k in ("convert", "reconstruct")},
+            }
+        return report
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--takes", type=int, default=12)
@@ -113,7 +168,19 @@ def main() -> None:
     parser.add_argument("--noop", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--from-recordings", type=int, default=None, metavar="K",
+                        help="measure `build from-recordings` on K simulated takes instead")
+    parser.add_argument("--sim-frames", type=int, default=5)
+    parser.add_argument("--sim-resolution", default="720p-binned")
     args = parser.parse_args()
+    if args.from_recordings:
+        report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                              "load_average_at_start": os.getloadavg()}}
+        report |= from_recordings(args.from_recordings, args.sim_frames, args.sim_resolution, args.vertices,
+                                  ray=not args.no_ray)
+        report["machine"]["load_average_at_end"] = os.getloadavg()
+        print(json.dumps(report, indent=2))
+        return
 
     from reconstruction.executor import Executor
 

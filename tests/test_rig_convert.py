@@ -196,6 +196,29 @@ def test_three_cameras_missing_frame_reported_and_audio_aligned(tmp_path, captur
     assert np.asarray(json.loads((take / "000002_1.json").read_text())["extrinsics"]).tolist() == np.eye(4).tolist()
 
 
+def test_landmark_files_beside_the_recordings_are_carried_onto_the_frame_grid(tmp_path, capture):
+    """REC.landmarks.npy (one row per capture) becomes ID_c.landmarks.npy on the take's frames: a frame
+    the camera lacks is NaN; a file with the wrong row count is a named error and nothing is written."""
+    from capture_rig.errors import LandmarkError
+    from mmface4d_datasets.take_files import read_landmarks
+
+    recs = [_camera(tmp_path, capture, "c1.mkv", [0, 1, 2, 3], sync="MASTER"),
+            _camera(tmp_path, capture, "c2.mkv", [0, 1, 3], sync="SUBORDINATE", delay=320)]
+    rows = np.arange(3 * 68 * 2, dtype=np.float32).reshape(3, 68, 2)
+    np.save(tmp_path / "c2.landmarks.npy", rows)
+    np.save(tmp_path / "c1.landmarks.npy", np.ones((4, 68, 2), np.float32))
+    report = convert_take(recs, "000007", tmp_path / "out", camera_ids=[1, 2], progress=False, log=lambda line: None)
+    carried = read_landmarks(Path(report.folder) / "000007_2.landmarks.npy")
+    assert carried.shape == (4, 68, 2) and np.isnan(carried[2]).all()
+    assert np.array_equal(carried[[0, 1, 3]], rows)
+    meta = json.loads((Path(report.folder) / "000007.meta.json").read_text())
+    assert meta["cameras"]["2"]["landmarks"] == "carried from c2.landmarks.npy"
+    np.save(tmp_path / "c2.landmarks.npy", rows[:2])
+    with pytest.raises(LandmarkError, match=r"c2\.landmarks\.npy has 2 rows but its recording has 3 captures"):
+        convert_take(recs, "000008", tmp_path / "out", camera_ids=[1, 2], progress=False, log=lambda line: None)
+    assert not (tmp_path / "out" / "000008").exists() and not list((tmp_path / "out").glob(".000008*"))
+
+
 def test_bad_inputs_raise_named_errors_and_leave_nothing(tmp_path, capture, recording):
     out = tmp_path / "out"
     good = _camera(tmp_path, capture, "good.mkv", [0, 1])

@@ -211,17 +211,23 @@ def test_build_release_on_the_truth_loads(sim, tmp_path):
 
 @pytest.mark.slow
 def test_mkv_round_trip_through_rig_convert(tmp_path):
-    """The MKV recordings converted by `rig convert` give the simulated take's depth exactly and its
-    colour within MJPG's loss."""
-    from capture_rig.convert import convert_take
+    """The recorder-layout session (`DIR/session/takes/ID/`) converted by `rig convert --session` gives
+    the simulated take's depth exactly, its colour within MJPG's loss, its landmark files carried
+    through, and the WAV aligned to frame 0 again from the take log's timing."""
+    from capture_rig.convert import convert_session, find_session_takes
 
     out = tmp_path / "sim"
     simulate(out, 1, 1, seed=5, options=SimulationOptions(resolution="720p-binned", max_frames=2, mkv=True),
              progress=False)
-    recordings = [out / "mkv" / f"{TAKE}_{c}.mkv" for c in range(3)]
-    report = convert_take(recordings, TAKE, tmp_path / "converted", audio=out / "takes" / TAKE / f"{TAKE}.wav",
-                          progress=False)
-    assert report.num_frames == 2 and all(not m for m in report.missing_frames.values())
+    session = out / "session"
+    assert sorted(p.name for p in (session / "takes" / TAKE).iterdir()) == sorted(
+        [f"{TAKE}.take.json", f"{TAKE}.wav"] + [f"{TAKE}_{c}.{x}" for c in range(3) for x in ("mkv", "landmarks.npy")])
+    [found] = find_session_takes(session)
+    assert found.take_id == TAKE and sorted(found.landmarks) == [0, 1, 2] and found.take_log is not None
+    summary = convert_session(session, tmp_path / "converted", progress=False)
+    assert not summary["failed"] and [r["take_id"] for r in summary["converted"]] == [TAKE]
+    report = summary["converted"][0]
+    assert report["num_frames"] == 2 and all(not m for m in report["missing_frames"].values())
     converted = tmp_path / "converted" / TAKE
     for c in range(3):
         direct = read_depth_video(out / "takes" / TAKE / f"{TAKE}_{c}.nut")
@@ -234,7 +240,19 @@ def test_mkv_round_trip_through_rig_convert(tmp_path):
         conv_json = json.loads((converted / f"{TAKE}_{c}.json").read_text())
         for key in ("intrinsic_matrix", "distortion", "depth_camera", "width", "height", "color_mode", "depth_mode"):
             assert sim_json[key] == conv_json[key], key
-    assert (converted / f"{TAKE}.wav").read_bytes() == (out / "takes" / TAKE / f"{TAKE}.wav").read_bytes()
+        assert np.array_equal(read_landmarks(converted / f"{TAKE}_{c}.landmarks.npy"),
+                              read_landmarks(out / "takes" / TAKE / f"{TAKE}_{c}.landmarks.npy"), equal_nan=True)
+    # the take log's timing puts the late WAV back on frame 0: the truth's samples, less the shift at the end
+    truth_meta = json.loads((out / "truth" / TAKE / f"{TAKE}.meta.json").read_text())
+    meta = json.loads((converted / f"{TAKE}.meta.json").read_text())
+    assert meta["audio_offset_s"] == pytest.approx(-truth_meta["sync"]["audio_offset_s"], abs=1e-6)
+    assert meta["subject_id"] == truth_meta["subject_id"] and meta["gender"] == truth_meta["gender"]
+    aligned, _ = official.read_audio(converted / f"{TAKE}.wav")
+    truth, _ = official.read_audio(out / "truth" / TAKE / f"{TAKE}.wav")
+    shift = round(truth_meta["sync"]["audio_offset_s"] * 16000)
+    start = max(-shift, 0)  # a microphone that started late lost the first samples (silence there)
+    n = min(len(aligned), len(truth)) - abs(shift)
+    assert n > 0 and np.array_equal(aligned[start:start + n], truth[start:start + n])
 
 
 def test_cli_refuses_a_foreign_folder_with_exit_2(tmp_path):
