@@ -8,7 +8,6 @@ recording environment has no main dependencies). ``record`` runs in the recordin
 from __future__ import annotations
 
 import json
-import sys
 
 
 def register(subparsers) -> None:
@@ -139,12 +138,11 @@ def _run_convert(args) -> int:
     from capture_rig.errors import RigError
 
     progress = not args.quiet
-    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     if args.session:
         if args.recordings or args.take:
             raise RigError("--session converts a whole session: give no recordings and no --take")
         summary = convert_session(args.session, args.out, crf=args.crf, progress=progress, threads=args.threads,
-                                  workers=args.workers, log=log)
+                                  workers=args.workers)
         print(json.dumps(summary, indent=2, sort_keys=True))
         return 1 if summary["failed"] else 0
     if not args.recordings or not args.take:
@@ -162,7 +160,7 @@ def _run_convert(args) -> int:
     metadata = {"subject_id": args.subject, "sentence_id": args.sentence, "text": args.text}
     report = convert_take(args.recordings, args.take, args.out, audio=args.audio, take_log=take_log,
                           camera_ids=camera_ids, metadata=metadata, crf=args.crf, progress=progress,
-                          threads=args.threads, workers=args.workers, log=log)
+                          threads=args.threads, workers=args.workers)
     print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
     return 0
 

@@ -27,6 +27,7 @@ complete; a failure removes it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -42,6 +43,8 @@ from capture_rig.sync import align_audio, audio_offset, match_frames
 from mmface4d_datasets.vocabulary import EMOTION_OF_PREFIX
 
 #: Version of what ``mmface4d rig convert`` writes (recorded in ID.meta.json).
+_LOG = logging.getLogger(__name__)
+
 CONVERTER_VERSION = "2"  # 2: landmark files carried through, their source in ID.meta.json
 #: The take log the recorder writes beside a take's recordings.
 TAKE_LOG_SUFFIX = ".take.json"
@@ -120,7 +123,7 @@ def _audio_offset_from_log(log: dict | None, anchor_usec: float) -> tuple[float,
 def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, audio: str | os.PathLike | None = None,
                  take_log: str | os.PathLike | dict | None = None, camera_ids: list[int] | None = None,
                  metadata: dict | None = None, crf: int | None = None, progress: bool = True,
-                 threads: int = 0, workers: int | None = None, log=print,
+                 threads: int = 0, workers: int | None = None, log=None,
                  landmarks: dict | None = None, detect_landmarks=None,
                  require_landmarks: bool = False) -> ConvertReport:
     """Convert one take; see the module docstring. Returns a :class:`ConvertReport`.
@@ -141,6 +144,7 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
     from mmface4d_datasets.take_files import COLOUR_CRF, COLOUR_PRESET, ColourVideoWriter, DepthVideoWriter
     from mmface4d_datasets import official
 
+    log = log or _LOG.info
     started = time.perf_counter()
     take_id = _check_take_id(take_id)
     recordings = [Path(p) for p in recordings]
@@ -417,12 +421,13 @@ def find_session_takes(session: str | os.PathLike) -> list[SessionTake]:
 
 
 def convert_session(session: str | os.PathLike, out_dir: str | os.PathLike, *, crf: int | None = None,
-                    progress: bool = True, threads: int = 0, workers: int | None = None, log=print) -> dict:
+                    progress: bool = True, threads: int = 0, workers: int | None = None, log=None) -> dict:
     """Convert every take of a session folder that is not in ``out_dir`` yet (rerun to resume).
 
     Takes the recorder marked bad (``"status": "bad"`` in the take log) are left out. One take's
     error does not stop the others: it is listed in the returned summary under ``failed``.
     """
+    log = log or _LOG.info
     summary = {"converted": [], "skipped_existing": [], "skipped_bad": [], "failed": {}}
     for take in find_session_takes(session):
         take_log = read_take_log(take.take_log) if take.take_log else None
