@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mmface4d_datasets.errors import FormatError, MMFace4DError
-from mmface4d_datasets.release.schema import FORMAT_VERSION
+from mmface4d_datasets.release.schema import FORMAT_VERSION, reads_format_version
 
 _BATCH_ROWS = 8  # records decoded together when streaming
 
@@ -26,7 +26,7 @@ class ReleaseVersionError(FormatError):
 
 def check_format_version(version, where) -> None:
     """Raise `ReleaseVersionError` unless `version` has the major number of FORMAT_VERSION."""
-    if str(version).split(".")[0] != FORMAT_VERSION.split(".")[0]:
+    if not reads_format_version(version):
         raise ReleaseVersionError(
             f"{where}: release format version {version!r}, this package reads {FORMAT_VERSION}. "
             f"Install the mmface4d-datasets version that matches the release "

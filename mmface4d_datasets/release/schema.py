@@ -29,6 +29,12 @@ from mmface4d_datasets.errors import FormatError
 #: that an older reader could misread.
 FORMAT_VERSION = "1.0"
 
+
+def reads_format_version(version) -> bool:
+    """Whether this package reads a release of format ``version`` (info.json's ``format_version``): the same
+    major number as `FORMAT_VERSION`. The one version rule; the reader raises on it, `validate` reports it."""
+    return str(version).split(".")[0] == FORMAT_VERSION.split(".")[0]
+
 #: Emotion class names, in ClassLabel order (DESIGN.md, The record), and the sentence-id prefixes
 #: that carry them.
 #: (Defined in :mod:`mmface4d_datasets.vocabulary`; prefix -> ClassLabel index here.)

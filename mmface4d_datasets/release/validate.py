@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmface4d_datasets.release.schema import EMOTION_NAMES, EMOTION_PREFIXES, FORMAT_VERSION, SEQUENCE_COLUMNS
+from mmface4d_datasets.release.schema import EMOTION_NAMES, EMOTION_PREFIXES, FORMAT_VERSION, SEQUENCE_COLUMNS, reads_format_version
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def validate_release(path: str | Path) -> list[Problem]:
         found.add(info_path, f"holds a JSON {type(info).__name__}, not an object with the release's fields")
         return found.problems
     version = info.get("format_version")
-    if str(version).split(".")[0] != FORMAT_VERSION.split(".")[0]:
+    if not reads_format_version(version):
         found.add(info_path, f"format version {version!r}; this package reads {FORMAT_VERSION} "
                              f"(install the matching mmface4d-datasets or rebuild with `mmface4d build release`)")
         return found.problems
