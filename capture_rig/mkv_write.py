@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from capture_rig.mkv import COLOUR_RESOLUTIONS, DEPTH_RESOLUTIONS
+from mmface4d_datasets.files import temporary_path
 
 
 def write_kinect_mkv(path: str | os.PathLike, *, jpegs: list[bytes], depths: list[np.ndarray],
@@ -38,7 +39,7 @@ def write_kinect_mkv(path: str | os.PathLike, *, jpegs: list[bytes], depths: lis
     width, height = COLOUR_RESOLUTIONS[colour_mode.split("_", 1)[1]]
     dw, dh = DEPTH_RESOLUTIONS[depth_mode]
     offset = int(timestamps_usec[0] if start_offset_usec is None else start_offset_usec)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     # raw video goes into Matroska as V_MS/VFW/FOURCC, as the SDK writes it
     options = {"allow_raw_vfw": "1"}
     container_options = {"fflags": "+bitexact"} if bitexact else {}

@@ -19,7 +19,12 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def temporary_path(path: Path) -> Path:
-    """A name in the same folder that a complete file is renamed from (never matched by shard globs)."""
+    """A name in the same folder that a complete file is renamed from (never matched by shard globs).
+
+    The one temporary-name rule of the package (``.NAME.tmp-PID``; `output_folders` and the release
+    writer recognise it). Not created here (mkstemp would create it with mode 0600, which the rename
+    would keep): the writer creates it, so the finished file gets the usual permissions under the umask.
+    """
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 

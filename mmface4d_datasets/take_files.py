@@ -17,7 +17,6 @@ writes these files, the reconstruction reads them; neither imports the other.
 from __future__ import annotations
 
 import os
-import secrets
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +25,7 @@ import numpy as np
 
 from mmface4d_datasets.vocabulary import FPS
 from mmface4d_datasets.errors import FormatError
+from mmface4d_datasets.files import temporary_path
 
 #: Constant rate factor of the colour videos (libx264; 0 lossless .. 51; 18 is visually lossless).
 COLOUR_CRF = 18
@@ -47,10 +47,6 @@ def landmarks_path(folder: str | os.PathLike, take_id: str, camera: int) -> Path
     return Path(folder) / f"{take_id}_{camera}.landmarks.npy"
 
 
-def _temporary_sibling(path: Path) -> Path:
-    return path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp"
-
-
 class _VideoWriter:
     """One video stream written to a temporary name and renamed on :meth:`close`."""
 
@@ -60,7 +56,7 @@ class _VideoWriter:
         self.path = Path(path)
         self.width, self.height, self.fps = int(width), int(height), int(fps)
         self.frames = 0
-        self._tmp = _temporary_sibling(self.path)
+        self._tmp = temporary_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         import av
 

@@ -77,3 +77,31 @@ def test_truncated_fixture_wav_is_refused(tmp_path, official_sample):
 def test_write_audio_refuses_multichannel(tmp_path):
     with pytest.raises(ValueError, match="mono"):
         write_audio(tmp_path / "x.wav", np.zeros((10, 2)), 16000)
+
+
+def _scipy_wav_bytes(samples, rate) -> bytes:
+    import io
+
+    wavfile = pytest.importorskip("scipy.io.wavfile", reason="scipy (the synthetic/bench extras) is not installed")
+    buffer = io.BytesIO()
+    wavfile.write(buffer, rate, samples)
+    return buffer.getvalue()
+
+
+def test_float_wav_bytes_are_scipys_bytes():
+    """Why the float-WAV encoder may stay hand-written: scipy.io.wavfile.write gives the same bytes (float32
+    mono at 16 kHz, odd and even lengths, empty), and scipy is not a dependency of the plain install."""
+    from mmface4d_datasets.official import float_wav_bytes
+    from mmface4d_datasets.release import audio
+
+    assert audio.float_wav_bytes is float_wav_bytes  # one encoder: take files and release rows
+    rng = np.random.default_rng(3)
+    for samples in (rng.uniform(-1, 1, 1601).astype(np.float32), np.zeros(1600, np.float32), np.zeros(0, np.float32)):
+        assert float_wav_bytes(samples, 16000) == _scipy_wav_bytes(samples, 16000)
+
+
+def test_fixture_wav_is_scipys_bytes(official_sample):
+    from mmface4d_datasets.official import float_wav_bytes
+
+    samples, rate = read_audio(official_sample / "000337.wav")
+    assert float_wav_bytes(samples, rate) == _scipy_wav_bytes(samples, rate) == (official_sample / "000337.wav").read_bytes()

@@ -117,9 +117,9 @@ def render_face_model(
     ax.set_title(title or f"{model.topology}: regions and 68 landmarks", fontsize=9)
     fig.tight_layout()
 
-    from mmface4d_datasets.files import removed_on_failure
+    from mmface4d_datasets.files import removed_on_failure, temporary_path
 
-    temporary = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    temporary = temporary_path(out_path)
     with removed_on_failure(out_path, temporary):
         out_path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(temporary, format="png")

@@ -1,6 +1,7 @@
 """Audio bytes of a release: bit-exact to the source samples (DESIGN.md, The record).
 
-Float sources are stored as 32-bit IEEE-float WAV bytes (written here, byte for byte, because
+Float sources are stored as 32-bit IEEE-float WAV bytes laid out like the authors' files
+(`float_wav_bytes`, the one float-WAV encoder, defined in :mod:`mmface4d_datasets.official.audio`:
 libsndfile would add a PEAK chunk with a timestamp); integer PCM as FLAC (lossless) through
 `soundfile`. `decode_audio` reads either with `soundfile`.
 """
@@ -8,23 +9,13 @@ libsndfile would add a PEAK chunk with a timestamp); integer PCM as FLAC (lossle
 from __future__ import annotations
 
 import io
-import struct
 
 import numpy as np
 
 from mmface4d_datasets.errors import FormatError
+from mmface4d_datasets.official.audio import float_wav_bytes
 
-_WAVE_FORMAT_IEEE_FLOAT = 3
-
-
-def float_wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
-    """Mono 32-bit float WAV (format tag 3) with a `fact` chunk; samples written little-endian as given."""
-    data = np.ascontiguousarray(samples, dtype="<f4").tobytes()
-    fmt = struct.pack("<HHIIHHH", _WAVE_FORMAT_IEEE_FLOAT, 1, int(sample_rate), int(sample_rate) * 4, 4, 32, 0)
-    fact = struct.pack("<I", len(data) // 4)
-    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<I", 4) + fact
-    chunks += b"data" + struct.pack("<I", len(data)) + data
-    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
+__all__ = ["float_wav_bytes", "encode_audio", "decode_audio", "resample"]
 
 
 def encode_audio(samples: np.ndarray, sample_rate: int, subtype: str) -> bytes:

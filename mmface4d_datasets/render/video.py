@@ -17,6 +17,7 @@ import numpy as np
 from mmface4d_datasets.vocabulary import FPS
 from mmface4d_datasets.camera import Camera
 from mmface4d_datasets.errors import MMFace4DError
+from mmface4d_datasets.files import temporary_path
 from mmface4d_datasets.render.raster import RenderError, check_mesh, rasterize
 from mmface4d_datasets.render.shading import shade, vertex_normals
 from mmface4d_datasets.render.views import framing_camera
@@ -208,10 +209,6 @@ def render_frame(vertices, triangles, camera: Camera, background=(255, 255, 255)
 
 
 # ------------------------------------------------------------------------ encoding
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-
-
 def check_audio(audio, num_frames: int, fps: float, name: str):
     """Audio trimmed to the video's length; warns (:class:`AudioLengthWarning`) when the lengths
     differ by more than :data:`AUDIO_SLACK` seconds."""
@@ -240,7 +237,7 @@ def encode_video(path, frames, num_frames: int, width: int, height: int, fps: fl
         raise RenderError(f"video size {width}x{height}: H.264 (yuv420p) needs even width and height")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temporary(path)
+        tmp = temporary_path(path)
         container = av.open(str(tmp), "w", format="mp4")
     except OSError as exc:
         raise MMFace4DError(f"{path}: cannot write the video there ({exc.strerror or exc})") from exc
