@@ -16,9 +16,11 @@ from pathlib import Path
 
 from mmface4d_datasets.arguments import positive_number, seed, whole_number
 
-_CONVENTION_HELP = ("metric convention of the headline: 'authors' (the paper's four Euclidean metrics, always "
-                    "reported) or 'codetalker' (adds CodeTalker-style LVE from squared distances pooled over frames, "
-                    "and FDD)")
+_CONVENTION_HELP = (
+    "metric convention of the headline: 'authors' (the paper's four Euclidean metrics, always "
+    "reported) or 'codetalker' (adds CodeTalker-style LVE from squared distances pooled over frames, "
+    "and FDD)"
+)
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -27,15 +29,18 @@ def register(subparsers) -> argparse.ArgumentParser:
         "bench",
         help="benchmark: score submissions, run bundled models, leaderboard",
         description="The MMFace4D benchmark. A model sees, per test sequence, its audio, the subject's template and "
-                    "the style reference frozen in meta/splits.json, never the target.",
+        "the style reference frozen in meta/splits.json, never the target.",
     )
     bench = parser.add_subparsers(dest="bench_command", metavar="BENCH_COMMAND")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
-    score = bench.add_parser("score", help="validate a submission file and score it against a release",
-                             description="Validate PRED (every test id once, frame and vertex counts, finite values, "
-                                         "header, sizes) and, when it passes, score it. Writes a JSON report (and a "
-                                         "Markdown one beside it). Exit 1 when validation fails.")
+    score = bench.add_parser(
+        "score",
+        help="validate a submission file and score it against a release",
+        description="Validate PRED (every test id once, frame and vertex counts, finite values, "
+        "header, sizes) and, when it passes, score it. Writes a JSON report (and a "
+        "Markdown one beside it). Exit 1 when validation fails.",
+    )
     score.add_argument("prediction", metavar="PRED", help="submission .parquet file")
     _release_arguments(score)
     _report_arguments(score)
@@ -47,54 +52,67 @@ def register(subparsers) -> argparse.ArgumentParser:
     validate.set_defaults(func=handle_validate)
 
     write = bench.add_parser(
-        "write-submission", help="write a submission file from .npy/.npz predictions",
+        "write-submission",
+        help="write a submission file from .npy/.npz predictions",
         description="INPUT is a folder of .npy files named by id ({subject_id}/{take_id}.npy, i.e. one folder per "
-                    "subject) or one .npz whose keys are the ids; each array is (T, N, 3) float32 in the canonical "
-                    "head frame, metres. Nothing is unpickled.")
+        "subject) or one .npz whose keys are the ids; each array is (T, N, 3) float32 in the canonical "
+        "head frame, metres. Nothing is unpickled.",
+    )
     write.add_argument("input", metavar="INPUT", help="folder of <subject>/<take>.npy files, or an .npz file")
     write.add_argument("--out", required=True, help="submission .parquet to write")
     write.add_argument("--model", required=True, help="model name for the header")
     write.add_argument("--url", default="", help="paper or code URL for the header")
     write.add_argument("--hardware", default="", help="hardware description for the header (default: this machine)")
-    write.add_argument("--inputs", default="audio,template,style_reference",
-                       help="comma-separated protocol inputs the model used (default: audio,template,style_reference)")
+    write.add_argument(
+        "--inputs",
+        default="audio,template,style_reference",
+        help="comma-separated protocol inputs the model used (default: audio,template,style_reference)",
+    )
     write.add_argument("--data", help="release folder: takes its format version and topology, and checks the ids")
     write.add_argument("--split", default="test", help="split the predictions are for (default: test)")
     write.add_argument("--release-format-version", help="release format version (when --data is not given)")
-    write.add_argument("--encoding", choices=("codec", "float32le"), default="codec",
-                       help="payload encoding (default: codec, lossy within --max-error)")
-    write.add_argument("--max-error", type=positive_number(1.0), default=1e-5,
-                       help="codec bound per coordinate, metres (default: 1e-5)")
+    write.add_argument(
+        "--encoding", choices=("codec", "float32le"), default="codec", help="payload encoding (default: codec, lossy within --max-error)"
+    )
+    write.add_argument("--max-error", type=positive_number(1.0), default=1e-5, help="codec bound per coordinate, metres (default: 1e-5)")
     write.set_defaults(func=handle_write_submission)
 
-    run = bench.add_parser("run", help="run a bundled model on a release's test split, write its submission and score it",
-                           description="Builds the protocol inputs of every test sequence, runs the model one sequence "
-                                       "at a time, writes OUT/submission.parquet, scores it and writes OUT/report.json "
-                                       "and OUT/report.md.")
+    run = bench.add_parser(
+        "run",
+        help="run a bundled model on a release's test split, write its submission and score it",
+        description="Builds the protocol inputs of every test sequence, runs the model one sequence "
+        "at a time, writes OUT/submission.parquet, scores it and writes OUT/report.json "
+        "and OUT/report.md.",
+    )
     run.add_argument("--model", required=True, help="registered model name (see 'mmface4d bench models')")
     run.add_argument("--checkpoint", help="trained model folder (not needed for 'static')")
-    run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                     help="loader option (JSON value, e.g. threads=2); repeatable")
+    run.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="loader option (JSON value, e.g. threads=2); repeatable"
+    )
     run.add_argument("--out", default=None, help="output folder (default: bench-<model>)")
     run.add_argument("--encoding", choices=("codec", "float32le"), default="codec", help="submission encoding")
     _release_arguments(run)
     _report_arguments(run, with_out=False)
     run.set_defaults(func=handle_run)
 
-    board = bench.add_parser("leaderboard", help="one table of scored reports, with the paper's Table II as reference",
-                             description="Ranks report JSON files by lip_max; the paper's Table II rows are shown as "
-                                         "reference lines marked 'paper, own data' (not ranked). Every report is "
-                                         "checked: a missing or mistyped field, a negative or non-finite metric, or "
-                                         "headline numbers that are not the means of its own per-sequence errors "
-                                         "refuse it (exit 2, naming the report and the field). With --data each "
-                                         "report's submission is re-scored and the report is refused when the "
-                                         "file's SHA-256, the release's identity or any number differs; without "
-                                         "it rows are marked 'unverified'. Reports of different releases are "
-                                         "ranked in separate tables.")
+    board = bench.add_parser(
+        "leaderboard",
+        help="one table of scored reports, with the paper's Table II as reference",
+        description="Ranks report JSON files by lip_max; the paper's Table II rows are shown as "
+        "reference lines marked 'paper, own data' (not ranked). Every report is "
+        "checked: a missing or mistyped field, a negative or non-finite metric, or "
+        "headline numbers that are not the means of its own per-sequence errors "
+        "refuse it (exit 2, naming the report and the field). With --data each "
+        "report's submission is re-scored and the report is refused when the "
+        "file's SHA-256, the release's identity or any number differs; without "
+        "it rows are marked 'unverified'. Reports of different releases are "
+        "ranked in separate tables.",
+    )
     board.add_argument("reports", nargs="+", metavar="REPORT", help="report .json files written by score or run")
     board.add_argument("--data", metavar="RELEASE", help="release folder: re-score every report's submission against it")
-    board.add_argument("--submissions", metavar="DIR",
-                       help="with --data: find each submission by its file name in DIR instead of its recorded path")
+    board.add_argument(
+        "--submissions", metavar="DIR", help="with --data: find each submission by its file name in DIR instead of its recorded path"
+    )
     board.add_argument("--out", help="write the Markdown table here (default: print it)")
     board.add_argument("--csv", help="also write the table as CSV (metres)")
     board.add_argument("--no-paper", action="store_true", help="leave out the paper's reference lines")
@@ -125,9 +143,16 @@ def _report_arguments(parser: argparse.ArgumentParser, with_out: bool = True) ->
     parser.add_argument("--convention", choices=("authors", "codetalker"), default="authors", help=_CONVENTION_HELP)
     if with_out:
         parser.add_argument("--out", help="report JSON path (default: PRED with .report.json); Markdown beside it")
-    parser.add_argument("--compare", action="append", default=[], metavar="REPORT",
-                        help="another report JSON to compare with, paired on shared ids; repeatable")
-    parser.add_argument("--bootstrap", type=whole_number(1, 1_000_000), default=2000, help="bootstrap resamples for the 95%% intervals (default: 2000)")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="REPORT",
+        help="another report JSON to compare with, paired on shared ids; repeatable",
+    )
+    parser.add_argument(
+        "--bootstrap", type=whole_number(1, 1_000_000), default=2000, help="bootstrap resamples for the 95%% intervals (default: 2000)"
+    )
     parser.add_argument("--seed", type=seed, default=0, help="bootstrap seed, 0..2**32-1 (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -137,15 +162,19 @@ def _conventions(args) -> tuple[str, ...]:
 
 
 def _scoring_options(args) -> dict:
-    return {"conventions": _conventions(args), "bootstrap_samples": args.bootstrap, "seed": args.seed,
-            "progress": not args.quiet, "compare": args.compare}
+    return {
+        "conventions": _conventions(args),
+        "bootstrap_samples": args.bootstrap,
+        "seed": args.seed,
+        "progress": not args.quiet,
+        "compare": args.compare,
+    }
 
 
 def _print_scored(scored, args) -> int:
     """The result of ``bench score`` / ``bench run``: the Markdown report on stdout (or the failure on stderr)."""
     if not scored.ok:
-        print(f"{scored.prediction}: {scored.num_errors} validation error(s); not scored. Report: {scored.json_path}",
-              file=sys.stderr)
+        print(f"{scored.prediction}: {scored.num_errors} validation error(s); not scored. Report: {scored.json_path}", file=sys.stderr)
         return 1
     from benchmark.render_cli import render_worst_after_score
     from benchmark.report import render_markdown
@@ -179,9 +208,18 @@ def handle_write_submission(args) -> int:
 
     inputs = [name.strip() for name in args.inputs.split(",") if name.strip()]
     path, report = write_submission_from_files(
-        args.input, args.out, model=args.model, release_dir=args.data, release_format_version=args.release_format_version,
-        url=args.url, inputs=inputs, hardware=args.hardware, split=args.split, encoding=args.encoding,
-        max_error=args.max_error)
+        args.input,
+        args.out,
+        model=args.model,
+        release_dir=args.data,
+        release_format_version=args.release_format_version,
+        url=args.url,
+        inputs=inputs,
+        hardware=args.hardware,
+        split=args.split,
+        encoding=args.encoding,
+        max_error=args.max_error,
+    )
     print(f"wrote {path}")
     if report is not None:
         for issue in report.issues:
@@ -195,9 +233,17 @@ def handle_run(args) -> int:
 
     out = Path(args.out or f"bench-{args.model}")
     scoring = _scoring_options(args)
-    scored = run_model(args.model, args.data, out, split=args.split, checkpoint=args.checkpoint,
-                       options=parse_model_options(args.option), encoding=args.encoding,
-                       progress=scoring.pop("progress"), **scoring)
+    scored = run_model(
+        args.model,
+        args.data,
+        out,
+        split=args.split,
+        checkpoint=args.checkpoint,
+        options=parse_model_options(args.option),
+        encoding=args.encoding,
+        progress=scoring.pop("progress"),
+        **scoring,
+    )
     return _print_scored(scored, args)
 
 
@@ -206,8 +252,9 @@ def handle_leaderboard(args) -> int:
     from benchmark.runs import leaderboard_from_reports
     from mmface4d_datasets.files import atomic_write_bytes
 
-    ranked, references = leaderboard_from_reports(args.reports, release_dir=args.data, submission_dir=args.submissions,
-                                                  include_paper=not args.no_paper)
+    ranked, references = leaderboard_from_reports(
+        args.reports, release_dir=args.data, submission_dir=args.submissions, include_paper=not args.no_paper
+    )
     table = render_markdown(ranked, references)
     if args.out:
         atomic_write_bytes(args.out, table.encode("utf-8"))

@@ -61,8 +61,7 @@ def _check_rate(sample_rate: int) -> None:
         raise FrontEndError(f"audio front ends expect {SAMPLE_RATE} Hz audio, got {sample_rate} Hz; resample first")
 
 
-def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int = SAMPLE_RATE,
-                   f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
+def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int = SAMPLE_RATE, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
     """Triangular mel filters, shape ``(n_mels, n_fft // 2 + 1)``, float32.
 
     Mel scale (HTK): ``mel(f) = 2595 * log10(1 + f / 700)``. Filter ``m`` rises linearly from mel
@@ -116,8 +115,7 @@ class LogMelFrontEnd:
 
     def spec(self) -> dict[str, Any]:
         """Options that rebuild this front end with :func:`build_front_end` (stored in checkpoints)."""
-        return {"name": self.name, "n_mels": self.n_mels, "sub_frames": self.sub_frames,
-                "win_length": self.win_length, "n_fft": self.n_fft}
+        return {"name": self.name, "n_mels": self.n_mels, "sub_frames": self.sub_frames, "win_length": self.win_length, "n_fft": self.n_fft}
 
     def __call__(self, audio: np.ndarray, num_frames: int, sample_rate: int = SAMPLE_RATE) -> "torch.Tensor":
         """Features ``(num_frames, dim)`` float32 for mono ``audio`` (see the class docstring)."""
@@ -236,7 +234,7 @@ def build_front_end(spec: str | dict[str, Any] | None = None) -> LogMelFrontEnd 
         if spec == "logmel":
             spec = {"name": "logmel"}
         elif spec.startswith("hubert:") and len(spec) > len("hubert:"):
-            spec = {"name": "hubert", "path": spec[len("hubert:"):]}
+            spec = {"name": "hubert", "path": spec[len("hubert:") :]}
         else:
             raise FrontEndError(f"unknown audio front end {spec!r}; use 'logmel' or 'hubert:<path or name>'")
     options = dict(spec)

@@ -79,9 +79,9 @@ def entry_from_report(report: dict, source: str = "", verified: bool = False) ->
         num_sequences=report.get("num_sequences"),
         source=source or report.get("submission", {}).get("path", ""),
         release=f"format {release.get('format_version')}, splits {release.get('splits_version')}, "
-                f"codec {release.get('codec_version')}, regions {release.get('region_rule_version')}, "
-                f"topology {release.get('topology')} ({release.get('num_vertices')} vertices), "
-                f"content {str(content)[:12] if content else 'unknown'}",
+        f"codec {release.get('codec_version')}, regions {release.get('region_rule_version')}, "
+        f"topology {release.get('topology')} ({release.get('num_vertices')} vertices), "
+        f"content {str(content)[:12] if content else 'unknown'}",
         split=str(release.get("split", "")),
         verified=bool(verified),
         release_key=release_key(report),
@@ -90,13 +90,23 @@ def entry_from_report(report: dict, source: str = "", verified: bool = False) ->
 
 def paper_entries() -> list[Entry]:
     """The paper's Table II rows as reference lines."""
-    return [Entry(model=name, values=dict(zip(METRIC_NAMES, values)), lip_max_ci=None, num_sequences=None,
-                  source=PAPER_SOURCE, release="MMFace4D paper, Table II", split="paper's test split")
-            for name, values in PAPER_TABLE_II]
+    return [
+        Entry(
+            model=name,
+            values=dict(zip(METRIC_NAMES, values)),
+            lip_max_ci=None,
+            num_sequences=None,
+            source=PAPER_SOURCE,
+            release="MMFace4D paper, Table II",
+            split="paper's test split",
+        )
+        for name, values in PAPER_TABLE_II
+    ]
 
 
-def build_leaderboard(reports: Sequence[dict], *, sources: Sequence[str] | None = None,
-                      include_paper: bool = True, verified: Sequence[bool] | None = None) -> tuple[list[Entry], list[Entry]]:
+def build_leaderboard(
+    reports: Sequence[dict], *, sources: Sequence[str] | None = None, include_paper: bool = True, verified: Sequence[bool] | None = None
+) -> tuple[list[Entry], list[Entry]]:
     """(ranked entries, grouped by release and sorted by lip_max then face_max within each; reference entries).
 
     Every report is checked first (:func:`check_report`, :func:`check_consistency`): a report that
@@ -110,8 +120,7 @@ def build_leaderboard(reports: Sequence[dict], *, sources: Sequence[str] | None 
         where = (sources[index] if sources else "") or f"report {index}"
         check_report(report, where)
         check_consistency(report, where)
-        ranked.append(entry_from_report(report, sources[index] if sources else "",
-                                        verified=bool(verified[index]) if verified else False))
+        ranked.append(entry_from_report(report, sources[index] if sources else "", verified=bool(verified[index]) if verified else False))
 
     def key(entry: Entry):
         lip = entry.values.get("lip_max")
@@ -182,22 +191,33 @@ def verify_report(report: dict, where: str, release, *, submission_dir=None) -> 
     check_report(report, where)
     recorded_hash = report.get("submission", {}).get("sha256")
     if not isinstance(recorded_hash, str) or not recorded_hash:
-        raise ReportError(f"{where}: field 'submission.sha256' is missing (a report written before report version 2 "
-                          "cannot be checked: score the submission again)")
+        raise ReportError(
+            f"{where}: field 'submission.sha256' is missing (a report written before report version 2 "
+            "cannot be checked: score the submission again)"
+        )
     path = _located_submission(report, where, submission_dir)
     actual = sha256_file(path)
     if actual != recorded_hash:
-        raise ReportError(f"{where}: field 'submission.sha256' is {recorded_hash}; the file {path} has {actual} "
-                          "(not the file that was scored)")
+        raise ReportError(
+            f"{where}: field 'submission.sha256' is {recorded_hash}; the file {path} has {actual} (not the file that was scored)"
+        )
     split = str(report["release"].get("split") or "test")
     context = release_context(release, split)
     for key in RELEASE_IDENTITY:
         if str(report["release"].get(key)) != str(context.get(key)):
-            raise ReportError(f"{where}: field 'release.{key}' is {report['release'].get(key)!r}; the release at "
-                              f"{release.path} has {context.get(key)!r} (scored against other data)")
+            raise ReportError(
+                f"{where}: field 'release.{key}' is {report['release'].get(key)!r}; the release at "
+                f"{release.path} has {context.get(key)!r} (scored against other data)"
+            )
     bootstrap = report.get("bootstrap", {}) if isinstance(report.get("bootstrap"), dict) else {}
-    result = score_submission(path, release, split, conventions=tuple(report["conventions"]),
-                              bootstrap_samples=int(bootstrap.get("samples", 200)), seed=int(bootstrap.get("seed", 0)))
+    result = score_submission(
+        path,
+        release,
+        split,
+        conventions=tuple(report["conventions"]),
+        bootstrap_samples=int(bootstrap.get("samples", 200)),
+        seed=int(bootstrap.get("seed", 0)),
+    )
     if result.report is None:
         first = "; ".join(str(issue) for issue in result.validation.errors[:3])
         raise ReportError(f"{where}: its submission {path} does not pass validation against {release.path}: {first}")
@@ -217,8 +237,11 @@ def _status(entry: Entry) -> str:
 
 def render_markdown(ranked: Sequence[Entry], references: Sequence[Entry]) -> str:
     """Markdown tables: ranked reports (mm), one table per release, then the reference lines, then notes."""
-    header = "| rank | model | " + " | ".join(f"{name} (mm)" for name in METRIC_NAMES) + \
-             " | lip_max 95% CI (mm) | sequences | checked | source | release |"
+    header = (
+        "| rank | model | "
+        + " | ".join(f"{name} (mm)" for name in METRIC_NAMES)
+        + " | lip_max 95% CI (mm) | sequences | checked | source | release |"
+    )
     rule = "|" + " --- |" * (len(METRIC_NAMES) + 7)
     groups: dict[tuple, list[Entry]] = {}
     for entry in ranked:
@@ -230,9 +253,12 @@ def render_markdown(ranked: Sequence[Entry], references: Sequence[Entry]) -> str
         lines += [header, rule]
         for rank, entry in enumerate(entries, start=1):
             ci = "n/a" if entry.lip_max_ci is None else f"[{_mm(entry.lip_max_ci[0])}, {_mm(entry.lip_max_ci[1])}]"
-            lines.append(f"| {rank} | {md_escape(entry.model)} | " + " | ".join(_mm(entry.values.get(n)) for n in METRIC_NAMES)
-                         + f" | {ci} | {entry.num_sequences} | {_status(entry)} | {md_escape(entry.source)} | "
-                           f"{md_escape(entry.release)} |")
+            lines.append(
+                f"| {rank} | {md_escape(entry.model)} | "
+                + " | ".join(_mm(entry.values.get(n)) for n in METRIC_NAMES)
+                + f" | {ci} | {entry.num_sequences} | {_status(entry)} | {md_escape(entry.source)} | "
+                f"{md_escape(entry.release)} |"
+            )
         lines.append("")
     if references:
         if len(groups) > 1 or not groups:
@@ -240,21 +266,31 @@ def render_markdown(ranked: Sequence[Entry], references: Sequence[Entry]) -> str
         else:
             lines.pop()  # the reference lines continue the single table
         for entry in references:
-            lines.append(f"| ref. | _{md_escape(entry.model)}_ | " + " | ".join(f"_{_mm(entry.values.get(n))}_" for n in METRIC_NAMES)
-                         + f" | n/a | n/a | n/a | **{entry.source}** | {md_escape(entry.release)} |")
+            lines.append(
+                f"| ref. | _{md_escape(entry.model)}_ | "
+                + " | ".join(f"_{_mm(entry.values.get(n))}_" for n in METRIC_NAMES)
+                + f" | n/a | n/a | n/a | **{entry.source}** | {md_escape(entry.release)} |"
+            )
         lines.append("")
-    lines.append("Ranked by lip_max (the authors' convention: mean over frames of the maximum Euclidean lip-vertex "
-                 "error, per sequence, then mean over sequences).")
+    lines.append(
+        "Ranked by lip_max (the authors' convention: mean over frames of the maximum Euclidean lip-vertex "
+        "error, per sequence, then mean over sequences)."
+    )
     if len(groups) > 1:
-        lines.append(f"The reports come from {len(groups)} different releases or splits: each is ranked on its own, "
-                     "never against the others.")
+        lines.append(
+            f"The reports come from {len(groups)} different releases or splits: each is ranked on its own, never against the others."
+        )
     if any(not entry.verified for entry in ranked):
-        lines.append("'unverified': the row's numbers agree with its own per-sequence errors but were not re-scored "
-                     "from the submission (rank with --data RELEASE to re-score them).")
+        lines.append(
+            "'unverified': the row's numbers agree with its own per-sequence errors but were not re-scored "
+            "from the submission (rank with --data RELEASE to re-score them)."
+        )
     if references:
-        lines.append("Reference lines (italic) are the MMFace4D paper's Table II: the paper's own numbers on its own "
-                     "data and split, with its evaluation script (style input chosen with the ground truth); they are "
-                     "not ranked and not directly comparable.")
+        lines.append(
+            "Reference lines (italic) are the MMFace4D paper's Table II: the paper's own numbers on its own "
+            "data and split, with its evaluation script (style input chosen with the ground truth); they are "
+            "not ranked and not directly comparable."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -263,8 +299,20 @@ def render_csv(ranked: Sequence[Entry], references: Sequence[Entry]) -> str:
     within a release; ``checked`` is re-scored, unverified or empty for references)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["rank", "model", *[f"{n}_m" for n in METRIC_NAMES], "lip_max_ci_low_m", "lip_max_ci_high_m",
-                     "num_sequences", "checked", "source", "release", "split"])
+    writer.writerow(
+        [
+            "rank",
+            "model",
+            *[f"{n}_m" for n in METRIC_NAMES],
+            "lip_max_ci_low_m",
+            "lip_max_ci_high_m",
+            "num_sequences",
+            "checked",
+            "source",
+            "release",
+            "split",
+        ]
+    )
     rows, previous, rank = [], None, 0
     for entry in ranked:
         rank = rank + 1 if entry.release_key == previous else 1
@@ -273,10 +321,20 @@ def render_csv(ranked: Sequence[Entry], references: Sequence[Entry]) -> str:
     rows += [("ref", e) for e in references]
     for rank, entry in rows:
         low, high = entry.lip_max_ci if entry.lip_max_ci else ("", "")
-        writer.writerow([rank, _csv_text(entry.model),
-                         *["" if entry.values.get(n) is None else repr(entry.values[n]) for n in METRIC_NAMES],
-                         low, high, "" if entry.num_sequences is None else entry.num_sequences,
-                         "" if entry.is_reference else _status(entry), _csv_text(entry.source), entry.release, entry.split])
+        writer.writerow(
+            [
+                rank,
+                _csv_text(entry.model),
+                *["" if entry.values.get(n) is None else repr(entry.values[n]) for n in METRIC_NAMES],
+                low,
+                high,
+                "" if entry.num_sequences is None else entry.num_sequences,
+                "" if entry.is_reference else _status(entry),
+                _csv_text(entry.source),
+                entry.release,
+                entry.split,
+            ]
+        )
     return buffer.getvalue()
 
 

@@ -61,9 +61,7 @@ def _as_indices(indices: np.ndarray, num_vertices: int, name: str) -> np.ndarray
     if not np.issubdtype(indices.dtype, np.integer):
         raise MetricInputError(f"{name} must hold integer vertex indices; got dtype {indices.dtype}")
     if indices.min() < 0 or indices.max() >= num_vertices:
-        raise MetricInputError(
-            f"{name} holds indices outside [0, {num_vertices}): min {indices.min()}, max {indices.max()}"
-        )
+        raise MetricInputError(f"{name} holds indices outside [0, {num_vertices}): min {indices.min()}, max {indices.max()}")
     # Sorted indices gather with better locality; the metrics do not depend on the order.
     return np.sort(indices).astype(np.intp, copy=False)
 
@@ -193,9 +191,7 @@ def upper_face_dynamics(vertices: np.ndarray, template: np.ndarray, upper_face: 
     return float(np.sqrt(variance).mean())
 
 
-def upper_face_dynamics_deviation(
-    gt: np.ndarray, pred: np.ndarray, template: np.ndarray, upper_face: np.ndarray
-) -> float:
+def upper_face_dynamics_deviation(gt: np.ndarray, pred: np.ndarray, template: np.ndarray, upper_face: np.ndarray) -> float:
     """FDD of one sequence: ``upper_face_dynamics(gt) - upper_face_dynamics(pred)`` (m^2, signed).
 
     The split's FDD is the mean of this value over sequences (CodeTalker's convention).

@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # the reader pulls in pyarrow; only needed at call time
     from mmface4d_datasets.release import Release
 
 
-
 @dataclass(frozen=True, eq=False)
 class ProtocolInputs:
     """Everything a model may use to animate one test sequence (never the target vertices).
@@ -105,9 +104,7 @@ def check_prediction(inputs: ProtocolInputs, prediction: Any, model_name: str = 
     array = np.ascontiguousarray(np.asarray(prediction), dtype=np.float32)
     expected = (inputs.num_frames, inputs.num_vertices, 3)
     if array.shape != expected:
-        raise PredictionError(
-            f"{model_name} returned shape {array.shape} for {inputs.id}; expected {expected}"
-        )
+        raise PredictionError(f"{model_name} returned shape {array.shape} for {inputs.id}; expected {expected}")
     if not np.isfinite(array).all():
         raise PredictionError(f"{model_name} returned non-finite values for {inputs.id}")
     return array
@@ -152,9 +149,7 @@ def inputs_from_records(record: dict, style_record: dict, template: np.ndarray, 
     if style_record["id"] == record_id:
         raise MMFace4DError(f"record {record_id}: the style reference must be another sequence, not the target")
     if str(style_record["subject_id"]) != str(record["subject_id"]):
-        raise MMFace4DError(
-            f"record {record_id}: style reference {style_record['id']} belongs to another subject"
-        )
+        raise MMFace4DError(f"record {record_id}: style reference {style_record['id']} belongs to another subject")
     style_vertices = np.ascontiguousarray(style_record["vertices"], dtype=np.float32)
     template = np.ascontiguousarray(template, dtype=np.float32)
     return ProtocolInputs(

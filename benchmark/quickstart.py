@@ -68,8 +68,13 @@ def step_static(context: QuickstartContext) -> dict:
 
 def add_train_arguments(group) -> None:
     """The ``train`` step's option of ``mmface4d quickstart``."""
-    group.add_argument("--train-seconds", type=positive_number(), default=DEFAULT_TRAIN_SECONDS, metavar="S",
-                       help=f"time bound of the training step in seconds (default: {DEFAULT_TRAIN_SECONDS:g})")
+    group.add_argument(
+        "--train-seconds",
+        type=positive_number(),
+        default=DEFAULT_TRAIN_SECONDS,
+        metavar="S",
+        help=f"time bound of the training step in seconds (default: {DEFAULT_TRAIN_SECONDS:g})",
+    )
 
 
 def _train_seconds(context: QuickstartContext) -> float:
@@ -89,13 +94,22 @@ def step_train(context: QuickstartContext) -> dict:
     data = TrainingData.from_release(release.path, front_end)
     out = context.out_dir / "benchmark" / f"{TRAINED_MODEL}-checkpoint"
     # A rerun of the quickstart resumes this run; once it reached its steps it trains no further.
-    summary = train(TRAINED_MODEL, data, out, config, progress=False, max_seconds=_train_seconds(context),
-                    front_end=front_end, extra_meta={"release": str(release.path)})
+    summary = train(
+        TRAINED_MODEL,
+        data,
+        out,
+        config,
+        progress=False,
+        max_seconds=_train_seconds(context),
+        front_end=front_end,
+        extra_meta={"release": str(release.path)},
+    )
     spec = front_end.spec()
-    context.line("model", f"{TRAINED_MODEL} ({len(data.sequences)} train sequences, front end "
-                          f"{spec.get('name', spec) if isinstance(spec, dict) else spec})")
-    context.line("steps", f"{summary['step']} of {config.steps} in {summary['seconds']:.1f} s "
-                          f"(bound {_train_seconds(context):.0f} s)")
+    context.line(
+        "model",
+        f"{TRAINED_MODEL} ({len(data.sequences)} train sequences, front end {spec.get('name', spec) if isinstance(spec, dict) else spec})",
+    )
+    context.line("steps", f"{summary['step']} of {config.steps} in {summary['seconds']:.1f} s (bound {_train_seconds(context):.0f} s)")
     context.line("last losses", ", ".join(f"{k} {v:.4g}" for k, v in summary["losses"].items()))
     context.line("checkpoint", summary["checkpoint"])
     context.state["checkpoint"] = Path(summary["checkpoint"])

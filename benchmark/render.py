@@ -62,8 +62,7 @@ def _overlay(panel_w: int, panel_h: int, titles, metric_line: str, vmax_mm: floa
         fig.text((k + 0.5) * panel_w / width, 1 - TITLE_BAND / 2 / height, title, ha="center", va="center", fontsize=11)
     fig.text(0.5, METRICS_BAND / 2 / height, metric_line, ha="center", va="center", fontsize=10, family="monospace")
     fig.text(1 - 2 / width, 1 - 4 / height, name, ha="right", va="top", fontsize=7, color="0.4")
-    cax = fig.add_axes([(3 * panel_w + 12) / width, (METRICS_BAND + 0.1 * panel_h) / height,
-                        18 / width, 0.8 * panel_h / height])
+    cax = fig.add_axes([(3 * panel_w + 12) / width, (METRICS_BAND + 0.1 * panel_h) / height, 18 / width, 0.8 * panel_h / height])
     ColorbarBase(cax, cmap=matplotlib.colormaps[COLORMAP], norm=Normalize(0.0, vmax_mm))
     cax.set_ylabel("error (mm)", fontsize=9)
     cax.tick_params(labelsize=8)
@@ -71,9 +70,21 @@ def _overlay(panel_w: int, panel_h: int, titles, metric_line: str, vmax_mm: floa
     return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
 
 
-def render_comparison(gt: np.ndarray, pred: np.ndarray, triangles: np.ndarray, masks: dict, out, *,
-                      audio=None, fps: float = 30.0, name: str = "sequence", panel_size: int = 384,
-                      facing: str = "+z", vmax_mm: float | None = None, progress: bool = True) -> dict:
+def render_comparison(
+    gt: np.ndarray,
+    pred: np.ndarray,
+    triangles: np.ndarray,
+    masks: dict,
+    out,
+    *,
+    audio=None,
+    fps: float = 30.0,
+    name: str = "sequence",
+    panel_size: int = 384,
+    facing: str = "+z",
+    vmax_mm: float | None = None,
+    progress: bool = True,
+) -> dict:
     """Write the comparison video of one sequence; returns its metrics (metres) and the scale used.
 
     ``gt``/``pred`` (T, N, 3) metres (cut to the shorter, as the scorer does); ``masks`` holds
@@ -121,8 +132,7 @@ def video_name(sequence_id: str) -> str:
     return str(sequence_id).replace("/", "_").replace(os.sep, "_") + ".mp4"
 
 
-def render_submission_sequence(prediction_path, release, sequence_id: str, out, *, panel_size: int = 384,
-                               progress: bool = True) -> dict:
+def render_submission_sequence(prediction_path, release, sequence_id: str, out, *, panel_size: int = 384, progress: bool = True) -> dict:
     """:func:`render_comparison` of one id of a submission file against the release's ground truth."""
     submission = open_submission(prediction_path)
     try:
@@ -142,9 +152,18 @@ def render_submission_sequence(prediction_path, release, sequence_id: str, out, 
     audio = (np.asarray(audio["array"], np.float32), int(audio["sampling_rate"])) if audio else None
     masks = release.region_masks()
     triangles = release.topology["triangles"].astype(np.int64)
-    return render_comparison(record["vertices"], pred, triangles, masks, out, audio=audio,
-                             fps=float(release.info.uniform_fps or 30), name=str(sequence_id),
-                             panel_size=panel_size, progress=progress)
+    return render_comparison(
+        record["vertices"],
+        pred,
+        triangles,
+        masks,
+        out,
+        audio=audio,
+        fps=float(release.info.uniform_fps or 30),
+        name=str(sequence_id),
+        panel_size=panel_size,
+        progress=progress,
+    )
 
 
 def worst_sequences(report: dict, k: int, metric: str = "lip_max") -> list[str]:
@@ -153,14 +172,14 @@ def worst_sequences(report: dict, k: int, metric: str = "lip_max") -> list[str]:
     return [str(r["id"]) for r in rows[:k]]
 
 
-def render_worst(report: dict, prediction_path, release, k: int, out_dir, *, metric: str = "lip_max",
-                 panel_size: int = 384, progress: bool = True) -> list[Path]:
+def render_worst(
+    report: dict, prediction_path, release, k: int, out_dir, *, metric: str = "lip_max", panel_size: int = 384, progress: bool = True
+) -> list[Path]:
     """Comparison videos of the ``k`` worst sequences into ``out_dir`` (``<id>.mp4``)."""
     out_dir = Path(out_dir)
     written = []
     for sequence_id in worst_sequences(report, k, metric):
         path = out_dir / video_name(sequence_id)
-        render_submission_sequence(prediction_path, release, sequence_id, path, panel_size=panel_size,
-                                   progress=progress)
+        render_submission_sequence(prediction_path, release, sequence_id, path, panel_size=panel_size, progress=progress)
         written.append(path)
     return written

@@ -9,10 +9,12 @@ from pathlib import Path
 def register(bench, score) -> None:
     """Add ``bench render`` to the ``bench`` sub-parsers and ``--render-worst`` to ``score``."""
     render = bench.add_parser(
-        "render", help="video of one sequence: ground truth, prediction and the per-vertex error in mm",
+        "render",
+        help="video of one sequence: ground truth, prediction and the per-vertex error in mm",
         description="Draw one sequence of a submission beside its ground truth, with a third panel colouring "
-                    "each vertex by its error (one millimetre scale for the whole video, colour bar beside it) "
-                    "and the sequence's four metrics in the frame; H.264 MP4 with the take's audio.")
+        "each vertex by its error (one millimetre scale for the whole video, colour bar beside it) "
+        "and the sequence's four metrics in the frame; H.264 MP4 with the take's audio.",
+    )
     render.add_argument("prediction", metavar="PRED", help="submission .parquet file")
     render.add_argument("--data", required=True, help="release folder (local path)")
     render.add_argument("--id", dest="sequence_id", required=True, help="sequence id to draw")
@@ -20,10 +22,14 @@ def register(bench, score) -> None:
     render.add_argument("--panel-size", type=int, default=384, help="pixels per panel side (default 384)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(func=handle_render)
-    score.add_argument("--render-worst", type=int, default=0, metavar="K",
-                       help="after scoring, write comparison videos of the K sequences with the largest lip_max")
-    score.add_argument("--render-dir", metavar="DIR",
-                       help="folder for those videos (default: beside the report, <report>-worst/)")
+    score.add_argument(
+        "--render-worst",
+        type=int,
+        default=0,
+        metavar="K",
+        help="after scoring, write comparison videos of the K sequences with the largest lip_max",
+    )
+    score.add_argument("--render-dir", metavar="DIR", help="folder for those videos (default: beside the report, <report>-worst/)")
 
 
 def handle_render(args) -> int:
@@ -34,8 +40,9 @@ def handle_render(args) -> int:
     if not 16 <= args.panel_size <= 4096:
         raise MMFace4DError(f"--panel-size must be 16..4096, got {args.panel_size}")
     out = Path(args.out) if args.out else Path(video_name(args.sequence_id))
-    result = render_submission_sequence(args.prediction, Release(args.data), args.sequence_id, out,
-                                        panel_size=args.panel_size, progress=not args.quiet)
+    result = render_submission_sequence(
+        args.prediction, Release(args.data), args.sequence_id, out, panel_size=args.panel_size, progress=not args.quiet
+    )
     values = "  ".join(f"{k} {v * 1000:.3f} mm" for k, v in result["metrics"].items())
     print(f"wrote {out} ({result['num_frames']} frames; {values}; colour scale 0-{result['vmax_mm']:g} mm)")
     return 0

@@ -120,11 +120,16 @@ def _row_value(row: Any, name: str) -> Any:
 
 def _statistics(rows: Sequence[Any], conventions: Sequence[str]) -> list[tuple[str, str, np.ndarray, np.ndarray | None]]:
     """(convention, metric, numerators, denominators) of every statistic of a report."""
-    stats = [("authors", name, np.array([_row_value(r, name) for r in rows], dtype=np.float64), None)
-             for name in METRIC_NAMES]
+    stats = [("authors", name, np.array([_row_value(r, name) for r in rows], dtype=np.float64), None) for name in METRIC_NAMES]
     if "codetalker" in conventions:
-        stats.append(("codetalker", "lve_sq", np.array([_row_value(r, "lve_sq_sum") for r in rows], dtype=np.float64),
-                      np.array([_row_value(r, "num_frames") for r in rows], dtype=np.float64)))
+        stats.append(
+            (
+                "codetalker",
+                "lve_sq",
+                np.array([_row_value(r, "lve_sq_sum") for r in rows], dtype=np.float64),
+                np.array([_row_value(r, "num_frames") for r in rows], dtype=np.float64),
+            )
+        )
         fdd = [_row_value(r, "fdd") for r in rows]
         if all(value is not None for value in fdd):
             stats.append(("codetalker", "fdd", np.array(fdd, dtype=np.float64), None))
@@ -189,12 +194,15 @@ def build_report(
     distribution = bootstrap_ratios([s[2] for s in stats], [s[3] for s in stats], samples=bootstrap_samples, seed=seed)
     metrics: dict[str, dict] = {}
     for column, (convention, name, num, den) in enumerate(stats):
-        section = metrics.setdefault(convention, {
-            "label": CONVENTION_LABELS[convention],
-            "unit": "m" if convention == "authors" else "m^2",
-            "unit_scaled": "mm" if convention == "authors" else "mm^2",
-            "values": {},
-        })
+        section = metrics.setdefault(
+            convention,
+            {
+                "label": CONVENTION_LABELS[convention],
+                "unit": "m" if convention == "authors" else "m^2",
+                "unit_scaled": "mm" if convention == "authors" else "mm^2",
+                "values": {},
+            },
+        )
         value = _point(num, den)
         interval = percentile_interval(distribution[:, column], confidence)
         section["values"][name] = {
@@ -204,8 +212,7 @@ def build_report(
             "ci_scaled": [_scaled(v, convention) for v in interval],
         }
     row_dicts = [r if isinstance(r, dict) else r.to_dict() for r in rows]
-    issues = [] if validation is None else [dict(id=i.id, rule=i.rule, message=i.message, severity=i.severity)
-                                            for i in validation.issues]
+    issues = [] if validation is None else [dict(id=i.id, rule=i.rule, message=i.message, severity=i.severity) for i in validation.issues]
     return {
         "kind": REPORT_KIND,
         "report_version": REPORT_VERSION,
@@ -215,16 +222,19 @@ def build_report(
         "release": dict(release),
         "protocol": PROTOCOL_TEXT,
         "conventions": conventions,
-        "scoring": {"headline_convention": conventions[0], "split_score": "mean over sequences",
-                    "package_version": __version__},
+        "scoring": {"headline_convention": conventions[0], "split_score": "mean over sequences", "package_version": __version__},
         "package_version": __version__,
         "num_sequences": len(rows),
         "num_frames": int(sum(r["num_frames"] for r in row_dicts)),
         "metrics": metrics,
-        "bootstrap": {"samples": bootstrap_samples, "seed": seed, "confidence": confidence,
-                      "resampled": "sequences", "interval": "percentile"},
-        "breakdowns": {"emotion": _group_scores(rows, "emotion", conventions),
-                       "subject": _group_scores(rows, "subject_id", conventions)},
+        "bootstrap": {
+            "samples": bootstrap_samples,
+            "seed": seed,
+            "confidence": confidence,
+            "resampled": "sequences",
+            "interval": "percentile",
+        },
+        "breakdowns": {"emotion": _group_scores(rows, "emotion", conventions), "subject": _group_scores(rows, "subject_id", conventions)},
         "trimmed": {r["id"]: r["trimmed_frames"] for r in row_dicts if r["trimmed_frames"]},
         "notices": issues,
         "comparisons": [],
@@ -270,8 +280,7 @@ def _number(value: Any, dotted: str, where: str, *, signed: bool = False) -> flo
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ReportError(f"{where}: field {dotted!r} must be a number, found {type(value).__name__} {str(value)[:40]!r}")
     if not math.isfinite(value) or (not signed and value < 0):
-        raise ReportError(f"{where}: field {dotted!r} must be a {'finite' if signed else 'non-negative finite'} "
-                          f"number, found {value!r}")
+        raise ReportError(f"{where}: field {dotted!r} must be a {'finite' if signed else 'non-negative finite'} number, found {value!r}")
     return float(value)
 
 
@@ -306,8 +315,7 @@ def check_report(report: Any, where: str = "report") -> None:
     conventions = _typed(report, "conventions", list, where)
     unknown = [c for c in conventions if c not in CONVENTION_LABELS]
     if unknown or "authors" not in conventions:
-        raise ReportError(f"{where}: field 'conventions' must list 'authors' and only {sorted(CONVENTION_LABELS)}, "
-                          f"found {conventions!r}")
+        raise ReportError(f"{where}: field 'conventions' must list 'authors' and only {sorted(CONVENTION_LABELS)}, found {conventions!r}")
     _count(_get(report, "num_sequences", where), "num_sequences", where)
     _count(_get(report, "num_frames", where), "num_frames", where)
     for convention in conventions:
@@ -345,8 +353,9 @@ def check_consistency(report: dict, where: str = "report") -> None:
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         raise ReportError(f"{where}: field 'sequences' lists {repeated[0]!r} more than once")
     if report["num_sequences"] != len(rows):
-        raise ReportError(f"{where}: field 'num_sequences' says {report['num_sequences']}; the report's per-sequence "
-                          f"errors cover {len(rows)} sequences")
+        raise ReportError(
+            f"{where}: field 'num_sequences' says {report['num_sequences']}; the report's per-sequence errors cover {len(rows)} sequences"
+        )
     frames = sum(row["num_frames"] for row in rows)
     if report["num_frames"] != frames:
         raise ReportError(f"{where}: field 'num_frames' says {report['num_frames']}; its sequences hold {frames}")
@@ -358,15 +367,13 @@ def check_consistency(report: dict, where: str = "report") -> None:
             continue
         recomputed = _point(num, den)
         if not _close(float(stated), recomputed):
-            raise ReportError(f"{where}: field {dotted!r} says {stated!r}; the mean of its per-sequence errors is "
-                              f"{recomputed!r}")
+            raise ReportError(f"{where}: field {dotted!r} says {stated!r}; the mean of its per-sequence errors is {recomputed!r}")
 
 
 # ------------------------------------------------------------------------------------------ comparing
 
 
-def compare_reports(report: dict, other: dict, *, samples: int | None = None, seed: int | None = None,
-                    confidence: float = 0.95) -> dict:
+def compare_reports(report: dict, other: dict, *, samples: int | None = None, seed: int | None = None, confidence: float = 0.95) -> dict:
     """Paired comparison of two scored reports on the sequence ids they share.
 
     For every metric both reports carry, the difference (report - other) of the split statistic
@@ -385,7 +392,9 @@ def compare_reports(report: dict, other: dict, *, samples: int | None = None, se
         return {
             "other_model": other.get("model", ""),
             "other_submission": other.get("submission", {}).get("path", ""),
-            "num_shared": 0, "only_here": len(mine), "only_there": len(theirs),
+            "num_shared": 0,
+            "only_here": len(mine),
+            "only_there": len(theirs),
             "same_release_versions": False,
             "verdict": "no shared sequences: nothing to compare",
             "values": {},
@@ -400,7 +409,8 @@ def compare_reports(report: dict, other: dict, *, samples: int | None = None, se
     distribution = bootstrap_ratios(
         [a[2] for a, _ in pairs] + [b[0] for _, b in pairs],
         [a[3] for a, _ in pairs] + [b[1] for _, b in pairs],
-        samples=samples, seed=seed,
+        samples=samples,
+        seed=seed,
     )
     k = len(pairs)
     values = {}
@@ -415,14 +425,18 @@ def compare_reports(report: dict, other: dict, *, samples: int | None = None, se
             verdict = "no significant difference"
         values[name] = {
             "convention": convention,
-            "this": a_value, "other": b_value,
+            "this": a_value,
+            "other": b_value,
             "difference": a_value - b_value,
             "difference_scaled": _scaled(a_value - b_value, convention),
-            "ci": interval, "ci_scaled": [_scaled(v, convention) for v in interval],
+            "ci": interval,
+            "ci_scaled": [_scaled(v, convention) for v in interval],
             "verdict": verdict,
         }
-    same_release = all(report["release"].get(key) == other["release"].get(key)
-                       for key in ("format_version", "splits_version", "codec_version", "region_rule_version"))
+    same_release = all(
+        report["release"].get(key) == other["release"].get(key)
+        for key in ("format_version", "splits_version", "codec_version", "region_rule_version")
+    )
     return {
         "other_model": other.get("model", ""),
         "other_submission": other.get("submission", {}).get("path", ""),
@@ -476,15 +490,16 @@ def render_markdown(report: dict) -> str:
     lines = [f"# MMFace4D benchmark: {md_escape(report.get('model') or 'unnamed model')}", ""]
     release = report.get("release", {})
     if not report.get("ok"):
-        lines += ["**The submission did not pass validation; it was not scored.**", "",
-                  "| id | rule | problem |", "| --- | --- | --- |"]
+        lines += ["**The submission did not pass validation; it was not scored.**", "", "| id | rule | problem |", "| --- | --- | --- |"]
         for issue in report.get("notices", []):
             lines.append(f"| {md_escape(issue['id'] or '(file)')} | {md_escape(issue['rule'])} | {md_escape(issue['message'])} |")
         return "\n".join(lines) + "\n"
     lines += [
         f"Split {md_escape(release.get('split'))} of the release at {md_escape(release.get('path'))}: "
-        f"{report['num_sequences']} sequences, {report['num_frames']} frames.", "",
-        f"Protocol: {report.get('protocol', PROTOCOL_TEXT)}", "",
+        f"{report['num_sequences']} sequences, {report['num_frames']} frames.",
+        "",
+        f"Protocol: {report.get('protocol', PROTOCOL_TEXT)}",
+        "",
     ]
     bootstrap = report["bootstrap"]
     ci_name = f"{int(round(bootstrap['confidence'] * 100))}% CI"
@@ -493,50 +508,83 @@ def render_markdown(report: dict) -> str:
         if not section:
             continue
         unit, scaled = section["unit"], section["unit_scaled"]
-        lines += [f"## {_CONVENTION_TITLES[convention]} convention", "", f"_{section['label']}._", "",
-                  f"| metric | {unit} | {scaled} | {ci_name} ({scaled}) |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"## {_CONVENTION_TITLES[convention]} convention",
+            "",
+            f"_{section['label']}._",
+            "",
+            f"| metric | {unit} | {scaled} | {ci_name} ({scaled}) |",
+            "| --- | --- | --- | --- |",
+        ]
         for name, entry in section["values"].items():
-            lines.append(f"| {name} | {entry['value']:.5g} | {_fmt(entry['value_scaled'], 4)} | "
-                         f"{_fmt_interval(entry['ci_scaled'], 4)} |")
+            lines.append(f"| {name} | {entry['value']:.5g} | {_fmt(entry['value_scaled'], 4)} | {_fmt_interval(entry['ci_scaled'], 4)} |")
         lines.append("")
-    lines += [f"Intervals: {bootstrap['samples']} bootstrap resamples of the sequences (seed {bootstrap['seed']}, "
-              f"{bootstrap['interval']} interval).", ""]
+    lines += [
+        f"Intervals: {bootstrap['samples']} bootstrap resamples of the sequences (seed {bootstrap['seed']}, "
+        f"{bootstrap['interval']} interval).",
+        "",
+    ]
     for title, key in (("Per emotion", "emotion"), ("Per subject", "subject")):
         table = report["breakdowns"][key]
         columns = [f"{name}_mm" for name in METRIC_NAMES]
-        lines += [f"## {title} (authors' convention, mm)", "",
-                  f"| {key} | sequences | " + " | ".join(METRIC_NAMES) + " |",
-                  "| --- | --- |" + " --- |" * len(METRIC_NAMES)]
+        lines += [
+            f"## {title} (authors' convention, mm)",
+            "",
+            f"| {key} | sequences | " + " | ".join(METRIC_NAMES) + " |",
+            "| --- | --- |" + " --- |" * len(METRIC_NAMES),
+        ]
         for group, entry in table.items():
             lines.append(f"| {md_escape(group)} | {entry['num_sequences']} | " + " | ".join(_fmt(entry[c]) for c in columns) + " |")
         lines.append("")
     for comparison in report.get("comparisons", []):
         if not comparison["num_shared"]:
-            lines += [f"## Paired comparison against {md_escape(comparison['other_model'] or comparison['other_submission'])}",
-                      "", f"No shared sequences ({comparison['only_here']} here, {comparison['only_there']} there): "
-                          "nothing to compare.", ""]
+            lines += [
+                f"## Paired comparison against {md_escape(comparison['other_model'] or comparison['other_submission'])}",
+                "",
+                f"No shared sequences ({comparison['only_here']} here, {comparison['only_there']} there): nothing to compare.",
+                "",
+            ]
             continue
-        lines += [f"## Paired comparison against {md_escape(comparison['other_model'] or comparison['other_submission'])}", "",
-                  f"{comparison['num_shared']} shared sequences; difference = this - other "
-                  f"(negative: this model has the smaller error)."
-                  + ("" if comparison["same_release_versions"] else " **The two reports differ in release versions.**"),
-                  "", f"| metric | this | other | difference | {ci_name} | verdict |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"## Paired comparison against {md_escape(comparison['other_model'] or comparison['other_submission'])}",
+            "",
+            f"{comparison['num_shared']} shared sequences; difference = this - other "
+            f"(negative: this model has the smaller error)."
+            + ("" if comparison["same_release_versions"] else " **The two reports differ in release versions.**"),
+            "",
+            f"| metric | this | other | difference | {ci_name} | verdict |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for name, entry in comparison["values"].items():
             unit = "mm" if entry["convention"] == "authors" else "mm^2"
             scale = _MM if entry["convention"] == "authors" else _MM2
-            lines.append(f"| {name} ({unit}) | {_fmt(entry['this'] * scale, 4)} | {_fmt(entry['other'] * scale, 4)} | "
-                         f"{_fmt(entry['difference_scaled'], 4)} | {_fmt_interval(entry['ci_scaled'], 4)} | {entry['verdict']} |")
+            lines.append(
+                f"| {name} ({unit}) | {_fmt(entry['this'] * scale, 4)} | {_fmt(entry['other'] * scale, 4)} | "
+                f"{_fmt(entry['difference_scaled'], 4)} | {_fmt_interval(entry['ci_scaled'], 4)} | {entry['verdict']} |"
+            )
         lines.append("")
     lines += ["## Versions", "", "| item | value |", "| --- | --- |"]
-    for key in ("format_version", "splits_version", "splits_rule", "codec_version", "region_rule_version",
-                "topology", "topology_hash", "num_vertices", "content_hash"):
+    for key in (
+        "format_version",
+        "splits_version",
+        "splits_rule",
+        "codec_version",
+        "region_rule_version",
+        "topology",
+        "topology_hash",
+        "num_vertices",
+        "content_hash",
+    ):
         lines.append(f"| {key} | {md_escape(release.get(key)) if release.get(key) is not None else 'n/a'} |")
     header = report.get("submission", {}).get("header") or {}
     header_json = json.dumps(header, indent=2, sort_keys=True).replace("`", "\\u0060")  # cannot close the fence
     lines += ["", "## Submission header", "", "```json", header_json, "```", ""]
     if report.get("notices"):
-        lines += ["## Notices", ""] + [f"- {md_escape(n['id'] or '(file)')}: {md_escape(n['rule'])}: {md_escape(n['message'])}"
-                                       for n in report["notices"]] + [""]
+        lines += (
+            ["## Notices", ""]
+            + [f"- {md_escape(n['id'] or '(file)')}: {md_escape(n['rule'])}: {md_escape(n['message'])}" for n in report["notices"]]
+            + [""]
+        )
     return "\n".join(lines)
 
 

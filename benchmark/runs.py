@@ -43,9 +43,18 @@ class ScoredSubmission:
         return self.report is not None
 
 
-def score_and_report(prediction: str | os.PathLike, release, split: str, json_path: str | os.PathLike, *,
-                     conventions: tuple[str, ...] = ("authors",), bootstrap_samples: int = 2000, seed: int = 0,
-                     progress: bool = True, compare: Iterable[str | os.PathLike] = ()) -> ScoredSubmission:
+def score_and_report(
+    prediction: str | os.PathLike,
+    release,
+    split: str,
+    json_path: str | os.PathLike,
+    *,
+    conventions: tuple[str, ...] = ("authors",),
+    bootstrap_samples: int = 2000,
+    seed: int = 0,
+    progress: bool = True,
+    compare: Iterable[str | os.PathLike] = (),
+) -> ScoredSubmission:
     """Score ``prediction`` on ``split`` of ``release`` (a folder or a ``Release``) and write the reports
     ``json_path`` and its ``.md`` sibling; each report of ``compare`` is checked and compared with it."""
     from benchmark.report import check_report, compare_reports, failed_report, load_report, write_report
@@ -54,8 +63,9 @@ def score_and_report(prediction: str | os.PathLike, release, split: str, json_pa
 
     prediction, json_path = Path(prediction), Path(json_path)
     release = release if isinstance(release, Release) else Release(release)
-    result = score_submission(prediction, release, split, conventions=conventions,
-                              bootstrap_samples=bootstrap_samples, seed=seed, progress=progress)
+    result = score_submission(
+        prediction, release, split, conventions=conventions, bootstrap_samples=bootstrap_samples, seed=seed, progress=progress
+    )
     markdown_path = json_path.with_suffix(".md")
     if result.report is None:
         report = failed_report(result.validation, release=release_context(release, split))
@@ -93,9 +103,18 @@ def parse_model_options(pairs: Sequence[str]) -> dict:
     return options
 
 
-def run_model(model: str, release_dir: str | os.PathLike, out: str | os.PathLike, *, split: str = "test",
-              checkpoint: str | os.PathLike | None = None, options: dict | None = None, encoding: str = "codec",
-              progress: bool = True, **scoring) -> ScoredSubmission:
+def run_model(
+    model: str,
+    release_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    split: str = "test",
+    checkpoint: str | os.PathLike | None = None,
+    options: dict | None = None,
+    encoding: str = "codec",
+    progress: bool = True,
+    **scoring,
+) -> ScoredSubmission:
     """Run bundled model ``model`` over ``split`` of the release, write ``out/submission.parquet`` and
     score it into ``out/report.json`` (``scoring``: the options of :func:`score_and_report`). ``out``
     must be new, empty or an earlier run's (:mod:`mmface4d_datasets.output_folders`)."""
@@ -108,8 +127,15 @@ def run_model(model: str, release_dir: str | os.PathLike, out: str | os.PathLike
     with output_folder(out, "bench-run", inputs=[release_dir]):
         loaded = load_model(model, checkpoint, **(options or {}))
         release = Release(release_dir)
-        submission = write_predictions(loaded, release, out / "submission.parquet", split=split, encoding=encoding,
-                                       progress=progress, header_extra={"checkpoint": str(checkpoint or "")})
+        submission = write_predictions(
+            loaded,
+            release,
+            out / "submission.parquet",
+            split=split,
+            encoding=encoding,
+            progress=progress,
+            header_extra={"checkpoint": str(checkpoint or "")},
+        )
         _log.info("submission: %s", submission)
         return score_and_report(submission, release, split, out / "report.json", progress=progress, **scoring)
 
@@ -124,8 +150,9 @@ def check_submission(prediction: str | os.PathLike, release_dir: str | os.PathLi
     release = Release(release_dir)
     context = release_context(release, split)
     expected = {k: v["num_frames"] for k, v in expected_sequences(release, split).items()}
-    return validate_submission(prediction, expected, context["num_vertices"], topology=context["topology"],
-                               release_format_version=context["format_version"])
+    return validate_submission(
+        prediction, expected, context["num_vertices"], topology=context["topology"], release_format_version=context["format_version"]
+    )
 
 
 def _load_array(where, load):
@@ -179,10 +206,20 @@ def read_prediction_files(source: str | os.PathLike) -> Iterator:
     raise MMFace4DError(f"{source}: expected a folder of .npy files or an .npz file")
 
 
-def write_submission_from_files(source: str | os.PathLike, out: str | os.PathLike, *, model: str,
-                                release_dir: str | os.PathLike | None = None, release_format_version: str | None = None,
-                                url: str = "", inputs: Sequence[str] = (), hardware: str = "", split: str = "test",
-                                encoding: str = "codec", max_error: float = 1e-5):
+def write_submission_from_files(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    model: str,
+    release_dir: str | os.PathLike | None = None,
+    release_format_version: str | None = None,
+    url: str = "",
+    inputs: Sequence[str] = (),
+    hardware: str = "",
+    split: str = "test",
+    encoding: str = "codec",
+    max_error: float = 1e-5,
+):
     """Write the predictions of ``source`` (:func:`read_prediction_files`) into the submission ``out``.
 
     The header states the release format: read from the release ``release_dir`` when given (which
@@ -202,21 +239,28 @@ def write_submission_from_files(source: str | os.PathLike, out: str | os.PathLik
         topology = release.info.topology
     if not format_version:
         raise MMFace4DError("give --data RELEASE or --release-format-version (the header states the release format)")
-    header = make_header(model, release_format_version=format_version, url=url, inputs=list(inputs),
-                         hardware=hardware, topology=topology, split=split)
+    header = make_header(
+        model, release_format_version=format_version, url=url, inputs=list(inputs), hardware=hardware, topology=topology, split=split
+    )
     path = write_submission(out, predictions, header, encoding=encoding, max_error=max_error)
     if release is None:
         return path, None
     from benchmark.scoring import expected_sequences
 
     expected = {k: v["num_frames"] for k, v in expected_sequences(release, split).items()}
-    report = validate_submission(path, expected, release.info.num_vertices, topology=topology,
-                                 release_format_version=format_version, check_payloads=False)
+    report = validate_submission(
+        path, expected, release.info.num_vertices, topology=topology, release_format_version=format_version, check_payloads=False
+    )
     return path, report
 
 
-def leaderboard_from_reports(paths: Sequence[str | os.PathLike], *, release_dir: str | os.PathLike | None = None,
-                             submission_dir: str | os.PathLike | None = None, include_paper: bool = True):
+def leaderboard_from_reports(
+    paths: Sequence[str | os.PathLike],
+    *,
+    release_dir: str | os.PathLike | None = None,
+    submission_dir: str | os.PathLike | None = None,
+    include_paper: bool = True,
+):
     """``(ranked, references)`` of the scored reports among ``paths`` (a report that was not scored is left
     out, with a warning). With ``release_dir`` every report is re-scored from its submission against
     that release (:func:`benchmark.leaderboard.verify_report`) and marked verified."""

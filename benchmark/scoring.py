@@ -101,8 +101,14 @@ class Scorer:
                 raise ValueError(f"{sequence_id}: FDD needs the subject's template")
             fdd = metrics.upper_face_dynamics_deviation(gt, pred, template, self.upper_face)
         row = SequenceRow(
-            id=str(sequence_id), subject_id=str(subject_id), emotion=str(emotion), num_frames=num_frames,
-            trimmed_frames=trimmed, lve_sq_sum=float(frames.lip_max_sq.sum()), fdd=fdd, **errors,
+            id=str(sequence_id),
+            subject_id=str(subject_id),
+            emotion=str(emotion),
+            num_frames=num_frames,
+            trimmed_frames=trimmed,
+            lve_sq_sum=float(frames.lip_max_sq.sum()),
+            fdd=fdd,
+            **errors,
         )
         self.rows.append(row)
         return row
@@ -130,8 +136,7 @@ def summarise(rows: list[SequenceRow]) -> dict[str, Any]:
 def non_finite_fields(row: SequenceRow) -> list[str]:
     """Names of the row's error values that are NaN or infinite."""
     names = (*metrics.METRIC_NAMES, "lve_sq_sum", "fdd")
-    return [name for name in names
-            if getattr(row, name) is not None and not np.isfinite(getattr(row, name))]
+    return [name for name in names if getattr(row, name) is not None and not np.isfinite(getattr(row, name))]
 
 
 @dataclass
@@ -173,8 +178,17 @@ def release_context(release: "Release", split: str) -> dict[str, Any]:
 
 #: The fields of :func:`release_context` that identify a release's content: reports that differ in
 #: any of them were scored against different data and are never ranked together.
-RELEASE_IDENTITY = ("format_version", "splits_version", "codec_version", "region_rule_version", "topology",
-                    "topology_hash", "num_vertices", "content_hash", "split")
+RELEASE_IDENTITY = (
+    "format_version",
+    "splits_version",
+    "codec_version",
+    "region_rule_version",
+    "topology",
+    "topology_hash",
+    "num_vertices",
+    "content_hash",
+    "split",
+)
 
 
 def content_hash(info: "ReleaseInfo") -> str | None:
@@ -203,8 +217,11 @@ def expected_sequences(release: "Release", split: str) -> dict[str, dict]:
     """id -> {num_frames, subject_id, emotion} of the split, from the light per-sequence table."""
     table = release.sequences(split)
     return {
-        str(row["id"]): {"num_frames": int(row["num_frames"]), "subject_id": str(row["subject_id"]),
-                         "emotion": emotion_name(row.get("emotion"))}
+        str(row["id"]): {
+            "num_frames": int(row["num_frames"]),
+            "subject_id": str(row["subject_id"]),
+            "emotion": emotion_name(row.get("emotion")),
+        }
         for row in table.to_dict("records")
     }
 
@@ -237,8 +254,13 @@ def score_submission(
     num_vertices = context["num_vertices"]
     submission = open_submission(submission_path)
     if submission.usable:
-        check_declared(submission, {k: v["num_frames"] for k, v in expected.items()}, num_vertices,
-                       topology=context["topology"], release_format_version=context["format_version"])
+        check_declared(
+            submission,
+            {k: v["num_frames"] for k, v in expected.items()},
+            num_vertices,
+            topology=context["topology"],
+            release_format_version=context["format_version"],
+        )
 
     def validation() -> ValidationReport:
         return ValidationReport(str(submission_path), submission.header, submission.issues, len(submission.rows))
@@ -277,23 +299,41 @@ def score_submission(
             continue
         subject = str(record["subject_id"])
         with np.errstate(over="ignore", invalid="ignore"):
-            row = scorer.update(sequence_id, record["vertices"], prediction, subject_id=subject,
-                                emotion=emotion_name(record.get("emotion")), template=templates.get(subject))
+            row = scorer.update(
+                sequence_id,
+                record["vertices"],
+                prediction,
+                subject_id=subject,
+                emotion=emotion_name(record.get("emotion")),
+                template=templates.get(subject),
+            )
         overflowed = non_finite_fields(row)
         if overflowed:  # finite coordinates whose errors are not (e.g. 1e20 m): not a valid score
             scorer.rows.pop()
-            submission.issues.append(Issue(sequence_id, "non_finite_score",
-                                           f"the prediction's errors are not finite ({', '.join(overflowed)}): its "
-                                           f"coordinates reach {float(np.abs(prediction).max()):.3g} m; predictions are "
-                                           "in metres, in the canonical head frame"))
+            submission.issues.append(
+                Issue(
+                    sequence_id,
+                    "non_finite_score",
+                    f"the prediction's errors are not finite ({', '.join(overflowed)}): its "
+                    f"coordinates reach {float(np.abs(prediction).max()):.3g} m; predictions are "
+                    "in metres, in the canonical head frame",
+                )
+            )
     submission.close()
     result = validation()
     if not result.ok:
         return ScoreResult(result, None)
     from mmface4d_datasets.files import sha256_file
 
-    report = build_report(scorer.rows, release=context, header=submission.header, conventions=conventions,
-                          validation=result, bootstrap_samples=bootstrap_samples, seed=seed,
-                          submission_path=str(Path(submission_path).resolve()),
-                          submission_sha256=sha256_file(submission_path))
+    report = build_report(
+        scorer.rows,
+        release=context,
+        header=submission.header,
+        conventions=conventions,
+        validation=result,
+        bootstrap_samples=bootstrap_samples,
+        seed=seed,
+        submission_path=str(Path(submission_path).resolve()),
+        submission_sha256=sha256_file(submission_path),
+    )
     return ScoreResult(result, report)

@@ -136,8 +136,10 @@ class SubmissionWriter:
             raise SubmissionError(f"submission header lacks {missing}")
         header_text = json.dumps(dict(header), sort_keys=True)
         if len(header_text.encode("utf-8")) > HEADER_MAX_BYTES:
-            raise SubmissionError(f"{path}: the submission header takes {len(header_text.encode('utf-8'))} bytes of "
-                                  f"JSON; at most {HEADER_MAX_BYTES} are allowed (model name, url, inputs, hardware)")
+            raise SubmissionError(
+                f"{path}: the submission header takes {len(header_text.encode('utf-8'))} bytes of "
+                f"JSON; at most {HEADER_MAX_BYTES} are allowed (model name, url, inputs, hardware)"
+            )
         self.path = Path(path)
         self.encoding = encoding
         self.max_error = float(max_error)
@@ -159,8 +161,13 @@ class SubmissionWriter:
                 self._tmp,
                 self._schema,
                 # codec bytes are already entropy-coded; raw float32 gains a little from zstd
-                compression={"id": "zstd", "num_frames": "zstd", "num_vertices": "zstd", "encoding": "zstd",
-                             "vertices": "none" if encoding == "codec" else "zstd"},
+                compression={
+                    "id": "zstd",
+                    "num_frames": "zstd",
+                    "num_vertices": "zstd",
+                    "encoding": "zstd",
+                    "vertices": "none" if encoding == "codec" else "zstd",
+                },
                 use_dictionary=["id", "encoding"],
                 write_statistics=["id", "num_frames", "num_vertices", "encoding"],
             )
@@ -174,8 +181,7 @@ class SubmissionWriter:
             raise SubmissionError(f"{self.path}: id {sequence_id} was already written")
         array = np.asarray(vertices)
         if array.dtype.kind not in "fiu":
-            raise SubmissionError(f"{self.path}: prediction for {sequence_id} has dtype {array.dtype}; expected float32 "
-                                  "numbers (metres)")
+            raise SubmissionError(f"{self.path}: prediction for {sequence_id} has dtype {array.dtype}; expected float32 numbers (metres)")
         array = np.ascontiguousarray(array, dtype=np.float32)
         if array.ndim != 3 or array.shape[2] != 3 or array.shape[0] == 0:
             raise SubmissionError(f"{self.path}: prediction for {sequence_id} has shape {array.shape}, expected (T, N, 3)")
@@ -319,8 +325,14 @@ def _read_header(path: Path, metadata: dict | None, issues: list[Issue]) -> dict
         issues.append(Issue(None, "header_missing", f"{path}: no {HEADER_KEY!r} entry in the file's key-value metadata"))
         return None
     if len(raw) > HEADER_MAX_BYTES:
-        issues.append(Issue(None, "header_too_large", f"{path}: the {HEADER_KEY!r} header takes {len(raw)} bytes; at most "
-                                                      f"{HEADER_MAX_BYTES} are allowed (it is not read or copied)"))
+        issues.append(
+            Issue(
+                None,
+                "header_too_large",
+                f"{path}: the {HEADER_KEY!r} header takes {len(raw)} bytes; at most "
+                f"{HEADER_MAX_BYTES} are allowed (it is not read or copied)",
+            )
+        )
         return None
     try:
         header = json.loads(raw.decode("utf-8"))
@@ -342,9 +354,13 @@ def _read_header(path: Path, metadata: dict | None, issues: list[Issue]) -> dict
     else:
         outside = sorted(set(map(str, inputs)) - set(PROTOCOL_INPUTS))
         if outside:
-            issues.append(Issue(None, "inputs_outside_protocol",
-                                f"{path}: the header declares inputs the protocol does not allow: {outside} "
-                                f"(allowed: {list(PROTOCOL_INPUTS)})"))
+            issues.append(
+                Issue(
+                    None,
+                    "inputs_outside_protocol",
+                    f"{path}: the header declares inputs the protocol does not allow: {outside} (allowed: {list(PROTOCOL_INPUTS)})",
+                )
+            )
     return header
 
 
@@ -379,9 +395,7 @@ def open_submission(path: str | os.PathLike) -> Submission:
     vertices_column = schema.get_field_index("vertices")
     seen: dict[str, int] = {}
     for group in range(parquet.num_row_groups):
-        submission.row_group_bytes[group] = int(
-            parquet.metadata.row_group(group).column(vertices_column).total_uncompressed_size
-        )
+        submission.row_group_bytes[group] = int(parquet.metadata.row_group(group).column(vertices_column).total_uncompressed_size)
         try:
             table = parquet.read_row_group(group, columns=["id", "num_frames", "num_vertices", "encoding"])
         except Exception as exc:
@@ -401,8 +415,9 @@ def open_submission(path: str | os.PathLike) -> Submission:
                 issues.append(Issue(sequence_id, "duplicate_id", f"appears {seen[sequence_id]} times (each id once)"))
                 continue
             if num_frames is None or num_vertices is None or num_frames < 0 or num_vertices < 0:
-                issues.append(Issue(sequence_id, "size_mismatch",
-                                    f"declared sizes num_frames={num_frames}, num_vertices={num_vertices} are invalid"))
+                issues.append(
+                    Issue(sequence_id, "size_mismatch", f"declared sizes num_frames={num_frames}, num_vertices={num_vertices} are invalid")
+                )
                 continue
             if encoding not in ENCODINGS:
                 issues.append(Issue(sequence_id, "unknown_encoding", f"encoding {encoding!r} is not one of {ENCODINGS}"))
@@ -437,11 +452,19 @@ def check_declared(
     if topology and header.get("topology") and header["topology"] != topology:
         issues.append(Issue(None, "topology", f"the header declares topology {header['topology']!r}; the release has {topology!r}"))
         submission.rows.clear()
-    if release_format_version and header.get("release_format_version") and \
-            str(header["release_format_version"]) != str(release_format_version):
-        issues.append(Issue(None, "release_format_version",
-                            f"the header declares release format {header['release_format_version']!r}; "
-                            f"scored against {release_format_version!r}", severity="warning"))
+    if (
+        release_format_version
+        and header.get("release_format_version")
+        and str(header["release_format_version"]) != str(release_format_version)
+    ):
+        issues.append(
+            Issue(
+                None,
+                "release_format_version",
+                f"the header declares release format {header['release_format_version']!r}; scored against {release_format_version!r}",
+                severity="warning",
+            )
+        )
     for sequence_id in expected_frames:
         if sequence_id not in submission.seen_ids:
             issues.append(Issue(sequence_id, "missing_id", "no prediction for this test sequence"))
@@ -456,21 +479,36 @@ def check_declared(
             continue
         target = int(expected_frames[sequence_id])
         if abs(row.num_frames - target) > 1:
-            issues.append(Issue(sequence_id, "frame_count", f"{row.num_frames} frames; the ground truth has {target} "
-                                                            "(only a difference of one frame is trimmed)"))
+            issues.append(
+                Issue(
+                    sequence_id,
+                    "frame_count",
+                    f"{row.num_frames} frames; the ground truth has {target} (only a difference of one frame is trimmed)",
+                )
+            )
             del submission.rows[sequence_id]
         elif row.num_frames != target:
-            issues.append(Issue(sequence_id, "frames_trimmed",
-                                f"{row.num_frames} frames against {target}: scored on the first {min(row.num_frames, target)}",
-                                severity="warning"))
+            issues.append(
+                Issue(
+                    sequence_id,
+                    "frames_trimmed",
+                    f"{row.num_frames} frames against {target}: scored on the first {min(row.num_frames, target)}",
+                    severity="warning",
+                )
+            )
     for group, stored in submission.row_group_bytes.items():
         rows = [row for row in submission.rows.values() if row.row_group == group]
         budget = sum(_payload_budget(row) for row in rows)
         if rows and stored > budget:
             for row in rows:
-                issues.append(Issue(row.id, "size_mismatch",
-                                    f"row group {group} holds {stored} payload bytes; the declared shapes need at most "
-                                    f"{budget} (refused before reading)"))
+                issues.append(
+                    Issue(
+                        row.id,
+                        "size_mismatch",
+                        f"row group {group} holds {stored} payload bytes; the declared shapes need at most "
+                        f"{budget} (refused before reading)",
+                    )
+                )
                 del submission.rows[row.id]
 
 
@@ -492,16 +530,21 @@ def read_prediction(submission: Submission, sequence_id: str) -> np.ndarray:
     try:
         payload = _payload(submission, row)
     except Exception as exc:  # a damaged Parquet page: pyarrow raises OSError, ArrowInvalid, ...
-        raise _row_error(Issue(sequence_id, "corrupted_payload",
-                               f"row group {row.row_group} cannot be read ({type(exc).__name__}: {exc})")) from None
+        raise _row_error(
+            Issue(sequence_id, "corrupted_payload", f"row group {row.row_group} cannot be read ({type(exc).__name__}: {exc})")
+        ) from None
     if payload is None:
         raise _row_error(Issue(sequence_id, "corrupted_payload", "the vertices value is null"))
     expected_shape = (row.num_frames, row.num_vertices, 3)
     if row.encoding == "float32le":
         if len(payload) != row.num_frames * row.num_vertices * 12:
-            raise _row_error(Issue(sequence_id, "size_mismatch",
-                                   f"{len(payload)} payload bytes; declared shape {expected_shape} needs "
-                                   f"{row.num_frames * row.num_vertices * 12}"))
+            raise _row_error(
+                Issue(
+                    sequence_id,
+                    "size_mismatch",
+                    f"{len(payload)} payload bytes; declared shape {expected_shape} needs {row.num_frames * row.num_vertices * 12}",
+                )
+            )
         array = np.frombuffer(payload, dtype="<f4").reshape(expected_shape)
     else:
         from mmface4d_datasets import codec
@@ -509,8 +552,11 @@ def read_prediction(submission: Submission, sequence_id: str) -> np.ndarray:
         try:
             info = codec.peek(payload)
             if tuple(info["shape"]) != expected_shape:
-                raise _row_error(Issue(sequence_id, "size_mismatch",
-                                       f"codec header says shape {tuple(info['shape'])}; the row declares {expected_shape}"))
+                raise _row_error(
+                    Issue(
+                        sequence_id, "size_mismatch", f"codec header says shape {tuple(info['shape'])}; the row declares {expected_shape}"
+                    )
+                )
             array = codec.decode(payload)
         except SubmissionError:
             raise
@@ -558,8 +604,13 @@ class ValidationReport:
         return not self.errors
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "ok": self.ok, "header": self.header, "checked": self.checked,
-                "issues": [asdict(issue) for issue in self.issues]}
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "header": self.header,
+            "checked": self.checked,
+            "issues": [asdict(issue) for issue in self.issues],
+        }
 
 
 def validate_submission(
@@ -578,8 +629,7 @@ def validate_submission(
     """
     submission = open_submission(path)
     if submission.usable:
-        check_declared(submission, expected_frames, num_vertices, topology=topology,
-                       release_format_version=release_format_version)
+        check_declared(submission, expected_frames, num_vertices, topology=topology, release_format_version=release_format_version)
         if check_payloads:
             for sequence_id in list(submission.rows):
                 try:

@@ -78,6 +78,7 @@ class _InProcess:
 
 def _map_with_progress(executor, progress: bool):
     """The writer's ``map``, with a progress bar per pass when ``progress``."""
+
     def run(function, items):
         description = "release: " + function.__name__.strip("_").replace("_job", "").replace("_", " ")
         return executor.map(function, items, progress=progress, description=description)
@@ -88,9 +89,22 @@ def _map_with_progress(executor, progress: bool):
 _IN_PROCESS = _InProcess()
 
 
-def run_writer(sources, out_dir, *, topology, source_description: str, on_error: str, seed: int,
-               progress: bool, writer_options: dict, manifest_unmatched=(), card_info: dict | None = None,
-               withdrawn=(), inputs=(), executor=None) -> BuildSummary:
+def run_writer(
+    sources,
+    out_dir,
+    *,
+    topology,
+    source_description: str,
+    on_error: str,
+    seed: int,
+    progress: bool,
+    writer_options: dict,
+    manifest_unmatched=(),
+    card_info: dict | None = None,
+    withdrawn=(),
+    inputs=(),
+    executor=None,
+) -> BuildSummary:
     """Hand ``sources`` to the core's writer and turn its report into a :class:`BuildSummary`.
 
     ``card_info``: extra dataset-card fields for the writer (``pretty_name``, ...); ``source`` is
@@ -108,20 +122,55 @@ def run_writer(sources, out_dir, *, topology, source_description: str, on_error:
     out = Path(out_dir)
     sources = list(sources)
     with output_folder(out, RELEASE_KIND, inputs=inputs) as output:
-        summary = _write_and_report(sources, out, output, topology=topology, source_description=source_description,
-                                    on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
-                                    manifest_unmatched=manifest_unmatched, card_info=card_info, write_release=write_release,
-                                    withdrawn=withdrawn, executor=executor)
+        summary = _write_and_report(
+            sources,
+            out,
+            output,
+            topology=topology,
+            source_description=source_description,
+            on_error=on_error,
+            seed=seed,
+            progress=progress,
+            writer_options=writer_options,
+            manifest_unmatched=manifest_unmatched,
+            card_info=card_info,
+            write_release=write_release,
+            withdrawn=withdrawn,
+            executor=executor,
+        )
     return summary
 
 
-def _write_and_report(sources, out: Path, output, *, topology, source_description, on_error, seed, progress,
-                      writer_options, manifest_unmatched, card_info, write_release, withdrawn,
-                      executor=None) -> BuildSummary:
+def _write_and_report(
+    sources,
+    out: Path,
+    output,
+    *,
+    topology,
+    source_description,
+    on_error,
+    seed,
+    progress,
+    writer_options,
+    manifest_unmatched,
+    card_info,
+    write_release,
+    withdrawn,
+    executor=None,
+) -> BuildSummary:
     card_info = (card_info or {}) | {"source": source_description}
-    report = write_release(sources, out, output=output, topology=topology, seed=seed, on_error=on_error,
-                           progress=progress, card_info=card_info,
-                           map=_map_with_progress(executor or _IN_PROCESS, progress), **writer_options)
+    report = write_release(
+        sources,
+        out,
+        output=output,
+        topology=topology,
+        seed=seed,
+        on_error=on_error,
+        progress=progress,
+        card_info=card_info,
+        map=_map_with_progress(executor or _IN_PROCESS, progress),
+        **writer_options,
+    )
     # Statistics figures into meta/figures/, meta/info.json and the card (only with matplotlib, the viz extra).
     from builders.stats import add_figures_to_release
 
@@ -142,11 +191,22 @@ def _write_and_report(sources, out: Path, output, *, topology, source_descriptio
     return summary
 
 
-def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
-                  bfm_info: str | os.PathLike | None = None, on_error: str = "stop", raw: bool = True, seed: int = 0,
-                  max_error: float | None = None, shard_size_bytes: int | None = None, progress: bool = True,
-                  duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S,
-                  withdrawals: str | os.PathLike | None = None, executor=None) -> BuildSummary:
+def build_release(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    manifest: str | os.PathLike | None = None,
+    bfm_info: str | os.PathLike | None = None,
+    on_error: str = "stop",
+    raw: bool = True,
+    seed: int = 0,
+    max_error: float | None = None,
+    shard_size_bytes: int | None = None,
+    progress: bool = True,
+    duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S,
+    withdrawals: str | os.PathLike | None = None,
+    executor=None,
+) -> BuildSummary:
     """Build a release in ``out_dir`` from the takes under ``source`` (the authors' layout).
 
     ``withdrawals``: a withdrawal list (``capture_rig.consent``; a consent registry folder or its
@@ -164,20 +224,29 @@ def build_release(source: str | os.PathLike, out_dir: str | os.PathLike, *, mani
     _check_on_error(on_error)
     writer_options = _writer_options(max_error, shard_size_bytes)
     refuse_inside_inputs(out_dir, [source])
-    plan = scan_source(source, manifest=manifest, bfm_info=bfm_info, raw=raw,
-                       duration_tolerance_s=duration_tolerance_s, progress=progress)
+    plan = scan_source(source, manifest=manifest, bfm_info=bfm_info, raw=raw, duration_tolerance_s=duration_tolerance_s, progress=progress)
     withdrawn = _leave_out_withdrawn(plan, withdrawals) if withdrawals is not None else []
     if on_error == "stop" and plan.problems:
         # Fail before anything is written, naming every take the scan found bad.
         listed = [plan.problems[key] for key in sorted(plan.problems)]
         more = f"\n  ... and {len(listed) - 20} more" if len(listed) > 20 else ""
-        raise MMFace4DError(f"{source}: {len(listed)} take(s) cannot be built (--on-error skip leaves them out):\n  "
-                            + "\n  ".join(listed[:20]) + more)
-    return run_writer(plan.sources, out_dir, topology=plan.topology,
-                      source_description=f"takes in the authors' layout ({len(plan.sources)} found)",
-                      on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
-                      manifest_unmatched=plan.manifest_unmatched, withdrawn=withdrawn, inputs=[source],
-                      executor=executor)
+        raise MMFace4DError(
+            f"{source}: {len(listed)} take(s) cannot be built (--on-error skip leaves them out):\n  " + "\n  ".join(listed[:20]) + more
+        )
+    return run_writer(
+        plan.sources,
+        out_dir,
+        topology=plan.topology,
+        source_description=f"takes in the authors' layout ({len(plan.sources)} found)",
+        on_error=on_error,
+        seed=seed,
+        progress=progress,
+        writer_options=writer_options,
+        manifest_unmatched=plan.manifest_unmatched,
+        withdrawn=withdrawn,
+        inputs=[source],
+        executor=executor,
+    )
 
 
 def _leave_out_withdrawn(plan, withdrawals) -> list[str]:
@@ -192,10 +261,19 @@ def _leave_out_withdrawn(plan, withdrawals) -> list[str]:
     return out
 
 
-def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, sentences: int, seed: int = 0,
-                            num_vertices: int | None = None, on_error: str = "stop",
-                            max_error: float | None = None, shard_size_bytes: int | None = None,
-                            progress: bool = True, executor=None) -> BuildSummary:
+def build_synthetic_release(
+    out_dir: str | os.PathLike,
+    *,
+    subjects: int,
+    sentences: int,
+    seed: int = 0,
+    num_vertices: int | None = None,
+    on_error: str = "stop",
+    max_error: float | None = None,
+    shard_size_bytes: int | None = None,
+    progress: bool = True,
+    executor=None,
+) -> BuildSummary:
     """Build a release of ``subjects`` x ``sentences`` synthetic takes made in memory by the core's
     generator (see :mod:`mmface4d_datasets.release.synthetic_source`); ``seed`` drives both the generator and the split."""
     from mmface4d_datasets.release.synthetic_source import synthetic_sources
@@ -203,8 +281,15 @@ def build_synthetic_release(out_dir: str | os.PathLike, *, subjects: int, senten
     _check_on_error(on_error)
     writer_options = _writer_options(max_error, shard_size_bytes)
     sources, topology = synthetic_sources(subjects=subjects, sentences=sentences, seed=seed, num_vertices=num_vertices)
-    return run_writer(sources, out_dir, topology=topology,
-                      source_description=f"synthetic takes ({subjects} subjects x {sentences} sentences, seed {seed})",
-                      on_error=on_error, seed=seed, progress=progress, writer_options=writer_options,
-                      card_info=SYNTHETIC_CARD_INFO | {"pretty_name": "MMFace4D synthetic (generated, no real person)"},
-                      executor=executor)
+    return run_writer(
+        sources,
+        out_dir,
+        topology=topology,
+        source_description=f"synthetic takes ({subjects} subjects x {sentences} sentences, seed {seed})",
+        on_error=on_error,
+        seed=seed,
+        progress=progress,
+        writer_options=writer_options,
+        card_info=SYNTHETIC_CARD_INFO | {"pretty_name": "MMFace4D synthetic (generated, no real person)"},
+        executor=executor,
+    )

@@ -112,19 +112,43 @@ def detect_landmarks(colour_video: Path):
                 _DETECTOR["detector"] = FaceAlignmentDetector()
     except DetectorUnavailable as exc:
         take_camera = colour_video.name.split(".")[0]
-        raise DetectorUnavailable(f"{take_camera}: no landmark file beside the recording "
-                                  f"({take_camera}.landmarks.npy) and the landmark detector cannot run: {exc}") from None
+        raise DetectorUnavailable(
+            f"{take_camera}: no landmark file beside the recording "
+            f"({take_camera}.landmarks.npy) and the landmark detector cannot run: {exc}"
+        ) from None
     return _DETECTOR["detector"].detect(read_colour_video(colour_video))
 
 
-def convert_job(take_id: str, recordings: list[str], camera_ids: list[int], audio: str | None, take_log: str | None,
-                landmarks: dict, out_dir: str, crf: int | None, detect: bool) -> dict:
+def convert_job(
+    take_id: str,
+    recordings: list[str],
+    camera_ids: list[int],
+    audio: str | None,
+    take_log: str | None,
+    landmarks: dict,
+    out_dir: str,
+    crf: int | None,
+    detect: bool,
+) -> dict:
     """Stage 1 for one take (runs in a worker): ``rig convert`` into ``out_dir/ID``, one FFmpeg thread."""
     from capture_rig.convert import convert_take
 
-    report = convert_take(recordings, take_id, out_dir, audio=audio, take_log=take_log, camera_ids=camera_ids, crf=crf,
-                          progress=False, threads=1, workers=1, log=lambda line: None, landmarks=landmarks,
-                          detect_landmarks=detect_landmarks if detect else None, require_landmarks=True)
+    report = convert_take(
+        recordings,
+        take_id,
+        out_dir,
+        audio=audio,
+        take_log=take_log,
+        camera_ids=camera_ids,
+        crf=crf,
+        progress=False,
+        threads=1,
+        workers=1,
+        log=lambda line: None,
+        landmarks=landmarks,
+        detect_landmarks=detect_landmarks if detect else None,
+        require_landmarks=True,
+    )
     return {"seconds": round(report.seconds, 3), "frames": report.num_frames, "notes": report.notes}
 
 
@@ -137,8 +161,12 @@ def reconstruct_job(take_folder: str, out_dir: str, model: FaceModelSpec) -> dic
     seconds = time.perf_counter() - started
     report = json.loads((folder / "fit_report.json").read_text(encoding="utf-8"))
     frames = int(report["num_frames"])
-    return {"seconds": round(seconds, 3), "frames": frames, "seconds_per_frame": round(seconds / max(frames, 1), 4),
-            "frames_lost": len(report.get("frames_lost", []))}
+    return {
+        "seconds": round(seconds, 3),
+        "frames": frames,
+        "seconds_per_frame": round(seconds / max(frames, 1), 4),
+        "frames_lost": len(report.get("frames_lost", [])),
+    }
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -158,8 +186,9 @@ def _session_takes(sessions, withdrawn_actors: set[str]) -> tuple[list, dict[str
     for session in sessions:
         for take in find_session_takes(session):
             if take.take_id in where:
-                raise MMFace4DError(f"take {take.take_id} is recorded in two sessions ({where[take.take_id]} and "
-                                    f"{session}); take ids must be unique")
+                raise MMFace4DError(
+                    f"take {take.take_id} is recorded in two sessions ({where[take.take_id]} and {session}); take ids must be unique"
+                )
             where[take.take_id] = session
             try:
                 log = read_take_log(take.take_log) if take.take_log else {}
@@ -227,12 +256,24 @@ def _check_folders(sessions: list[Path], out: Path, work: Path) -> None:
         raise OutputFolderError(f"--out {out} and --work {work} must be separate folders, neither inside the other")
 
 
-def build_from_recordings(sessions, out: str | os.PathLike, *, work: str | os.PathLike | None = None,
-                          workers: int | None = None, ray: str | None = None, executor=None,
-                          face_model: FaceModelSpec = FaceModelSpec(), detect: bool = True,
-                          withdrawals: str | os.PathLike | None = None, manifest: str | os.PathLike | None = None,
-                          seed: int = 0, max_error: float | None = None, shard_size_bytes: int | None = None,
-                          crf: int | None = None, progress: bool = True) -> dict:
+def build_from_recordings(
+    sessions,
+    out: str | os.PathLike,
+    *,
+    work: str | os.PathLike | None = None,
+    workers: int | None = None,
+    ray: str | None = None,
+    executor=None,
+    face_model: FaceModelSpec = FaceModelSpec(),
+    detect: bool = True,
+    withdrawals: str | os.PathLike | None = None,
+    manifest: str | os.PathLike | None = None,
+    seed: int = 0,
+    max_error: float | None = None,
+    shard_size_bytes: int | None = None,
+    crf: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Recording sessions -> a validated release in ``out`` (see the module docstring); returns the summary.
 
     ``work``: the intermediate folder (default ``OUT.work`` beside ``out``). ``workers`` / ``ray``:
@@ -279,9 +320,24 @@ def build_from_recordings(sessions, out: str | os.PathLike, *, work: str | os.Pa
         executor = executor_from_arguments(SimpleNamespace(workers=workers, ray=ray))
     try:
         with output_folder(work, WORK_KIND, inputs=sessions) as output:
-            summary = _run(takes, left_out, sessions, out, work, output, executor, face_model=face_model, detect=detect,
-                           withdrawals=withdrawals, manifest=manifest, seed=seed, max_error=max_error,
-                           shard_size_bytes=shard_size_bytes, crf=crf, progress=progress)
+            summary = _run(
+                takes,
+                left_out,
+                sessions,
+                out,
+                work,
+                output,
+                executor,
+                face_model=face_model,
+                detect=detect,
+                withdrawals=withdrawals,
+                manifest=manifest,
+                seed=seed,
+                max_error=max_error,
+                shard_size_bytes=shard_size_bytes,
+                crf=crf,
+                progress=progress,
+            )
             summary["seconds"] = round(time.perf_counter() - started, 3)
             output.will_write(work / SUMMARY)
             atomic_write_bytes(work / SUMMARY, json_bytes(summary))
@@ -291,26 +347,64 @@ def build_from_recordings(sessions, out: str | os.PathLike, *, work: str | os.Pa
     return summary
 
 
-def _run(takes, left_out, sessions, out: Path, work: Path, output, executor, *, face_model, detect, withdrawals,
-         manifest, seed, max_error, shard_size_bytes, crf, progress) -> dict:
+def _run(
+    takes,
+    left_out,
+    sessions,
+    out: Path,
+    work: Path,
+    output,
+    executor,
+    *,
+    face_model,
+    detect,
+    withdrawals,
+    manifest,
+    seed,
+    max_error,
+    shard_size_bytes,
+    crf,
+    progress,
+) -> dict:
     from mmface4d_datasets.files import atomic_write_bytes, json_bytes
     from reconstruction.executor import Job
     from reconstruction.pipeline import OUTPUT_MARKER, prepare_output
 
     converted, reconstructed = work / CONVERTED, work / RECONSTRUCTED
     leftovers = _remove_staging_leftovers(converted) + _remove_staging_leftovers(reconstructed)
-    summary = {"out": str(out), "work": str(work), "sessions": [str(s) for s in sessions],
-               "executor": executor.describe(), "takes": sorted(t.take_id for t in takes),
-               "left_out": dict(sorted(left_out.items())), "staging_leftovers_removed": leftovers, "stages": {}}
+    summary = {
+        "out": str(out),
+        "work": str(work),
+        "sessions": [str(s) for s in sessions],
+        "executor": executor.describe(),
+        "takes": sorted(t.take_id for t in takes),
+        "left_out": dict(sorted(left_out.items())),
+        "staging_leftovers_removed": leftovers,
+        "stages": {},
+    }
 
     # 1. convert
     output.will_write(*(converted / t.take_id for t in takes))
     converted.mkdir(exist_ok=True)
-    jobs = [Job(t.take_id, convert_job,
-                (t.take_id, [str(p) for p in t.recordings], list(t.camera_ids), str(t.audio) if t.audio else None,
-                 str(t.take_log) if t.take_log else None, {c: str(p) for c, p in t.landmarks.items()},
-                 str(converted), crf, detect),
-                converted / t.take_id) for t in takes]
+    jobs = [
+        Job(
+            t.take_id,
+            convert_job,
+            (
+                t.take_id,
+                [str(p) for p in t.recordings],
+                list(t.camera_ids),
+                str(t.audio) if t.audio else None,
+                str(t.take_log) if t.take_log else None,
+                {c: str(p) for c, p in t.landmarks.items()},
+                str(converted),
+                crf,
+                detect,
+            ),
+            converted / t.take_id,
+        )
+        for t in takes
+    ]
     t0 = time.perf_counter()
     run = executor.run(jobs, progress=progress, description="convert")
     summary["stages"]["convert"] = _stage_summary(run, time.perf_counter() - t0)
@@ -319,17 +413,27 @@ def _run(takes, left_out, sessions, out: Path, work: Path, output, executor, *, 
     ready = [t.take_id for t in takes if (converted / t.take_id).is_dir()]
     output.will_write(reconstructed / OUTPUT_MARKER, *(reconstructed / key for key in ready))
     prepare_output(reconstructed)
-    jobs = [Job(key, reconstruct_job, (str(converted / key), str(reconstructed), face_model), reconstructed / key)
-            for key in ready]
+    jobs = [Job(key, reconstruct_job, (str(converted / key), str(reconstructed), face_model), reconstructed / key) for key in ready]
     t0 = time.perf_counter()
     run = executor.run(jobs, progress=progress, description="reconstruct")
     summary["stages"]["reconstruct"] = _stage_summary(run, time.perf_counter() - t0)
 
     # 3. release
-    summary["stages"]["release"] = _release_stage(reconstructed, out, work, output, executor, withdrawals=withdrawals,
-                                                  manifest=manifest, seed=seed, max_error=max_error,
-                                                  shard_size_bytes=shard_size_bytes, progress=progress,
-                                                  atomic_write_bytes=atomic_write_bytes, json_bytes=json_bytes)
+    summary["stages"]["release"] = _release_stage(
+        reconstructed,
+        out,
+        work,
+        output,
+        executor,
+        withdrawals=withdrawals,
+        manifest=manifest,
+        seed=seed,
+        max_error=max_error,
+        shard_size_bytes=shard_size_bytes,
+        progress=progress,
+        atomic_write_bytes=atomic_write_bytes,
+        json_bytes=json_bytes,
+    )
 
     # 4. validate
     if (out / "meta" / "info.json").is_file():
@@ -344,36 +448,90 @@ def _run(takes, left_out, sessions, out: Path, work: Path, output, executor, *, 
     return summary
 
 
-def _release_stage(reconstructed: Path, out: Path, work: Path, output, executor, *, withdrawals, manifest, seed,
-                   max_error, shard_size_bytes, progress, atomic_write_bytes, json_bytes) -> dict:
+def _release_stage(
+    reconstructed: Path,
+    out: Path,
+    work: Path,
+    output,
+    executor,
+    *,
+    withdrawals,
+    manifest,
+    seed,
+    max_error,
+    shard_size_bytes,
+    progress,
+    atomic_write_bytes,
+    json_bytes,
+) -> dict:
     from builders.build import build_release
 
     keys = sorted(p.name for p in reconstructed.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not keys:
-        return {"done": [], "skipped": [], "failed": {}, "withdrawn": [], "seconds": 0.0,
-                "counts": {"done": 0, "skipped": 0, "failed": 0}, "note": "no reconstructed take; no release built"}
-    options = {"seed": seed, "max_error": max_error, "shard_size_bytes": shard_size_bytes,
-               "withdrawals": _file_hash(withdrawals), "manifest": _file_hash(manifest)}
+        return {
+            "done": [],
+            "skipped": [],
+            "failed": {},
+            "withdrawn": [],
+            "seconds": 0.0,
+            "counts": {"done": 0, "skipped": 0, "failed": 0},
+            "note": "no reconstructed take; no release built",
+        }
+    options = {
+        "seed": seed,
+        "max_error": max_error,
+        "shard_size_bytes": shard_size_bytes,
+        "withdrawals": _file_hash(withdrawals),
+        "manifest": _file_hash(manifest),
+    }
     fingerprint = _release_fingerprint(reconstructed, options)
     record = work / RELEASE_INPUTS
     if _release_is_current(out, record, fingerprint):
-        return {"done": [], "skipped": keys, "failed": {}, "withdrawn": [], "seconds": 0.0,
-                "counts": {"done": 0, "skipped": len(keys), "failed": 0},
-                "note": "the release is complete and its inputs are unchanged"}
+        return {
+            "done": [],
+            "skipped": keys,
+            "failed": {},
+            "withdrawn": [],
+            "seconds": 0.0,
+            "counts": {"done": 0, "skipped": len(keys), "failed": 0},
+            "note": "the release is complete and its inputs are unchanged",
+        }
     t0 = time.perf_counter()
     try:
-        report = build_release(reconstructed, out, manifest=manifest, on_error="skip", withdrawals=withdrawals,
-                               seed=seed, max_error=max_error, shard_size_bytes=shard_size_bytes, progress=progress,
-                               executor=executor)
+        report = build_release(
+            reconstructed,
+            out,
+            manifest=manifest,
+            on_error="skip",
+            withdrawals=withdrawals,
+            seed=seed,
+            max_error=max_error,
+            shard_size_bytes=shard_size_bytes,
+            progress=progress,
+            executor=executor,
+        )
     except MMFace4DError as exc:  # about the whole release (a refused folder, every take withdrawn, ...)
-        return {"done": [], "skipped": [], "failed": {}, "error": str(exc), "seconds": round(time.perf_counter() - t0, 3),
-                "counts": {"done": 0, "skipped": 0, "failed": 0}}
+        return {
+            "done": [],
+            "skipped": [],
+            "failed": {},
+            "error": str(exc),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "counts": {"done": 0, "skipped": 0, "failed": 0},
+        }
     seconds = time.perf_counter() - t0
     output.will_write(record)
     info_sha = hashlib.sha256((out / "meta" / "info.json").read_bytes()).hexdigest()
     atomic_write_bytes(record, json_bytes({"inputs": fingerprint, "info_sha256": info_sha}))
     done = sorted(sequence.split("/")[-1] for sequence in report.sequences)
     failed = {s.take_id: s.reason for s in report.skipped}
-    return {"done": done, "skipped": [], "failed": dict(sorted(failed.items())), "withdrawn": sorted(report.withdrawn),
-            "resumed_from_staging": sorted(report.resumed), "split_counts": report.split_counts,
-            "seconds": round(seconds, 3), "counts": {"done": len(done), "skipped": 0, "failed": len(failed)}}
+    return {
+        "done": done,
+        "skipped": [],
+        "failed": dict(sorted(failed.items())),
+        "withdrawn": sorted(report.withdrawn),
+        "resumed_from_staging": sorted(report.resumed),
+        "split_counts": report.split_counts,
+        "seconds": round(seconds, 3),
+        "counts": {"done": len(done), "skipped": 0, "failed": len(failed)},
+    }

@@ -28,6 +28,7 @@ MANIFEST_COLUMNS = ("take_id", "subject_id", "sentence_id", "text", "gender", "a
 #: Digits of a take id (DESIGN.md, Takes); shorter all-digit ids in a manifest lost their leading zeros.
 TAKE_ID_DIGITS = 6
 
+
 def read_manifest(path: str | os.PathLike) -> dict[str, dict]:
     """Read a manifest CSV into ``{take_id: {column: cell}}`` (cells as strings, unchecked).
 
@@ -43,9 +44,11 @@ def read_manifest(path: str | os.PathLike) -> dict[str, dict]:
         try:
             return _read_manifest_rows(path, handle, {})
         except UnicodeDecodeError as exc:
-            raise FormatError(f"{path}: the manifest CSV is not UTF-8 (byte {exc.start} of the file's text cannot be "
-                              f"decoded; a spreadsheet may have saved it as GBK or another legacy encoding: save it "
-                              f"as 'CSV UTF-8')") from None
+            raise FormatError(
+                f"{path}: the manifest CSV is not UTF-8 (byte {exc.start} of the file's text cannot be "
+                f"decoded; a spreadsheet may have saved it as GBK or another legacy encoding: save it "
+                f"as 'CSV UTF-8')"
+            ) from None
         except csv.Error as exc:
             raise FormatError(f"{path}: not a readable CSV ({exc})") from None
 
@@ -56,8 +59,9 @@ def _read_manifest_rows(path: Path, handle, rows: dict[str, dict]) -> dict[str, 
     header = [name.strip() for name in (reader.fieldnames or [])]
     missing = [c for c in MANIFEST_COLUMNS if c not in header]
     if missing:
-        raise FormatError(f"{path}: the manifest CSV lacks the column(s) {', '.join(missing)} "
-                          f"(expected header: {','.join(MANIFEST_COLUMNS)})")
+        raise FormatError(
+            f"{path}: the manifest CSV lacks the column(s) {', '.join(missing)} (expected header: {','.join(MANIFEST_COLUMNS)})"
+        )
     reader.fieldnames = header
     for row in reader:
         line = reader.line_num
@@ -65,9 +69,11 @@ def _read_manifest_rows(path: Path, handle, rows: dict[str, dict]) -> dict[str, 
         if not take_id:
             raise FormatError(f"{path}, line {line}: take_id is empty")
         if take_id.isdigit() and take_id.isascii() and len(take_id) < TAKE_ID_DIGITS:
-            raise FormatError(f"{path}, line {line}: take_id {take_id!r} has {len(take_id)} digits; take ids have "
-                              f"{TAKE_ID_DIGITS} (a spreadsheet drops leading zeros: did you mean "
-                              f"{take_id.zfill(TAKE_ID_DIGITS)!r}? store the column as text)")
+            raise FormatError(
+                f"{path}, line {line}: take_id {take_id!r} has {len(take_id)} digits; take ids have "
+                f"{TAKE_ID_DIGITS} (a spreadsheet drops leading zeros: did you mean "
+                f"{take_id.zfill(TAKE_ID_DIGITS)!r}? store the column as text)"
+            )
         if take_id in rows:
             raise FormatError(f"{path}, line {line}: take {take_id} is listed twice (first at {rows[take_id]['_where']})")
         rows[take_id] = {c: row.get(c) for c in MANIFEST_COLUMNS} | {"_where": f"{path}, line {line}"}
@@ -88,8 +94,9 @@ def read_meta_json(path: str | os.PathLike) -> dict:
     return value
 
 
-def take_metadata(take_id: str, manifest: dict[str, dict] | None, meta: dict | None = None,
-                  meta_path: str | os.PathLike | None = None) -> TakeMetadata:
+def take_metadata(
+    take_id: str, manifest: dict[str, dict] | None, meta: dict | None = None, meta_path: str | os.PathLike | None = None
+) -> TakeMetadata:
     """The metadata of one take: its manifest row when it has one, else its meta.json object ``meta``
     (read from ``meta_path``, which names it in errors).
 

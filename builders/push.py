@@ -79,9 +79,7 @@ class PushPlan:
             found.append(f"{len(self.files)} files in all (the Hub allows fewer than {MAX_FILES_PER_REPO})")
         for folder, count in sorted(self.files_per_folder.items()):
             if count >= MAX_FILES_PER_FOLDER:
-                found.append(
-                    f"{count} files in folder '{folder or '.'}' (the Hub allows fewer than {MAX_FILES_PER_FOLDER})"
-                )
+                found.append(f"{count} files in folder '{folder or '.'}' (the Hub allows fewer than {MAX_FILES_PER_FOLDER})")
         return found
 
     def as_dict(self) -> dict:
@@ -120,8 +118,10 @@ def plan_push(folder: str | os.PathLike) -> PushPlan:
         raise PushError(f"{root}: not a release that can be pushed: {exc}") from None
     missing = [relative for relative in listed if not (root / relative).is_file()]
     if missing:
-        raise PushError(f"{root}: the release lists files that are missing ({', '.join(missing[:10])}); "
-                        "rebuild it with `mmface4d build`, nothing was uploaded")
+        raise PushError(
+            f"{root}: the release lists files that are missing ({', '.join(missing[:10])}); "
+            "rebuild it with `mmface4d build`, nothing was uploaded"
+        )
     files = [PlannedFile(relative, (root / relative).stat().st_size) for relative in listed]
     # The repository root is counted under "" (PurePosixPath("a").parent is ".").
     per_folder = Counter(str(PurePosixPath(f.path).parent).removeprefix(".") for f in files)
@@ -160,8 +160,15 @@ def _is_transient(exc: BaseException) -> bool:
     return status is not None and (status == 429 or status >= 500)
 
 
-def with_retries(call: Callable[[], object], *, retries: int, backoff_s: float, what: str,
-                 sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None):
+def with_retries(
+    call: Callable[[], object],
+    *,
+    retries: int,
+    backoff_s: float,
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+    log: Callable[[str], None] | None = None,
+):
     """Run ``call`` and retry transient failures up to ``retries`` more times.
 
     The wait before retry k (1-based) is ``backoff_s * 2 ** (k - 1)`` seconds; each retry is
@@ -199,19 +206,34 @@ def _upload_call(api, *, repo_id: str, folder: Path, revision: str | None, priva
     allow = exact_patterns(f.path for f in plan.files)
     large = getattr(api, "upload_large_folder", None)
     if large is not None:
-        kwargs = dict(repo_id=repo_id, folder_path=str(folder), repo_type=REPO_TYPE,
-                      revision=revision, private=private, allow_patterns=allow, ignore_patterns=ignore)
+        kwargs = dict(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            repo_type=REPO_TYPE,
+            revision=revision,
+            private=private,
+            allow_patterns=allow,
+            ignore_patterns=ignore,
+        )
         # Pass only what this version accepts (``private`` came and went across versions).
         parameters = inspect.signature(large).parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
             if "allow_patterns" not in parameters:  # never upload the whole folder instead of the release
-                raise PushError("the installed huggingface_hub's upload_large_folder cannot be restricted to the "
-                                "release's files (no allow_patterns); upgrade huggingface_hub. Nothing was uploaded")
+                raise PushError(
+                    "the installed huggingface_hub's upload_large_folder cannot be restricted to the "
+                    "release's files (no allow_patterns); upgrade huggingface_hub. Nothing was uploaded"
+                )
             kwargs = {k: v for k, v in kwargs.items() if k in parameters}
         return lambda: large(**kwargs)
-    return lambda: api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=REPO_TYPE,
-                                     revision=revision, allow_patterns=allow, ignore_patterns=ignore,
-                                     commit_message="Upload MMFace4D release with mmface4d build push")
+    return lambda: api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type=REPO_TYPE,
+        revision=revision,
+        allow_patterns=allow,
+        ignore_patterns=ignore,
+        commit_message="Upload MMFace4D release with mmface4d build push",
+    )
 
 
 def validate_before_push(folder: Path) -> None:
@@ -224,10 +246,20 @@ def validate_before_push(folder: Path) -> None:
         raise PushError(f"{folder}: the release does not validate, nothing was uploaded:\n  {listed}")
 
 
-def push_release(folder: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
-                 token: str | None = None, retries: int = 5, backoff_s: float = 2.0, validate: bool = True,
-                 api=None, sleep: Callable[[float], None] = time.sleep,
-                 log: Callable[[str], None] | None = None) -> PushPlan:
+def push_release(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    retries: int = 5,
+    backoff_s: float = 2.0,
+    validate: bool = True,
+    api=None,
+    sleep: Callable[[float], None] = time.sleep,
+    log: Callable[[str], None] | None = None,
+) -> PushPlan:
     """Validate the release ``folder`` and upload it to the dataset repository ``repo_id``.
 
     Creates the repository if needed (``private`` only applies to a new one), creates ``revision``
@@ -251,20 +283,29 @@ def push_release(folder: str | os.PathLike, repo_id: str, *, private: bool = Fal
 
         api = HfApi(token=token)
 
-    steps = [(f"creating dataset repository {repo_id}",
-              lambda: api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True))]
+    steps = [
+        (f"creating dataset repository {repo_id}", lambda: api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True))
+    ]
     if revision:
-        steps.append((f"creating branch {revision}",
-                      lambda: api.create_branch(repo_id, branch=revision, repo_type=REPO_TYPE, exist_ok=True)))
-    steps.append((f"uploading {len(plan.files)} files to {repo_id}",
-                  _upload_call(api, repo_id=repo_id, folder=root, revision=revision, private=private, plan=plan)))
+        steps.append(
+            (f"creating branch {revision}", lambda: api.create_branch(repo_id, branch=revision, repo_type=REPO_TYPE, exist_ok=True))
+        )
+    steps.append(
+        (
+            f"uploading {len(plan.files)} files to {repo_id}",
+            _upload_call(api, repo_id=repo_id, folder=root, revision=revision, private=private, plan=plan),
+        )
+    )
     for index, (what, call) in enumerate(steps):
         try:
             with_retries(call, retries=retries, backoff_s=backoff_s, what=what, sleep=sleep, log=log)
         except Exception as exc:
             if _is_network_failure(exc):
-                done = "nothing was uploaded" if index < len(steps) - 1 else (
-                    "the upload did not complete; run the same command again to resume it")
+                done = (
+                    "nothing was uploaded"
+                    if index < len(steps) - 1
+                    else ("the upload did not complete; run the same command again to resume it")
+                )
                 reason = "offline mode is on (HF_HUB_OFFLINE)" if _is_offline_mode(exc) else f"{type(exc).__name__}: {exc}"
                 raise HubUnreachableError(f"the Hugging Face Hub could not be reached while {what} ({reason}); {done}") from exc
             raise

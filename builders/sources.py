@@ -90,8 +90,9 @@ def detect_topology(take, meta: dict | None) -> str:
         return declared
     if side == official.frame_side(BFM_FRONT_VERTICES):
         return BFM_FRONT
-    raise ValueError(f"the .nut frames are {side}x{side}, which is not the bfm_front size; "
-                     "name the topology (synthetic_v1@<N>) in the take's meta.json")
+    raise ValueError(
+        f"the .nut frames are {side}x{side}, which is not the bfm_front size; name the topology (synthetic_v1@<N>) in the take's meta.json"
+    )
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,15 @@ class TakeSource:
             stat = os.stat(path)  # follows links: the content's file is what counts
             files.append([str(path), stat.st_size, stat.st_mtime_ns])
         metadata = None if self.metadata is None else {k: v for k, v in vars(self.metadata).items() if k != "source"}
-        return {"key": self.key, "problem": self.problem, "topology": self.topology, "metadata": metadata,
-                "raw": self.raw, "duration_tolerance_s": self.duration_tolerance_s, "files": files}
+        return {
+            "key": self.key,
+            "problem": self.problem,
+            "topology": self.topology,
+            "metadata": metadata,
+            "raw": self.raw,
+            "duration_tolerance_s": self.duration_tolerance_s,
+            "files": files,
+        }
 
     def _fail(self, message: str, path: Path | None = None) -> TakeError:
         where = f" ({path})" if path is not None else ""
@@ -146,9 +154,18 @@ class TakeSource:
             raise self._fail(str(exc), self.take.audio) from None
         m = self.metadata
         return SourceSequence(
-            take_id=self.key, subject_id=m.subject_id, sentence_id=m.sentence_id,
-            vertices=vertices, audio=audio, sample_rate=sample_rate, audio_subtype=subtype,
-            topology=self.topology, fps=official.FPS, text=m.text, gender=m.gender, age=m.age,
+            take_id=self.key,
+            subject_id=m.subject_id,
+            sentence_id=m.sentence_id,
+            vertices=vertices,
+            audio=audio,
+            sample_rate=sample_rate,
+            audio_subtype=subtype,
+            topology=self.topology,
+            fps=official.FPS,
+            text=m.text,
+            gender=m.gender,
+            age=m.age,
             raw=self._read_raw(vertices.shape[0]) if self.raw else None,
         )
 
@@ -167,8 +184,11 @@ class TakeSource:
         except MMFace4DError as exc:
             raise self._fail(str(exc)) from None
         if subtype not in AUDIO_DTYPES:
-            raise self._fail(f"audio subtype {subtype} cannot be stored bit-exact; expected one of "
-                             f"{', '.join(AUDIO_DTYPES)} (32-bit float, 16- or 24-bit PCM)", path)
+            raise self._fail(
+                f"audio subtype {subtype} cannot be stored bit-exact; expected one of "
+                f"{', '.join(AUDIO_DTYPES)} (32-bit float, 16- or 24-bit PCM)",
+                path,
+            )
         if samples.size == 0:
             raise self._fail("the audio holds no samples", path)
         if subtype != "FLOAT":
@@ -182,15 +202,18 @@ class TakeSource:
         except MMFace4DError as exc:
             raise self._fail(str(exc)) from None
         except (OSError, ValueError) as exc:  # a damaged video stream surfaces from PyAV as these
-            raise self._fail(f"the mesh sequence cannot be decoded ({type(exc).__name__}: {exc})",
-                             Path(f"{self.take.mesh_prefix}_*.nut")) from None
+            raise self._fail(
+                f"the mesh sequence cannot be decoded ({type(exc).__name__}: {exc})", Path(f"{self.take.mesh_prefix}_*.nut")
+            ) from None
         vertices = np.asarray(vertices)
         if vertices.ndim != 3 or vertices.shape[1:] != (num_vertices, 3) or vertices.shape[0] == 0:
             raise self._fail(f"the mesh sequence has shape {vertices.shape}, expected (T>0, {num_vertices}, 3)")
         if not np.isfinite(vertices).all():
             bad = np.unique(np.nonzero(~np.isfinite(vertices))[0])
-            raise self._fail(f"the mesh sequence holds NaN or infinite coordinates in {bad.size} frame(s), "
-                             f"first at frame {int(bad[0])}", Path(f"{self.take.mesh_prefix}_*.nut"))
+            raise self._fail(
+                f"the mesh sequence holds NaN or infinite coordinates in {bad.size} frame(s), first at frame {int(bad[0])}",
+                Path(f"{self.take.mesh_prefix}_*.nut"),
+            )
         return np.ascontiguousarray(vertices, dtype=np.float32)
 
     def _read_raw(self, num_frames: int):
@@ -253,10 +276,15 @@ def topology_info(name: str, *, root: Path, takes, bfm_info: str | os.PathLike |
     if name == BFM_FRONT:
         path = Path(bfm_info) if bfm_info is not None else find_bfm_info(root, takes)
         if path is None or not path.is_file():
-            where = f"{path} does not exist" if path is not None else (
-                f"no BFM/{BFM_INFO_NAME} in {root}, its take folders or the folders above it")
-            raise SourceError(f"{root}: the takes use the bfm_front topology, whose triangles and keypoints come "
-                              f"from the BFM {BFM_INFO_NAME}, but {where}; give it with --bfm-info FILE")
+            where = (
+                f"{path} does not exist"
+                if path is not None
+                else (f"no BFM/{BFM_INFO_NAME} in {root}, its take folders or the folders above it")
+            )
+            raise SourceError(
+                f"{root}: the takes use the bfm_front topology, whose triangles and keypoints come "
+                f"from the BFM {BFM_INFO_NAME}, but {where}; give it with --bfm-info FILE"
+            )
         return TopologyInfo.from_face_model(facemodel.bfm_topology(path))
     return TopologyInfo.from_face_model(facemodel.face_model_for_topology(name))
 
@@ -275,8 +303,16 @@ def _scan_take(take, manifest, *, raw: bool, duration_tolerance_s: float) -> Tak
             raise TakeError(f"take {key} ({take.mesh_paths[0]}): cannot tell its topology: {exc}") from None
     except MMFace4DError as exc:
         problem = str(exc) if str(exc).startswith(f"take {key}") else f"take {key}: {exc}"
-    return TakeSource(key=key, take=take, metadata=metadata, topology=topology, meta=meta, problem=problem,
-                      raw=raw, duration_tolerance_s=duration_tolerance_s)
+    return TakeSource(
+        key=key,
+        take=take,
+        metadata=metadata,
+        topology=topology,
+        meta=meta,
+        problem=problem,
+        raw=raw,
+        duration_tolerance_s=duration_tolerance_s,
+    )
 
 
 def discover_takes(root: Path) -> tuple[list, dict[str, str]]:
@@ -294,9 +330,15 @@ def discover_takes(root: Path) -> tuple[list, dict[str, str]]:
     return list(scan.takes), {take_id: "; ".join(reasons) for take_id, reasons in scan.problems.items()}
 
 
-def scan_source(root: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
-                bfm_info: str | os.PathLike | None = None, raw: bool = True,
-                duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S, progress: bool = False) -> SourcePlan:
+def scan_source(
+    root: str | os.PathLike,
+    *,
+    manifest: str | os.PathLike | None = None,
+    bfm_info: str | os.PathLike | None = None,
+    raw: bool = True,
+    duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S,
+    progress: bool = False,
+) -> SourcePlan:
     """Find the takes under ``root`` and make them sources for the release writer.
 
     ``manifest``: a CSV (take_id,subject_id,sentence_id,text,gender,age) whose rows win over the
@@ -313,8 +355,9 @@ def scan_source(root: str | os.PathLike, *, manifest: str | os.PathLike | None =
         raise SourceError(f"{root}: not a folder")
     takes, incomplete = discover_takes(root)
     if not takes and not incomplete:
-        raise SourceError(f"{root}: no take found (expected ID.wav with ID_filt_{{0,1,2}}.nut, "
-                          "or a folder per take with reconstruct_filt_{0,1,2}.nut)")
+        raise SourceError(
+            f"{root}: no take found (expected ID.wav with ID_filt_{{0,1,2}}.nut, or a folder per take with reconstruct_filt_{{0,1,2}}.nut)"
+        )
     rows = read_manifest(manifest) if manifest is not None else None
     if progress:
         from tqdm.auto import tqdm
@@ -323,8 +366,7 @@ def scan_source(root: str | os.PathLike, *, manifest: str | os.PathLike | None =
     else:
         takes_to_scan = takes
     sources = [_scan_take(t, rows, raw=raw, duration_tolerance_s=duration_tolerance_s) for t in takes_to_scan]
-    sources += [TakeSource(key=key, take=None, metadata=None, topology=None, problem=problem)
-                for key, problem in incomplete.items()]
+    sources += [TakeSource(key=key, take=None, metadata=None, topology=None, problem=problem) for key, problem in incomplete.items()]
     sources.sort(key=lambda s: s.key)
 
     by_topology: dict[str, list[str]] = defaultdict(list)
@@ -340,8 +382,9 @@ def scan_source(root: str | os.PathLike, *, manifest: str | os.PathLike | None =
     (name,) = by_topology
     found = {s.key for s in sources}
     unmatched = sorted(set(rows) - found) if rows is not None else []
-    return SourcePlan(root=root, sources=sources, topology=topology_info(name, root=root, takes=takes, bfm_info=bfm_info),
-                      manifest_unmatched=unmatched)
+    return SourcePlan(
+        root=root, sources=sources, topology=topology_info(name, root=root, takes=takes, bfm_info=bfm_info), manifest_unmatched=unmatched
+    )
 
 
 def _first(keys: list[str], limit: int = 10) -> str:

@@ -72,6 +72,7 @@ _SUBJECT_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#17b
 
 # --------------------------------------------------------------------------- small regions
 
+
 def small_regions(points: np.ndarray, count: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Cut a mesh into ``count`` small regions: farthest-point seeds, then nearest seed.
 
@@ -108,6 +109,7 @@ def correlation_from_moments(cross: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- numbers
 
+
 def _round(value, digits: int = 9):
     """Floats to ``digits`` significant digits for stable, readable JSON (None for NaN)."""
     if value is None:
@@ -122,8 +124,13 @@ def _summary(values) -> dict:
     values = [float(v) for v in values]
     if not values:
         return {"count": 0, "min": None, "median": None, "max": None, "mean": None}
-    return {"count": len(values), "min": _round(min(values)), "median": _round(pystats.median(values)),
-            "max": _round(max(values)), "mean": _round(sum(values) / len(values))}
+    return {
+        "count": len(values),
+        "min": _round(min(values)),
+        "median": _round(pystats.median(values)),
+        "max": _round(max(values)),
+        "mean": _round(sum(values) / len(values)),
+    }
 
 
 def _progress(items, enabled: bool, total: int, description: str):
@@ -271,15 +278,25 @@ def _age_numbers(table) -> dict:
         values = [a for g, a in zip(genders, ages) if g == gender and a is not None]
         counts = np.histogram(values, bins=bins)[0].tolist() if bins else []
         by_gender[gender] = {"subjects": int(sum(g == gender for g in genders)), "age": _summary(values), "histogram": counts}
-    return {"subjects": len(genders), "unknown_age": int(sum(a is None for a in ages)), "bin_edges": bins,
-            "age": _summary(known), "by_gender": by_gender}
+    return {
+        "subjects": len(genders),
+        "unknown_age": int(sum(a is None for a in ages)),
+        "bin_edges": bins,
+        "age": _summary(known),
+        "by_gender": by_gender,
+    }
 
 
 def _duration_numbers(table) -> dict:
     durations = table["duration_s"].to_numpy(dtype=np.float64)
     edges = np.histogram_bin_edges(durations, bins=min(30, max(1, len(durations))))
-    return {"unit": "s", **_summary(durations), "total_hours": _round(durations.sum() / 3600.0),
-            "bin_edges": [_round(e) for e in edges], "histogram": np.histogram(durations, bins=edges)[0].tolist()}
+    return {
+        "unit": "s",
+        **_summary(durations),
+        "total_hours": _round(durations.sum() / 3600.0),
+        "bin_edges": [_round(e) for e in edges],
+        "histogram": np.histogram(durations, bins=edges)[0].tolist(),
+    }
 
 
 def _correlation_numbers(cross, frames_used, labels, seeds, face) -> dict:
@@ -289,9 +306,11 @@ def _correlation_numbers(cross, frames_used, labels, seeds, face) -> dict:
     edges = [[int(i), int(j), _round(corr[i, j], 4)] for i, j in zip(upper[0][keep], upper[1][keep])]
     centres = np.stack([face[labels == k].mean(axis=0) for k in range(len(seeds))])
     return {
-        "definition": ("per small region, the mean position of its vertices per frame along x, y and z, centred on "
-                       "the sequence's mean (its displacement); Pearson correlation of these series pooled over all "
-                       "sequences and the three axes; edges with correlation below the threshold removed"),
+        "definition": (
+            "per small region, the mean position of its vertices per frame along x, y and z, centred on "
+            "the sequence's mean (its displacement); Pearson correlation of these series pooled over all "
+            "sequences and the three axes; edges with correlation below the threshold removed"
+        ),
         "threshold": CORRELATION_THRESHOLD,
         "regions": len(seeds),
         "frames": int(frames_used),
@@ -320,6 +339,7 @@ def _split_numbers(table, splits, emotion_names) -> dict:
 
 
 # --------------------------------------------------------------------------- figures
+
 
 def _new_figure(size):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -365,10 +385,12 @@ def _velocity_figure(numbers, drawing):
     def percent(value):
         return "n/a" if value is None else f"{100 * value:.1f}%"
 
-    ax.set_title(f"V(region, axis): {velocity['sequences']} sequences, {velocity['subjects']} subjects\n"
-                 f"nearest-centroid accuracy {percent(velocity['accuracy_scatter'])} (3 shown), "
-                 f"{percent(velocity['accuracy_all'])} (all {len(velocity['components'])}); chance {percent(velocity['chance'])}",
-                 fontsize=9)
+    ax.set_title(
+        f"V(region, axis): {velocity['sequences']} sequences, {velocity['subjects']} subjects\n"
+        f"nearest-centroid accuracy {percent(velocity['accuracy_scatter'])} (3 shown), "
+        f"{percent(velocity['accuracy_all'])} (all {len(velocity['components'])}); chance {percent(velocity['chance'])}",
+        fontsize=9,
+    )
     return fig
 
 
@@ -386,8 +408,9 @@ def _ages_figure(numbers, drawing):
         for index, (gender, part) in enumerate(sorted(ages["by_gender"].items())):
             counts = np.asarray(part["histogram"], dtype=np.float64)
             colour = _GENDER_COLOURS.get(gender, _SUBJECT_COLOURS[index % len(_SUBJECT_COLOURS)])
-            ax.bar(left, counts, width=AGE_BIN_YEARS * 0.9, bottom=bottom, align="edge", color=colour,
-                   label=f"{gender} ({part['subjects']})")
+            ax.bar(
+                left, counts, width=AGE_BIN_YEARS * 0.9, bottom=bottom, align="edge", color=colour, label=f"{gender} ({part['subjects']})"
+            )
             bottom += counts
         ax.legend(fontsize=8)
     else:
@@ -438,8 +461,7 @@ def _correlation_figure(numbers, drawing):
     order = np.argsort(face[triangles].mean(axis=1)[:, 2], kind="stable")
     fig = _new_figure((5.6, 6.4))
     ax = fig.add_subplot()
-    ax.tripcolor(face[:, 0] * 100.0, face[:, 1] * 100.0, triangles[order], shade, shading="gouraud",
-                 cmap="gray", vmin=0.0, vmax=1.15)
+    ax.tripcolor(face[:, 0] * 100.0, face[:, 1] * 100.0, triangles[order], shade, shading="gouraud", cmap="gray", vmin=0.0, vmax=1.15)
     centres = np.asarray(correlation["region_centres_m"], dtype=np.float64) * 100.0
     edges = correlation["edges"]
     if edges:
@@ -447,12 +469,16 @@ def _correlation_figure(numbers, drawing):
         values = np.array([e[2] for e in edges])
         strength = (values - CORRELATION_THRESHOLD) / (1.0 - CORRELATION_THRESHOLD)
         segments = [[centres[i, :2], centres[j, :2]] for i, j, _ in edges]
-        ax.add_collection(LineCollection(segments, colors=[cmap(v) for v in strength], linewidths=0.3 + 1.7 * strength,
-                                         alpha=0.8, zorder=3))
+        ax.add_collection(
+            LineCollection(segments, colors=[cmap(v) for v in strength], linewidths=0.3 + 1.7 * strength, alpha=0.8, zorder=3)
+        )
     ax.scatter(centres[:, 0], centres[:, 1], s=18, c="#d6455d", edgecolors="black", linewidths=0.5, zorder=4)
     front_view_axes(ax, face)
-    ax.set_title(f"Motion correlation of {correlation['regions']} face regions: {len(edges)} edges >= "
-                 f"{CORRELATION_THRESHOLD} (darker: weaker)\non the average template", fontsize=9)
+    ax.set_title(
+        f"Motion correlation of {correlation['regions']} face regions: {len(edges)} edges >= "
+        f"{CORRELATION_THRESHOLD} (darker: weaker)\non the average template",
+        fontsize=9,
+    )
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.08, top=0.91)  # fixed: tight_layout would draw the mesh twice
     return fig
 
@@ -465,8 +491,12 @@ def _splits_figure(numbers, drawing):
     width = 0.8 / max(1, len(splits))
     positions = np.arange(len(names), dtype=np.float64)
     for index, (split, part) in enumerate(splits.items()):
-        ax.bar(positions + index * width, [part["emotions"][n] for n in names], width=width,
-               label=f"{split}: {part['sequences']} seq., {part['subjects']} subj., {part['hours']:.3g} h")
+        ax.bar(
+            positions + index * width,
+            [part["emotions"][n] for n in names],
+            width=width,
+            label=f"{split}: {part['sequences']} seq., {part['subjects']} subj., {part['hours']:.3g} h",
+        )
     ax.set_xticks(positions + width * (len(splits) - 1) / 2, names, fontsize=8)
     ax.set_ylabel("sequences")
     _integer_ticks(ax)
@@ -476,8 +506,13 @@ def _splits_figure(numbers, drawing):
     return fig
 
 
-_DRAW = {"velocity": _velocity_figure, "ages": _ages_figure, "durations": _durations_figure,
-         "correlation": _correlation_figure, "splits": _splits_figure}
+_DRAW = {
+    "velocity": _velocity_figure,
+    "ages": _ages_figure,
+    "durations": _durations_figure,
+    "correlation": _correlation_figure,
+    "splits": _splits_figure,
+}
 
 
 def draw_figures(numbers: dict, drawing: dict) -> dict[str, bytes]:
@@ -499,6 +534,7 @@ def _require_viz() -> None:
 
 # --------------------------------------------------------------------------- writing
 
+
 def prepare_output_folder(out: Path) -> None:
     """Use ``out`` only when it is new, empty, or made by this command earlier (it holds ``MARKER``)."""
     from mmface4d_datasets.files import atomic_write_bytes, json_bytes
@@ -506,8 +542,9 @@ def prepare_output_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise MMFace4DError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise MMFace4DError(f"{out}: the folder is not empty and was not made by `mmface4d stats` (no {MARKER} in it); "
-                            "give a new or empty folder")
+        raise MMFace4DError(
+            f"{out}: the folder is not empty and was not made by `mmface4d stats` (no {MARKER} in it); give a new or empty folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     if not (out / MARKER).is_file():
         atomic_write_bytes(out / MARKER, json_bytes({"made_by": "mmface4d stats", "files": sorted([NUMBERS_FILE, *FIGURE_FILES.values()])}))
@@ -557,8 +594,7 @@ def card_sequence_rows(release) -> list[dict]:
     return rows
 
 
-def add_figures_to_release(release_dir, card_info: dict | None = None, *, progress: bool = False,
-                           output=None) -> list[str]:
+def add_figures_to_release(release_dir, card_info: dict | None = None, *, progress: bool = False, output=None) -> list[str]:
     """Draw the figures of the release in ``release_dir`` into its ``meta/figures/``, list them in
     ``meta/info.json`` (``figures``, and each file with size and sha256 under ``files``) and render
     the dataset card again with them (``card_info`` as the build gave it). Returns the paths added.
@@ -618,12 +654,29 @@ def main_stats(release: str, out: str, *, progress: bool = True) -> dict:
     if not path.exists():
         raise MMFace4DError(f"{release}: no such release folder")
     numbers = write_statistics(path, out, progress=progress)
-    return {"release": str(path), "out": str(out), "files": sorted([NUMBERS_FILE, *FIGURE_FILES.values()]),
-            "sequences": numbers["release"]["sequences"], "subjects": numbers["release"]["subjects"],
-            "accuracy_all": numbers["velocity"]["accuracy_all"], "chance": numbers["velocity"]["chance"],
-            "durations_s": {k: numbers["durations"][k] for k in ("min", "median", "max")},
-            "correlation_edges": len(numbers["correlation"]["edges"])}
+    return {
+        "release": str(path),
+        "out": str(out),
+        "files": sorted([NUMBERS_FILE, *FIGURE_FILES.values()]),
+        "sequences": numbers["release"]["sequences"],
+        "subjects": numbers["release"]["subjects"],
+        "accuracy_all": numbers["velocity"]["accuracy_all"],
+        "chance": numbers["velocity"]["chance"],
+        "durations_s": {k: numbers["durations"][k] for k in ("min", "median", "max")},
+        "correlation_edges": len(numbers["correlation"]["edges"]),
+    }
 
 
-__all__ = ["compute_statistics", "draw_figures", "write_statistics", "add_figures_to_release", "small_regions",
-           "correlation_from_moments", "figure_entries", "FIGURE_FILES", "NUMBERS_FILE", "RELEASE_FIGURES_DIR", "INFO_KEY"]
+__all__ = [
+    "compute_statistics",
+    "draw_figures",
+    "write_statistics",
+    "add_figures_to_release",
+    "small_regions",
+    "correlation_from_moments",
+    "figure_entries",
+    "FIGURE_FILES",
+    "NUMBERS_FILE",
+    "RELEASE_FIGURES_DIR",
+    "INFO_KEY",
+]

@@ -79,13 +79,16 @@ def read_consent(registry: str | os.PathLike, actor_id: str) -> ConsentRecord:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConsentError(f"{path}: no consent record for actor {actor_id}; record it first "
-                           f"(mmface4d rig consent add --registry {registry} --actor {actor_id} ...)") from None
+        raise ConsentError(
+            f"{path}: no consent record for actor {actor_id}; record it first "
+            f"(mmface4d rig consent add --registry {registry} --actor {actor_id} ...)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ConsentError(f"{path}: unreadable consent record ({exc})") from None
     try:
-        record = ConsentRecord(str(data["actor_id"]), _check_date(data["date"], str(path)),
-                               tuple(data["scope"]), str(data.get("notes", "")))
+        record = ConsentRecord(
+            str(data["actor_id"]), _check_date(data["date"], str(path)), tuple(data["scope"]), str(data.get("notes", ""))
+        )
     except (KeyError, TypeError):
         raise ConsentError(f"{path}: a consent record needs actor_id, date and scope") from None
     if record.actor_id != actor_id or not record.scope:
@@ -111,7 +114,7 @@ def read_withdrawals(path: str | os.PathLike) -> dict[str, dict]:
     except FileNotFoundError:
         raise ConsentError(f"{path}: withdrawal list not found") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConsentError(f"{path}: not a withdrawal list ({{\"withdrawn\": [{{\"actor_id\": ...}}]}}): {exc}") from None
+        raise ConsentError(f'{path}: not a withdrawal list ({{"withdrawn": [{{"actor_id": ...}}]}}): {exc}') from None
 
 
 def withdraw(registry: str | os.PathLike, actor_id: str, date: str, note: str = "") -> None:
@@ -129,8 +132,7 @@ def require_consent(registry: str | os.PathLike, actor_id: str) -> ConsentRecord
     record = read_consent(registry, actor_id)
     withdrawn = read_withdrawals(registry)
     if actor_id in withdrawn:
-        raise ConsentError(f"actor {actor_id} withdrew consent on {withdrawn[actor_id].get('date')}; "
-                           "they must not be recorded")
+        raise ConsentError(f"actor {actor_id} withdrew consent on {withdrawn[actor_id].get('date')}; they must not be recorded")
     return record
 
 

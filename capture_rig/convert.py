@@ -103,8 +103,10 @@ def _check_modes(infos: list[mkv.RecordingInfo]) -> None:
     modes = {info.mode for info in infos}
     if len(modes) > 1:
         listed = "; ".join(f"{info.path}: {info.colour_mode}, {info.depth_mode}, {info.fps:g} fps" for info in infos)
-        raise ModeMismatch(f"the cameras of one take were recorded in different modes ({listed}); "
-                           "record every camera with the same colour mode, depth mode and frame rate")
+        raise ModeMismatch(
+            f"the cameras of one take were recorded in different modes ({listed}); "
+            "record every camera with the same colour mode, depth mode and frame rate"
+        )
 
 
 def _audio_offset_from_log(log: dict | None, anchor_usec: float) -> tuple[float, str]:
@@ -113,19 +115,37 @@ def _audio_offset_from_log(log: dict | None, anchor_usec: float) -> tuple[float,
     try:
         audio = log["audio"]
         master = log["master"]
-        return (audio_offset(float(audio["first_sample_host_s"]), float(master["first_capture_host_s"]),
-                             float(master["first_capture_device_usec"]), anchor_usec),
-                "take log: host-clock times of the first audio sample and of the master's first capture")
+        return (
+            audio_offset(
+                float(audio["first_sample_host_s"]),
+                float(master["first_capture_host_s"]),
+                float(master["first_capture_device_usec"]),
+                anchor_usec,
+            ),
+            "take log: host-clock times of the first audio sample and of the master's first capture",
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise RigError(f"the take log lacks the audio/master timing ({exc}); it cannot align the audio") from None
 
 
-def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, audio: str | os.PathLike | None = None,
-                 take_log: str | os.PathLike | dict | None = None, camera_ids: list[int] | None = None,
-                 metadata: dict | None = None, crf: int | None = None, progress: bool = True,
-                 threads: int = 0, workers: int | None = None, log=None,
-                 landmarks: dict | None = None, detect_landmarks=None,
-                 require_landmarks: bool = False) -> ConvertReport:
+def convert_take(
+    recordings: list,
+    take_id: str,
+    out_dir: str | os.PathLike,
+    *,
+    audio: str | os.PathLike | None = None,
+    take_log: str | os.PathLike | dict | None = None,
+    camera_ids: list[int] | None = None,
+    metadata: dict | None = None,
+    crf: int | None = None,
+    progress: bool = True,
+    threads: int = 0,
+    workers: int | None = None,
+    log=None,
+    landmarks: dict | None = None,
+    detect_landmarks=None,
+    require_landmarks: bool = False,
+) -> ConvertReport:
     """Convert one take; see the module docstring. Returns a :class:`ConvertReport`.
 
     ``camera_ids``: the camera index of each recording (default 0, 1, 2 in the order given; a lone
@@ -161,8 +181,7 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
     if final.exists():
         raise TakeExists(f"{final}: the take already exists; remove it to convert again")
 
-    landmark_files = landmark_files_beside(recordings, camera_ids) if landmarks is None else \
-        {int(c): Path(p) for c, p in landmarks.items()}
+    landmark_files = landmark_files_beside(recordings, camera_ids) if landmarks is None else {int(c): Path(p) for c, p in landmarks.items()}
     if require_landmarks and detect_landmarks is None:
         lacking = [c for c in camera_ids if c not in landmark_files]
         if lacking:
@@ -175,24 +194,32 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
     # pass 1: timestamps of every capture, and which images each capture has
     captures = []
     for info in infos:
-        captures.append([(f.timestamp_usec, f.colour is not None, f.depth is not None)
-                         for f in mkv.iter_frames(info.path, info, decode_colour=False)])
+        captures.append(
+            [(f.timestamp_usec, f.colour is not None, f.depth is not None) for f in mkv.iter_frames(info.path, info, decode_colour=False)]
+        )
     delays = [info.subordinate_delay_usec for info in infos]
-    timeline = match_frames([[c[0] for c in caps] for caps in captures], delays, fps,
-                            [str(info.path) for info in infos])
+    timeline = match_frames([[c[0] for c in caps] for caps in captures], delays, fps, [str(info.path) for info in infos])
     missing = {camera_ids[i]: list(timeline.missing[i]) for i in range(len(infos))}
     # a capture without its colour or depth image (synchronized_images_only off) counts as missing too
-    incomplete = {camera_ids[i]: [k for k in range(timeline.num_frames) if timeline.captures[i][k] >= 0
-                                  and not all(captures[i][timeline.captures[i][k]][1:])]
-                  for i in range(len(infos))}
+    incomplete = {
+        camera_ids[i]: [
+            k for k in range(timeline.num_frames) if timeline.captures[i][k] >= 0 and not all(captures[i][timeline.captures[i][k]][1:])
+        ]
+        for i in range(len(infos))
+    }
     notes = []
     for camera in camera_ids:
         if missing[camera] or incomplete[camera]:
-            note = (f"camera {camera}: {len(missing[camera])} frame(s) missing"
-                    + (f" (first {missing[camera][:10]})" if missing[camera] else "")
-                    + (f", {len(incomplete[camera])} capture(s) without colour or depth (first {incomplete[camera][:10]})"
-                       if incomplete[camera] else "")
-                    + "; written as no depth and a black image, listed in ID.meta.json")
+            note = (
+                f"camera {camera}: {len(missing[camera])} frame(s) missing"
+                + (f" (first {missing[camera][:10]})" if missing[camera] else "")
+                + (
+                    f", {len(incomplete[camera])} capture(s) without colour or depth (first {incomplete[camera][:10]})"
+                    if incomplete[camera]
+                    else ""
+                )
+                + "; written as no depth and a black image, listed in ID.meta.json"
+            )
             notes.append(note)
             log(f"mmface4d rig convert: take {take_id}: {note}")
 
@@ -221,9 +248,10 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
             blank_depth = np.zeros((H, W), dtype=np.uint16)
             blank_colour = np.zeros((H, W, 3), dtype=np.uint8)
             table = timeline.captures[i]
-            with DepthVideoWriter(tmp / f"{take_id}_{camera}.nut", W, H, fps=round(fps)) as depth_out, \
-                    ColourVideoWriter(tmp / f"{take_id}_{camera}.mp4", W, H, fps=round(fps), crf=crf,
-                                      threads=threads) as colour_out:
+            with (
+                DepthVideoWriter(tmp / f"{take_id}_{camera}.nut", W, H, fps=round(fps)) as depth_out,
+                ColourVideoWriter(tmp / f"{take_id}_{camera}.mp4", W, H, fps=round(fps), crf=crf, threads=threads) as colour_out,
+            ):
                 wanted = {int(index): k for k, index in enumerate(table) if index >= 0}
                 written = 0
 
@@ -241,17 +269,24 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
                         continue
                     while written < k:  # frames this camera lacks before this capture
                         put(blank_depth, blank_colour)
-                    put(registration(frame.depth) if frame.depth is not None else blank_depth,
-                        frame.colour if frame.colour is not None else blank_colour)
+                    put(
+                        registration(frame.depth) if frame.depth is not None else blank_depth,
+                        frame.colour if frame.colour is not None else blank_colour,
+                    )
                 while written < timeline.num_frames:
                     put(blank_depth, blank_colour)
             length = max(c[0] for c in captures[i]) - info.start_offset_usec
-            authors = {"color_mode": info.colour_mode, "depth_mode": info.depth_mode,
-                       "serial_number": info.serial_number, "stream_length_usec": int(length)}
+            authors = {
+                "color_mode": info.colour_mode,
+                "depth_mode": info.depth_mode,
+                "serial_number": info.serial_number,
+                "stream_length_usec": int(length),
+            }
             colour = cams.color.with_extrinsics(np.eye(4) if camera == 1 else None)
             atomic_write_bytes(tmp / f"{take_id}_{camera}.json", json_bytes(authors | take_json_fields(colour, cams.depth)))
-            landmark_source = _write_landmarks(tmp, take_id, camera, landmark_files.get(camera), len(captures[i]),
-                                               table, incomplete[camera], detect_landmarks)
+            landmark_source = _write_landmarks(
+                tmp, take_id, camera, landmark_files.get(camera), len(captures[i]), table, incomplete[camera], detect_landmarks
+            )
             return str(camera), info.as_dict() | {"landmarks": landmark_source}
 
         if workers == 1:
@@ -269,23 +304,29 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
             official.write_audio(tmp / f"{take_id}.wav", align_audio(samples, official.SAMPLE_RATE, offset))
 
         meta = _take_meta(take_id, take_log, metadata)
-        meta.update({
-            "fps": round(fps),
-            "num_frames": timeline.num_frames,
-            "cameras": cameras_meta,
-            "device_serials": {c: m["serial_number"] for c, m in cameras_meta.items()},
-            "sync": {"frame_grid_anchor_device_usec": timeline.anchor_usec,
-                     "wired_sync_modes": {c: m["wired_sync_mode"] for c, m in cameras_meta.items()},
-                     "subordinate_delays_usec": {c: m["subordinate_delay_usec"] for c, m in cameras_meta.items()},
-                     "depth_delays_usec": {c: m["depth_delay_usec"] for c, m in cameras_meta.items()},
-                     "tolerance_fraction_of_frame": _tolerance()},
-            "missing_frames": {str(c): sorted(set(missing[c]) | set(incomplete[c])) for c in camera_ids},
-            "audio_offset_s": offset,
-            "audio_offset_source": offset_source,
-            "formats": {"converter": f"mmface4d rig convert {CONVERTER_VERSION}",
-                        "depth": "FFV1 gray16le NUT, millimetres along the colour camera's axis, registered to colour, 0 = none",
-                        "colour": f"H.264 yuv420p MP4, libx264 crf {crf} preset {COLOUR_PRESET}"},
-        })
+        meta.update(
+            {
+                "fps": round(fps),
+                "num_frames": timeline.num_frames,
+                "cameras": cameras_meta,
+                "device_serials": {c: m["serial_number"] for c, m in cameras_meta.items()},
+                "sync": {
+                    "frame_grid_anchor_device_usec": timeline.anchor_usec,
+                    "wired_sync_modes": {c: m["wired_sync_mode"] for c, m in cameras_meta.items()},
+                    "subordinate_delays_usec": {c: m["subordinate_delay_usec"] for c, m in cameras_meta.items()},
+                    "depth_delays_usec": {c: m["depth_delay_usec"] for c, m in cameras_meta.items()},
+                    "tolerance_fraction_of_frame": _tolerance(),
+                },
+                "missing_frames": {str(c): sorted(set(missing[c]) | set(incomplete[c])) for c in camera_ids},
+                "audio_offset_s": offset,
+                "audio_offset_source": offset_source,
+                "formats": {
+                    "converter": f"mmface4d rig convert {CONVERTER_VERSION}",
+                    "depth": "FFV1 gray16le NUT, millimetres along the colour camera's axis, registered to colour, 0 = none",
+                    "colour": f"H.264 yuv420p MP4, libx264 crf {crf} preset {COLOUR_PRESET}",
+                },
+            }
+        )
         atomic_write_bytes(tmp / f"{take_id}.meta.json", json_bytes(meta))
         if final.exists():
             raise TakeExists(f"{final}: the take appeared while it was being converted; not overwriting it")
@@ -297,11 +338,17 @@ def convert_take(recordings: list, take_id: str, out_dir: str | os.PathLike, *, 
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - started
-    return ConvertReport(take_id=take_id, folder=str(final), num_frames=timeline.num_frames, cameras=camera_ids,
-                         missing_frames={c: sorted(set(missing[c]) | set(incomplete[c])) for c in camera_ids},
-                         audio_offset_s=offset, seconds=seconds,
-                         frames_per_second=timeline.num_frames * len(infos) / seconds if seconds > 0 else 0.0,
-                         notes=notes)
+    return ConvertReport(
+        take_id=take_id,
+        folder=str(final),
+        num_frames=timeline.num_frames,
+        cameras=camera_ids,
+        missing_frames={c: sorted(set(missing[c]) | set(incomplete[c])) for c in camera_ids},
+        audio_offset_s=offset,
+        seconds=seconds,
+        frames_per_second=timeline.num_frames * len(infos) / seconds if seconds > 0 else 0.0,
+        notes=notes,
+    )
 
 
 _REGISTRATIONS: dict = {}
@@ -320,14 +367,17 @@ def landmark_files_beside(recordings: list, camera_ids: list[int]) -> dict[int, 
 def _no_landmarks_message(take_id: str, recordings: list, camera_ids: list[int], lacking: list[int]) -> str:
     by_camera = dict(zip(camera_ids, recordings))
     files = ", ".join(str(Path(by_camera[c]).with_suffix(".landmarks.npy")) for c in lacking)
-    return (f"take {take_id}: camera(s) {', '.join(map(str, lacking))} have no landmark file ({files}) and no "
-            "landmark detector is available; the reconstruction needs 68 landmarks per camera and frame. Put "
-            "float32 (captures, 68, 2) pixel landmarks there (NaN where unseen; from a detector or annotation), "
-            "or make the face-alignment detector work (the reconstruct extra and its downloaded weights)")
+    return (
+        f"take {take_id}: camera(s) {', '.join(map(str, lacking))} have no landmark file ({files}) and no "
+        "landmark detector is available; the reconstruction needs 68 landmarks per camera and frame. Put "
+        "float32 (captures, 68, 2) pixel landmarks there (NaN where unseen; from a detector or annotation), "
+        "or make the face-alignment detector work (the reconstruct extra and its downloaded weights)"
+    )
 
 
-def _write_landmarks(tmp: Path, take_id: str, camera: int, source: Path | None, captures: int, table,
-                     incomplete: list[int], detect) -> str | None:
+def _write_landmarks(
+    tmp: Path, take_id: str, camera: int, source: Path | None, captures: int, table, incomplete: list[int], detect
+) -> str | None:
     """Write the take's ``ID_c.landmarks.npy`` on the frame grid; returns where they came from."""
     from mmface4d_datasets.errors import FormatError
     from mmface4d_datasets.take_files import landmarks_path, read_landmarks, write_landmarks
@@ -339,8 +389,10 @@ def _write_landmarks(tmp: Path, take_id: str, camera: int, source: Path | None, 
         except FormatError as exc:
             raise LandmarkError(f"take {take_id}: {exc}") from None
         if rows.shape[0] != captures:
-            raise LandmarkError(f"take {take_id}: {source} has {rows.shape[0]} rows but its recording has {captures} "
-                                "captures; the landmark file needs one row per capture, in file order")
+            raise LandmarkError(
+                f"take {take_id}: {source} has {rows.shape[0]} rows but its recording has {captures} "
+                "captures; the landmark file needs one row per capture, in file order"
+            )
         table = np.asarray(table)
         grid = np.full((len(table),) + rows.shape[1:], np.nan, dtype=np.float32)
         present = table >= 0
@@ -413,15 +465,26 @@ def find_session_takes(session: str | os.PathLike) -> list[SessionTake]:
         wav = folder / f"{take_id}.wav"
         log = folder / f"{take_id}{TAKE_LOG_SUFFIX}"
         cameras = [int(p.stem[-1]) for p in mkvs]
-        found.append(SessionTake(take_id, mkvs, cameras, wav if wav.is_file() else None,
-                                 log if log.is_file() else None, landmark_files_beside(mkvs, cameras)))
+        found.append(
+            SessionTake(
+                take_id, mkvs, cameras, wav if wav.is_file() else None, log if log.is_file() else None, landmark_files_beside(mkvs, cameras)
+            )
+        )
     if not found:
         raise RigError(f"{session}: no recorded take (expected takes/ID/ID_c.mkv)")
     return found
 
 
-def convert_session(session: str | os.PathLike, out_dir: str | os.PathLike, *, crf: int | None = None,
-                    progress: bool = True, threads: int = 0, workers: int | None = None, log=None) -> dict:
+def convert_session(
+    session: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    crf: int | None = None,
+    progress: bool = True,
+    threads: int = 0,
+    workers: int | None = None,
+    log=None,
+) -> dict:
     """Convert every take of a session folder that is not in ``out_dir`` yet (rerun to resume).
 
     Takes the recorder marked bad (``"status": "bad"`` in the take log) are left out. One take's
@@ -438,9 +501,20 @@ def convert_session(session: str | os.PathLike, out_dir: str | os.PathLike, *, c
             summary["skipped_existing"].append(take.take_id)
             continue
         try:
-            report = convert_take(take.recordings, take.take_id, out_dir, audio=take.audio, take_log=take_log,
-                                  camera_ids=take.camera_ids, crf=crf, progress=progress, threads=threads,
-                                  workers=workers, log=log, landmarks=take.landmarks)
+            report = convert_take(
+                take.recordings,
+                take.take_id,
+                out_dir,
+                audio=take.audio,
+                take_log=take_log,
+                camera_ids=take.camera_ids,
+                crf=crf,
+                progress=progress,
+                threads=threads,
+                workers=workers,
+                log=log,
+                landmarks=take.landmarks,
+            )
         except RigError as exc:
             summary["failed"][take.take_id] = str(exc)
             log(f"mmface4d rig convert: take {take.take_id} FAILED: {exc}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 try:  # the core's errors module imports nothing beyond the standard library
     from mmface4d_datasets.errors import FormatError, MMFace4DError
 except ImportError:  # pragma: no cover - a recording environment without the package installed
+
     class MMFace4DError(Exception):
         pass
 

@@ -28,11 +28,22 @@ import numpy as np
 from capture_rig.errors import MissingCalibration, NotKinectRecording, TruncatedRecording
 
 #: Frame size of each Azure Kinect colour mode (``K4A_COLOR_MODE`` is ``FORMAT_RESOLUTION``).
-COLOUR_RESOLUTIONS = {"720P": (1280, 720), "1080P": (1920, 1080), "1440P": (2560, 1440),
-                      "1536P": (2048, 1536), "2160P": (3840, 2160), "3072P": (4096, 3072)}
+COLOUR_RESOLUTIONS = {
+    "720P": (1280, 720),
+    "1080P": (1920, 1080),
+    "1440P": (2560, 1440),
+    "1536P": (2048, 1536),
+    "2160P": (3840, 2160),
+    "3072P": (4096, 3072),
+}
 #: Frame size of each depth mode.
-DEPTH_RESOLUTIONS = {"NFOV_2X2BINNED": (320, 288), "NFOV_UNBINNED": (640, 576),
-                     "WFOV_2X2BINNED": (512, 512), "WFOV_UNBINNED": (1024, 1024), "PASSIVE_IR": (1024, 1024)}
+DEPTH_RESOLUTIONS = {
+    "NFOV_2X2BINNED": (320, 288),
+    "NFOV_UNBINNED": (640, 576),
+    "WFOV_2X2BINNED": (512, 512),
+    "WFOV_UNBINNED": (1024, 1024),
+    "PASSIVE_IR": (1024, 1024),
+}
 
 
 @dataclass
@@ -77,10 +88,18 @@ class RecordingInfo:
 
     def as_dict(self) -> dict:
         """The header as JSON-ready fields (for ``ID.meta.json``)."""
-        return {"serial_number": self.serial_number, "colour_mode": self.colour_mode, "depth_mode": self.depth_mode,
-                "fps": self.fps, "wired_sync_mode": self.wired_sync_mode, "depth_delay_usec": self.depth_delay_usec,
-                "subordinate_delay_usec": self.subordinate_delay_usec, "start_offset_usec": self.start_offset_usec,
-                "firmware": dict(self.firmware), "recording": self.path.name}
+        return {
+            "serial_number": self.serial_number,
+            "colour_mode": self.colour_mode,
+            "depth_mode": self.depth_mode,
+            "fps": self.fps,
+            "wired_sync_mode": self.wired_sync_mode,
+            "depth_delay_usec": self.depth_delay_usec,
+            "subordinate_delay_usec": self.subordinate_delay_usec,
+            "start_offset_usec": self.start_offset_usec,
+            "firmware": dict(self.firmware),
+            "recording": self.path.name,
+        }
 
 
 def _track(container, title: str):
@@ -109,7 +128,7 @@ def _read_vint(data: bytes, offset: int, *, keep_marker: bool) -> tuple[int, int
     if length > 8 or offset + length > len(data):
         raise ValueError("bad EBML number")
     value = first if keep_marker else first & (0xFF >> length)
-    for byte in data[offset + 1: offset + length]:
+    for byte in data[offset + 1 : offset + length]:
         value = (value << 8) | byte
     if not keep_marker and value == (1 << (7 * length)) - 1:
         return -1, length
@@ -141,9 +160,11 @@ def check_complete(path: Path) -> None:
     except (ValueError, IndexError):
         raise TruncatedRecording(f"{path}: the Matroska header is cut off ({size} bytes)") from None
     if segment_size >= 0 and offset + n + m + segment_size > size:
-        raise TruncatedRecording(f"{path}: the file is {size} bytes but its Matroska segment declares "
-                                 f"{offset + n + m + segment_size}; the recording was cut off (copy it again, "
-                                 "or re-record the take)")
+        raise TruncatedRecording(
+            f"{path}: the file is {size} bytes but its Matroska segment declares "
+            f"{offset + n + m + segment_size}; the recording was cut off (copy it again, "
+            "or re-record the take)"
+        )
 
 
 def _open(path: Path):
@@ -158,8 +179,7 @@ def _open(path: Path):
         raise NotKinectRecording(f"{path}: not a Matroska file PyAV can open ({exc})") from None
     if "matroska" not in container.format.name:
         container.close()
-        raise NotKinectRecording(f"{path}: a {container.format.name} file, expected Matroska (.mkv) from the "
-                                 "Azure Kinect recorder")
+        raise NotKinectRecording(f"{path}: a {container.format.name} file, expected Matroska (.mkv) from the Azure Kinect recorder")
     return container
 
 
@@ -182,53 +202,68 @@ def _info(container, path: Path) -> RecordingInfo:
     colour, depth = _track(container, "COLOR"), _track(container, "DEPTH")
     if colour is None or depth is None:
         missing = " and ".join(name for name, s in (("COLOR", colour), ("DEPTH", depth)) if s is None)
-        raise NotKinectRecording(f"{path}: no {missing} track; not an Azure Kinect recording with colour and depth "
-                                 f"(tracks: {[s.metadata.get('title', s.type) for s in container.streams]})")
+        raise NotKinectRecording(
+            f"{path}: no {missing} track; not an Azure Kinect recording with colour and depth "
+            f"(tracks: {[s.metadata.get('title', s.type) for s in container.streams]})"
+        )
     colour_mode = colour.metadata.get("K4A_COLOR_MODE", "")
     depth_mode = depth.metadata.get("K4A_DEPTH_MODE", "")
     resolution = colour_mode.split("_", 1)[-1]
     if resolution not in COLOUR_RESOLUTIONS or depth_mode not in DEPTH_RESOLUTIONS:
-        raise NotKinectRecording(f"{path}: unknown Azure Kinect modes (K4A_COLOR_MODE {colour_mode!r}, "
-                                 f"K4A_DEPTH_MODE {depth_mode!r})")
+        raise NotKinectRecording(f"{path}: unknown Azure Kinect modes (K4A_COLOR_MODE {colour_mode!r}, K4A_DEPTH_MODE {depth_mode!r})")
     colour_size, depth_size = COLOUR_RESOLUTIONS[resolution], DEPTH_RESOLUTIONS[depth_mode]
     found = (depth.codec_context.width, depth.codec_context.height)
     if found != depth_size:
-        raise NotKinectRecording(f"{path}: DEPTH track is {found[0]}x{found[1]}, but {depth_mode} is "
-                                 f"{depth_size[0]}x{depth_size[1]}")
+        raise NotKinectRecording(f"{path}: DEPTH track is {found[0]}x{found[1]}, but {depth_mode} is {depth_size[0]}x{depth_size[1]}")
     calibration = None
     for stream in container.streams:
-        if stream.type == "attachment" and (stream.name == "calibration.json"
-                                            or stream.metadata.get("K4A_CALIBRATION_FILE") == "calibration.json"):
+        if stream.type == "attachment" and (
+            stream.name == "calibration.json" or stream.metadata.get("K4A_CALIBRATION_FILE") == "calibration.json"
+        ):
             calibration = bytes(stream.data).decode("utf-8", errors="replace")
     if calibration is None:
-        raise MissingCalibration(f"{path}: no calibration.json attachment (the Azure Kinect recorder always "
-                                 "writes one; was the file re-muxed?)")
+        raise MissingCalibration(
+            f"{path}: no calibration.json attachment (the Azure Kinect recorder always writes one; was the file re-muxed?)"
+        )
     try:
         json.loads(calibration)["CalibrationInformation"]["Cameras"]
     except (ValueError, KeyError, TypeError):
-        raise MissingCalibration(f"{path}: the calibration.json attachment is not the SDK's calibration JSON "
-                                 "(no CalibrationInformation.Cameras)") from None
+        raise MissingCalibration(
+            f"{path}: the calibration.json attachment is not the SDK's calibration JSON (no CalibrationInformation.Cameras)"
+        ) from None
     rate = colour.average_rate or colour.guessed_rate
     if not rate:
         raise NotKinectRecording(f"{path}: the COLOR track states no frame rate")
-    firmware = {name[len("K4A_"):-len("_FIRMWARE_VERSION")].lower(): value for name, value in tags.items()
-                if name.startswith("K4A_") and name.endswith("_FIRMWARE_VERSION")}
+    firmware = {
+        name[len("K4A_") : -len("_FIRMWARE_VERSION")].lower(): value
+        for name, value in tags.items()
+        if name.startswith("K4A_") and name.endswith("_FIRMWARE_VERSION")
+    }
     return RecordingInfo(
-        path=path, tags=tags, colour_mode=colour_mode, depth_mode=depth_mode, colour_size=colour_size,
-        depth_size=depth_size, fps=float(rate), calibration_json=calibration,
+        path=path,
+        tags=tags,
+        colour_mode=colour_mode,
+        depth_mode=depth_mode,
+        colour_size=colour_size,
+        depth_size=depth_size,
+        fps=float(rate),
+        calibration_json=calibration,
         wired_sync_mode=tags.get("K4A_WIRED_SYNC_MODE", "STANDALONE"),
         depth_delay_usec=_tag_int(tags, "K4A_DEPTH_DELAY_NS", path) // 1000,
         subordinate_delay_usec=_tag_int(tags, "K4A_SUBORDINATE_DELAY_NS", path) // 1000,
         start_offset_usec=_tag_int(tags, "K4A_START_OFFSET_NS", path) // 1000,
-        serial_number=tags.get("K4A_DEVICE_SERIAL_NUMBER", ""), firmware=firmware)
+        serial_number=tags.get("K4A_DEVICE_SERIAL_NUMBER", ""),
+        firmware=firmware,
+    )
 
 
 def _usec(packet) -> int:
     return int(round(float(packet.pts * packet.time_base) * 1e6))
 
 
-def iter_frames(path: str | os.PathLike, info: RecordingInfo | None = None, *, decode_colour: bool = True,
-                colour_threads: int = 0) -> Iterator[Frame]:
+def iter_frames(
+    path: str | os.PathLike, info: RecordingInfo | None = None, *, decode_colour: bool = True, colour_threads: int = 0
+) -> Iterator[Frame]:
     """The captures of a recording in file order, colour decoded (``av.VideoFrame``) and depth as uint16 mm.
 
     A colour image and a depth image belong to one capture when the depth's timestamp is the
@@ -289,8 +324,10 @@ def iter_frames(path: str | os.PathLike, info: RecordingInfo | None = None, *, d
                 t = _usec(packet) + info.start_offset_usec
                 if packet.stream.index == depth.index:
                     if packet.size != expected:
-                        raise TruncatedRecording(f"{path}: depth block at {t} us holds {packet.size} bytes, a "
-                                                 f"{width}x{height} frame needs {expected} (file cut off?)")
+                        raise TruncatedRecording(
+                            f"{path}: depth block at {t} us holds {packet.size} bytes, a "
+                            f"{width}x{height} frame needs {expected} (file cut off?)"
+                        )
                     image = np.frombuffer(bytes(packet), dtype=">u2").reshape(height, width).astype(np.uint16)
                     pending_depth.append((t, image))
                 else:

@@ -24,11 +24,22 @@ from capture_rig.mkv import COLOUR_RESOLUTIONS, DEPTH_RESOLUTIONS
 from mmface4d_datasets.files import temporary_path
 
 
-def write_kinect_mkv(path: str | os.PathLike, *, jpegs: list[bytes], depths: list[np.ndarray],
-                     timestamps_usec: list[int], calibration_json: str | None, colour_mode: str = "MJPG_1080P",
-                     depth_mode: str = "NFOV_UNBINNED", fps: int = 30, wired_sync_mode: str = "STANDALONE",
-                     subordinate_delay_usec: int = 0, serial: str = "000000000001",
-                     start_offset_usec: int | None = None, bitexact: bool = False) -> Path:
+def write_kinect_mkv(
+    path: str | os.PathLike,
+    *,
+    jpegs: list[bytes],
+    depths: list[np.ndarray],
+    timestamps_usec: list[int],
+    calibration_json: str | None,
+    colour_mode: str = "MJPG_1080P",
+    depth_mode: str = "NFOV_UNBINNED",
+    fps: int = 30,
+    wired_sync_mode: str = "STANDALONE",
+    subordinate_delay_usec: int = 0,
+    serial: str = "000000000001",
+    start_offset_usec: int | None = None,
+    bitexact: bool = False,
+) -> Path:
     """Write one camera's recording. ``timestamps_usec`` are the captures' device timestamps.
     ``bitexact``: no random segment id and no muxer version string (same input, same bytes)."""
     import av
@@ -44,10 +55,17 @@ def write_kinect_mkv(path: str | os.PathLike, *, jpegs: list[bytes], depths: lis
     options = {"allow_raw_vfw": "1"}
     container_options = {"fflags": "+bitexact"} if bitexact else {}
     with av.open(os.fspath(tmp), "w", format="matroska", options=options, container_options=container_options) as out:
-        out.metadata.update({"title": "Azure Kinect", "K4A_WIRED_SYNC_MODE": wired_sync_mode,
-                             "K4A_DEPTH_DELAY_NS": "0", "K4A_START_OFFSET_NS": str(offset * 1000),
-                             "K4A_DEVICE_SERIAL_NUMBER": serial, "K4A_COLOR_FIRMWARE_VERSION": "1.6.110",
-                             "K4A_DEPTH_FIRMWARE_VERSION": "1.6.79"})
+        out.metadata.update(
+            {
+                "title": "Azure Kinect",
+                "K4A_WIRED_SYNC_MODE": wired_sync_mode,
+                "K4A_DEPTH_DELAY_NS": "0",
+                "K4A_START_OFFSET_NS": str(offset * 1000),
+                "K4A_DEVICE_SERIAL_NUMBER": serial,
+                "K4A_COLOR_FIRMWARE_VERSION": "1.6.110",
+                "K4A_DEPTH_FIRMWARE_VERSION": "1.6.79",
+            }
+        )
         if wired_sync_mode == "SUBORDINATE":
             out.metadata["K4A_SUBORDINATE_DELAY_NS"] = str(subordinate_delay_usec * 1000)
         colour = out.add_stream("mjpeg", rate=fps)
@@ -58,13 +76,11 @@ def write_kinect_mkv(path: str | os.PathLike, *, jpegs: list[bytes], depths: lis
         depth.codec_tag = "b16g"
         depth.metadata.update({"title": "DEPTH", "K4A_DEPTH_MODE": depth_mode})
         if calibration_json is not None:
-            attachment = out.add_attachment("calibration.json", "application/octet-stream",
-                                            calibration_json.encode("utf-8"))
+            attachment = out.add_attachment("calibration.json", "application/octet-stream", calibration_json.encode("utf-8"))
             attachment.metadata["K4A_CALIBRATION_FILE"] = "calibration.json"
         out.start_encoding()
         for jpeg, image, t in zip(jpegs, depths, timestamps_usec):
-            for stream, data in ((colour, bytes(jpeg)),
-                                 (depth, np.ascontiguousarray(image, dtype=">u2").tobytes())):
+            for stream, data in ((colour, bytes(jpeg)), (depth, np.ascontiguousarray(image, dtype=">u2").tobytes())):
                 packet = av.Packet(data)
                 packet.stream = stream
                 packet.pts = packet.dts = int(t - offset)

@@ -30,10 +30,11 @@ def make_plan(actor_id: str, *, first_take: int, sentences: int = SENTENCES_PER_
         raise RigError(f"take ids {first_take}..{first_take + sentences - 1} do not fit in six digits")
     # the actor's own draw: the same actor and seed always give the same plan
     rng = np.random.default_rng([seed, zlib.crc32(actor_id.encode("utf-8"))])
-    items = [{"take_id": f"{first_take + n:06d}", "sentence_id": s.sentence_id, "emotion": s.emotion, "text": s.text}
-             for n, s in enumerate(draw_sentences(sentences, rng))]
-    return {"version": PLAN_VERSION, "actor_id": actor_id, "seed": seed, "corpus_version": CORPUS_VERSION,
-            "items": items}
+    items = [
+        {"take_id": f"{first_take + n:06d}", "sentence_id": s.sentence_id, "emotion": s.emotion, "text": s.text}
+        for n, s in enumerate(draw_sentences(sentences, rng))
+    ]
+    return {"version": PLAN_VERSION, "actor_id": actor_id, "seed": seed, "corpus_version": CORPUS_VERSION, "items": items}
 
 
 def write_plan(path: str | os.PathLike, plan: dict) -> Path:
@@ -43,8 +44,9 @@ def write_plan(path: str | os.PathLike, plan: dict) -> Path:
     return Path(path)
 
 
-def write_session_plan(path: str | os.PathLike, actor_id: str, *, first_take: int, sentences: int = SENTENCES_PER_ACTOR,
-                       seed: int = 0) -> dict:
+def write_session_plan(
+    path: str | os.PathLike, actor_id: str, *, first_take: int, sentences: int = SENTENCES_PER_ACTOR, seed: int = 0
+) -> dict:
     """Make the plan of ``actor_id`` (:func:`make_plan`), write it to ``path`` and return its summary:
     the path, the actor, the sentence count and the sentences per emotion (``mmface4d rig plan``)."""
     plan = make_plan(actor_id, first_take=first_take, sentences=sentences, seed=seed)

@@ -44,8 +44,16 @@ import numpy as np
 from mmface4d_datasets.vocabulary import FPS
 from capture_rig.errors import RigError
 from capture_rig.simulate_noise import NoiseSettings, depth_noise, landmark_noise
-from capture_rig.simulate_scene import RESOLUTIONS, Scenery, SpanProjector, calibration_json, detail_patterns, \
-    device_cameras, rig_extrinsics, serial_number
+from capture_rig.simulate_scene import (
+    RESOLUTIONS,
+    Scenery,
+    SpanProjector,
+    calibration_json,
+    detail_patterns,
+    device_cameras,
+    rig_extrinsics,
+    serial_number,
+)
 
 #: Version of the simulator's rules (bumped whenever the same arguments would give other files).
 SIMULATOR_VERSION = "2"  # 2: --mkv writes the recorder's session layout
@@ -70,8 +78,13 @@ class SimulationOptions:
     max_frames: int | None = None
 
     def as_dict(self) -> dict:
-        return {"resolution": self.resolution, "noise": self.noise.as_dict(), "mkv": self.mkv,
-                "num_vertices": self.num_vertices, "max_frames": self.max_frames}
+        return {
+            "resolution": self.resolution,
+            "noise": self.noise.as_dict(),
+            "mkv": self.mkv,
+            "num_vertices": self.num_vertices,
+            "max_frames": self.max_frames,
+        }
 
 
 def _rng(seed: int, subject: int, sentence: int, purpose: int) -> np.random.Generator:
@@ -146,8 +159,15 @@ def _jpeg(image: np.ndarray) -> bytes:
     return b"".join(bytes(p) for p in packets)
 
 
-def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: str | os.PathLike,
-                  options: SimulationOptions = SimulationOptions(), model=None, projector=None) -> dict:
+def simulate_take(
+    subject_index: int,
+    sentence_index: int,
+    seed: int,
+    out_dir: str | os.PathLike,
+    options: SimulationOptions = SimulationOptions(),
+    model=None,
+    projector=None,
+) -> dict:
     """Simulate and write one take (takes/ID, truth/ID, session/takes/ID); returns a small report.
 
     Each take folder is written into a hidden sibling and renamed when complete.
@@ -206,8 +226,7 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
     faces = np.asarray(model.triangles, dtype=np.int64)
     N = model.num_vertices
     n_rigid = len(scenery.rigid_vertices)
-    triangles = np.concatenate([faces, scenery.rigid_triangles + N,
-                                scenery.static_triangles + N + n_rigid]).astype(np.int64)
+    triangles = np.concatenate([faces, scenery.rigid_triangles + N, scenery.static_triangles + N + n_rigid]).astype(np.int64)
     colours = np.concatenate([face_colours, scenery.rigid_colours, scenery.static_colours])
     face_count = len(faces)
     rigid_world = np.matmul(scenery.rigid_vertices[None], poses[:, :3, :3].transpose(0, 2, 1)) + poses[:, None, :3, 3]
@@ -242,8 +261,10 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
             light_cam = R_c.T @ light_world
             detected = np.full((T, 68, 2), np.nan, dtype=np.float32)
             jpegs, raw_depths, stamps = [], [], []
-            with DepthVideoWriter(staging / f"{take_id}_{c}.nut", W, H, fps=FPS) as depth_out, \
-                    ColourVideoWriter(staging / f"{take_id}_{c}.mp4", W, H, fps=FPS, threads=1) as colour_out:
+            with (
+                DepthVideoWriter(staging / f"{take_id}_{c}.nut", W, H, fps=FPS) as depth_out,
+                ColourVideoWriter(staging / f"{take_id}_{c}.mp4", W, H, fps=FPS, threads=1) as colour_out,
+            ):
                 for k in range(T):
                     clock = time.process_time()
                     t_frames = k + jitter_s[c, k] * FPS
@@ -254,10 +275,10 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
                     fragments = rasterize(vertices, triangles, colour_cam, checked=True)
                     clock = _tick(timings, "render_colour", clock)
                     vertices_cam = colour_cam.to_camera(vertices)
-                    image = shade(fragments, vertices_cam, triangles, colors=colours, light=light_cam,
-                                  ambient=0.3, background=(0, 0, 0))
-                    uv, visible = project_landmarks(vertices_cam[:N], model.keypoints, colour_cam, fragments,
-                                                    tolerance=noise.landmark_occlusion_m)
+                    image = shade(fragments, vertices_cam, triangles, colors=colours, light=light_cam, ambient=0.3, background=(0, 0, 0))
+                    uv, visible = project_landmarks(
+                        vertices_cam[:N], model.keypoints, colour_cam, fragments, tolerance=noise.landmark_occlusion_m
+                    )
                     true_landmarks[c, k] = uv
                     visible_landmarks[c, k] = visible
                     detected[k] = landmark_noise(uv, visible, noise, rng_landmarks[c])
@@ -286,39 +307,57 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
             write_landmarks(staging / f"{take_id}_{c}.landmarks.npy", detected)
             if options.mkv:
                 write_landmarks(mkv_dir / f"{take_id}_{c}.landmarks.npy", detected)
-            authors = {"color_mode": f"MJPG_{device.k4a.color_resolution}", "depth_mode": device.k4a.depth_mode,
-                       "serial_number": serial_number(c),
-                       "stream_length_usec": int(round((T - 1) * 1e6 / FPS))}
+            authors = {
+                "color_mode": f"MJPG_{device.k4a.color_resolution}",
+                "depth_mode": device.k4a.depth_mode,
+                "serial_number": serial_number(c),
+                "stream_length_usec": int(round((T - 1) * 1e6 / FPS)),
+            }
             colour_for_json = colour_cam.with_extrinsics(np.eye(4) if c == 1 else None)
-            atomic_write_bytes(staging / f"{take_id}_{c}.json",
-                               json_bytes(authors | take_json_fields(colour_for_json, device.depth)))
+            atomic_write_bytes(staging / f"{take_id}_{c}.json", json_bytes(authors | take_json_fields(colour_for_json, device.depth)))
             if options.mkv:
                 from capture_rig.mkv_write import write_kinect_mkv
 
-                write_kinect_mkv(mkv_dir / f"{take_id}_{c}.mkv", jpegs=jpegs, depths=raw_depths, timestamps_usec=stamps,
-                                 calibration_json=calibration_json(c), colour_mode=f"MJPG_{device.k4a.color_resolution}",
-                                 depth_mode=device.k4a.depth_mode, fps=FPS, serial=serial_number(c),
-                                 bitexact=True)
+                write_kinect_mkv(
+                    mkv_dir / f"{take_id}_{c}.mkv",
+                    jpegs=jpegs,
+                    depths=raw_depths,
+                    timestamps_usec=stamps,
+                    calibration_json=calibration_json(c),
+                    colour_mode=f"MJPG_{device.k4a.color_resolution}",
+                    depth_mode=device.k4a.depth_mode,
+                    fps=FPS,
+                    serial=serial_number(c),
+                    bitexact=True,
+                )
 
         # ---- audio: the truth is aligned to frame 0; the take's WAV is late by the offset
         shift = int(round(audio_offset_s * take.sample_rate))
-        late = np.concatenate([np.zeros(max(shift, 0), np.float32), audio[max(-shift, 0):]])[: len(audio)]
+        late = np.concatenate([np.zeros(max(shift, 0), np.float32), audio[max(-shift, 0) :]])[: len(audio)]
         late = np.pad(late, (0, len(audio) - len(late)))
         official.write_audio(staging / f"{take_id}.wav", late, take.sample_rate)
         official.write_audio(truth_staging / f"{take_id}.wav", audio, take.sample_rate)
         if options.mkv:
             shutil.copyfile(staging / f"{take_id}.wav", mkv_dir / f"{take_id}.wav")
-            atomic_write_bytes(mkv_dir / f"{take_id}.take.json",
-                               json_bytes(_take_log(take_id, take, T, audio_offset_s, len(late))))
+            atomic_write_bytes(mkv_dir / f"{take_id}.take.json", json_bytes(_take_log(take_id, take, T, audio_offset_s, len(late))))
 
         sentence = take.sentence
-        take_meta = {"take_id": take_id, "subject_id": take.actor.subject_id, "sentence_id": sentence.sentence_id,
-                     "emotion": sentence.emotion, "text": sentence.text, "fps": FPS, "num_frames": T,
-                     "synthetic": True,
-                     "formats": {"simulator": f"mmface4d rig simulate {SIMULATOR_VERSION}",
-                                 "depth": "FFV1 gray16le NUT, millimetres along the colour camera's axis, "
-                                          "registered to colour, 0 = none",
-                                 "colour": "H.264 yuv420p MP4", "landmarks": "float32 (T, 68, 2) px, NaN = hidden"}}
+        take_meta = {
+            "take_id": take_id,
+            "subject_id": take.actor.subject_id,
+            "sentence_id": sentence.sentence_id,
+            "emotion": sentence.emotion,
+            "text": sentence.text,
+            "fps": FPS,
+            "num_frames": T,
+            "synthetic": True,
+            "formats": {
+                "simulator": f"mmface4d rig simulate {SIMULATOR_VERSION}",
+                "depth": "FFV1 gray16le NUT, millimetres along the colour camera's axis, registered to colour, 0 = none",
+                "colour": "H.264 yuv420p MP4",
+                "landmarks": "float32 (T, 68, 2) px, NaN = hidden",
+            },
+        }
         atomic_write_bytes(staging / f"{take_id}.meta.json", json_bytes(take_meta))
 
         official.write_mesh_sequence(truth_staging / f"{take_id}_filt", truth32, fps=FPS)
@@ -332,28 +371,39 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
             "cameras": {str(c): extrinsics[c].round(12).tolist() for c in range(3)},
             "depth_to_colour": {str(d.index): d.depth.extrinsics.round(12).tolist() for d in devices},
         }
-        meta["sync"] = {"mode": "simulated", "reference_camera": 1,
-                        "clock_offsets_s": {str(c): jitter_s[c].round(9).tolist() for c in range(3)},
-                        "audio_offset_s": round(audio_offset_s, 9),
-                        "note": "camera c's frame k shows the truth at (k + clock_offsets_s[c][k] * 30) / 30 s; "
-                                "the take's ID.wav is late by audio_offset_s (sample n of it is truth sample "
-                                "n - audio_offset_s * 16000); the truth's ID.wav is aligned to frame 0"}
-        meta["simulation"] = {"version": SIMULATOR_VERSION, "options": options.as_dict(), "seed": int(seed),
-                              "calibration_json": {str(c): json.loads(calibration_json(c)) for c in range(3)},
-                              "detail_rms_mm": {"subject": noise.subject_detail_mm,
-                                                "expression": noise.expression_detail_mm},
-                              "true_landmarks": f"{take_id}.gt.npz: landmarks (3, T, 68, 2) px through each "
-                                                "colour camera's lens, landmarks_visible (3, T, 68)"}
+        meta["sync"] = {
+            "mode": "simulated",
+            "reference_camera": 1,
+            "clock_offsets_s": {str(c): jitter_s[c].round(9).tolist() for c in range(3)},
+            "audio_offset_s": round(audio_offset_s, 9),
+            "note": "camera c's frame k shows the truth at (k + clock_offsets_s[c][k] * 30) / 30 s; "
+            "the take's ID.wav is late by audio_offset_s (sample n of it is truth sample "
+            "n - audio_offset_s * 16000); the truth's ID.wav is aligned to frame 0",
+        }
+        meta["simulation"] = {
+            "version": SIMULATOR_VERSION,
+            "options": options.as_dict(),
+            "seed": int(seed),
+            "calibration_json": {str(c): json.loads(calibration_json(c)) for c in range(3)},
+            "detail_rms_mm": {"subject": noise.subject_detail_mm, "expression": noise.expression_detail_mm},
+            "true_landmarks": f"{take_id}.gt.npz: landmarks (3, T, 68, 2) px through each "
+            "colour camera's lens, landmarks_visible (3, T, 68)",
+        }
         meta["formats"]["ground_truth"] = "ID.gt.npz (numpy .npz, no pickles), ground-truth format 1 + simulator arrays"
         atomic_write_bytes(truth_staging / f"{take_id}.meta.json", json_bytes(meta))
         gt = take.ground_truth()
         for key in ("expression", "head_pose", "head_angles", "prominence"):
             gt[key] = gt[key][:T]
-        gt.update({"subject_detail": subject_detail.astype(np.float32),
-                   "expression_detail_patterns": patterns.astype(np.float32),
-                   "expression_detail_amplitudes": amplitudes.astype(np.float32),
-                   "landmarks": true_landmarks, "landmarks_visible": visible_landmarks,
-                   "keypoints": np.asarray(model.keypoints, dtype=np.int64)})
+        gt.update(
+            {
+                "subject_detail": subject_detail.astype(np.float32),
+                "expression_detail_patterns": patterns.astype(np.float32),
+                "expression_detail_amplitudes": amplitudes.astype(np.float32),
+                "landmarks": true_landmarks,
+                "landmarks_visible": visible_landmarks,
+                "keypoints": np.asarray(model.keypoints, dtype=np.int64),
+            }
+        )
         write_npz(truth_staging / f"{take_id}.gt.npz", gt)
         finals = [takes_dir / take_id, truth_dir / take_id, session_dir / take_id]
         for folder, final in zip(staged, finals):
@@ -366,10 +416,15 @@ def simulate_take(subject_index: int, sentence_index: int, seed: int, out_dir: s
         raise
     seconds = time.perf_counter() - started
     residual = projector.residual_rms(subject_detail) * 1000.0
-    return {"take_id": take_id, "frames": T, "seconds": round(seconds, 3),
-            "seconds_per_frame": round(seconds / max(T, 1), 4), "face_triangles": face_count,
-            "cpu_seconds": {k: round(v, 3) for k, v in timings.items()},
-            "subject_detail_out_of_span_mm": round(residual, 4)}
+    return {
+        "take_id": take_id,
+        "frames": T,
+        "seconds": round(seconds, 3),
+        "seconds_per_frame": round(seconds / max(T, 1), 4),
+        "face_triangles": face_count,
+        "cpu_seconds": {k: round(v, 3) for k, v in timings.items()},
+        "subject_detail_out_of_span_mm": round(residual, 4),
+    }
 
 
 #: The recorder's host-clock time of camera 1's first capture in the simulated take logs (seconds),
@@ -387,15 +442,25 @@ def _take_log(take_id: str, take, num_frames: int, audio_offset_s: float, sample
     Gender and age ride along for the release's split (a real session brings them in a manifest).
     """
     sentence, actor = take.sentence, take.actor
-    return {"take_id": take_id, "status": "ok", "simulated": True,
-            "subject_id": actor.subject_id, "sentence_id": sentence.sentence_id, "text": sentence.text,
-            "emotion": sentence.emotion, "gender": actor.gender, "age": actor.age,
-            "audio": {"sample_rate": take.sample_rate, "samples": int(samples),
-                      "first_sample_host_s": LOG_FIRST_CAPTURE_HOST_S - audio_offset_s},
-            "master": {"camera": 1, "first_capture_host_s": LOG_FIRST_CAPTURE_HOST_S,
-                       "first_capture_device_usec": FIRST_CAPTURE_DEVICE_USEC},
-            "cameras": {str(c): {"captures": int(num_frames), "dropped_frames": []} for c in range(3)},
-            "host_clock": "simulated"}
+    return {
+        "take_id": take_id,
+        "status": "ok",
+        "simulated": True,
+        "subject_id": actor.subject_id,
+        "sentence_id": sentence.sentence_id,
+        "text": sentence.text,
+        "emotion": sentence.emotion,
+        "gender": actor.gender,
+        "age": actor.age,
+        "audio": {
+            "sample_rate": take.sample_rate,
+            "samples": int(samples),
+            "first_sample_host_s": LOG_FIRST_CAPTURE_HOST_S - audio_offset_s,
+        },
+        "master": {"camera": 1, "first_capture_host_s": LOG_FIRST_CAPTURE_HOST_S, "first_capture_device_usec": FIRST_CAPTURE_DEVICE_USEC},
+        "cameras": {str(c): {"captures": int(num_frames), "dropped_frames": []} for c in range(3)},
+        "host_clock": "simulated",
+    }
 
 
 # ------------------------------------------------------------------------ a whole set
@@ -406,8 +471,10 @@ def _check_out(out_dir: Path, settings: dict) -> None:
         raise RigError(f"{out_dir}: exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not marker.is_file():
-            raise RigError(f"{out_dir}: the folder is not empty and was not made by `mmface4d rig simulate` "
-                           f"(no {MARKER}); choose a new or empty folder")
+            raise RigError(
+                f"{out_dir}: the folder is not empty and was not made by `mmface4d rig simulate` "
+                f"(no {MARKER}); choose a new or empty folder"
+            )
         try:
             found = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -429,8 +496,15 @@ def _work(job):
     return simulate_take(i, j, seed, out_dir, options, model=_WORKER.get("model"), projector=_WORKER.get("projector"))
 
 
-def simulate(out_dir: str | os.PathLike, subjects: int, sentences: int, seed: int = 0,
-             options: SimulationOptions = SimulationOptions(), workers: int = 1, progress: bool = True) -> dict:
+def simulate(
+    out_dir: str | os.PathLike,
+    subjects: int,
+    sentences: int,
+    seed: int = 0,
+    options: SimulationOptions = SimulationOptions(),
+    workers: int = 1,
+    progress: bool = True,
+) -> dict:
     """Simulate ``subjects`` x ``sentences`` takes into ``out_dir`` (see the module docstring).
 
     Takes already complete from an earlier run with the same settings are kept (the run resumes).
@@ -446,13 +520,21 @@ def simulate(out_dir: str | os.PathLike, subjects: int, sentences: int, seed: in
     if options.resolution not in RESOLUTIONS:
         raise RigError(f"--resolution must be one of {', '.join(RESOLUTIONS)}, got {options.resolution!r}")
     if options.mkv and RESOLUTIONS[options.resolution][2] is not None:
-        raise RigError(f"--mkv needs an Azure Kinect colour mode; --resolution {options.resolution} is not one "
-                       f"(use {', '.join(k for k, v in RESOLUTIONS.items() if v[2] is None)})")
+        raise RigError(
+            f"--mkv needs an Azure Kinect colour mode; --resolution {options.resolution} is not one "
+            f"(use {', '.join(k for k, v in RESOLUTIONS.items() if v[2] is None)})"
+        )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise RigError(f"--workers must be an integer >= 1, got {workers!r}")
     out_dir = Path(out_dir)
-    settings = {"tool": "mmface4d rig simulate", "version": SIMULATOR_VERSION, "subjects": int(subjects),
-                "sentences": int(sentences), "seed": int(seed), "options": options.as_dict()}
+    settings = {
+        "tool": "mmface4d rig simulate",
+        "version": SIMULATOR_VERSION,
+        "subjects": int(subjects),
+        "sentences": int(sentences),
+        "seed": int(seed),
+        "options": options.as_dict(),
+    }
     _check_out(out_dir, settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / MARKER, json_bytes(settings))
@@ -461,8 +543,11 @@ def simulate(out_dir: str | os.PathLike, subjects: int, sentences: int, seed: in
     for i in range(subjects):
         for j in range(sentences):
             take_id = take_id_of(i, j)
-            done = (out_dir / "takes" / take_id).is_dir() and (out_dir / "truth" / take_id).is_dir() and (
-                not options.mkv or (out_dir / SESSION / "takes" / take_id).is_dir())
+            done = (
+                (out_dir / "takes" / take_id).is_dir()
+                and (out_dir / "truth" / take_id).is_dir()
+                and (not options.mkv or (out_dir / SESSION / "takes" / take_id).is_dir())
+            )
             if done:
                 skipped.append(take_id)
             else:
@@ -482,13 +567,18 @@ def simulate(out_dir: str | os.PathLike, subjects: int, sentences: int, seed: in
             from concurrent.futures import ProcessPoolExecutor
 
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
-                                     initargs=(model,)) as pool:
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_init_worker, initargs=(model,)) as pool:
                 for report in pool.map(_work, jobs):
                     reports.append(report)
                     bar.update()
     frames = sum(r["frames"] for r in reports)
     seconds = time.perf_counter() - started
-    return {"out": str(out_dir), "written": [r["take_id"] for r in reports], "skipped_existing": skipped,
-            "frames": frames, "seconds": round(seconds, 3),
-            "seconds_per_frame": round(seconds / frames, 4) if frames else None, "takes": reports}
+    return {
+        "out": str(out_dir),
+        "written": [r["take_id"] for r in reports],
+        "skipped_existing": skipped,
+        "frames": frames,
+        "seconds": round(seconds, 3),
+        "seconds_per_frame": round(seconds / frames, 4) if frames else None,
+        "takes": reports,
+    }

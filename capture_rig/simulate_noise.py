@@ -47,9 +47,16 @@ class NoiseSettings:
         return asdict(self)
 
 
-NO_NOISE = NoiseSettings(depth_sigma_mm=0.0, depth_quantum_mm=1.0, hole_angle_deg=90.0, flying_fraction=0.0,
-                         landmark_sigma_px=0.0, landmark_outlier_fraction=0.0, clock_jitter_ms=0.0,
-                         audio_offset_max_ms=0.0)
+NO_NOISE = NoiseSettings(
+    depth_sigma_mm=0.0,
+    depth_quantum_mm=1.0,
+    hole_angle_deg=90.0,
+    flying_fraction=0.0,
+    landmark_sigma_px=0.0,
+    landmark_outlier_fraction=0.0,
+    clock_jitter_ms=0.0,
+    audio_offset_max_ms=0.0,
+)
 
 
 def parse_noise(text: str | None) -> NoiseSettings:
@@ -83,8 +90,7 @@ def parse_noise(text: str | None) -> NoiseSettings:
     return settings
 
 
-def depth_noise(depth_mm: np.ndarray, cos_incidence: np.ndarray, settings: NoiseSettings,
-                rng: np.random.Generator) -> np.ndarray:
+def depth_noise(depth_mm: np.ndarray, cos_incidence: np.ndarray, settings: NoiseSettings, rng: np.random.Generator) -> np.ndarray:
     """Rendered depth (H, W) float mm (0: nothing) -> the sensor's uint16 mm image.
 
     In order: flying pixels at depth edges (a random ``flying_fraction`` of the edge pixels takes a
@@ -100,7 +106,7 @@ def depth_noise(depth_mm: np.ndarray, cos_incidence: np.ndarray, settings: Noise
         best = np.zeros_like(depth)
         target = depth.copy()
         for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-            neighbour = padded[dy:dy + depth.shape[0], dx:dx + depth.shape[1]]
+            neighbour = padded[dy : dy + depth.shape[0], dx : dx + depth.shape[1]]
             with np.errstate(invalid="ignore"):
                 gap = np.abs(neighbour - centre)
                 larger = np.nan_to_num(gap, nan=0.0) > best
@@ -121,8 +127,7 @@ def depth_noise(depth_mm: np.ndarray, cos_incidence: np.ndarray, settings: Noise
     return np.clip(out, 0, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
-def landmark_noise(points: np.ndarray, visible: np.ndarray, settings: NoiseSettings,
-                   rng: np.random.Generator) -> np.ndarray:
+def landmark_noise(points: np.ndarray, visible: np.ndarray, settings: NoiseSettings, rng: np.random.Generator) -> np.ndarray:
     """True landmarks (K, 2) px and visibility (K,) -> detected (K, 2) float32, NaN where hidden."""
     noisy = points + rng.normal(size=points.shape) * settings.landmark_sigma_px
     outlier = rng.random(len(points)) < settings.landmark_outlier_fraction

@@ -29,19 +29,48 @@ import numpy as np
 #: image that give the sample take's camera matrix (cx_px = cx * 1920 - 0.5, cy_px = cy * 1440 - 180 - 0.5).
 SAMPLE_COLOUR_1080P = (911.56536865234375, 911.16424560546875, 963.89404296875, 544.8760986328125)
 #: The real recording's colour lens (k1..k6, codx, cody, p2, p1 as the calibration JSON stores them).
-REAL_COLOUR_LENS = (0.33012130856513977, -2.4893965721130371, 1.453670859336853, 0.20891207456588745,
-                    -2.302915096282959, 1.3751275539398193, 0.0, 0.0, -0.00012944525224156678,
-                    -0.00016178244550246745)
+REAL_COLOUR_LENS = (
+    0.33012130856513977,
+    -2.4893965721130371,
+    1.453670859336853,
+    0.20891207456588745,
+    -2.302915096282959,
+    1.3751275539398193,
+    0.0,
+    0.0,
+    -0.00012944525224156678,
+    -0.00016178244550246745,
+)
 #: The real recording's depth camera: 14 model parameters and metric radius.
-REAL_DEPTH_PARAMETERS = (0.51296979188919067, 0.51692354679107666, 0.4927808940410614, 0.49290284514427185,
-                         0.54793977737426758, -0.020971370860934258, -0.0026522316038608551, 0.88967907428741455,
-                         0.086130209267139435, -0.013910384848713875, 0.0, 0.0, -7.2104157879948616e-5,
-                         2.0557534298859537e-5)
+REAL_DEPTH_PARAMETERS = (
+    0.51296979188919067,
+    0.51692354679107666,
+    0.4927808940410614,
+    0.49290284514427185,
+    0.54793977737426758,
+    -0.020971370860934258,
+    -0.0026522316038608551,
+    0.88967907428741455,
+    0.086130209267139435,
+    -0.013910384848713875,
+    0.0,
+    0.0,
+    -7.2104157879948616e-5,
+    2.0557534298859537e-5,
+)
 REAL_DEPTH_METRIC_RADIUS = 1.7399997711181641
 #: The real recording's colour camera pose relative to its depth camera (Rt of the PhotoVideo camera).
-REAL_COLOUR_ROTATION = (0.99999922513961792, 0.0011817576596513391, -0.00044814043212682009,
-                        -0.0011387512786313891, 0.99628061056137085, 0.0861603245139122,
-                        0.0005482942215166986, -0.086159750819206238, 0.9962812066078186)
+REAL_COLOUR_ROTATION = (
+    0.99999922513961792,
+    0.0011817576596513391,
+    -0.00044814043212682009,
+    -0.0011387512786313891,
+    0.99628061056137085,
+    0.0861603245139122,
+    0.0005482942215166986,
+    -0.086159750819206238,
+    0.9962812066078186,
+)
 REAL_COLOUR_TRANSLATION = (-0.032083429396152496, -0.0022053730208426714, 0.0038836926687508821)
 REAL_SERIAL = "001514394512"
 
@@ -70,23 +99,54 @@ def calibration_json(camera: int) -> str:
     colour = [(cx + 0.5) / 1920.0, (cy + 180.0 + 0.5) / 1440.0, fx / 1920.0, fy / 1440.0, *REAL_COLOUR_LENS]
 
     def entry(params, purpose, location, radius, rotation, translation, width, height):
-        return {"Intrinsics": {"ModelParameterCount": 14, "ModelParameters": [float(p) for p in params],
-                               "ModelType": "CALIBRATION_LensDistortionModelBrownConrady"},
-                "Location": location, "Purpose": purpose, "MetricRadius": float(radius),
-                "Rt": {"Rotation": [float(r) for r in rotation], "Translation": [float(t) for t in translation]},
-                "SensorHeight": height, "SensorWidth": width, "Shutter": "CALIBRATION_ShutterTypeUndefined"}
+        return {
+            "Intrinsics": {
+                "ModelParameterCount": 14,
+                "ModelParameters": [float(p) for p in params],
+                "ModelType": "CALIBRATION_LensDistortionModelBrownConrady",
+            },
+            "Location": location,
+            "Purpose": purpose,
+            "MetricRadius": float(radius),
+            "Rt": {"Rotation": [float(r) for r in rotation], "Translation": [float(t) for t in translation]},
+            "SensorHeight": height,
+            "SensorWidth": width,
+            "Shutter": "CALIBRATION_ShutterTypeUndefined",
+        }
 
-    data = {"CalibrationInformation": {
-        "Cameras": [
-            entry(REAL_DEPTH_PARAMETERS, "CALIBRATION_CameraPurposeDepth", "CALIBRATION_CameraLocationD0",
-                  REAL_DEPTH_METRIC_RADIUS, (1, 0, 0, 0, 1, 0, 0, 0, 1), (0, 0, 0), 1024, 1024),
-            entry(colour, "CALIBRATION_CameraPurposePhotoVideo", "CALIBRATION_CameraLocationPV0", 0,
-                  REAL_COLOUR_ROTATION, REAL_COLOUR_TRANSLATION, 4096, 3072),
-        ],
-        "Metadata": {"SerialId": serial_number(camera), "DeviceName": "AzureKinect-PV (simulated)",
-                     "Notes": f"mmface4d rig simulate: colour intrinsics of the sample take 000337_1.json, lenses "
-                              f"and depth-to-colour of device {REAL_SERIAL}",
-                     "Version": {"Major": 1, "Minor": 2}}}}
+    data = {
+        "CalibrationInformation": {
+            "Cameras": [
+                entry(
+                    REAL_DEPTH_PARAMETERS,
+                    "CALIBRATION_CameraPurposeDepth",
+                    "CALIBRATION_CameraLocationD0",
+                    REAL_DEPTH_METRIC_RADIUS,
+                    (1, 0, 0, 0, 1, 0, 0, 0, 1),
+                    (0, 0, 0),
+                    1024,
+                    1024,
+                ),
+                entry(
+                    colour,
+                    "CALIBRATION_CameraPurposePhotoVideo",
+                    "CALIBRATION_CameraLocationPV0",
+                    0,
+                    REAL_COLOUR_ROTATION,
+                    REAL_COLOUR_TRANSLATION,
+                    4096,
+                    3072,
+                ),
+            ],
+            "Metadata": {
+                "SerialId": serial_number(camera),
+                "DeviceName": "AzureKinect-PV (simulated)",
+                "Notes": f"mmface4d rig simulate: colour intrinsics of the sample take 000337_1.json, lenses "
+                f"and depth-to-colour of device {REAL_SERIAL}",
+                "Version": {"Major": 1, "Minor": 2},
+            },
+        }
+    }
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -136,8 +196,10 @@ class SpanProjector:
         mean = np.asarray(model.mean, dtype=np.float64)
         n = mean.shape[0]
         centred = mean - mean.mean(axis=0)
-        columns = [np.asarray(model.identity_basis, dtype=np.float64).reshape(-1, 3 * n),
-                   np.asarray(model.expression_basis, dtype=np.float64).reshape(-1, 3 * n)]
+        columns = [
+            np.asarray(model.identity_basis, dtype=np.float64).reshape(-1, 3 * n),
+            np.asarray(model.expression_basis, dtype=np.float64).reshape(-1, 3 * n),
+        ]
         rigid = []
         for axis in range(3):
             t = np.zeros((n, 3))
@@ -160,8 +222,9 @@ class SpanProjector:
         return float(np.sqrt((rest**2).sum(axis=1).mean()))
 
 
-def detail_patterns(model, rng: np.random.Generator, count: int, rms_m: float, wavelengths=(0.02, 0.06),
-                    projector: SpanProjector | None = None) -> np.ndarray:
+def detail_patterns(
+    model, rng: np.random.Generator, count: int, rms_m: float, wavelengths=(0.02, 0.06), projector: SpanProjector | None = None
+) -> np.ndarray:
     """(count, N, 3) displacement fields along the mean shape's normals, smooth over ``wavelengths``
     metres, with their in-span part removed, each scaled to ``rms_m`` metres RMS (3-D, per vertex)."""
     from mmface4d_datasets.render import vertex_normals
@@ -225,8 +288,7 @@ def cylinder(centre_top, radius_xz, height: float, rows: int = 6, cols: int = 32
     return vertices, _orient(vertices, triangles, outward)
 
 
-def room(depth: float, half_width: float = SIDE_WALL_X, half_height: float = 2.0, near: float = -1.0,
-         rows: int = 21, cols: int = 17):
+def room(depth: float, half_width: float = SIDE_WALL_X, half_height: float = 2.0, near: float = -1.0, rows: int = 21, cols: int = 17):
     """Three walls of a room (camera 1's frame), facing inside: the back wall ``depth`` metres in front
     of camera 1 and side walls at x = +-``half_width`` from z = ``near`` to the back wall."""
     y = np.linspace(-half_height, half_height, rows)
@@ -285,8 +347,9 @@ class Scenery:
         neck_colour = np.tile(self.skin * 0.92, (len(neck_v), 1))
         self.rigid_colours = _speckle(np.concatenate([head_colour, neck_colour]), self.rigid_vertices, rng, 0.05)
         wall_colour = np.tile(np.array([0.55, 0.56, 0.58]), (len(wall_v), 1))
-        self.static_colours = _speckle(np.concatenate([np.tile(shirt, (len(shoulders_v), 1)), wall_colour]),
-                                       self.static_vertices, rng, 0.08)
+        self.static_colours = _speckle(
+            np.concatenate([np.tile(shirt, (len(shoulders_v), 1)), wall_colour]), self.static_vertices, rng, 0.08
+        )
 
     def face_colours(self, model, rng: np.random.Generator) -> np.ndarray:
         """Per-vertex albedo of the face mask: the skin tone, redder lips, darker brows, mottling."""

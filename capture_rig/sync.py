@@ -69,12 +69,15 @@ def match_frames(timestamps: list, delays_usec: list[int], fps: float, names: li
                 f"{name}: capture {i} (device time {timestamps[camera][i]} us, delay {delays_usec[camera]} us) is "
                 f"{residual[i] / 1000:+.2f} ms off the take's {fps:g} fps frame grid ({bad.size} capture(s) off by "
                 f"more than {TOLERANCE_FRACTION * period / 1000:.2f} ms); were the cameras wired-synchronised, "
-                "and recorded in one session?")
+                "and recorded in one session?"
+            )
         unique, counts = np.unique(k, return_counts=True)
         if (counts > 1).any():
             frame = int(unique[counts > 1][0])
-            raise TimestampMismatch(f"{name}: two captures fall on frame {frame} of the take's frame grid "
-                                    f"(device time {anchor + frame * period + delays_usec[camera]:.0f} us)")
+            raise TimestampMismatch(
+                f"{name}: two captures fall on frame {frame} of the take's frame grid "
+                f"(device time {anchor + frame * period + delays_usec[camera]:.0f} us)"
+            )
         frames.append(k)
     num_frames = int(max((k.max() for k in frames if k.size), default=-1)) + 1
     missing = {}
@@ -86,8 +89,9 @@ def match_frames(timestamps: list, delays_usec: list[int], fps: float, names: li
     return Timeline(fps=fps, anchor_usec=float(anchor), num_frames=num_frames, captures=captures, missing=missing)
 
 
-def audio_offset(audio_first_sample_host_s: float, master_first_capture_host_s: float,
-                 master_first_capture_device_usec: float, anchor_usec: float) -> float:
+def audio_offset(
+    audio_first_sample_host_s: float, master_first_capture_host_s: float, master_first_capture_device_usec: float, anchor_usec: float
+) -> float:
     """Seconds from video frame 0 to the first audio sample (positive: the audio started later).
 
     The master's first capture ties the device clock to the host clock: frame 0 (device time

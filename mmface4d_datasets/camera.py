@@ -103,8 +103,10 @@ class Camera:
     # -------------------------------------------------------------------- frames
     def _require_extrinsics(self) -> np.ndarray:
         if self.extrinsics is None:
-            raise CameraError("this camera's extrinsics are unknown (the authors' calibration files carry none); "
-                              "only points in its own frame can be projected")
+            raise CameraError(
+                "this camera's extrinsics are unknown (the authors' calibration files carry none); "
+                "only points in its own frame can be projected"
+            )
         return self.extrinsics
 
     def to_camera(self, points: np.ndarray) -> np.ndarray:
@@ -221,9 +223,11 @@ class Camera:
 
     def __repr__(self) -> str:
         K = self.intrinsics
-        return (f"Camera({self.width}x{self.height}, fx={K[0, 0]:.3f}, fy={K[1, 1]:.3f}, cx={K[0, 2]:.3f}, "
-                f"cy={K[1, 2]:.3f}, distortion={'none' if self.distortion is None else 'rational'}, "
-                f"extrinsics={'unknown' if self.extrinsics is None else 'known'})")
+        return (
+            f"Camera({self.width}x{self.height}, fx={K[0, 0]:.3f}, fy={K[1, 1]:.3f}, cx={K[0, 2]:.3f}, "
+            f"cy={K[1, 2]:.3f}, distortion={'none' if self.distortion is None else 'rational'}, "
+            f"extrinsics={'unknown' if self.extrinsics is None else 'known'})"
+        )
 
 
 # ------------------------------------------------------------------------ distortion math
@@ -322,7 +326,7 @@ def _mode_name(name: str, table: dict, what: str) -> str:
     key = str(name).upper()
     for prefix in ("K4A_COLOR_RESOLUTION_", "K4A_DEPTH_MODE_", "RES_", "MJPG_", "NV12_", "YUY2_", "BGRA32_"):
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
     if key not in table:
         raise CameraError(f"unknown Azure Kinect {what} {name!r}; known: {', '.join(table)}")
     return key
@@ -339,8 +343,7 @@ def _k4a_camera(entry: dict, mode: tuple, where: str) -> tuple[Camera, np.ndarra
         raise FormatError(f"{where}: expected at least 14 ModelParameters, found {len(params)}")
     cx, cy, fx, fy, k1, k2, k3, k4, k5, k6, codx, cody, p2, p1 = params[:14]
     if codx != 0 or cody != 0:
-        raise FormatError(f"{where}: a centre of distortion off the principal point (codx={codx}, cody={cody}) "
-                          "is not supported")
+        raise FormatError(f"{where}: a centre of distortion off the principal point (codx={codx}, cody={cody}) is not supported")
     (bw, bh), (ox, oy), (w, h) = mode
     # the SDK: scale the normalised numbers to the binned calibration image, crop, shift to pixel centres
     K = np.array([[fx * bw, 0.0, cx * bw - ox - 0.5], [0.0, fy * bh, cy * bh - oy - 0.5], [0.0, 0.0, 1.0]])
@@ -357,8 +360,9 @@ def _k4a_camera(entry: dict, mode: tuple, where: str) -> tuple[Camera, np.ndarra
     return camera, Rt
 
 
-def k4a_cameras(calibration, color_resolution: str = "1080P", depth_mode: str = "NFOV_UNBINNED",
-                *, source: str = "calibration JSON") -> K4ACameras:
+def k4a_cameras(
+    calibration, color_resolution: str = "1080P", depth_mode: str = "NFOV_UNBINNED", *, source: str = "calibration JSON"
+) -> K4ACameras:
     """Colour and depth cameras from an Azure Kinect calibration JSON, scaled as the SDK does.
 
     ``calibration``: the JSON text, bytes, parsed dict, or a path to the file. ``color_resolution``
@@ -399,8 +403,7 @@ def k4a_cameras(calibration, color_resolution: str = "1080P", depth_mode: str = 
         raise FormatError(f"{source}: no {' and no '.join(missing)} camera in CalibrationInformation.Cameras")
     (color, rt_color), (depth, rt_depth) = found["color"], found["depth"]
     depth_to_color = rt_color @ np.linalg.inv(rt_depth)
-    return K4ACameras(color.with_extrinsics(np.eye(4)), depth.with_extrinsics(depth_to_color), depth_to_color,
-                      color_key, depth_key)
+    return K4ACameras(color.with_extrinsics(np.eye(4)), depth.with_extrinsics(depth_to_color), depth_to_color, color_key, depth_key)
 
 
 # ------------------------------------------------------------------------ a take's ID_c.json
@@ -433,15 +436,19 @@ def _camera_from_fields(data: dict, where: str, default_extrinsics) -> Camera:
         raise FormatError(f"{where}: lacks the key {exc.args[0]!r}") from None
     extrinsics = _optional_array(data, "extrinsics", (4, 4), where)
     try:
-        return Camera(K, width, height, _optional_array(data, "distortion", (8,), where),
-                      default_extrinsics if extrinsics is None else extrinsics,
-                      float(data.get("metric_radius", 0.0)))
+        return Camera(
+            K,
+            width,
+            height,
+            _optional_array(data, "distortion", (8,), where),
+            default_extrinsics if extrinsics is None else extrinsics,
+            float(data.get("metric_radius", 0.0)),
+        )
     except CameraError as exc:
         raise FormatError(f"{where}: {exc}") from None
 
 
-def cameras_from_take_json(data: dict, camera_index: int | None = None, *,
-                           source: str = "ID_c.json") -> tuple[Camera, Camera | None]:
+def cameras_from_take_json(data: dict, camera_index: int | None = None, *, source: str = "ID_c.json") -> tuple[Camera, Camera | None]:
     """The colour camera and (where recorded) depth camera of one parsed ``ID_c.json``.
 
     The authors' files carry no ``distortion`` or ``extrinsics``: the colour camera then has no

@@ -98,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmface4d {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except RecursionError:  # e.g. a JSON document nested deeper than Python's parser can follow
-        print(f"mmface4d {args.command}: error: an input is nested too deeply to read (a hostile or broken "
-              "JSON file?)", file=sys.stderr)
+        print(f"mmface4d {args.command}: error: an input is nested too deeply to read (a hostile or broken JSON file?)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

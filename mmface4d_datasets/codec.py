@@ -313,7 +313,8 @@ def _segment_steps(residual: np.ndarray, starts: np.ndarray, references: np.ndar
     prefix = np.ascontiguousarray(prefix.T)
     base = np.zeros((starts.size + 1, rows.shape[0]), dtype=rows.dtype)
     np.subtract(
-        prefix[np.searchsorted(boundaries, references + 1) - 1], prefix[np.searchsorted(boundaries, starts) - 1],
+        prefix[np.searchsorted(boundaries, references + 1) - 1],
+        prefix[np.searchsorted(boundaries, starts) - 1],
         out=base[1:],
     )
     pointer = np.concatenate([[0], np.searchsorted(starts, references, side="right")])  # 0: the root, base 0
@@ -497,7 +498,7 @@ def _pack(mode, num_frames, num_vertices, max_error, step, origin, sections, lev
     header = _HEADER.pack(
         _MAGIC, _FORMAT, mode, weight, num_frames, num_vertices, max_error, step, levels, *origin, len(sections), len(body), 0
     )
-    crc = zlib.crc32(body, zlib.crc32(header[: -4]))
+    crc = zlib.crc32(body, zlib.crc32(header[:-4]))
     return header[:-4] + struct.pack("<I", crc) + bytes(body)
 
 
@@ -512,16 +513,28 @@ def _read_header(data) -> _Header:
         raise CodecError(
             f"codec format version {version} is unknown to this mmface4d-datasets "
             f"(it reads version {', '.join(map(str, _READABLE_FORMATS))}); "
-            + ("upgrade the package to decode it" if version > max(_READABLE_FORMATS)
-               else "it was written by a development version before the first release: encode the data again")
+            + (
+                "upgrade the package to decode it"
+                if version > max(_READABLE_FORMATS)
+                else "it was written by a development version before the first release: encode the data again"
+            )
         )
     if len(view) < _HEADER.size:
         raise CodecError(f"truncated codec stream: {len(view)} bytes, the header alone needs {_HEADER.size}")
     fields = _HEADER.unpack_from(view)
     return _Header(
-        format=fields[1], mode=fields[2], temporal_weight=fields[3], num_frames=fields[4], num_vertices=fields[5], max_error=fields[6],
-        step=fields[7], grid_levels=fields[8], origin=tuple(fields[9:12]), num_sections=fields[12],
-        payload_bytes=fields[13], crc32=fields[14],
+        format=fields[1],
+        mode=fields[2],
+        temporal_weight=fields[3],
+        num_frames=fields[4],
+        num_vertices=fields[5],
+        max_error=fields[6],
+        step=fields[7],
+        grid_levels=fields[8],
+        origin=tuple(fields[9:12]),
+        num_sections=fields[12],
+        payload_bytes=fields[13],
+        crc32=fields[14],
     )
 
 
@@ -629,8 +642,11 @@ def _decode_grid(sections, header: _Header) -> np.ndarray:
     starts = np.cumsum(_unzigzag(_section_array(sections, b"SEGS", segment_count, {0, 1, 2, 3})))
     references = starts - _unzigzag(_section_array(sections, b"SREF", segment_count, {0, 1, 2, 3}))
     if starts.size and (
-        starts[0] < 1 or starts[-1] >= header.num_vertices or np.any(np.diff(starts) <= 0)
-        or np.any(references < 0) or np.any(references >= starts)
+        starts[0] < 1
+        or starts[-1] >= header.num_vertices
+        or np.any(np.diff(starts) <= 0)
+        or np.any(references < 0)
+        or np.any(references >= starts)
     ):
         raise CodecError("codec stream segment table is out of range")
     if not 0 < header.grid_levels <= _MAX_GRID_INDEX:
@@ -698,18 +714,14 @@ def _section_array(sections, name: bytes, count: int, allowed_elements: set[int]
         raise CodecError(f"codec section {name.decode()} has element code {element_code}, not allowed there")
     dtype = _ELEMENT_DTYPES[element_code]
     if raw_bytes != count * dtype.itemsize:
-        raise CodecError(
-            f"codec section {name.decode()} declares {raw_bytes} bytes but the shape needs {count * dtype.itemsize}"
-        )
+        raise CodecError(f"codec section {name.decode()} declares {raw_bytes} bytes but the shape needs {count * dtype.itemsize}")
     if compression == _STORED:
         if len(stored) != raw_bytes:
             raise CodecError(f"codec section {name.decode()} holds {len(stored)} bytes, declares {raw_bytes}")
         planes = bytes(stored)
     else:
         if raw_bytes > _MAX_ZSTD_RATIO * len(stored) + 2**16:
-            raise CodecError(
-                f"codec section {name.decode()} declares {raw_bytes} bytes from {len(stored)} compressed: impossible, refused"
-            )
+            raise CodecError(f"codec section {name.decode()} declares {raw_bytes} bytes from {len(stored)} compressed: impossible, refused")
         import zstandard
 
         try:

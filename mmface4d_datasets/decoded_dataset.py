@@ -52,8 +52,15 @@ class RowDecoder:
     `map` function returns decoded vertices. names: current column name -> the format's field name.
     """
 
-    def __init__(self, config: str = "default", decode: bool = True, release: str | None = None,
-                 sample_rate: int | None = SAMPLE_RATE, max_error: float = 1e-5, names: dict | None = None):
+    def __init__(
+        self,
+        config: str = "default",
+        decode: bool = True,
+        release: str | None = None,
+        sample_rate: int | None = SAMPLE_RATE,
+        max_error: float = 1e-5,
+        names: dict | None = None,
+    ):
         self.config, self.decode, self.release = config, decode, release
         self.sample_rate, self.max_error = sample_rate, max_error
         self.names = dict(names or {})
@@ -64,8 +71,9 @@ class RowDecoder:
         for old, new in mapping.items():
             if old not in self.names:
                 names[new] = old
-        return RowDecoder(self.config, self.decode, self.release, self.sample_rate, self.max_error,
-                          {k: v for k, v in names.items() if k != v})
+        return RowDecoder(
+            self.config, self.decode, self.release, self.sample_rate, self.max_error, {k: v for k, v in names.items() if k != v}
+        )
 
     def _to_field_names(self, row: Mapping) -> dict:
         return {self.names.get(key, key): value for key, value in row.items()}
@@ -123,6 +131,7 @@ def _locate(release: str, record_id) -> tuple[str, int] | None:
 
 # --------------------------------------------------------------------------- output formats
 
+
 def _torch_values(values):
     from mmface4d_datasets.extras import require
 
@@ -176,11 +185,11 @@ def _check_format(type) -> str:
         return _DECODED_FORMATS[type]
     if type in _STORED_FORMATS:
         return type
-    raise ValueError(f"unknown format {type!r}: numpy (default), torch, pandas or arrow "
-                     f"(pandas and arrow give the stored columns)")
+    raise ValueError(f"unknown format {type!r}: numpy (default), torch, pandas or arrow (pandas and arrow give the stored columns)")
 
 
 # --------------------------------------------------------------------------- what map/filter functions see
+
 
 class DecodedRow(MutableMapping):
     """One row as a `map` / `filter` function sees it: stored fields decoded on first access."""
@@ -307,18 +316,19 @@ class _Operations:
     def filter(self, function=None, with_indices: bool = False, input_columns=None, batched: bool = False, **kwargs):
         """Rows for which `function` is true; it sees decoded rows (fields decoded on first access)."""
         wrapped = None if function is None else _Function(function, self.decoder, batched, input_columns, is_map=False)
-        return self._wrap(self.hf_dataset.filter(wrapped, with_indices=with_indices, input_columns=input_columns,
-                                                 batched=batched, **kwargs))
+        return self._wrap(
+            self.hf_dataset.filter(wrapped, with_indices=with_indices, input_columns=input_columns, batched=batched, **kwargs)
+        )
 
     def map(self, function=None, with_indices: bool = False, input_columns=None, batched: bool = False, **kwargs):
         """Apply `function` to decoded rows and store what it returns (module docstring: decoded fields it
         returns are encoded back to their stored form; new columns are stored as `datasets` stores them)."""
         wrapped = None if function is None else _Function(function, self.decoder, batched, input_columns, is_map=True)
-        return self._wrap(self.hf_dataset.map(wrapped, with_indices=with_indices, input_columns=input_columns,
-                                              batched=batched, **kwargs))
+        return self._wrap(self.hf_dataset.map(wrapped, with_indices=with_indices, input_columns=input_columns, batched=batched, **kwargs))
 
 
 # --------------------------------------------------------------------------- map-style
+
 
 class MMFace4DDataset(_Operations):
     """A split of a release: a plain `datasets.Dataset` (`hf_dataset`) plus the decoding (module docstring).
@@ -327,8 +337,7 @@ class MMFace4DDataset(_Operations):
     decoded values); `dataset["name"]` -> that column as a list (decoded when it is a stored field).
     """
 
-    def __init__(self, hf_dataset, decoder: RowDecoder | None = None, format: str | None = "numpy",
-                 columns: list[str] | None = None):
+    def __init__(self, hf_dataset, decoder: RowDecoder | None = None, format: str | None = "numpy", columns: list[str] | None = None):
         formatted = hf_dataset.format
         if formatted.get("type") is not None or formatted.get("columns") not in (None, hf_dataset.column_names):
             hf_dataset = hf_dataset.with_format(None)  # rows are read as stored Python values
@@ -343,8 +352,10 @@ class MMFace4DDataset(_Operations):
         return MMFace4DDataset(hf_dataset, decoder or self.decoder, self.format, columns)
 
     def __repr__(self) -> str:
-        return (f"MMFace4DDataset(config={self.decoder.config!r}, format={self.format!r}, num_rows={self.num_rows}, "
-                f"columns={self.column_names})")
+        return (
+            f"MMFace4DDataset(config={self.decoder.config!r}, format={self.format!r}, num_rows={self.num_rows}, "
+            f"columns={self.column_names})"
+        )
 
     # reading ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -421,16 +432,16 @@ class MMFace4DDataset(_Operations):
         return self.hf_dataset.to_pandas(*args, **kwargs)
 
     # formats -----------------------------------------------------------------------------------
-    def with_format(self, type: str | None = None, columns: list[str] | None = None, output_all_columns: bool = False,
-                    **format_kwargs):
+    def with_format(self, type: str | None = None, columns: list[str] | None = None, output_all_columns: bool = False, **format_kwargs):
         """A new dataset with that output format (module docstring); `columns` restricts the output."""
         if format_kwargs:
             raise TypeError(f"with_format: unsupported options {sorted(format_kwargs)}")
         kind = _check_format(type)
         return MMFace4DDataset(self.hf_dataset, self.decoder, kind, None if output_all_columns else columns)
 
-    def set_format(self, type: str | None = None, columns: list[str] | None = None, output_all_columns: bool = False,
-                   **format_kwargs) -> None:
+    def set_format(
+        self, type: str | None = None, columns: list[str] | None = None, output_all_columns: bool = False, **format_kwargs
+    ) -> None:
         """In place: as `with_format`."""
         other = self.with_format(type, columns, output_all_columns, **format_kwargs)
         self.format, self.columns = other.format, other.columns
@@ -457,8 +468,12 @@ class MMFace4DDataset(_Operations):
         return MMFace4DDatasetDict({name: self._wrap(part) for name, part in parts.items()})
 
     def to_iterable_dataset(self, num_shards: int = 1) -> "MMFace4DIterableDataset":
-        return MMFace4DIterableDataset(self.hf_dataset.to_iterable_dataset(num_shards=num_shards), self.decoder,
-                                       self.format if self.format in _DECODED_FORMATS.values() else "numpy", self.columns)
+        return MMFace4DIterableDataset(
+            self.hf_dataset.to_iterable_dataset(num_shards=num_shards),
+            self.decoder,
+            self.format if self.format in _DECODED_FORMATS.values() else "numpy",
+            self.columns,
+        )
 
 
 class MMFace4DDatasetDict(dict):
@@ -492,12 +507,12 @@ def _per_split(method: str):
     return apply
 
 
-for _method in ("with_format", "shuffle", "filter", "map", "sort", "remove_columns", "select_columns",
-                "rename_column", "rename_columns"):
+for _method in ("with_format", "shuffle", "filter", "map", "sort", "remove_columns", "select_columns", "rename_column", "rename_columns"):
     setattr(MMFace4DDatasetDict, _method, _per_split(_method))
 
 
 # --------------------------------------------------------------------------- streaming
+
 
 def _torch_iterable_base():
     """torch's IterableDataset when torch is already imported (so DataLoader treats us as iterable); else None.
@@ -516,8 +531,7 @@ def _torch_iterable_base():
 class MMFace4DIterableDataset(_Operations):
     """A streamed split: a plain `datasets.IterableDataset` (`hf_dataset`) decoded row by row as it is read."""
 
-    def __init__(self, hf_dataset, decoder: RowDecoder | None = None, format: str | None = "numpy",
-                 columns: list[str] | None = None):
+    def __init__(self, hf_dataset, decoder: RowDecoder | None = None, format: str | None = "numpy", columns: list[str] | None = None):
         base = _torch_iterable_base()
         if base is not None and base not in MMFace4DIterableDataset.__bases__:
             MMFace4DIterableDataset.__bases__ += (base,)
@@ -527,8 +541,7 @@ class MMFace4DIterableDataset(_Operations):
         self.columns = list(columns) if columns is not None else None
 
     def _wrap(self, hf_dataset, decoder: RowDecoder | None = None, columns=None):
-        return MMFace4DIterableDataset(hf_dataset, decoder or self.decoder, self.format,
-                                       columns if columns is not None else self.columns)
+        return MMFace4DIterableDataset(hf_dataset, decoder or self.decoder, self.format, columns if columns is not None else self.columns)
 
     def __repr__(self) -> str:
         return f"MMFace4DIterableDataset(config={self.decoder.config!r}, format={self.format!r}, n_shards={self.n_shards})"
@@ -573,12 +586,12 @@ class MMFace4DIterableDatasetDict(dict):
         return datasets.IterableDatasetDict({name: split.hf_dataset for name, split in self.items()})
 
 
-for _method in ("with_format", "shuffle", "filter", "map", "remove_columns", "select_columns", "rename_column",
-                "rename_columns"):
+for _method in ("with_format", "shuffle", "filter", "map", "remove_columns", "select_columns", "rename_column", "rename_columns"):
     setattr(MMFace4DIterableDatasetDict, _method, _per_split(_method))
 
 
 # --------------------------------------------------------------------------- functions of datasets, wrapped
+
 
 def _same_decoder(parts) -> RowDecoder:
     decoders = {(p.decoder.config, p.decoder.decode, tuple(sorted(p.decoder.names.items()))) for p in parts}

@@ -150,8 +150,9 @@ def export_sequence(vertices, faces, out_dir: str | os.PathLike, fmt: str = "ply
             if fmt == "ply":
                 data = mesh.export(file_type="ply", encoding="binary")
             else:
-                data = export_obj(mesh, include_normals=False, include_color=False, include_texture=False,
-                                  digits=OBJ_DECIMALS).encode("utf-8")
+                data = export_obj(mesh, include_normals=False, include_color=False, include_texture=False, digits=OBJ_DECIMALS).encode(
+                    "utf-8"
+                )
             path = out_dir / frame_file_name(index, fmt)
             atomic_write_bytes(path, data)
             written.append(path)
@@ -169,8 +170,15 @@ class ExportResult:
     export_seconds: float
 
 
-def export_mesh_files(prefix: str | os.PathLike, faces_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                      num_vertices: int = BFM_NUM_VERTICES, fmt: str = "ply", frames: str | None = None) -> ExportResult:
+def export_mesh_files(
+    prefix: str | os.PathLike,
+    faces_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    num_vertices: int = BFM_NUM_VERTICES,
+    fmt: str = "ply",
+    frames: str | None = None,
+) -> ExportResult:
     """Decode the authors' mesh sequence ``prefix_{0,1,2}.nut`` (``num_vertices`` vertices) and write the
     frames ``frames`` names (:func:`parse_frames`; default all) with the triangles of ``faces_path``
     (:func:`load_faces`) as one ``fmt`` file each into ``out_dir`` (:func:`export_sequence`)."""
@@ -204,25 +212,39 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("prefix", metavar="PREFIX", help="mesh files are PREFIX_0.nut, PREFIX_1.nut, PREFIX_2.nut")
-    parser.add_argument("--num-vertices", type=whole_number(1), required=True, metavar="N",
-                        help=f"vertices per frame ({BFM_NUM_VERTICES} for the BFM front topology)")
-    parser.add_argument("--faces", required=True, metavar="FILE",
-                        help="triangles: .npy (0-based), the authors' bfm_faces.pkl (restricted unpickling) "
-                             "or a BFM facemodel_info.mat ('tri', 1-based)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the frame files: new, empty, or an earlier export's "
-                        "(a folder holding other files is refused)")
+    parser.add_argument(
+        "--num-vertices",
+        type=whole_number(1),
+        required=True,
+        metavar="N",
+        help=f"vertices per frame ({BFM_NUM_VERTICES} for the BFM front topology)",
+    )
+    parser.add_argument(
+        "--faces",
+        required=True,
+        metavar="FILE",
+        help="triangles: .npy (0-based), the authors' bfm_faces.pkl (restricted unpickling) or a BFM facemodel_info.mat ('tri', 1-based)",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder for the frame files: new, empty, or an earlier export's (a folder holding other files is refused)",
+    )
     parser.add_argument("--format", choices=FORMATS, default="ply", help="ply (binary, default) or obj (text, slower)")
-    parser.add_argument("--frames", metavar="A:B", default=None,
-                        help="export only frames A to B-1 (Python slice rules); default: all")
+    parser.add_argument("--frames", metavar="A:B", default=None, help="export only frames A to B-1 (Python slice rules); default: all")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    result = export_mesh_files(args.prefix, args.faces, args.out, num_vertices=args.num_vertices, fmt=args.format,
-                               frames=args.frames)
+    result = export_mesh_files(args.prefix, args.faces, args.out, num_vertices=args.num_vertices, fmt=args.format, frames=args.frames)
     paths = result.paths
-    print(f"decoded {result.num_frames} frames x {args.num_vertices} vertices from {args.prefix}_{{0,1,2}}.nut "
-          f"in {result.decode_seconds:.2f} s")
-    print(f"wrote {len(paths)} {args.format.upper()} files ({paths[0].name} .. {paths[-1].name}, "
-          f"{result.num_triangles} triangles each) to {args.out} in {result.export_seconds:.2f} s")
+    print(
+        f"decoded {result.num_frames} frames x {args.num_vertices} vertices from {args.prefix}_{{0,1,2}}.nut "
+        f"in {result.decode_seconds:.2f} s"
+    )
+    print(
+        f"wrote {len(paths)} {args.format.upper()} files ({paths[0].name} .. {paths[-1].name}, "
+        f"{result.num_triangles} triangles each) to {args.out} in {result.export_seconds:.2f} s"
+    )
     return 0

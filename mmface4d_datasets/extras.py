@@ -18,4 +18,5 @@ def require(module: str, extra: str, what: str):
     except ImportError as exc:
         raise MissingExtraError(
             f"{what} needs the Python package {module.split('.')[0]!r}, which is not installed here: "
-            f"install the {extra!r} extra: pip install 'mmface4d-datasets[{extra}]'") from exc
+            f"install the {extra!r} extra: pip install 'mmface4d-datasets[{extra}]'"
+        ) from exc

@@ -42,8 +42,16 @@ class DatasetNotAvailableError(MMFace4DError):
     """No release could be found or downloaded; the message says what to do."""
 
 
-def load_dataset(path: str = "mmface4d", name: str | None = None, split: str | None = None, streaming: bool = False,
-                 data_dir: str | os.PathLike | None = None, revision: str | None = None, *, decode: bool = True):
+def load_dataset(
+    path: str = "mmface4d",
+    name: str | None = None,
+    split: str | None = None,
+    streaming: bool = False,
+    data_dir: str | os.PathLike | None = None,
+    revision: str | None = None,
+    *,
+    decode: bool = True,
+):
     """Load an MMFace4D release (see the module docstring for where it is found and what rows hold).
 
     path: "mmface4d" (the default Hub repo or a local release given by data_dir / MMFACE4D_DATA_DIR),
@@ -72,8 +80,10 @@ def load_dataset(path: str = "mmface4d", name: str | None = None, split: str | N
         folder = Path(data_dir if data_dir is not None else os.environ[DATA_DIR_ENV]).expanduser()
         if not (folder / "meta" / "info.json").is_file():
             given = "data_dir" if data_dir is not None else DATA_DIR_ENV
-            raise DatasetNotAvailableError(f"{folder} (from {given}) is not an MMFace4D release folder: it has no "
-                                           f"meta/info.json. Build one with `mmface4d build release`.")
+            raise DatasetNotAvailableError(
+                f"{folder} (from {given}) is not an MMFace4D release folder: it has no "
+                f"meta/info.json. Build one with `mmface4d build release`."
+            )
     elif path not in ("mmface4d", "") and Path(path).expanduser().is_dir():
         folder = Path(path).expanduser()
     else:
@@ -108,14 +118,14 @@ def hub_stream_files(repo_id: str, revision: str | None, info: ReleaseInfo, conf
     for name in splits:
         listed = info.listed(f"{folder}/{name}/")
         if not listed:
-            raise MMFace4DError(f"Hub repository {repo_id!r}: meta/info.json lists no {folder}/{name}/ shards "
-                                f"(splits: {sorted(info.splits)})")
+            raise MMFace4DError(
+                f"Hub repository {repo_id!r}: meta/info.json lists no {folder}/{name}/ shards (splits: {sorted(info.splits)})"
+            )
         files[name] = [base + path for path in listed]
     return files
 
 
-def download_release(repo_id: str, config: str, split: str | None, revision: str | None, *,
-                     metadata_only: bool = False) -> Path:
+def download_release(repo_id: str, config: str, split: str | None, revision: str | None, *, metadata_only: bool = False) -> Path:
     """snapshot_download of only the needed files (only README.md and meta/ with `metadata_only`);
     any failure becomes a `DatasetNotAvailableError` saying what to do."""
     patterns = hub_patterns(config, split)[:2] if metadata_only else hub_patterns(config, split)
@@ -159,7 +169,8 @@ def check_listed_shards(release, config: str, split: str) -> list[Path]:
     def mismatch(what: str) -> ReleaseMismatchError:
         return ReleaseMismatchError(
             f"{release.path}: {what}; the folder is not the release its meta/info.json describes (a half-finished "
-            f"rebuild, files swapped or copied by hand?). Run `mmface4d validate {release.path}` to see every problem.")
+            f"rebuild, files swapped or copied by hand?). Run `mmface4d validate {release.path}` to see every problem."
+        )
 
     if config == "templates":
         relatives = ["templates/templates.parquet"]
@@ -198,18 +209,15 @@ def _data_files(release, config: str, split: str | None) -> dict[str, list[str]]
     return {name: [str(p) for p in check_listed_shards(release, config, name)] for name in splits}
 
 
-def open_release_dataset(folder, config: str = "default", split: str | None = None, *, streaming: bool = False,
-                         decode: bool = True):
+def open_release_dataset(folder, config: str = "default", split: str | None = None, *, streaming: bool = False, decode: bool = True):
     """A local release folder's config, decoded (see `load_dataset`); only the shards meta/info.json lists."""
     from mmface4d_datasets.release.reader import Release
 
     release = Release(folder)  # checks the format version first
-    return _open_files(_data_files(release, config, split), config, split, streaming=streaming, decode=decode,
-                       release=release)
+    return _open_files(_data_files(release, config, split), config, split, streaming=streaming, decode=decode, release=release)
 
 
-def _open_files(files: dict[str, list[str]], config: str, split: str | None, *, streaming: bool, decode: bool,
-                release=None):
+def _open_files(files: dict[str, list[str]], config: str, split: str | None, *, streaming: bool, decode: bool, release=None):
     import datasets
 
     from mmface4d_datasets.decoded_dataset import (
@@ -222,8 +230,9 @@ def _open_files(files: dict[str, list[str]], config: str, split: str | None, *, 
 
     loaded = datasets.load_dataset("parquet", data_files=files, streaming=streaming)
     max_error = float(release.info.max_error) if release is not None else 1e-5
-    decoder = RowDecoder(config, decode, release=str(release.path) if release is not None else None,
-                         sample_rate=SAMPLE_RATE, max_error=max_error)
+    decoder = RowDecoder(
+        config, decode, release=str(release.path) if release is not None else None, sample_rate=SAMPLE_RATE, max_error=max_error
+    )
     wrapper = MMFace4DIterableDataset if streaming else MMFace4DDataset
     result = {name: wrapper(dataset, decoder) for name, dataset in loaded.items()}
     if split is not None:

@@ -80,7 +80,7 @@ def _process_start_ticks(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2:].split()
+    fields = stat[stat.rfind(")") + 2 :].split()
     return fields[19] if len(fields) > 19 else None
 
 
@@ -110,7 +110,7 @@ def pid_alive(pid: int) -> bool:
         return True
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+        return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
     except OSError:
         return True
 
@@ -138,8 +138,7 @@ class FileLock:
         return self.what or str(self.path.parent)
 
     def _content_bytes(self) -> bytes:
-        info = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now(),
-                "command": " ".join(sys.argv)[:500]}
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now(), "command": " ".join(sys.argv)[:500]}
         ticks = _process_start_ticks(os.getpid())
         if ticks is not None:
             info["pid_start_ticks"] = ticks
@@ -237,10 +236,13 @@ class FileLock:
         if info is None:
             who = "a process that has not yet written its name"
         else:
-            who = (f"process {info.get('pid')} on host {info.get('host')!r}, started {info.get('started')}"
-                   + (f" ({info.get('command')})" if info.get("command") else ""))
-        return (f"{self._describe()} is in use by {who}: wait for it to finish, or, if you are sure no such "
-                f"process runs any more (e.g. it ran on another machine), delete {self.path} and run again")
+            who = f"process {info.get('pid')} on host {info.get('host')!r}, started {info.get('started')}" + (
+                f" ({info.get('command')})" if info.get("command") else ""
+            )
+        return (
+            f"{self._describe()} is in use by {who}: wait for it to finish, or, if you are sure no such "
+            f"process runs any more (e.g. it ran on another machine), delete {self.path} and run again"
+        )
 
     def acquire(self, *, wait: bool = False, poll_s: float = 0.2, timeout_s: float | None = None) -> "FileLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,10 +308,17 @@ class OutputFolder:
     def _save(self) -> None:
         from mmface4d_datasets.files import atomic_write_bytes, json_bytes
 
-        atomic_write_bytes(self.marker, json_bytes({
-            "tool": "mmface4d-datasets", "marker_version": MARKER_VERSION, "kind": self.kind,
-            "written": sorted(self.written),
-        }))
+        atomic_write_bytes(
+            self.marker,
+            json_bytes(
+                {
+                    "tool": "mmface4d-datasets",
+                    "marker_version": MARKER_VERSION,
+                    "kind": self.kind,
+                    "written": sorted(self.written),
+                }
+            ),
+        )
 
     def will_write(self, *paths: str | os.PathLike) -> None:
         """Record ``paths`` (inside the folder, given with it: ``folder / "a/b"``) as written by this
@@ -326,7 +335,8 @@ class OutputFolder:
             if (self.path / relative).exists() or (self.path / relative).is_symlink():
                 raise OutputFolderError(
                     f"{self.path / relative}: exists and was not written by mmface4d {self.kind}; "
-                    f"refusing to overwrite it (move it out of {self.path} and run again)")
+                    f"refusing to overwrite it (move it out of {self.path} and run again)"
+                )
             new.append(relative)
         if new:
             self.written.update(new)
@@ -363,8 +373,7 @@ class OutputFolder:
         found = []
         for path in sorted(base.rglob("*")):
             relative = path.relative_to(self.path).as_posix()
-            if path.is_file() and relative not in self.written and not _ours_by_name(path.name) \
-                    and not self._temporary_of_written(path):
+            if path.is_file() and relative not in self.written and not _ours_by_name(path.name) and not self._temporary_of_written(path):
                 found.append(relative)
         return found
 
@@ -396,8 +405,9 @@ def read_marker(folder: str | os.PathLike) -> dict | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise OutputFolderError(f"{path}: the ownership marker cannot be read ({exc}); move the folder aside "
-                                "or choose another output folder") from None
+        raise OutputFolderError(
+            f"{path}: the ownership marker cannot be read ({exc}); move the folder aside or choose another output folder"
+        ) from None
     if not isinstance(marker, dict) or not isinstance(marker.get("kind"), str) or not isinstance(marker.get("written", []), list):
         raise OutputFolderError(f"{path}: not an mmface4d ownership marker; choose another output folder")
     return marker
@@ -413,17 +423,23 @@ def refuse_inside_inputs(out: str | os.PathLike, inputs: Iterable[str | os.PathL
         if target == source_path:
             raise OutputFolderError(f"{option} {out} is the input folder itself; write to a new folder outside it")
         if target.is_relative_to(source_path) and source_path.is_dir():
-            raise OutputFolderError(f"{option} {out} is inside the input folder {source}; write to a new folder "
-                                    "outside it (the input would otherwise pick up the output)")
+            raise OutputFolderError(
+                f"{option} {out} is inside the input folder {source}; write to a new folder "
+                "outside it (the input would otherwise pick up the output)"
+            )
 
 
 def _foreign_entries(folder: Path) -> list[str]:
-    return sorted(entry.name + ("/" if entry.is_dir() else "") for entry in folder.iterdir()
-                  if entry.name not in IGNORED_NAMES and not _ours_by_name(entry.name))
+    return sorted(
+        entry.name + ("/" if entry.is_dir() else "")
+        for entry in folder.iterdir()
+        if entry.name not in IGNORED_NAMES and not _ours_by_name(entry.name)
+    )
 
 
-def claim_output_folder(path: str | os.PathLike, kind: str, *, inputs: Iterable[str | os.PathLike] = (),
-                        log: Callable[[str], None] = _log_stderr) -> OutputFolder:
+def claim_output_folder(
+    path: str | os.PathLike, kind: str, *, inputs: Iterable[str | os.PathLike] = (), log: Callable[[str], None] = _log_stderr
+) -> OutputFolder:
     """Take the folder ``path`` for a command of ``kind`` under the rule of the module docstring.
 
     Creates the folder when missing, takes its lock (:class:`FolderBusyError` when another process
@@ -453,14 +469,16 @@ def claim_output_folder(path: str | os.PathLike, kind: str, *, inputs: Iterable[
                     f"{folder}: refusing to write mmface4d {kind} output into a folder that holds files mmface4d "
                     f"did not write ({shown}); nothing was changed. Give a new or empty folder (e.g. "
                     f"{folder.name}-{kind}), or move those files out first. A folder made by mmface4d carries "
-                    f"{MARKER_NAME}; one made by an older version without it must be moved aside and rebuilt.")
+                    f"{MARKER_NAME}; one made by an older version without it must be moved aside and rebuilt."
+                )
             output = OutputFolder(folder, kind, lock, set(), new=True)
             output._save()
             return output
         if marker["kind"] != kind:
             raise OutputFolderError(
                 f"{folder}: holds the output of mmface4d {marker['kind']}, not of {kind}; nothing was changed. "
-                "Give a new or empty folder for this output.")
+                "Give a new or empty folder for this output."
+            )
         return OutputFolder(folder, kind, lock, {str(p) for p in marker.get("written", [])}, new=False)
     except BaseException:
         lock.release()
@@ -468,8 +486,9 @@ def claim_output_folder(path: str | os.PathLike, kind: str, *, inputs: Iterable[
 
 
 @contextmanager
-def output_folder(path: str | os.PathLike, kind: str, *, inputs: Iterable[str | os.PathLike] = (),
-                  log: Callable[[str], None] = _log_stderr) -> Iterator[OutputFolder]:
+def output_folder(
+    path: str | os.PathLike, kind: str, *, inputs: Iterable[str | os.PathLike] = (), log: Callable[[str], None] = _log_stderr
+) -> Iterator[OutputFolder]:
     """:func:`claim_output_folder` as a context manager that releases the lock at the end."""
     output = claim_output_folder(path, kind, inputs=inputs, log=log)
     try:

@@ -99,8 +99,7 @@ def step_find_sample(context: QuickstartContext) -> dict:
         context.line("looked in", "; ".join(looked))
         summary = _skipped(
             context,
-            "the authors' sample take is absent (set MMFACE4D_FIXTURES or pass --sample to a folder "
-            "holding reconstruct_filt_0.nut)",
+            "the authors' sample take is absent (set MMFACE4D_FIXTURES or pass --sample to a folder holding reconstruct_filt_0.nut)",
         )
         return {**summary, "looked_in": looked}
     take = read_take(folder)
@@ -144,16 +143,19 @@ def step_decode_sample(context: QuickstartContext) -> dict:
     audio_seconds = len(samples) / rate
     mesh_seconds = num_frames / FPS
     context.line("frames x vertices", f"{num_frames} x {num_vertices} ({mesh_seconds:.3f} s at {FPS} fps)")
-    context.line("decode time", f"{timings[0] * 1e3:.0f} ms first, {timings[1] * 1e3:.0f} ms again "
-                 f"({num_frames / timings[1]:.0f} frames/s)")
-    context.line("encoded size", f"{encoded_bytes / num_frames:,.0f} bytes/frame "
-                 f"(raw float32: {num_vertices * 12:,} bytes/frame)")
+    context.line(
+        "decode time", f"{timings[0] * 1e3:.0f} ms first, {timings[1] * 1e3:.0f} ms again ({num_frames / timings[1]:.0f} frames/s)"
+    )
+    context.line("encoded size", f"{encoded_bytes / num_frames:,.0f} bytes/frame (raw float32: {num_vertices * 12:,} bytes/frame)")
     context.line("bounding box min (m)", np.array2string(low, precision=4))
     context.line("bounding box max (m)", np.array2string(high, precision=4))
     context.line("extent (mm)", np.array2string((high - low) * 1e3, precision=1))
     context.line("largest motion from frame 0", f"{motion.max() * 1e3:.2f} mm (vertex {int(motion.max(axis=0).argmax())})")
-    context.line("audio", f"{len(samples)} samples at {rate} Hz = {audio_seconds:.3f} s, "
-                 f"peak {np.abs(samples).max():.3f}, rms {np.sqrt(np.mean(samples.astype(np.float64) ** 2)):.4f}")
+    context.line(
+        "audio",
+        f"{len(samples)} samples at {rate} Hz = {audio_seconds:.3f} s, "
+        f"peak {np.abs(samples).max():.3f}, rms {np.sqrt(np.mean(samples.astype(np.float64) ** 2)):.4f}",
+    )
     context.line("audio - mesh duration", f"{(audio_seconds - mesh_seconds) * 1e3:+.2f} ms")
     cameras = {}
     for camera, path in take.calibrations.items():
@@ -248,8 +250,9 @@ def step_mini_release(context: QuickstartContext) -> dict:
     for split in release.split_names:
         context.line(f"{split} split", f"{len(dataset[split])} sequences of {len(subjects[split])} subjects")
     context.line("subjects disjoint", not (set(subjects.get("train", [])) & set(subjects.get("test", []))))
-    context.line("first train sequence", f"{first['id']}: vertices {tuple(first['vertices'].shape)}, "
-                                          f"{len(first['audio']['array'])} audio samples")
+    context.line(
+        "first train sequence", f"{first['id']}: vertices {tuple(first['vertices'].shape)}, {len(first['audio']['array'])} audio samples"
+    )
     context.line("load_dataset + first row", f"{load_seconds:.2f} s")
     context.state["release_dir"] = path
     return {
@@ -299,9 +302,13 @@ def select_steps(only: list[str] | None) -> list[QuickstartStep]:
     return [step for step in steps if step.name in only]
 
 
-def run_quickstart(out_dir: str | os.PathLike = DEFAULT_OUT, steps: list[QuickstartStep] | None = None,
-                   echo: Callable[[str], None] = _log.info, sample_dir: str | os.PathLike | None = None,
-                   options: dict[str, object] | None = None) -> dict:
+def run_quickstart(
+    out_dir: str | os.PathLike = DEFAULT_OUT,
+    steps: list[QuickstartStep] | None = None,
+    echo: Callable[[str], None] = _log.info,
+    sample_dir: str | os.PathLike | None = None,
+    options: dict[str, object] | None = None,
+) -> dict:
     """Run ``steps`` (default :func:`all_steps`) in order and write ``out_dir/summary.json``; returns the summary.
 
     ``echo``: where the readable lines go (default: INFO records of this module's logger; the
@@ -326,8 +333,7 @@ def _run_steps(out_dir: Path, steps, echo, sample_dir, options: dict[str, object
     from mmface4d_datasets import __version__
     from mmface4d_datasets.files import atomic_write_bytes
 
-    context = QuickstartContext(out_dir=out_dir, echo=echo, sample_dir=Path(sample_dir) if sample_dir else None,
-                                options=dict(options))
+    context = QuickstartContext(out_dir=out_dir, echo=echo, sample_dir=Path(sample_dir) if sample_dir else None, options=dict(options))
     started = time.perf_counter()
     for number, step in enumerate(steps if steps is not None else all_steps(), start=1):
         echo(f"\n{number}. {step.title}")
@@ -386,8 +392,7 @@ def _registered_steps() -> list[QuickstartStep]:
 def register(subparsers) -> None:
     steps = _registered_steps()
     upper = [step for step in steps if step not in STEPS]
-    upper_text = ("; then the steps of the installed packages above the core: "
-                  + "; ".join(step.title for step in upper)) if upper else ""
+    upper_text = ("; then the steps of the installed packages above the core: " + "; ".join(step.title for step in upper)) if upper else ""
     parser = subparsers.add_parser(
         "quickstart",
         help="run the end-to-end path on embedded defaults and print what it measured",
@@ -399,14 +404,22 @@ def register(subparsers) -> None:
             "skipped. Writes summary.json, the meshes and the other steps' reports into the output folder."
         ),
     )
-    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                        help=f"output folder: new, empty or an earlier quickstart's (default: ./{DEFAULT_OUT})")
-    parser.add_argument("--sample", default=None, metavar="DIR",
-                        help="folder of the authors' sample take (default: $MMFACE4D_FIXTURES, then "
-                             "../shared/fixtures/official_sample beside the package's source tree)")
-    parser.add_argument("--only", default=None, metavar="STEP[,STEP...]",
-                        help="run only these steps (names as in summary.json: "
-                             + ", ".join(step.name for step in steps) + ")")
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder: new, empty or an earlier quickstart's (default: ./{DEFAULT_OUT})"
+    )
+    parser.add_argument(
+        "--sample",
+        default=None,
+        metavar="DIR",
+        help="folder of the authors' sample take (default: $MMFACE4D_FIXTURES, then "
+        "../shared/fixtures/official_sample beside the package's source tree)",
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        metavar="STEP[,STEP...]",
+        help="run only these steps (names as in summary.json: " + ", ".join(step.name for step in steps) + ")",
+    )
     for step in steps:
         if step.add_arguments is not None:
             step.add_arguments(parser.add_argument_group(f"options of the {step.name!r} step"))

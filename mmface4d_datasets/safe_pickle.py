@@ -65,7 +65,8 @@ class _ArrayType:
     def __call__(self, *args, **kwargs):
         raise self.unpickler.refuse(
             f"it calls {self.name} directly with {_short(args)}, which would make an uninitialised array "
-            "(numpy's own pickles only name it as the type of an empty placeholder)")
+            "(numpy's own pickles only name it as the type of an empty placeholder)"
+        )
 
 
 class _PendingArray:
@@ -114,8 +115,10 @@ class RestrictedUnpickler(pickle._Unpickler):
             raise self.refuse(f"{what} has dtype {dtype}, which holds Python objects (only plain data is admitted)")
         needed = math.prod(shape) * dtype.itemsize
         if self.size is not None and needed > self.size:
-            raise self.refuse(f"{what} declares shape {shape} of {dtype}, {needed} bytes, more than the whole "
-                              f"pickle holds ({self.size} bytes); nothing was allocated")
+            raise self.refuse(
+                f"{what} declares shape {shape} of {dtype}, {needed} bytes, more than the whole "
+                f"pickle holds ({self.size} bytes); nothing was allocated"
+            )
         if isinstance(data, str):  # Python 2 pickles read with encoding="latin1"
             data = data.encode("latin1")
         elif isinstance(data, memoryview):  # protocol 5's READONLY_BUFFER wraps in-band data so
@@ -123,8 +126,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         if not isinstance(data, (bytes, bytearray)):
             raise self.refuse(f"{what} gives its data as {type(data).__name__}, not bytes")
         if len(data) != needed:
-            raise self.refuse(f"{what} holds {len(data)} data bytes, but its shape {shape} and dtype {dtype} "
-                              f"need exactly {needed}")
+            raise self.refuse(f"{what} holds {len(data)} data bytes, but its shape {shape} and dtype {dtype} need exactly {needed}")
         return data
 
     # -- the admitted globals, as checked stand-ins
@@ -135,7 +137,8 @@ class RestrictedUnpickler(pickle._Unpickler):
             raise self.refuse(
                 f"_reconstruct is asked for shape {_short(shape)} with dtype {_short(code)}; numpy's own pickles "
                 "ask for an empty (0,) placeholder and give the data afterwards (any other shape is an "
-                "uninitialised array)")
+                "uninitialised array)"
+            )
         placeholder = _PendingArray(subtype.name)
         self.pending.append(placeholder)
         return placeholder
@@ -194,8 +197,10 @@ class RestrictedUnpickler(pickle._Unpickler):
             return self._codecs_encode
         if (module, name) in (("__builtin__", "bytes"), ("builtins", "bytes")):
             return self._empty_bytes
-        raise self.refuse(f"it asks for the global {module}.{name}, which is not a numpy array constructor "
-                          "(only numpy arrays and plain data are admitted)")
+        raise self.refuse(
+            f"it asks for the global {module}.{name}, which is not a numpy array constructor "
+            "(only numpy arrays and plain data are admitted)"
+        )
 
     def persistent_load(self, pid):
         raise self.refuse(f"it uses persistent ids ({pid!r})")
@@ -225,8 +230,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         import numpy as np
 
         if not isinstance(state, tuple) or len(state) not in (4, 5) or (len(state) == 5 and state[0] != 1):
-            raise self.refuse(f"the state of a {placeholder.name} is {_short(state)}, not (1, shape, dtype, "
-                              "is_fortran, data)")
+            raise self.refuse(f"the state of a {placeholder.name} is {_short(state)}, not (1, shape, dtype, is_fortran, data)")
         shape, dtype, fortran, data = state[-4:]
         if not isinstance(fortran, (bool, int)):
             raise self.refuse(f"the state of a {placeholder.name} gives is_fortran={_short(fortran)}")
@@ -245,8 +249,9 @@ class RestrictedUnpickler(pickle._Unpickler):
     def load(self):
         result = super().load()
         if self.pending:
-            raise self.refuse(f"it makes a {self.pending[0].name} placeholder and never gives its data "
-                              "(the result would be an uninitialised array)")
+            raise self.refuse(
+                f"it makes a {self.pending[0].name} placeholder and never gives its data (the result would be an uninitialised array)"
+            )
         _refuse_placeholders(result, self)
         return result
 

@@ -128,16 +128,14 @@ class DepthVideoWriter(_VideoWriter):
 
         image = np.asarray(image)
         if image.shape != (self.height, self.width) or image.dtype != np.uint16:
-            raise ValueError(f"{self.path}: a depth frame must be uint16 ({self.height}, {self.width}), "
-                             f"got {image.dtype} {image.shape}")
+            raise ValueError(f"{self.path}: a depth frame must be uint16 ({self.height}, {self.width}), got {image.dtype} {image.shape}")
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(image, dtype="<u2"), format="gray16le")
 
 
 class ColourVideoWriter(_VideoWriter):
     """``ID_c.mp4``: RGB uint8 images as H.264 ``yuv420p`` at ``crf`` (default :data:`COLOUR_CRF`)."""
 
-    def __init__(self, path, width: int, height: int, fps: int = FPS, crf: int = COLOUR_CRF,
-                 preset: str = COLOUR_PRESET, threads: int = 0):
+    def __init__(self, path, width: int, height: int, fps: int = FPS, crf: int = COLOUR_CRF, preset: str = COLOUR_PRESET, threads: int = 0):
         if width % 2 or height % 2:
             raise ValueError(f"{path}: yuv420p needs an even frame size, got {width}x{height}")
         self.crf, self.preset, self.threads = int(crf), preset, int(threads)
@@ -156,19 +154,16 @@ class ColourVideoWriter(_VideoWriter):
 
         if isinstance(image, av.VideoFrame):
             if (image.width, image.height) != (self.width, self.height):
-                raise ValueError(f"{self.path}: frame is {image.width}x{image.height}, "
-                                 f"expected {self.width}x{self.height}")
+                raise ValueError(f"{self.path}: frame is {image.width}x{image.height}, expected {self.width}x{self.height}")
             if image.format.name == "yuv420p":
                 return image
             # MJPG frames are full range (yuvj*); H.264 yuv420p is limited range: convert the range
             # too, or dark and bright values come out stretched (measured: 20 -> 5, 220 -> 238)
             full = image.format.name.startswith("yuvj") or getattr(image, "color_range", 0) == 2
-            return image.reformat(format="yuv420p", src_color_range="JPEG" if full else "MPEG",
-                                  dst_color_range="MPEG")
+            return image.reformat(format="yuv420p", src_color_range="JPEG" if full else "MPEG", dst_color_range="MPEG")
         image = np.asarray(image)
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
-            raise ValueError(f"{self.path}: a colour frame must be uint8 ({self.height}, {self.width}, 3), "
-                             f"got {image.dtype} {image.shape}")
+            raise ValueError(f"{self.path}: a colour frame must be uint8 ({self.height}, {self.width}, 3), got {image.dtype} {image.shape}")
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
 
 

@@ -23,7 +23,6 @@ import numpy as np
 from mmface4d_datasets.vocabulary import FPS, SAMPLE_RATE
 
 
-
 def _audio_of(record):
     audio = record.get("audio")
     if isinstance(audio, dict):
@@ -102,8 +101,9 @@ def cut_window(record: dict, first_frame: int, num_frames: int, fps: int = FPS, 
     return result
 
 
-def collate_sequences(batch: list[dict], window: RandomWindow | None = None, frame_fields: Sequence[str] = (),
-                      pad_with_template: bool = False) -> dict:
+def collate_sequences(
+    batch: list[dict], window: RandomWindow | None = None, frame_fields: Sequence[str] = (), pad_with_template: bool = False
+) -> dict:
     """Pad a list of decoded records into one batch of tensors with masks.
 
     Returns a dict with
@@ -128,8 +128,10 @@ def collate_sequences(batch: list[dict], window: RandomWindow | None = None, fra
         raise ValueError("collate_sequences: empty batch")
     if window is not None:
         batch = [window(record) for record in batch]
-    vertices = [torch.as_tensor(np.asarray(r["vertices"]) if not torch.is_tensor(r["vertices"]) else r["vertices"],
-                                dtype=torch.float32) for r in batch]
+    vertices = [
+        torch.as_tensor(np.asarray(r["vertices"]) if not torch.is_tensor(r["vertices"]) else r["vertices"], dtype=torch.float32)
+        for r in batch
+    ]
     counts = {v.shape[1] for v in vertices}
     if len(counts) != 1:
         raise ValueError(f"collate_sequences: records have different vertex counts {sorted(counts)}")

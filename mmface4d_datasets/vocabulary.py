@@ -13,10 +13,19 @@ import re
 from mmface4d_datasets.errors import FormatError
 
 __all__ = [
-    "FPS", "SAMPLE_RATE",
-    "EMOTION_NAMES", "EMOTION_OF_PREFIX", "EMOTION_INDEX_OF_PREFIX", "PREFIX_OF_EMOTION",
-    "BFM_TOPOLOGY", "BFM_NUM_VERTICES", "BFM_NUM_TRIANGLES", "SYNTHETIC_TOPOLOGY_PREFIX",
-    "synthetic_topology_name", "parse_synthetic_topology", "topology_num_vertices",
+    "FPS",
+    "SAMPLE_RATE",
+    "EMOTION_NAMES",
+    "EMOTION_OF_PREFIX",
+    "EMOTION_INDEX_OF_PREFIX",
+    "PREFIX_OF_EMOTION",
+    "BFM_TOPOLOGY",
+    "BFM_NUM_VERTICES",
+    "BFM_NUM_TRIANGLES",
+    "SYNTHETIC_TOPOLOGY_PREFIX",
+    "synthetic_topology_name",
+    "parse_synthetic_topology",
+    "topology_num_vertices",
 ]
 
 #: Mesh frames per second of every take (the Azure Kinect capture rate).

@@ -63,7 +63,8 @@ def ffmpeg_decode(ffmpeg: str, prefix: Path, num_vertices: int) -> np.ndarray:
     for axis in range(3):
         raw = subprocess.run(
             [ffmpeg, "-v", "error", "-i", f"{prefix}_{axis}.nut", "-f", "rawvideo", "-pix_fmt", "gray16le", "-"],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         ).stdout
         frames = np.frombuffer(raw, dtype="<u2").reshape(-1, side * side)
         axes.append(official.dequantise(frames, num_vertices, f"{prefix}_{axis}.nut"))
@@ -143,7 +144,8 @@ def main(argv=None) -> int:
     for name, bound in BOUNDS.items():
         seconds[f"ours_encode_{name}"], data = timed(lambda: codec.encode(vertices, bound), max(1, args.repeats // 2))
         seconds[f"ours_decode_{name}"], seconds[f"previous_decoder_{name}"] = timed_pair(
-            lambda: codec.decode(data), lambda: reference_decode(data), args.repeats)
+            lambda: codec.decode(data), lambda: reference_decode(data), args.repeats
+        )
         decoded = codec.decode(data)
         report.setdefault("decode_bit_identical_to_previous", {})[name] = decoded.tobytes() == reference_decode(data).tobytes()
         sizes[f"ours_{name}"] = round(len(data) / num_frames, 1)
@@ -177,10 +179,8 @@ def main(argv=None) -> int:
         "ours_decode_10um_over_np_load": round(best["ours_decode_10um"] / best["np_load_warm"], 2),
     }
     if "authors_ffmpeg_per_axis" in best:
-        report["ratios"]["authors_ffmpeg_decode_over_ours_10um"] = round(
-            best["authors_ffmpeg_per_axis"] / best["ours_decode_10um"], 2)
-        report["ratios"]["authors_ffmpeg_decode_over_ours_2um"] = round(
-            best["authors_ffmpeg_per_axis"] / best["ours_decode_2um"], 2)
+        report["ratios"]["authors_ffmpeg_decode_over_ours_10um"] = round(best["authors_ffmpeg_per_axis"] / best["ours_decode_10um"], 2)
+        report["ratios"]["authors_ffmpeg_decode_over_ours_2um"] = round(best["authors_ffmpeg_per_axis"] / best["ours_decode_2um"], 2)
     report["conditions"]["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     json.dump(report, sys.stdout, indent=2)
     print()

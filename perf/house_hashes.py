@@ -25,16 +25,19 @@ from pathlib import Path
 
 from mmface4d_datasets.paths import official_sample_dir
 
+
 def mmface4d(work: Path, *args) -> None:
-    out = subprocess.run([sys.executable, "-m", "mmface4d_datasets", *map(str, args)],
-                         capture_output=True, text=True, cwd=work)
+    out = subprocess.run([sys.executable, "-m", "mmface4d_datasets", *map(str, args)], capture_output=True, text=True, cwd=work)
     if out.returncode != 0:
         raise SystemExit(f"mmface4d {' '.join(map(str, args))} failed ({out.returncode}):\n{out.stderr}")
 
 
 def tree_hashes(folder: Path, label: str) -> dict[str, str]:
-    return {f"{label}/{p.relative_to(folder).as_posix()}": hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        f"{label}/{p.relative_to(folder).as_posix()}": hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def main() -> None:

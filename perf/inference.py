@@ -36,9 +36,17 @@ def make_inputs(seconds: float, num_vertices: int, seed: int = 0):
     style_frames = int(STYLE_SECONDS * FPS)
     style = template + (rng.standard_normal((style_frames, num_vertices, 3)) * 1e-3).astype(np.float32)
     return ProtocolInputs(
-        id="perf/clip", audio=(rng.standard_normal(int(seconds * RATE)) * 0.1).astype(np.float32), sample_rate=RATE,
-        num_frames=frames, template=template, style_reference_id="perf/style", style_vertices=style,
-        style_audio=np.zeros(int(STYLE_SECONDS * RATE), np.float32), subject_id="perf", emotion="neutral")
+        id="perf/clip",
+        audio=(rng.standard_normal(int(seconds * RATE)) * 0.1).astype(np.float32),
+        sample_rate=RATE,
+        num_frames=frames,
+        template=template,
+        style_reference_id="perf/style",
+        style_vertices=style,
+        style_audio=np.zeros(int(STYLE_SECONDS * RATE), np.float32),
+        subject_id="perf",
+        emotion="neutral",
+    )
 
 
 def timed(function, repeats: int) -> tuple[float, float, int]:
@@ -63,8 +71,9 @@ def main(argv=None) -> int:
     parser.add_argument("--clips", type=float, nargs="+", default=[1.0, 10.0, 30.0], help="clip lengths, seconds")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=["mmface4d", "faceformer", "faceformer-cached"])
-    parser.add_argument("--hubert-large", action="store_true",
-                        help="also time a randomly initialised HuBERT-large front end (about 1.2 GB of memory)")
+    parser.add_argument(
+        "--hubert-large", action="store_true", help="also time a randomly initialised HuBERT-large front end (about 1.2 GB of memory)"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -77,21 +86,34 @@ def main(argv=None) -> int:
     clips = {seconds: make_inputs(seconds, args.vertices) for seconds in args.clips}
     results: dict = {
         "conditions": {
-            "vertices": args.vertices, "batch": 1, "threads": args.threads, "clips_seconds": args.clips,
-            "style_reference_seconds": STYLE_SECONDS, "weights": "random, published shapes", "cache": "warm (one 1 s warm-up per model)",
-            "repeats": args.repeats, "front_end": front_end.spec(), "torch": torch.__version__,
-            "machine": platform.machine(), "processor": platform.processor() or platform.platform(),
-            "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+            "vertices": args.vertices,
+            "batch": 1,
+            "threads": args.threads,
+            "clips_seconds": args.clips,
+            "style_reference_seconds": STYLE_SECONDS,
+            "weights": "random, published shapes",
+            "cache": "warm (one 1 s warm-up per model)",
+            "repeats": args.repeats,
+            "front_end": front_end.spec(),
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+            "processor": platform.processor() or platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "load_average_at_start": os.getloadavg(),
         },
-        "front_end": {}, "models": {},
+        "front_end": {},
+        "models": {},
     }
     warmup = make_inputs(1.0, args.vertices, seed=1)
 
     for seconds, inputs in clips.items():
         front_end(inputs.audio, inputs.num_frames)
         elapsed, cpu, runs = timed(lambda: front_end(inputs.audio, inputs.num_frames), args.repeats)
-        results["front_end"][f"logmel_{seconds:g}s"] = {"seconds_per_second": elapsed / seconds,
-                                                         "cpu_seconds_per_second": cpu / seconds, "runs": runs}
+        results["front_end"][f"logmel_{seconds:g}s"] = {
+            "seconds_per_second": elapsed / seconds,
+            "cpu_seconds_per_second": cpu / seconds,
+            "runs": runs,
+        }
 
     for name in args.models:
         model = load_model(name, untrained=True, num_vertices=args.vertices, threads=args.threads)
@@ -102,12 +124,13 @@ def main(argv=None) -> int:
         entry = {"parameters": sum(p.numel() for p in model.module.parameters()), "clips": {}}
         for seconds, inputs in clips.items():
             features = model.features(inputs)
-            without, without_cpu, runs_without = timed(lambda: model.predict_from_features(features, inputs),
-                                                       args.repeats)
+            without, without_cpu, runs_without = timed(lambda: model.predict_from_features(features, inputs), args.repeats)
             with_front, with_cpu, runs_with = timed(lambda: model.predict(inputs), args.repeats)
             entry["clips"][f"{seconds:g}s"] = {
-                "without_front_end_s_per_s": without / seconds, "with_logmel_s_per_s": with_front / seconds,
-                "without_front_end_cpu_s_per_s": without_cpu / seconds, "with_logmel_cpu_s_per_s": with_cpu / seconds,
+                "without_front_end_s_per_s": without / seconds,
+                "with_logmel_s_per_s": with_front / seconds,
+                "without_front_end_cpu_s_per_s": without_cpu / seconds,
+                "with_logmel_cpu_s_per_s": with_cpu / seconds,
                 "runs": [runs_without, runs_with],
             }
             print(json.dumps({"progress": name, "clip_s": seconds, "without_s_per_s": without / seconds}), flush=True)
@@ -116,8 +139,15 @@ def main(argv=None) -> int:
     if args.hubert_large:
         from transformers import HubertConfig, HubertModel
 
-        config = HubertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                              feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True)
+        config = HubertConfig(
+            hidden_size=1024,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            intermediate_size=4096,
+            feat_extract_norm="layer",
+            do_stable_layer_norm=True,
+            conv_bias=True,
+        )
         hubert = HubertFrontEnd(HubertModel(config))
         hubert(warmup.audio, warmup.num_frames)
         results["front_end"]["hubert_large_random"] = {}
@@ -126,7 +156,10 @@ def main(argv=None) -> int:
                 continue
             elapsed, cpu, runs = timed(lambda: hubert(inputs.audio, inputs.num_frames), args.repeats)
             results["front_end"]["hubert_large_random"][f"{seconds:g}s"] = {
-                "seconds_per_second": elapsed / seconds, "cpu_seconds_per_second": cpu / seconds, "runs": runs}
+                "seconds_per_second": elapsed / seconds,
+                "cpu_seconds_per_second": cpu / seconds,
+                "runs": runs,
+            }
 
     models = results["models"]
     ratios = {}
@@ -145,7 +178,8 @@ def main(argv=None) -> int:
         "mmface4d_20x_faster_than_published_at_10s": ratios.get("10s", {}).get("faceformer_published_over_mmface4d", 0) >= 20,
         "mmface4d_faster_than_cached_at_10s": ratios.get("10s", {}).get("faceformer_cached_over_mmface4d", 0) > 1,
         "mmface4d_with_logmel_at_most_0.1_s_per_s": all(
-            clip["with_logmel_s_per_s"] <= 0.1 for clip in models.get("mmface4d", {}).get("clips", {}).values()),
+            clip["with_logmel_s_per_s"] <= 0.1 for clip in models.get("mmface4d", {}).get("clips", {}).values()
+        ),
     }
     results["conditions"]["load_average_at_end"] = os.getloadavg()
     print(json.dumps(results, indent=2))

@@ -43,17 +43,28 @@ def fixture_sources(fixture: Path, copies: int):
     triangles = info["tri"].astype(np.int64) - 1
     keypoints = info["keypoints"].reshape(-1).astype(np.int64) - 1
     masks = region_masks(triangles, keypoints, BFM_VERTICES)
-    topology = TopologyInfo("bfm_front", BFM_VERTICES, triangles, keypoints,
-                            {k: np.asarray(v, np.int64) for k, v in masks.items()}, REGION_RULE_VERSION)
+    topology = TopologyInfo(
+        "bfm_front", BFM_VERTICES, triangles, keypoints, {k: np.asarray(v, np.int64) for k, v in masks.items()}, REGION_RULE_VERSION
+    )
     take = official.read_take(fixture)
     vertices = take.vertices(BFM_VERTICES)
     samples, rate = official.read_audio(take.audio)
 
     def source(index: int):
         take_id = f"{900000 + index:06d}"
-        return CallableSource(take_id, lambda: SourceSequence(
-            take_id=take_id, subject_id="sample", sentence_id="00001", vertices=vertices, audio=samples,
-            sample_rate=rate, audio_subtype="FLOAT", topology="bfm_front"))
+        return CallableSource(
+            take_id,
+            lambda: SourceSequence(
+                take_id=take_id,
+                subject_id="sample",
+                sentence_id="00001",
+                vertices=vertices,
+                audio=samples,
+                sample_rate=rate,
+                audio_subtype="FLOAT",
+                topology="bfm_front",
+            ),
+        )
 
     return [source(i) for i in range(copies)], topology
 
@@ -81,8 +92,7 @@ class NpyFrames:
 def frames_per_second(dataset, workers: int, epochs: int) -> dict:
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=vertices_only,
-                        persistent_workers=workers > 0)
+    loader = DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=vertices_only, persistent_workers=workers > 0)
     for _ in loader:  # warm-up epoch: worker start-up, page cache, lazy imports
         pass
     frames = 0
@@ -172,8 +182,12 @@ def main(argv=None) -> int:
         results[f"release_{workers}_workers"] = frames_per_second(dataset, workers, args.epochs)
         results[f"npy_{workers}_workers"] = frames_per_second(npy, workers, args.epochs)
     results["in_process_frames_per_s"] = in_process_rates(release, dataset, npy_paths, args.epochs)
-    ratios = {f"npy_over_release_{w}_workers": round(results[f"npy_{w}_workers"]["frames_per_s"]
-                                                      / results[f"release_{w}_workers"]["frames_per_s"], 2) for w in (1, 2)}
+    ratios = {
+        f"npy_over_release_{w}_workers": round(
+            results[f"npy_{w}_workers"]["frames_per_s"] / results[f"release_{w}_workers"]["frames_per_s"], 2
+        )
+        for w in (1, 2)
+    }
     report = {
         "what": "frames/s to torch tensors through a DataLoader (batch 1 sequence), release vs raw float32 .npy",
         "data": f"the authors' sample take x {args.copies} copies (one subject), {frames} frames",

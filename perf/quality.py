@@ -55,17 +55,25 @@ def main(argv=None) -> int:
     parser.add_argument("--sentences", type=int, default=12)
     parser.add_argument("--vertices", type=int, default=1500)
     parser.add_argument("--minutes", type=float, default=4.0, help="training wall time per model (per invocation)")
-    parser.add_argument("--steps", type=int,
-                        help="train every model to this many steps instead (resuming a run below it), so that "
-                             "all get the same number of steps whatever the machine's load")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for training and inference (default 1: on a shared 2-core machine "
-                             "two threads run 10-20x slower per step under load)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="train every model to this many steps instead (resuming a run below it), so that "
+        "all get the same number of steps whatever the machine's load",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for training and inference (default 1: on a shared 2-core machine "
+        "two threads run 10-20x slower per step under load)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="+", default=list(TRAINED), choices=TRAINED)
     parser.add_argument("--bootstrap", type=int, default=2000)
-    parser.add_argument("--keep-trained", action="store_true",
-                        help="do not train a model whose run folder already holds a checkpoint (score it as it is)")
+    parser.add_argument(
+        "--keep-trained", action="store_true", help="do not train a model whose run folder already holds a checkpoint (score it as it is)"
+    )
     args = parser.parse_args(argv)
 
     work = Path(args.work)
@@ -78,18 +86,32 @@ def main(argv=None) -> int:
         started = time.monotonic()
         # Takes, then a release without the maintainers' raw config (the models do not read it).
         takes = work / "takes"
-        run(command("synth", "--subjects", str(args.subjects), "--sentences", str(args.sentences),
-                    "--vertices", str(args.vertices), "--seed", str(args.seed), "--out", str(takes), "--quiet"), log, env)
+        run(
+            command(
+                "synth",
+                "--subjects",
+                str(args.subjects),
+                "--sentences",
+                str(args.sentences),
+                "--vertices",
+                str(args.vertices),
+                "--seed",
+                str(args.seed),
+                "--out",
+                str(takes),
+                "--quiet",
+            ),
+            log,
+            env,
+        )
         timings["synthesize_takes_s"] = time.monotonic() - started
         started = time.monotonic()
-        run(command("build", "release", str(takes), "--no-raw", "--seed", str(args.seed), "--out", str(release),
-                    "--quiet"), log, env)
+        run(command("build", "release", str(takes), "--no-raw", "--seed", str(args.seed), "--out", str(release), "--quiet"), log, env)
         timings["build_release_s"] = time.monotonic() - started
     info = ReleaseInfo.of_release(release)
     splits = json.loads((release / "meta" / "splits.json").read_text())
 
-    config = {"seed": args.seed, "threads": args.threads, "steps": 1_000_000, "checkpoint_every": 250,
-              "style_seconds": 2.0}
+    config = {"seed": args.seed, "threads": args.threads, "steps": 1_000_000, "checkpoint_every": 250, "style_seconds": 2.0}
     config_path = work / "train_config.json"
     config_path.write_text(json.dumps(config, indent=2))
     reports: dict[str, dict] = {}
@@ -102,15 +124,47 @@ def main(argv=None) -> int:
             started = time.monotonic()
             if not (args.keep_trained and list_checkpoints(work / f"train-{name}")):
                 budget = ["--steps", str(args.steps)] if args.steps else ["--max-minutes", str(args.minutes)]
-                run(command("bench", "train", "--model", name, "--data", str(release), "--out",
-                            str(work / f"train-{name}"), "--config", str(config_path), *budget, "--quiet"), log, env)
+                run(
+                    command(
+                        "bench",
+                        "train",
+                        "--model",
+                        name,
+                        "--data",
+                        str(release),
+                        "--out",
+                        str(work / f"train-{name}"),
+                        "--config",
+                        str(config_path),
+                        *budget,
+                        "--quiet",
+                    ),
+                    log,
+                    env,
+                )
             timings[f"train_{name}_s"] = time.monotonic() - started
             meta = json.loads((find_checkpoint(work / f"train-{name}") / "checkpoint.json").read_text())
             training[name] = {"steps": meta["step"], "last_losses": meta["losses"]}
             checkpoint = ["--checkpoint", str(work / f"train-{name}")]
         started = time.monotonic()
-        run(command("bench", "run", "--model", name, *checkpoint, "--data", str(release), "--out",
-                    str(work / f"run-{name}"), "--bootstrap", str(args.bootstrap), "--quiet"), log, env)
+        run(
+            command(
+                "bench",
+                "run",
+                "--model",
+                name,
+                *checkpoint,
+                "--data",
+                str(release),
+                "--out",
+                str(work / f"run-{name}"),
+                "--bootstrap",
+                str(args.bootstrap),
+                "--quiet",
+            ),
+            log,
+            env,
+        )
         timings[f"run_{name}_s"] = time.monotonic() - started
         reports[name] = json.loads((work / f"run-{name}" / "report.json").read_text())
 
@@ -127,7 +181,8 @@ def main(argv=None) -> int:
             result = compare_reports(reports["mmface4d"], reports[other], samples=args.bootstrap, seed=args.seed)
             comparisons[f"mmface4d_vs_{other}"] = {
                 metric: {"difference_m": v["difference"], "ci95_m": v["ci"], "verdict": v["verdict"]}
-                for metric, v in result["values"].items() if metric in METRICS
+                for metric, v in result["values"].items()
+                if metric in METRICS
             } | {"num_shared": result["num_shared"]}
 
     def better(key: str, metric: str) -> bool:
@@ -136,12 +191,19 @@ def main(argv=None) -> int:
 
     output = {
         "conditions": {
-            "release": str(release), "num_vertices": info.num_vertices, "topology": info.topology,
-            "counts": info.counts.to_json(), "train_subjects": len(splits.get("train", [])),
+            "release": str(release),
+            "num_vertices": info.num_vertices,
+            "topology": info.topology,
+            "counts": info.counts.to_json(),
+            "train_subjects": len(splits.get("train", [])),
             "test_subjects": len(splits.get("test", [])),
             "training_budget": f"{args.steps} steps" if args.steps else f"{args.minutes} minutes per invocation",
-            "threads": args.threads, "seed": args.seed, "bootstrap_samples": args.bootstrap,
-            "front_end": "logmel (default)", "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg(),
+            "threads": args.threads,
+            "seed": args.seed,
+            "bootstrap_samples": args.bootstrap,
+            "front_end": "logmel (default)",
+            "cpu_count": os.cpu_count(),
+            "load_average_at_end": os.getloadavg(),
         },
         "training": training,
         "table_m": table,

@@ -63,19 +63,35 @@ def main() -> int:
     from reconstruction.synthetic_inputs import render_take
     from reconstruction.take_input import read_take_input
 
-    out: dict = {"conditions": {"vertices": args.vertices, "frames": args.frames, "image": [args.width, args.height],
-                                "depth_noise_mm": args.depth_noise, "depth_quantisation_mm": 1,
-                                "landmark_noise_px": args.landmark_noise, "blas_threads": args.threads,
-                                "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg(),
-                                "inputs": "renderer-made takes (reconstruction.synthetic_inputs), not the rig simulator"}}
+    out: dict = {
+        "conditions": {
+            "vertices": args.vertices,
+            "frames": args.frames,
+            "image": [args.width, args.height],
+            "depth_noise_mm": args.depth_noise,
+            "depth_quantisation_mm": 1,
+            "landmark_noise_px": args.landmark_noise,
+            "blas_threads": args.threads,
+            "cpu_count": os.cpu_count(),
+            "load_average_start": os.getloadavg(),
+            "inputs": "renderer-made takes (reconstruction.synthetic_inputs), not the rig simulator",
+        }
+    }
     t0 = time.perf_counter()
     model = load_face_model("default", num_vertices=args.vertices)
     out["model_build_s"] = round(time.perf_counter() - t0, 3)
     masks = model.region_masks()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        rendered = render_take(Path(tmp) / "001001", model, num_frames=args.frames, width=args.width,
-                               height=args.height, depth_noise_mm=args.depth_noise, landmark_noise_px=args.landmark_noise)
+        rendered = render_take(
+            Path(tmp) / "001001",
+            model,
+            num_frames=args.frames,
+            width=args.width,
+            height=args.height,
+            depth_noise_mm=args.depth_noise,
+            landmark_noise_px=args.landmark_noise,
+        )
         out["render_s"] = round(time.perf_counter() - t0, 2)
         take = read_take_input(rendered.folder)
     truth = rendered.vertices
@@ -90,29 +106,47 @@ def main() -> int:
             if f not in tree_cache:
                 tree_cache[f] = cKDTree(truth[f])
             surf.append(tree_cache[f].query(seq[f])[0].mean())
-        return {"face_mean_mm": round(float(d.mean()) * 1000, 4), "lips_mean_mm": round(float(d[:, masks["lips"]].mean()) * 1000, 4),
-                "metrics_mm": m, "surface_nearest_vertex_mm": round(float(np.mean(surf)) * 1000, 4)}
+        return {
+            "face_mean_mm": round(float(d.mean()) * 1000, 4),
+            "lips_mean_mm": round(float(d[:, masks["lips"]].mean()) * 1000, 4),
+            "metrics_mm": m,
+            "surface_nearest_vertex_mm": round(float(np.mean(surf)) * 1000, 4),
+        }
 
     # ---- three cameras, full pipeline
     t0 = time.perf_counter()
     result = reconstruct_take(take, model, Options(keep_stages=True))
     total = time.perf_counter() - t0
     rep = result.report
-    out["speed"] = {"alignment_s": rep["alignment"]["seconds"], "offset_factorisation_s": rep["offset_factorisation_seconds"], "first_frame_s": rep["seconds"]["first_frame"],
-                    "tracked_frame_mean_s": rep["seconds"]["tracked_frame_mean"],
-                    "per_stage_total_s": {k: v["seconds"] for k, v in rep["stages"].items()},
-                    "take_fit_s": round(total, 3), "take_fit_frames_per_s": round(args.frames / total, 3),
-                    "take_with_decode_frames_per_s": round(args.frames / (total + take.decode_seconds), 3),
-                    "offset_solver": rep["offset_solver"]}
-    out["alignment"] = {str(c): dict(zip(("rotation_deg", "translation_mm"),
-                                         (lambda a, b: (round(a, 4), round(b * 1000, 4)))(
-                                             *extrinsics_error(np.array(rep["extrinsics"][str(c)]), rendered.extrinsics[c]))))
-                        for c in (0, 2)}
+    out["speed"] = {
+        "alignment_s": rep["alignment"]["seconds"],
+        "offset_factorisation_s": rep["offset_factorisation_seconds"],
+        "first_frame_s": rep["seconds"]["first_frame"],
+        "tracked_frame_mean_s": rep["seconds"]["tracked_frame_mean"],
+        "per_stage_total_s": {k: v["seconds"] for k, v in rep["stages"].items()},
+        "take_fit_s": round(total, 3),
+        "take_fit_frames_per_s": round(args.frames / total, 3),
+        "take_with_decode_frames_per_s": round(args.frames / (total + take.decode_seconds), 3),
+        "offset_solver": rep["offset_solver"],
+    }
+    out["alignment"] = {
+        str(c): dict(
+            zip(
+                ("rotation_deg", "translation_mm"),
+                (lambda a, b: (round(a, 4), round(b * 1000, 4)))(
+                    *extrinsics_error(np.array(rep["extrinsics"][str(c)]), rendered.extrinsics[c])
+                ),
+            )
+        )
+        for c in (0, 2)
+    }
     out["residuals"] = rep["stages"]
     out["accuracy_3_cameras"] = {name: accuracy(seq) for name, seq in result.stages.items()}
     held = np.repeat(result.stages["stage3"][:1], len(truth), 0)
-    out["baselines"] = {"frame0_held_still": accuracy(held),
-                        "model_only_no_stage3_smoothed": accuracy(smooth_sequence(result.stages["stage2"]))}
+    out["baselines"] = {
+        "frame0_held_still": accuracy(held),
+        "model_only_no_stage3_smoothed": accuracy(smooth_sequence(result.stages["stage2"])),
+    }
     # ---- Adam anchor on tracked frames
     anchor = []
     problem = fitting.Problem(model, np.sort(np.random.default_rng(0).choice(model.num_vertices, 3000, replace=False)))
@@ -126,19 +160,34 @@ def main() -> int:
         ours = frame_energy(problem, result.params[f], views, Options().weights)
         p, its, secs, trace = adam_track_frame(problem, result.params[f - 1], views, Options().weights, target=ours)
         adam = frame_energy(problem, p, views, Options().weights)
-        anchor.append({"frame": f, "adam_s": round(secs, 3), "adam_iterations": its, "adam_final_energy": round(adam, 3),
-                       "ours_final_energy": round(ours, 3), "reached_ours": bool(trace[-1] <= ours)})
+        anchor.append(
+            {
+                "frame": f,
+                "adam_s": round(secs, 3),
+                "adam_iterations": its,
+                "adam_final_energy": round(adam, 3),
+                "ours_final_energy": round(ours, 3),
+                "reached_ours": bool(trace[-1] <= ours),
+            }
+        )
     adam_s = float(np.mean([a["adam_s"] for a in anchor])) if anchor else None
-    out["adam_anchor"] = {"frames": anchor, "adam_s_per_frame": adam_s,
-                          "ours_tracked_frame_s": rep["seconds"]["tracked_frame_mean"],
-                          "ours_stage1_2_s_per_frame": round(ours_stage12, 4),
-                          "ratio_adam_over_ours_tracked_frame": round(adam_s / rep["seconds"]["tracked_frame_mean"], 2) if adam_s and rep["seconds"]["tracked_frame_mean"] else None}
+    out["adam_anchor"] = {
+        "frames": anchor,
+        "adam_s_per_frame": adam_s,
+        "ours_tracked_frame_s": rep["seconds"]["tracked_frame_mean"],
+        "ours_stage1_2_s_per_frame": round(ours_stage12, 4),
+        "ratio_adam_over_ours_tracked_frame": round(adam_s / rep["seconds"]["tracked_frame_mean"], 2)
+        if adam_s and rep["seconds"]["tracked_frame_mean"]
+        else None,
+    }
     # ---- camera 1 alone
     if not args.skip_one_camera:
         one = reconstruct_take(take, model, Options(keep_stages=True, cameras=(1,)))
         out["accuracy_1_camera"] = {name: accuracy(seq) for name, seq in one.stages.items()}
-        out["speed_1_camera"] = {"first_frame_s": one.report["seconds"]["first_frame"],
-                                 "tracked_frame_mean_s": one.report["seconds"]["tracked_frame_mean"]}
+        out["speed_1_camera"] = {
+            "first_frame_s": one.report["seconds"]["first_frame"],
+            "tracked_frame_mean_s": one.report["seconds"]["tracked_frame_mean"],
+        }
     out["targets"] = {"tracked_frame_s": 0.3, "first_frame_s": 10, "adam_slower_x": 20, "face_mean_mm": 0.6, "lips_mean_mm": 1.0}
     out["conditions"]["load_average_end"] = os.getloadavg()
     print(json.dumps(out, indent=1))

@@ -100,23 +100,28 @@ def views_1080p(vertices, faces, frames, repeats, backends):
 
         def go():
             for t in range(frames):
-                outs[0] = rasterize_views(vertices[t], faces, cams, backend=backend, threads=threads,
-                                          out=outs[0] if reuse else None)
+                outs[0] = rasterize_views(vertices[t], faces, cams, backend=backend, threads=threads, out=outs[0] if reuse else None)
+
         return go
 
     candidates = [("numpy", "numpy", False, 1, cameras)]
     if "numba" in backends:
-        candidates += [("numba_fresh_outputs", "numba", False, 1, cameras),
-                       ("numba_reused_outputs", "numba", True, 1, cameras),
-                       ("numba_reused_outputs_2_threads", "numba", True, 2, cameras)]
+        candidates += [
+            ("numba_fresh_outputs", "numba", False, 1, cameras),
+            ("numba_reused_outputs", "numba", True, 1, cameras),
+            ("numba_reused_outputs_2_threads", "numba", True, 2, cameras),
+        ]
         lens = kinect_distortion()
         if lens is not None:
             distorted = [lens.with_extrinsics(c.extrinsics) for c in cameras]
             candidates.append(("numba_reused_outputs_kinect_lens", "numba", True, 1, distorted))
     for name, backend, reuse, threads, cams in candidates:
         t = timed(run(backend, reuse, threads, cams), repeats)
-        results[name] = {"s_per_frame_3_views": t["best_s"] / frames, "median_s_per_frame_3_views": t["median_s"] / frames,
-                         "cpu_s_per_frame_3_views": t["best_cpu_s"] / frames}
+        results[name] = {
+            "s_per_frame_3_views": t["best_s"] / frames,
+            "median_s_per_frame_3_views": t["median_s"] / frames,
+            "cpu_s_per_frame_3_views": t["best_cpu_s"] / frames,
+        }
     frags = rasterize_views(vertices[0], faces, cameras, backend="numpy")
     results["covered_pixels_per_view"] = [int(f.mask.sum()) for f in frags]
     results["target_s"] = 0.15
@@ -137,8 +142,7 @@ def shaded_512(vertices, faces, frames, repeats, backends):
                 _, state[0] = render_frame(vertices[t], faces, camera, out=state[0], backend=backend)
 
         t = timed(go, repeats)
-        results[backend] = {"fps": frames / t["best_s"], "median_fps": frames / t["median_s"],
-                            "fps_by_cpu_time": frames / t["best_cpu_s"]}
+        results[backend] = {"fps": frames / t["best_s"], "median_fps": frames / t["median_s"], "fps_by_cpu_time": frames / t["best_cpu_s"]}
     results["target_fps"] = 60
     return results
 
@@ -156,10 +160,16 @@ def video_512(root, frames_total, decode_s):
         render_s, render_cpu = time.perf_counter() - start, time.process_time() - start_cpu
         size = (Path(tmp) / "take.mp4").stat().st_size
     n = len(seq.vertices)
-    return {"frames": n, "load_s (decode .nut + wav + faces)": load_s, "render_and_encode_s": render_s,
-            "fps_whole_path": n / (load_s + render_s), "fps_render_and_encode": n / render_s,
-            "cpu_s (load, render+encode; x264 uses threads)": [load_cpu, render_cpu],
-            "fps_whole_path_by_cpu_time": n / (load_cpu + render_cpu), "mp4_bytes": size}
+    return {
+        "frames": n,
+        "load_s (decode .nut + wav + faces)": load_s,
+        "render_and_encode_s": render_s,
+        "fps_whole_path": n / (load_s + render_s),
+        "fps_render_and_encode": n / render_s,
+        "cpu_s (load, render+encode; x264 uses threads)": [load_cpu, render_cpu],
+        "fps_whole_path_by_cpu_time": n / (load_cpu + render_cpu),
+        "mp4_bytes": size,
+    }
 
 
 def distortion_check(vertices, faces):
@@ -188,14 +198,16 @@ def distortion_check(vertices, faces):
     start = time.perf_counter()
     raster._RAY_CACHE.clear()
     raster.pixel_rays(cameras[0])
-    return {"pixels_differing_pad_0.05_vs_2px_3_views": differing,
-            "undistortion_map_roundtrip_max_px": float(residual),
-            "undistortion_map_build_s_1080p": time.perf_counter() - start,
-            "valid_pixels_fraction": float(ok.mean())}
+    return {
+        "pixels_differing_pad_0.05_vs_2px_3_views": differing,
+        "undistortion_map_roundtrip_max_px": float(residual),
+        "undistortion_map_build_s_1080p": time.perf_counter() - start,
+        "valid_pixels_fraction": float(ok.mean()),
+    }
 
 
 def pyrender_anchor(python, vertices, faces, frames):
-    script = r'''
+    script = r"""
 import json, sys, time, os
 os.environ["PYOPENGL_PLATFORM"] = "osmesa"
 import numpy as np, trimesh, pyrender
@@ -214,12 +226,13 @@ for t in range(len(v)):
     color, depth = renderer.render(scene)
     times.append(time.perf_counter() - start)
 print(json.dumps({"fps": (len(times) - 1) / sum(times[1:]), "first_frame_s": times[0], "covered": int((depth > 0).sum())}))
-'''
+"""
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "mesh.npz", v=vertices[: frames + 1], f=faces)
         (Path(tmp) / "anchor.py").write_text(script)
-        done = subprocess.run([python, str(Path(tmp) / "anchor.py"), str(Path(tmp) / "mesh.npz")],
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [python, str(Path(tmp) / "anchor.py"), str(Path(tmp) / "mesh.npz")], capture_output=True, text=True, timeout=600
+        )
     if done.returncode != 0:
         return {"failed": done.stderr.strip().splitlines()[-1:] or ["?"]}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -239,8 +252,12 @@ def main() -> None:
     root, vertices, faces, decode_s = load_sample()
     out = {
         "data": "authors' sample take 000337 (67 frames, 35,709 vertices, 70,789 triangles)",
-        "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(), "python": platform.python_version(),
-                    "numpy": np.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_at_start": os.getloadavg(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "backends": backends,
         "numba": __import__("numba").__version__ if "numba" in backends else None,
         "views_1080p": views_1080p(vertices, faces, args.frames, args.repeats, backends),

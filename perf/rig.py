@@ -67,10 +67,19 @@ def make_take(recording: Path, folder: Path, frames: int) -> list[Path]:
     paths = []
     for camera, (sync, delay) in enumerate((("SUBORDINATE", 160), ("MASTER", 0), ("SUBORDINATE", 320))):
         stamps = [1_000_000 + round(k * 1e6 / 30) + delay for k in range(frames)]
-        paths.append(write_kinect_mkv(folder / f"rec{camera}.mkv", jpegs=[jpeg] * frames, depths=[depth] * frames,
-                                      timestamps_usec=stamps, calibration_json=calibration, colour_mode="MJPG_1080P",
-                                      wired_sync_mode=sync, subordinate_delay_usec=delay,
-                                      serial=f"00000{camera}000000"))
+        paths.append(
+            write_kinect_mkv(
+                folder / f"rec{camera}.mkv",
+                jpegs=[jpeg] * frames,
+                depths=[depth] * frames,
+                timestamps_usec=stamps,
+                calibration_json=calibration,
+                colour_mode="MJPG_1080P",
+                wired_sync_mode=sync,
+                subordinate_delay_usec=delay,
+                serial=f"00000{camera}000000",
+            )
+        )
     return paths
 
 
@@ -105,12 +114,15 @@ def parts(recording: Path, repeats: int = 10) -> dict:
         with DepthVideoWriter(Path(tmp) / "d.nut", 1920, 1080) as d, ColourVideoWriter(Path(tmp) / "c.mp4", 1920, 1080) as c:
             ffv1 = median(lambda: d.write(registered))
             h264 = median(lambda: c.write(frame))
-    return {"note": "CPU seconds of the calling thread (FFmpeg's own threads not counted)",
-            "registration_setup_s": round(setup, 3),
-            "registration_s_per_frame": round(median(lambda: registration(depth)), 4),
-            "mjpeg_decode_s_per_frame": round(median(lambda: decoder.decode(av.Packet(jpeg))), 4),
-            "ffv1_encode_s_per_frame": round(ffv1, 4), "h264_encode_s_per_frame": round(h264, 4),
-            "registered_valid_fraction": round(float((registered > 0).mean()), 4)}
+    return {
+        "note": "CPU seconds of the calling thread (FFmpeg's own threads not counted)",
+        "registration_setup_s": round(setup, 3),
+        "registration_s_per_frame": round(median(lambda: registration(depth)), 4),
+        "mjpeg_decode_s_per_frame": round(median(lambda: decoder.decode(av.Packet(jpeg))), 4),
+        "ffv1_encode_s_per_frame": round(ffv1, 4),
+        "h264_encode_s_per_frame": round(h264, 4),
+        "registered_valid_fraction": round(float((registered > 0).mean()), 4),
+    }
 
 
 def agreement(recording: Path) -> dict:
@@ -135,16 +147,22 @@ def agreement(recording: Path) -> dict:
     inside = (at[:, 0] >= 0) & (at[:, 0] < w) & (at[:, 1] >= 0) & (at[:, 1] < h)
     diff = registered[at[inside, 1], at[inside, 0]] - sdk_points[inside, 2]
     visible = np.abs(diff) <= 2.0
-    return {"recording": str(recording), "mode": f"{info.colour_mode} / {info.depth_mode}",
-            "samples": len(rows), "samples_inside_colour_image": int(inside.sum()),
-            "point_max_abs_error_mm": float(np.abs(points - sdk_points).max()),
-            "colour_pixel_max_abs_error_px": float(np.nanmax(np.abs(uv - sdk_uv))),
-            "registered_depth_abs_diff_mm": {"median": float(np.median(np.abs(diff))),
-                                              "p90": float(np.percentile(np.abs(diff), 90)),
-                                              "max_of_visible": float(np.abs(diff[visible]).max())},
-            "fraction_within_2mm": float(visible.mean()),
-            "others_nearer_surface_in_front": int((diff < -2.0).sum()),
-            "others_farther": int((diff > 2.0).sum())}
+    return {
+        "recording": str(recording),
+        "mode": f"{info.colour_mode} / {info.depth_mode}",
+        "samples": len(rows),
+        "samples_inside_colour_image": int(inside.sum()),
+        "point_max_abs_error_mm": float(np.abs(points - sdk_points).max()),
+        "colour_pixel_max_abs_error_px": float(np.nanmax(np.abs(uv - sdk_uv))),
+        "registered_depth_abs_diff_mm": {
+            "median": float(np.median(np.abs(diff))),
+            "p90": float(np.percentile(np.abs(diff), 90)),
+            "max_of_visible": float(np.abs(diff[visible]).max()),
+        },
+        "fraction_within_2mm": float(visible.mean()),
+        "others_nearer_surface_in_front": int((diff < -2.0).sum()),
+        "others_farther": int((diff > 2.0).sum()),
+    }
 
 
 def simulation(frames: int) -> dict:
@@ -162,35 +180,49 @@ def simulation(frames: int) -> dict:
         seconds, cpu = time.perf_counter() - start, _cpu() - cpu
         take = one["takes"][0]
         out["one_take_one_process"] = {
-            "frames": take["frames"], "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+            "frames": take["frames"],
+            "seconds": round(seconds, 2),
+            "cpu_seconds": round(cpu, 2),
             "seconds_per_take_frame": round(seconds / take["frames"], 3),
             "cpu_seconds_per_take_frame": round(cpu / take["frames"], 3),
             "cpu_seconds_per_take_frame_by_stage": {k: round(v / take["frames"], 4) for k, v in take["cpu_seconds"].items()},
-            "note": "seconds include the take's speech synthesis and face motion; stages are per take frame (3 cameras)"}
+            "note": "seconds include the take's speech synthesis and face motion; stages are per take frame (3 cameras)",
+        }
         start = time.perf_counter()
         two = simulate(tmp / "two", 2, 1, seed=0, options=SimulationOptions(max_frames=frames), workers=2, progress=False)
         seconds = time.perf_counter() - start
-        out["two_takes_two_workers"] = {"frames": two["frames"], "seconds": round(seconds, 2),
-                                        "take_frames_per_second": round(two["frames"] / seconds, 3),
-                                        "seconds_per_take_frame": round(seconds / two["frames"], 3),
-                                        "note": "includes starting two worker processes and their face models"}
+        out["two_takes_two_workers"] = {
+            "frames": two["frames"],
+            "seconds": round(seconds, 2),
+            "take_frames_per_second": round(two["frames"] / seconds, 3),
+            "seconds_per_take_frame": round(seconds / two["frames"], 3),
+            "note": "includes starting two worker processes and their face models",
+        }
         sizes = {p.name: p.stat().st_size for p in sorted((tmp / "one" / "takes" / "001001").iterdir())}
         out["bytes_per_take"] = sizes
         trip = min(frames, 4)
         simulate(tmp / "mkv", 1, 1, seed=1, options=SimulationOptions(max_frames=trip, mkv=True), progress=False)
         take_dir = tmp / "mkv" / "takes" / "001001"
         recorded = tmp / "mkv" / "session" / "takes" / "001001"  # the recorder's layout (simulate --mkv)
-        convert_take([recorded / f"001001_{c}.mkv" for c in range(3)], "001001", tmp / "converted",
-                     audio=recorded / "001001.wav", take_log=recorded / "001001.take.json", progress=False,
-                     log=lambda line: None)
+        convert_take(
+            [recorded / f"001001_{c}.mkv" for c in range(3)],
+            "001001",
+            tmp / "converted",
+            audio=recorded / "001001.wav",
+            take_log=recorded / "001001.take.json",
+            progress=False,
+            log=lambda line: None,
+        )
         trip_result = {}
         for c in range(3):
             direct = read_depth_video(take_dir / f"001001_{c}.nut")
             converted = read_depth_video(tmp / "converted" / "001001" / f"001001_{c}.nut")
             a = read_colour_video(take_dir / f"001001_{c}.mp4").astype(np.float64)
             b = read_colour_video(tmp / "converted" / "001001" / f"001001_{c}.mp4").astype(np.float64)
-            trip_result[str(c)] = {"depth_equal": bool(np.array_equal(direct, converted)),
-                                   "colour_psnr_db": round(float(10 * np.log10(255**2 / np.mean((a - b) ** 2))), 2)}
+            trip_result[str(c)] = {
+                "depth_equal": bool(np.array_equal(direct, converted)),
+                "colour_psnr_db": round(float(10 * np.log10(255**2 / np.mean((a - b) ** 2))), 2),
+            }
         out["mkv_round_trip_1080p"] = {"frames": trip, "cameras": trip_result}
     return out
 
@@ -212,18 +244,33 @@ def main() -> None:
     parser.add_argument("--sim-frames", type=int, default=15, help="frames per simulated take (default 15)")
     args = parser.parse_args()
     if args.simulate_only:
-        result = {"conditions": {"cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
-                                 "python": platform.python_version(), "machine": platform.machine()},
-                  "simulation_1080p": simulation(args.sim_frames)}
+        result = {
+            "conditions": {
+                "cpu_count": os.cpu_count(),
+                "affinity": len(os.sched_getaffinity(0)),
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+            },
+            "simulation_1080p": simulation(args.sim_frames),
+        }
         result["conditions"]["load_average_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
         print(json.dumps(result, indent=2))
         return
     from capture_rig import convert
 
-    result = {"conditions": {"cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
-                             "python": platform.python_version(), "machine": platform.machine(),
-                             "frames_per_camera": args.frames, "cameras": 3, "colour": "MJPG_1080P -> H.264 crf 18 veryfast",
-                             "depth": "NFOV_UNBINNED -> registered 1920x1080 FFV1", "cache": "warm (files just written)"}}
+    result = {
+        "conditions": {
+            "cpu_count": os.cpu_count(),
+            "affinity": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "frames_per_camera": args.frames,
+            "cameras": 3,
+            "colour": "MJPG_1080P -> H.264 crf 18 veryfast",
+            "depth": "NFOV_UNBINNED -> registered 1920x1080 FFV1",
+            "cache": "warm (files just written)",
+        }
+    }
     with tempfile.TemporaryDirectory(prefix="mmface4d-perf-rig-") as tmp:
         tmp = Path(tmp)
         recordings = make_take(args.recording, tmp, args.frames)
@@ -231,14 +278,16 @@ def main() -> None:
         # the first take pays the registration set-up; then one camera per core, and one at a time
         for n, (name, workers) in enumerate((("first_take", None), ("next_take", None), ("next_take_one_worker", 1))):
             start, cpu = time.perf_counter(), _cpu()
-            report = convert.convert_take(recordings, f"{n + 1:06d}", tmp / "out", progress=False, workers=workers,
-                                          log=lambda line: None)
+            report = convert.convert_take(recordings, f"{n + 1:06d}", tmp / "out", progress=False, workers=workers, log=lambda line: None)
             seconds, cpu = time.perf_counter() - start, _cpu() - cpu
-            runs[name] = {"workers": workers or min(3, os.cpu_count() or 1), "seconds": round(seconds, 2),
-                          "cpu_seconds": round(cpu, 2),
-                          "take_frames_per_second": round(report.num_frames / seconds, 3),
-                          "camera_frames_per_second": round(3 * report.num_frames / seconds, 3),
-                          "take_frames_per_cpu_second": round(report.num_frames / cpu, 3)}
+            runs[name] = {
+                "workers": workers or min(3, os.cpu_count() or 1),
+                "seconds": round(seconds, 2),
+                "cpu_seconds": round(cpu, 2),
+                "take_frames_per_second": round(report.num_frames / seconds, 3),
+                "camera_frames_per_second": round(3 * report.num_frames / seconds, 3),
+                "take_frames_per_cpu_second": round(report.num_frames / cpu, 3),
+            }
         sizes = {p.name: p.stat().st_size for p in sorted((tmp / "out" / "000002").iterdir())}
     result["conversion"] = runs | {"bytes_per_take": sizes}
     result["parts_one_1080p_camera_frame"] = parts(args.recording)

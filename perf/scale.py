@@ -56,18 +56,21 @@ def encode_take_job(subject: int, sentence: int, seed: int, num_vertices: int, o
         model = load_face_model("default", num_vertices=num_vertices)
         _MODEL_CACHE[num_vertices] = (model, TopologyInfo.from_face_model(model))
     model, topology = _MODEL_CACHE[num_vertices]
-    source = SyntheticSource(key=take_id_of(subject, sentence), subject_index=subject, sentence_index=sentence,
-                             seed=seed, model=model)
+    source = SyntheticSource(key=take_id_of(subject, sentence), subject_index=subject, sentence_index=sentence, seed=seed, model=model)
     sequence = source.load()
     sequence.check(topology.num_vertices)
     stable = canonical.stable_vertex_ids(topology.region_masks, topology.keypoints)
     reference = canonical.take_reference(sequence.vertices, stable)
     template = canonical.canonical_template([reference], topology.keypoints, stable)
     vertices, head_pose = canonical.canonicalize(sequence.vertices, template, stable)
-    atomic_write_bytes(Path(out), npz_bytes({"vertices": np.frombuffer(encode(vertices, max_error=1e-5), dtype=np.uint8),
-                                             "head_pose": head_pose}))
-    return {"frames": int(sequence.vertices.shape[0]), "pid": os.getpid(),
-            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    atomic_write_bytes(
+        Path(out), npz_bytes({"vertices": np.frombuffer(encode(vertices, max_error=1e-5), dtype=np.uint8), "head_pose": head_pose})
+    )
+    return {
+        "frames": int(sequence.vertices.shape[0]),
+        "pid": os.getpid(),
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def noop_job(value: int) -> int:
@@ -79,11 +82,15 @@ def measure(executor, takes: int, num_vertices: int, seed: int) -> dict:
 
     folder = Path(tempfile.mkdtemp(prefix="mmface4d-perf-scale-"))
     try:
-        warm = [Job(f"warm{i}", encode_take_job, (99, i, seed, num_vertices, str(folder / f"warm{i}.npz")))
-                for i in range(max(1, executor.workers))]
+        warm = [
+            Job(f"warm{i}", encode_take_job, (99, i, seed, num_vertices, str(folder / f"warm{i}.npz")))
+            for i in range(max(1, executor.workers))
+        ]
         executor.run(warm)  # workers started, model loaded in each
-        jobs = [Job(f"{i:03d}", encode_take_job, (i // 3, i % 3, seed, num_vertices, str(folder / f"{i:03d}.npz")),
-                    folder / f"{i:03d}.npz") for i in range(takes)]
+        jobs = [
+            Job(f"{i:03d}", encode_take_job, (i // 3, i % 3, seed, num_vertices, str(folder / f"{i:03d}.npz")), folder / f"{i:03d}.npz")
+            for i in range(takes)
+        ]
         start = time.perf_counter()
         summary = executor.run(jobs)
         seconds = time.perf_counter() - start
@@ -95,7 +102,9 @@ def measure(executor, takes: int, num_vertices: int, seed: int) -> dict:
         for r in results:
             by_pid[r["pid"]] = max(by_pid.get(r["pid"], 0.0), r["max_rss_mb"])
         return {
-            "takes": takes, "frames": frames, "seconds": round(seconds, 2),
+            "takes": takes,
+            "frames": frames,
+            "seconds": round(seconds, 2),
             "takes_per_hour": round(takes / seconds * 3600),
             "frames_per_second": round(frames / seconds, 1),
             "seconds_per_frame": round(seconds / frames, 4),
@@ -126,12 +135,20 @@ def from_recordings(takes: int, frames: int, resolution: str, num_vertices: int,
     folder = Path(tempfile.mkdtemp(prefix="mmface4d-perf-from-recordings-"))
     try:
         start = time.perf_counter()
-        sim = simulate(folder / "sim", subjects, sentences, seed=0, progress=False,
-                       options=SimulationOptions(resolution=resolution, max_frames=frames, mkv=True,
-                                                 num_vertices=num_vertices))
-        report = {"job": f"build from-recordings on {len(sim['written'])} simulated takes ({subjects} subjects x "
-                         f"{sentences} sentences, {resolution}, {frames} frames, {num_vertices}-vertex model)",
-                  "simulate_seconds": round(time.perf_counter() - start, 2), "runs": {}}
+        sim = simulate(
+            folder / "sim",
+            subjects,
+            sentences,
+            seed=0,
+            progress=False,
+            options=SimulationOptions(resolution=resolution, max_frames=frames, mkv=True, num_vertices=num_vertices),
+        )
+        report = {
+            "job": f"build from-recordings on {len(sim['written'])} simulated takes ({subjects} subjects x "
+            f"{sentences} sentences, {resolution}, {frames} frames, {num_vertices}-vertex model)",
+            "simulate_seconds": round(time.perf_counter() - start, 2),
+            "runs": {},
+        }
         kinds = [("workers_1", 1, None), ("workers_2", 2, None)] + ([("ray_local_2", 2, "local")] if ray else [])
         for name, workers, address in kinds:
             out = folder / name
@@ -139,22 +156,30 @@ def from_recordings(takes: int, frames: int, resolution: str, num_vertices: int,
             with Executor(workers=workers, ray=address) as executor:
                 init = time.perf_counter() - start
                 start = time.perf_counter()
-                summary = build_from_recordings([folder / "sim" / "session"], out, executor=executor,
-                                                face_model=FaceModelSpec("default", num_vertices), detect=False,
-                                                progress=False)
+                summary = build_from_recordings(
+                    [folder / "sim" / "session"],
+                    out,
+                    executor=executor,
+                    face_model=FaceModelSpec("default", num_vertices),
+                    detect=False,
+                    progress=False,
+                )
                 seconds = time.perf_counter() - start
             if not summary["ok"]:
                 raise RuntimeError(f"{name}: the run failed: {json.dumps(summary['stages'], indent=1)[:3000]}")
             stages = summary["stages"]
             done = len(summary["takes"])
             report["runs"][name] = {
-                "executor": summary["executor"], "executor_start_s": round(init, 2), "takes": done,
-                "seconds": round(seconds, 2), "takes_per_hour": round(done / seconds * 3600, 1),
+                "executor": summary["executor"],
+                "executor_start_s": round(init, 2),
+                "takes": done,
+                "seconds": round(seconds, 2),
+                "takes_per_hour": round(done / seconds * 3600, 1),
                 "stage_wall_seconds": {k: stages[k]["seconds"] for k in ("convert", "reconstruct", "release")},
-                "seconds_per_take": {k: round(sum(stages[k]["take_seconds"].values()) / done, 3)
-                                     for k in ("convert", "reconstruct")},
-                "seconds_per_frame": {k: round(sum(stages[k]["take_seconds"].values()) / (done * frames), 3)
-                                      for k in ("convert", "reconstruct")},
+                "seconds_per_take": {k: round(sum(stages[k]["take_seconds"].values()) / done, 3) for k in ("convert", "reconstruct")},
+                "seconds_per_frame": {
+                    k: round(sum(stages[k]["take_seconds"].values()) / (done * frames), 3) for k in ("convert", "reconstruct")
+                },
             }
         return report
     finally:
@@ -168,25 +193,28 @@ def main() -> None:
     parser.add_argument("--noop", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ray", action="store_true")
-    parser.add_argument("--from-recordings", type=int, default=None, metavar="K",
-                        help="measure `build from-recordings` on K simulated takes instead")
+    parser.add_argument(
+        "--from-recordings", type=int, default=None, metavar="K", help="measure `build from-recordings` on K simulated takes instead"
+    )
     parser.add_argument("--sim-frames", type=int, default=5)
     parser.add_argument("--sim-resolution", default="720p-binned")
     args = parser.parse_args()
     if args.from_recordings:
-        report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                              "load_average_at_start": os.getloadavg()}}
-        report |= from_recordings(args.from_recordings, args.sim_frames, args.sim_resolution, args.vertices,
-                                  ray=not args.no_ray)
+        report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average_at_start": os.getloadavg()}}
+        report |= from_recordings(args.from_recordings, args.sim_frames, args.sim_resolution, args.vertices, ray=not args.no_ray)
         report["machine"]["load_average_at_end"] = os.getloadavg()
         print(json.dumps(report, indent=2))
         return
 
     from reconstruction.executor import Executor
 
-    report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-              "job": f"synthesise + canonicalize + encode one synthetic take at {args.vertices} vertices",
-              "local": {}, "ray": {}, "overhead_ms_per_task": {}}
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "job": f"synthesise + canonicalize + encode one synthetic take at {args.vertices} vertices",
+        "local": {},
+        "ray": {},
+        "overhead_ms_per_task": {},
+    }
     for workers in (1, 2):
         with Executor(workers=workers) as executor:
             report["local"][f"workers_{workers}"] = measure(executor, args.takes, args.vertices, args.seed)

@@ -42,8 +42,12 @@ BFM_VERTICES = 35_709
 def plain_numpy(gt: np.ndarray, pred: np.ndarray, lips: np.ndarray, upper: np.ndarray) -> dict:
     """The authors' formula written the obvious way (their script's shape, on float32 arrays)."""
     d = np.sqrt(((gt - pred) ** 2).sum(-1))
-    return {"lip_max": d[:, lips].max(1).mean(), "lip_mean": d[:, lips].mean(),
-            "upper_max": d[:, upper].max(1).mean(), "face_max": d.max(1).mean()}
+    return {
+        "lip_max": d[:, lips].max(1).mean(),
+        "lip_mean": d[:, lips].mean(),
+        "upper_max": d[:, upper].max(1).mean(),
+        "face_max": d.max(1).mean(),
+    }
 
 
 def memory_floor(gt: np.ndarray, pred: np.ndarray) -> None:
@@ -113,16 +117,22 @@ def in_memory(frames: int, repeats: int) -> dict:
         "ours_frame_errors": timed(lambda: metrics.frame_errors(gt, pred, lips, upper), repeats),
         "plain_numpy_formula": timed(lambda: plain_numpy(gt, pred, lips, upper), repeats),
         "memory_floor_subtract_only": timed(lambda: memory_floor(gt, pred), repeats),
-        "ours_with_codetalker_fdd": timed(lambda: (metrics.frame_errors(gt, pred, lips, upper),
-                                                   metrics.upper_face_dynamics_deviation(gt, pred, gt[0], upper)),
-                                          max(1, repeats // 2)),
+        "ours_with_codetalker_fdd": timed(
+            lambda: (metrics.frame_errors(gt, pred, lips, upper), metrics.upper_face_dynamics_deviation(gt, pred, gt[0], upper)),
+            max(1, repeats // 2),
+        ),
     }
     for entry in results.values():
         entry["frames_per_s_best"] = frames / entry["best_s"]
         entry["frames_per_s_median"] = frames / entry["median_s"]
     return {
-        "data": source, "frames": frames, "num_vertices": BFM_VERTICES, "dtype": "float32",
-        "bytes_per_array": int(gt.nbytes), "lips": int(lips.size), "upper_face": int(upper.size),
+        "data": source,
+        "frames": frames,
+        "num_vertices": BFM_VERTICES,
+        "dtype": "float32",
+        "bytes_per_array": int(gt.nbytes),
+        "lips": int(lips.size),
+        "upper_face": int(upper.size),
         "max_abs_difference_vs_plain_numpy_m": agreement,
         "cache": "warm (one untimed run first); arrays larger than the L3 cache, so streamed from memory",
         "results": results,
@@ -155,19 +165,36 @@ def build_release(folder: Path, subjects: int, takes: int):
         audio, rate = (rng.standard_normal(35733) * 0.05).astype(np.float32), 16000
         name, source = model.topology, "embedded synthetic model (sample take absent)"
     masks = region_masks(triangles, keypoints, BFM_VERTICES)
-    info = TopologyInfo(name=name, num_vertices=BFM_VERTICES, triangles=np.asarray(triangles, np.int64),
-                        keypoints=np.asarray(keypoints, np.int64), region_masks=masks,
-                        region_rule_version=str(REGION_RULE_VERSION))
+    info = TopologyInfo(
+        name=name,
+        num_vertices=BFM_VERTICES,
+        triangles=np.asarray(triangles, np.int64),
+        keypoints=np.asarray(keypoints, np.int64),
+        region_masks=masks,
+        region_rule_version=str(REGION_RULE_VERSION),
+    )
     sources = []
     for s in range(subjects):
         for k in range(takes):
             # a small per-take motion so that takes differ; the neutral first take makes the template
             wobble = (rng.standard_normal((1, BFM_VERTICES, 3)) * 2e-4).astype(np.float32)
             sentence = "00001" if k == 0 else f"2{1 + k % 6}{k:03d}"
-            sources.append(InMemorySource(SourceSequence(
-                take_id=f"{s * 100 + k + 1:06d}", subject_id=f"P{s:03d}", sentence_id=sentence,
-                vertices=base + wobble, audio=audio, sample_rate=rate, audio_subtype="FLOAT", topology=name,
-                gender=("female", "male")[s % 2], age=25 + 5 * s)))
+            sources.append(
+                InMemorySource(
+                    SourceSequence(
+                        take_id=f"{s * 100 + k + 1:06d}",
+                        subject_id=f"P{s:03d}",
+                        sentence_id=sentence,
+                        vertices=base + wobble,
+                        audio=audio,
+                        sample_rate=rate,
+                        audio_subtype="FLOAT",
+                        topology=name,
+                        gender=("female", "male")[s % 2],
+                        age=25 + 5 * s,
+                    )
+                )
+            )
     write_release(sources, folder, topology=info, progress=False)
     return source
 
@@ -185,8 +212,15 @@ def end_to_end(subjects: int, takes: int) -> dict:
         build_s = time.perf_counter() - start
         release = Release(tmp / "release")
         frames = int(release.sequences("test")["num_frames"].sum())
-        out = {"data": source, "release_build_s": build_s, "test_sequences": int(len(release.sequences("test"))),
-               "test_frames": frames, "num_vertices": BFM_VERTICES, "threads": 1, "runs": {}}
+        out = {
+            "data": source,
+            "release_build_s": build_s,
+            "test_sequences": int(len(release.sequences("test"))),
+            "test_frames": frames,
+            "num_vertices": BFM_VERTICES,
+            "threads": 1,
+            "runs": {},
+        }
         for encoding in ("codec", "float32le"):
             path = tmp / f"static-{encoding}.parquet"
             start = time.perf_counter()
@@ -199,8 +233,7 @@ def end_to_end(subjects: int, takes: int) -> dict:
                 seconds = time.perf_counter() - start
                 assert result.report is not None, [str(i) for i in result.validation.issues]
                 runs.append({"run": label, "seconds": seconds, "frames_per_s": frames / seconds})
-            out["runs"][encoding] = {"submission_bytes": path.stat().st_size, "write_submission_s": write_s,
-                                     "scoring": runs}
+            out["runs"][encoding] = {"submission_bytes": path.stat().st_size, "write_submission_s": write_s, "scoring": runs}
         # anchors in the same run: each stage of the end-to-end path alone
         from benchmark import metrics
         from benchmark.submission import open_submission, read_prediction
@@ -231,8 +264,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     report = {
         "measurement": "scoring speed (benchmark.metrics / benchmark.scoring)",
-        "machine": {"python": sys.version.split()[0], "numpy": np.__version__, "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
+        "machine": {
+            "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+        },
         "threads": 1,
         "load_average_1min_at_start": os.getloadavg()[0],
         "in_memory": in_memory(args.frames, args.repeats),

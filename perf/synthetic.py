@@ -97,15 +97,23 @@ def quality(subjects: int, sentences: int, seed: int) -> dict:
         camera_speed.append(region_speed(take.vertices, masks["lips"]))
     labels = [take.actor.subject_id for take in takes]
     out = {
-        "set": {"subjects": subjects, "sentences": sentences, "seed": seed, "num_vertices": 1000,
-                "durations_s": [round(min(t.duration for t in takes), 2), round(max(t.duration for t in takes), 2)]},
-        "sync": {"mean_corr_lag0": round(float(np.mean(at_zero)), 3),
-                 "mean_corr_best_of_lag_pm5": round(float(np.mean(at_five)), 3),
-                 "takes_lag0_beats_pm5": f"{wins}/{len(takes)}"},
-        "style": {"chance": round(1 / subjects, 3),
-                  "nearest_centroid_lips": round(nearest_centroid_accuracy(np.array(lips), labels), 3),
-                  "nearest_centroid_lips_upper": round(
-                      nearest_centroid_accuracy(np.hstack([np.array(lips), np.array(upper)]), labels), 3)},
+        "set": {
+            "subjects": subjects,
+            "sentences": sentences,
+            "seed": seed,
+            "num_vertices": 1000,
+            "durations_s": [round(min(t.duration for t in takes), 2), round(max(t.duration for t in takes), 2)],
+        },
+        "sync": {
+            "mean_corr_lag0": round(float(np.mean(at_zero)), 3),
+            "mean_corr_best_of_lag_pm5": round(float(np.mean(at_five)), 3),
+            "takes_lag0_beats_pm5": f"{wins}/{len(takes)}",
+        },
+        "style": {
+            "chance": round(1 / subjects, 3),
+            "nearest_centroid_lips": round(nearest_centroid_accuracy(np.array(lips), labels), 3),
+            "nearest_centroid_lips_upper": round(nearest_centroid_accuracy(np.hstack([np.array(lips), np.array(upper)]), labels), 3),
+        },
         "lip_speed_mm_per_frame": {
             "ours_camera_frame": np.round(np.mean(camera_lips, axis=0) * 1000, 3).tolist(),
             "ours_canonical": np.round(np.mean(lips, axis=0) * 1000, 3).tolist(),
@@ -120,11 +128,9 @@ def quality(subjects: int, sentences: int, seed: int) -> dict:
         topology = bfm_topology(sample / "BFM" / "facemodel_info.mat")
         real = read_mesh_sequence(sample / "reconstruct_filt", topology.num_vertices)
         real_lips = region_masks(topology.triangles, topology.keypoints, topology.num_vertices)["lips"]
-        out["lip_speed_mm_per_frame"]["authors_sample_camera_frame"] = np.round(
-            region_axis_speed(real, real_lips) * 1000, 3).tolist()
+        out["lip_speed_mm_per_frame"]["authors_sample_camera_frame"] = np.round(region_axis_speed(real, real_lips) * 1000, 3).tolist()
         out["lip_speed_mm_per_frame"]["authors_sample_frames"] = int(real.shape[0])
-        out["lip_vertex_speed_mm_per_frame"]["authors_sample_camera_frame"] = round(
-            region_speed(real, real_lips) * 1000, 3)
+        out["lip_vertex_speed_mm_per_frame"]["authors_sample_camera_frame"] = round(region_speed(real, real_lips) * 1000, 3)
     return out
 
 
@@ -138,9 +144,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     report = {
-        "conditions": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                       "load_average": [round(x, 2) for x in os.getloadavg()], "cache": "warm (one warm-up take)",
-                       "threads": "numpy default"},
+        "conditions": {
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "cache": "warm (one warm-up take)",
+            "threads": "numpy default",
+        },
         "speed": [speed(n, args.subjects, args.sentences, args.seed) for n in args.vertices],
         "quality": quality(args.quality_subjects, args.quality_sentences, args.seed),
     }

@@ -31,7 +31,7 @@ def lift_landmarks(depth_mm: np.ndarray, landmarks: np.ndarray, camera: Camera, 
     z = np.full(len(landmarks), np.nan)
     for k in np.flatnonzero(ok):
         u, v = ij[k]
-        patch = depth_mm[v - window:v + window + 1, u - window:u + window + 1]
+        patch = depth_mm[v - window : v + window + 1, u - window : u + window + 1]
         patch = patch[patch > 0]
         if patch.size:
             z[k] = np.median(patch) / 1000.0
@@ -84,8 +84,8 @@ def depth_cloud(depth_mm: np.ndarray, camera: Camera, box=None, step: int = 1):
     u1, v1 = min(int(u1), W - 1), min(int(v1), H - 1)
     if u1 - u0 < 3 or v1 - v0 < 3:
         return np.zeros((0, 3)), np.zeros((0, 3))
-    vs, us = np.mgrid[v0 - 1:v1 + 1, u0 - 1:u1 + 1]
-    z = depth_mm[v0 - 1:v1 + 1, u0 - 1:u1 + 1].astype(np.float64) / 1000.0
+    vs, us = np.mgrid[v0 - 1 : v1 + 1, u0 - 1 : u1 + 1]
+    z = depth_mm[v0 - 1 : v1 + 1, u0 - 1 : u1 + 1].astype(np.float64) / 1000.0
     pts = camera.unproject(np.stack([us, vs], -1).astype(np.float64), np.where(z > 0, z, np.nan))
     dx = pts[1:-1, 2:] - pts[1:-1, :-2]
     dy = pts[2:, 1:-1] - pts[:-2, 1:-1]
@@ -161,8 +161,7 @@ def align_cameras(take, *, frames: int = 5, icp: bool = True) -> dict:
     out = {ref: {"extrinsics": np.eye(4), "landmark_pairs": 0, "kabsch_rms_m": 0.0, "icp_rms_m": 0.0, "icp_pairs": 0}}
     T = take.num_frames
     use = np.linspace(0, T - 1, min(frames, T)).round().astype(int)
-    lifted = {c: [lift_landmarks(take.depth[c][f], take.landmarks[c][f], take.cameras[c]) for f in use]
-              for c in take.cameras}
+    lifted = {c: [lift_landmarks(take.depth[c][f], take.landmarks[c][f], take.cameras[c]) for f in use] for c in take.cameras}
     for c in take.cameras:
         if c == ref:
             continue
@@ -170,8 +169,10 @@ def align_cameras(take, *, frames: int = 5, icp: bool = True) -> dict:
         B = np.concatenate(lifted[ref])
         ok = np.isfinite(A).all(1) & np.isfinite(B).all(1)
         if ok.sum() < 6:
-            raise ReconstructionError(f"take {take.take_id}: camera {c} shares only {int(ok.sum())} landmarks with "
-                                      f"depth with camera 1 over frames {use.tolist()}; cannot align it")
+            raise ReconstructionError(
+                f"take {take.take_id}: camera {c} shares only {int(ok.sum())} landmarks with "
+                f"depth with camera 1 over frames {use.tolist()}; cannot align it"
+            )
         R, t, _ = kabsch(A[ok], B[ok])
         res = np.linalg.norm(A[ok] @ R.T + t - B[ok], axis=1)
         # one re-fit without the worst landmarks (lifted onto another surface at a silhouette)
@@ -179,8 +180,7 @@ def align_cameras(take, *, frames: int = 5, icp: bool = True) -> dict:
         if keep.sum() >= 6:
             R, t, _ = kabsch(A[ok][keep], B[ok][keep])
             res = np.linalg.norm(A[ok][keep] @ R.T + t - B[ok][keep], axis=1)
-        info = {"landmark_pairs": int(ok.sum()), "kabsch_rms_m": float(np.sqrt(np.mean(res ** 2))),
-                "icp_rms_m": None, "icp_pairs": 0}
+        info = {"landmark_pairs": int(ok.sum()), "kabsch_rms_m": float(np.sqrt(np.mean(res**2))), "icp_rms_m": None, "icp_pairs": 0}
         if icp:
             pairs = []
             for f in use[:3]:

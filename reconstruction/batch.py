@@ -58,10 +58,18 @@ def model_for(face_model: Sequence[str], vertices: int | None, take_meta: dict, 
     return cache[n]
 
 
-def reconstruct_folders(takes: Iterable[str | os.PathLike], out: str | os.PathLike, *,
-                        face_model: Sequence[str] = ("default",), vertices: int | None = None,
-                        cameras: tuple[int, ...] = (0, 1, 2), smoothing: bool = True, stage3: bool = True,
-                        overwrite: bool = False, progress: bool = True) -> BatchResult:
+def reconstruct_folders(
+    takes: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    face_model: Sequence[str] = ("default",),
+    vertices: int | None = None,
+    cameras: tuple[int, ...] = (0, 1, 2),
+    smoothing: bool = True,
+    stage3: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> BatchResult:
     """Fit every take folder of ``takes`` into ``out`` (new, empty or made by this command:
     :func:`reconstruction.pipeline.prepare_output`). See the module docstring."""
     from tqdm import tqdm

@@ -11,7 +11,8 @@ from reconstruction.batch import DEFAULT_VERTICES  # light: the standard library
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "reconstruct", help="fit take folders (depth + landmarks of three cameras) to mesh sequences on the CPU",
+        "reconstruct",
+        help="fit take folders (depth + landmarks of three cameras) to mesh sequences on the CPU",
         description=(
             "Fit each TAKE folder (ID_c.json, ID_c.nut registered depth, ID_c.landmarks.npy for cameras 0, 1, 2; "
             "ID.wav; ID.meta.json) with a face model: camera alignment (Kabsch + point-to-plane ICP), stage 1 "
@@ -21,14 +22,20 @@ def register(subparsers) -> None:
             "and fit_report.json, so `mmface4d build release OUT` takes the result. OUT must be new, empty or "
             "made by this command; takes already in it are skipped unless --overwrite. A take that cannot be "
             "fitted (missing camera 1, empty landmarks, depth all zero, face lost in too many frames, diverging "
-            "fit) is reported by name and not written; the exit status is then 2."),
+            "fit) is reported by name and not written; the exit status is then 2."
+        ),
     )
     parser.add_argument("takes", nargs="+", metavar="TAKE", help="take folders")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--face-model", nargs="+", default=["default"], metavar=("NAME", "PATH"),
-                        help="'default' (the embedded model; its vertex count from the take's meta 'topology' or "
-                             f"--vertices, else {DEFAULT_VERTICES}) or 'bfm PATH' (folder of the BFM 2009 files, "
-                             "see docs/facemodel.md)")
+    parser.add_argument(
+        "--face-model",
+        nargs="+",
+        default=["default"],
+        metavar=("NAME", "PATH"),
+        help="'default' (the embedded model; its vertex count from the take's meta 'topology' or "
+        f"--vertices, else {DEFAULT_VERTICES}) or 'bfm PATH' (folder of the BFM 2009 files, "
+        "see docs/facemodel.md)",
+    )
     parser.add_argument("--vertices", type=int, default=None, metavar="N", help="vertex count of the embedded model")
     parser.add_argument("--cameras", default="0,1,2", metavar="LIST", help="cameras to use (default 0,1,2; 1 is required)")
     parser.add_argument("--no-smoothing", action="store_true", help="leave out the temporal low-pass")
@@ -48,9 +55,17 @@ def _run(args) -> int:
         raise MMFace4DError(f"--cameras must be a comma-separated list of 0, 1, 2, found {args.cameras!r}") from None
     if 1 not in cameras or not set(cameras) <= {0, 1, 2}:
         raise MMFace4DError(f"--cameras must include camera 1 and name only 0, 1, 2, found {args.cameras!r}")
-    result = reconstruct_folders(args.takes, args.out, face_model=args.face_model, vertices=args.vertices,
-                                 cameras=cameras, smoothing=not args.no_smoothing, stage3=not args.no_stage3,
-                                 overwrite=args.overwrite, progress=not args.quiet)
+    result = reconstruct_folders(
+        args.takes,
+        args.out,
+        face_model=args.face_model,
+        vertices=args.vertices,
+        cameras=cameras,
+        smoothing=not args.no_smoothing,
+        stage3=not args.no_stage3,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
     for take_id in result.skipped:
         print(f"take {take_id}: already in {result.out}, skipped (--overwrite to fit it again)")
     print(f"wrote {len(result.written)} take(s) under {result.out}" + (f"; {len(result.failed)} failed" if result.failed else ""))

@@ -24,15 +24,18 @@ class FaceAlignmentDetector:
         try:
             import face_alignment
         except ImportError as exc:
-            raise DetectorUnavailable("the landmark detector needs the reconstruct extra: "
-                                      f"pip install 'mmface4d-datasets[reconstruct]' ({exc})") from None
+            raise DetectorUnavailable(
+                f"the landmark detector needs the reconstruct extra: pip install 'mmface4d-datasets[reconstruct]' ({exc})"
+            ) from None
         landmarks_type = getattr(face_alignment.LandmarksType, "TWO_D", None) or face_alignment.LandmarksType._2D
         try:
             self._fa = face_alignment.FaceAlignment(landmarks_type, device=device, face_detector=face_detector)
         except Exception as exc:  # network errors come as URLError, OSError, RuntimeError, HTTPError ...
-            raise DetectorUnavailable(f"face-alignment could not load its model weights ({type(exc).__name__}: {exc}); "
-                                      "they are downloaded on first use, which needs internet access, or copy them "
-                                      "into torch's hub cache (~/.cache/torch/hub/checkpoints)") from None
+            raise DetectorUnavailable(
+                f"face-alignment could not load its model weights ({type(exc).__name__}: {exc}); "
+                "they are downloaded on first use, which needs internet access, or copy them "
+                "into torch's hub cache (~/.cache/torch/hub/checkpoints)"
+            ) from None
 
     def detect(self, frames) -> np.ndarray:
         """Landmarks (T, 68, 2) float32 of RGB frames (T, H, W, 3) uint8; the largest face per frame."""

@@ -81,9 +81,12 @@ class RunSummary:
     results: dict[str, object] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict:
-        return {"done": sorted(self.done), "skipped": sorted(self.skipped),
-                "failed": dict(sorted(self.failed.items())),
-                "counts": {"done": len(self.done), "skipped": len(self.skipped), "failed": len(self.failed)}}
+        return {
+            "done": sorted(self.done),
+            "skipped": sorted(self.skipped),
+            "failed": dict(sorted(self.failed.items())),
+            "counts": {"done": len(self.done), "skipped": len(self.skipped), "failed": len(self.failed)},
+        }
 
 
 def pin_threads() -> None:
@@ -333,8 +336,12 @@ class Executor:
         import multiprocessing
 
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_exit_with_parent, initargs=(os.getpid(),))
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
+            )
         return self._pool
 
     def _execute_ray(self, function, items, record) -> list:
@@ -405,8 +412,7 @@ def _connect_ray(address: str, workers: int):
     runtime_env = {"env_vars": dict(THREAD_ENV)}
     try:
         if address == "local":
-            ray.init(num_cpus=workers, include_dashboard=False, runtime_env=runtime_env,
-                     logging_level="ERROR", log_to_driver=False)
+            ray.init(num_cpus=workers, include_dashboard=False, runtime_env=runtime_env, logging_level="ERROR", log_to_driver=False)
         else:
             ray.init(address=address, runtime_env=runtime_env, logging_level="ERROR", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -418,13 +424,22 @@ def add_executor_arguments(parser) -> None:
     """``--workers N`` and ``--ray auto|ADDRESS`` for a sub-command that runs per-take jobs."""
     from mmface4d_datasets.arguments import whole_number
 
-    parser.add_argument("--workers", type=whole_number(1), default=None, metavar="N",
-                        help="run takes in a local pool of N processes (default: 1, in this process); with "
-                             "`--ray local`, the CPUs of the local Ray instance (default: all)")
-    parser.add_argument("--ray", default=None, metavar="ADDRESS",
-                        help="run takes as Ray tasks on an existing cluster: `auto` (the cluster this machine "
-                             "belongs to) or an address such as `ray://head:10001`; `local` starts a Ray "
-                             "instance on this machine. Needs the scale extra (pip install '.[scale]')")
+    parser.add_argument(
+        "--workers",
+        type=whole_number(1),
+        default=None,
+        metavar="N",
+        help="run takes in a local pool of N processes (default: 1, in this process); with "
+        "`--ray local`, the CPUs of the local Ray instance (default: all)",
+    )
+    parser.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run takes as Ray tasks on an existing cluster: `auto` (the cluster this machine "
+        "belongs to) or an address such as `ray://head:10001`; `local` starts a Ray "
+        "instance on this machine. Needs the scale extra (pip install '.[scale]')",
+    )
 
 
 def executor_from_arguments(args) -> Executor:

@@ -80,7 +80,7 @@ class View:
 
 def camera_rays(camera: Camera) -> np.ndarray:
     """(H, W, 3) rays (x, y, 1) of every pixel centre in the camera's frame (undistorted)."""
-    jj, ii = np.mgrid[0:camera.height, 0:camera.width]
+    jj, ii = np.mgrid[0 : camera.height, 0 : camera.width]
     px = np.stack([ii, jj], -1).astype(np.float64)
     xy = camera.undistort(camera.normalised_from_pixels(px))
     return np.concatenate([xy, np.ones(xy.shape[:-1] + (1,))], -1)
@@ -101,8 +101,7 @@ class Problem:
     """The face model restricted to the vertices the energy looks at (``depth_vertices`` plus the
     68 keypoints), precomputed once per take."""
 
-    def __init__(self, model, depth_vertices: np.ndarray, *, num_identity: int | None = None,
-                 num_expression: int | None = None):
+    def __init__(self, model, depth_vertices: np.ndarray, *, num_identity: int | None = None, num_expression: int | None = None):
         self.model = model
         self.ki = model.num_identity if num_identity is None else num_identity
         self.ke = model.num_expression if num_expression is None else num_expression
@@ -111,7 +110,7 @@ class Problem:
         position = {int(v): i for i, v in enumerate(self.subset)}
         self.kp_pos = np.array([position[int(v)] for v in keypoints])
         self.depth_pos = np.array([position[int(v)] for v in depth_vertices])
-        basis = np.concatenate([model.identity_basis[:self.ki], model.expression_basis[:self.ke]], 0)
+        basis = np.concatenate([model.identity_basis[: self.ki], model.expression_basis[: self.ke]], 0)
         self.basis_S = np.ascontiguousarray(basis[:, self.subset, :].transpose(1, 2, 0), dtype=np.float64)
         self.mean_S = np.asarray(model.mean, np.float64)[self.subset]
         self.full_basis = basis.reshape(len(basis), -1)  # (K, 3N) float32
@@ -134,7 +133,7 @@ class Problem:
         return cache[key]
 
     def coefficients(self, p: Params) -> np.ndarray:
-        return np.concatenate([p.identity[:self.ki], p.expression[:self.ke]])
+        return np.concatenate([p.identity[: self.ki], p.expression[: self.ke]])
 
     def local_subset(self, p: Params) -> np.ndarray:
         return self.mean_S + self.basis_S @ self.coefficients(p)
@@ -157,8 +156,7 @@ class Normals:
 
         self.tri = np.asarray(triangles, dtype=np.int64)
         F = len(self.tri)
-        self.incidence = sparse.csr_matrix((np.ones(3 * F), (self.tri.T.ravel(), np.tile(np.arange(F), 3))),
-                                           shape=(num_vertices, F))
+        self.incidence = sparse.csr_matrix((np.ones(3 * F), (self.tri.T.ravel(), np.tile(np.arange(F), 3))), shape=(num_vertices, F))
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         a, b, c = X[self.tri[:, 0]], X[self.tri[:, 1]], X[self.tri[:, 2]]
@@ -171,9 +169,9 @@ class Normals:
 @dataclass
 class DepthMatch:
     view: int
-    pos: np.ndarray      # positions in the subset
-    point: np.ndarray    # (m, 3) data points in camera 1's frame
-    normal: np.ndarray   # (m, 3) model normals in camera 1's frame
+    pos: np.ndarray  # positions in the subset
+    point: np.ndarray  # (m, 3) data points in camera 1's frame
+    normal: np.ndarray  # (m, 3) model normals in camera 1's frame
 
 
 def associate(view: View, X: np.ndarray, normals: np.ndarray, ids: np.ndarray, gate: float):
@@ -201,8 +199,9 @@ def associate(view: View, X: np.ndarray, normals: np.ndarray, ids: np.ndarray, g
     return ids[ok], p[ok] @ E[:3, :3].T + E[:3, 3]
 
 
-def depth_matches(problem: Problem, views: list[View], X_full: np.ndarray, normals: np.ndarray,
-                  gate: float, stride: int = 1) -> list[DepthMatch]:
+def depth_matches(
+    problem: Problem, views: list[View], X_full: np.ndarray, normals: np.ndarray, gate: float, stride: int = 1
+) -> list[DepthMatch]:
     """:func:`associate` of the sampled vertices (every ``stride``-th of them) with every view."""
     ids = problem.subset[problem.depth_pos[::stride]]
     where = np.full(problem.model.num_vertices, -1)
@@ -253,8 +252,16 @@ class Terms:
         return self.landmarks_2d + self.landmarks_3d + self.depth + self.prior
 
 
-def assemble(problem: Problem, p: Params, views: list[View], matches, w: Weights, free: np.ndarray,
-             lm3d_mask: dict | None = None, want_jacobian: bool = True):
+def assemble(
+    problem: Problem,
+    p: Params,
+    views: list[View],
+    matches,
+    w: Weights,
+    free: np.ndarray,
+    lm3d_mask: dict | None = None,
+    want_jacobian: bool = True,
+):
     """Energy terms and (when ``want_jacobian``) the Gauss-Newton system (H, g) over the ``free``
     unknowns (boolean mask over 7 + K)."""
     V = problem.local_subset(p)
@@ -286,7 +293,7 @@ def assemble(problem: Problem, p: Params, views: list[View], matches, w: Weights
             # up to HUBER_PX, linear beyond; by iteratively reweighted least squares.
             e_px = np.linalg.norm(r, axis=1) * v.focal
             k = w.landmark_huber_px
-            rob = np.where(e_px <= k, 0.5 * e_px ** 2, k * (e_px - 0.5 * k)) / w.sigma_2d_px ** 2
+            rob = np.where(e_px <= k, 0.5 * e_px**2, k * (e_px - 0.5 * k)) / w.sigma_2d_px**2
             terms.landmarks_2d += float(rob.sum())
             if want_jacobian:
                 c2 = (v.focal / w.sigma_2d_px) ** 2 / 2 * np.where(e_px <= k, 1.0, k / np.maximum(e_px, 1e-12))
@@ -302,11 +309,11 @@ def assemble(problem: Problem, p: Params, views: list[View], matches, w: Weights
             if ok.any():
                 pos = problem.kp_pos[ok]
                 r = X[pos] - v.landmarks_3d[ok]
-                c3 = 1.0 / (2 * w.sigma_3d_m ** 2)
+                c3 = 1.0 / (2 * w.sigma_3d_m**2)
                 terms.landmarks_3d += c3 * float((r * r).sum())
                 if want_jacobian:
                     eye = np.eye(3)
-                    J = np.concatenate([_rows(problem, p, Y, pos, np.repeat(eye[i:i + 1], len(pos), 0), free) for i in range(3)])
+                    J = np.concatenate([_rows(problem, p, Y, pos, np.repeat(eye[i : i + 1], len(pos), 0), free) for i in range(3)])
                     add(J, np.concatenate([r[:, i] for i in range(3)]), 2 * c3)
     if w.depth and matches:
         for m in matches:
@@ -318,12 +325,12 @@ def assemble(problem: Problem, p: Params, views: list[View], matches, w: Weights
                 J = _rows(problem, p, Y, m.pos, m.normal, free)
                 add(J, r, w.depth_weight * _gm_weights(r, w.depth_scale_m))
     coeff = problem.coefficients(p)
-    terms.prior = 0.5 * float(coeff @ coeff) + (p.scale - 1) ** 2 / (2 * w.sigma_scale ** 2)
+    terms.prior = 0.5 * float(coeff @ coeff) + (p.scale - 1) ** 2 / (2 * w.sigma_scale**2)
     if want_jacobian:
         full_g = np.zeros(7 + problem.K)
         full_h = np.zeros(7 + problem.K)
         full_h[7:], full_g[7:] = 1.0, coeff
-        full_h[6], full_g[6] = 1 / w.sigma_scale ** 2, (p.scale - 1) / w.sigma_scale ** 2
+        full_h[6], full_g[6] = 1 / w.sigma_scale**2, (p.scale - 1) / w.sigma_scale**2
         H[np.diag_indices(P)] += full_h[free]
         g += full_g[free]
         return terms, H, g
@@ -341,8 +348,8 @@ def apply_step(problem: Problem, p: Params, delta: np.ndarray, free: np.ndarray)
     coeff = problem.coefficients(p) + full[7:]
     q.identity = p.identity.copy()
     q.expression = p.expression.copy()
-    q.identity[:problem.ki] = coeff[:problem.ki]
-    q.expression[:problem.ke] = coeff[problem.ki:]
+    q.identity[: problem.ki] = coeff[: problem.ki]
+    q.expression[: problem.ke] = coeff[problem.ki :]
     return q
 
 
@@ -350,13 +357,14 @@ def free_mask(problem: Problem, *, pose=True, scale=True, identity=True, express
     m = np.zeros(7 + problem.K, bool)
     m[:6] = pose
     m[6] = scale
-    m[7:7 + problem.ki] = identity
-    m[7 + problem.ki:] = expression
+    m[7 : 7 + problem.ki] = identity
+    m[7 + problem.ki :] = expression
     return m
 
 
-def levenberg_marquardt(problem: Problem, p: Params, views, matches, w: Weights, free, *, steps: int = 5,
-                        lm3d_mask=None, damping: float = 1e-3):
+def levenberg_marquardt(
+    problem: Problem, p: Params, views, matches, w: Weights, free, *, steps: int = 5, lm3d_mask=None, damping: float = 1e-3
+):
     """``steps`` damped Gauss-Newton steps with fixed correspondences; a step that raises the
     energy is refused and the damping raised. Returns (params, energy terms)."""
     lam = damping
@@ -429,5 +437,5 @@ def depth_residuals_mm(matches: list[DepthMatch], X_full: np.ndarray, problem: P
             out[m.view] = {"rms_mm": None, "matches": 0}
             continue
         r = ((X_full[ids[m.pos]] - m.point) * m.normal).sum(1)
-        out[m.view] = {"rms_mm": float(np.sqrt(np.mean(r ** 2)) * 1000), "matches": int(len(r))}
+        out[m.view] = {"rms_mm": float(np.sqrt(np.mean(r**2)) * 1000), "matches": int(len(r))}
     return out

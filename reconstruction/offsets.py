@@ -45,8 +45,9 @@ class OffsetSolver:
             from cholespy import CholeskySolverD, MatrixType
 
             A = A.tocoo()
-            self._chol = CholeskySolverD(num_vertices, A.row.astype(np.int32), A.col.astype(np.int32),
-                                         A.data.astype(np.float64), MatrixType.COO)
+            self._chol = CholeskySolverD(
+                num_vertices, A.row.astype(np.int32), A.col.astype(np.int32), A.data.astype(np.float64), MatrixType.COO
+            )
             self.backend = "cholespy"
         except ImportError:
             from scipy.sparse.linalg import splu

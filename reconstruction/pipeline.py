@@ -69,10 +69,10 @@ class Options:
 @dataclass
 class Reconstruction:
     take_id: str
-    vertices: np.ndarray                 # (T, N, 3) float32, the final sequence in camera 1's frame
+    vertices: np.ndarray  # (T, N, 3) float32, the final sequence in camera 1's frame
     report: dict
-    stages: dict = field(default_factory=dict)   # name -> (T, N, 3) when Options.keep_stages
-    params: list = field(default_factory=list)   # per frame fitting.Params (None where lost)
+    stages: dict = field(default_factory=dict)  # name -> (T, N, 3) when Options.keep_stages
+    params: list = field(default_factory=list)  # per frame fitting.Params (None where lost)
 
 
 def _frame_lost(take, f: int) -> str | None:
@@ -92,8 +92,9 @@ def _check(take_id, stage, f, p: fitting.Params, terms, views, problem, X, match
     ref = [v for v in views if v.index == 1][0]
     err = fitting.landmark_errors_px(problem, p, [ref], X)[1]
     if err is not None and err > MAX_LANDMARK_ERROR * ref.camera.width:
-        raise FitDivergedError(take_id, stage, f, f"mean landmark error in camera 1 is {err:.1f} px "
-                                                  f"(limit {MAX_LANDMARK_ERROR * ref.camera.width:.1f} px)")
+        raise FitDivergedError(
+            take_id, stage, f, f"mean landmark error in camera 1 is {err:.1f} px (limit {MAX_LANDMARK_ERROR * ref.camera.width:.1f} px)"
+        )
     if matches:
         res = fitting.depth_residuals_mm(matches, X, problem)
         for c, r in res.items():
@@ -141,16 +142,24 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
     use = [c for c in options.cameras if c in take.cameras]
     if 1 not in use:
         raise ReconstructionError(f"take {take.take_id}: camera 1 (the reference) is not among the cameras used {use}")
-    report = {"report_version": REPORT_VERSION, "take_id": take.take_id, "num_frames": T,
-              "face_model": model.topology, "num_vertices": model.num_vertices,
-              "cameras_used": use, "cameras_missing": {str(c): why for c, why in take.missing.items()},
-              "options": {"smoothing": options.smoothing, "stage3": options.stage3, "depth_samples": options.depth_samples},
-              "decode_seconds": round(take.decode_seconds, 4)}
+    report = {
+        "report_version": REPORT_VERSION,
+        "take_id": take.take_id,
+        "num_frames": T,
+        "face_model": model.topology,
+        "num_vertices": model.num_vertices,
+        "cameras_used": use,
+        "cameras_missing": {str(c): why for c, why in take.missing.items()},
+        "options": {"smoothing": options.smoothing, "stage3": options.stage3, "depth_samples": options.depth_samples},
+        "decode_seconds": round(take.decode_seconds, 4),
+    }
 
     lost = {f: why for f in range(T) if (why := _frame_lost(take, f))}
     if len(lost) > MAX_LOST_FRACTION * T:
-        raise FaceLostError(f"take {take.take_id}: the face is lost in {len(lost)} of {T} frames "
-                            f"(more than {MAX_LOST_FRACTION:.0%}); first: frame {min(lost)}: {lost[min(lost)]}; take dropped")
+        raise FaceLostError(
+            f"take {take.take_id}: the face is lost in {len(lost)} of {T} frames "
+            f"(more than {MAX_LOST_FRACTION:.0%}); first: frame {min(lost)}: {lost[min(lost)]}; take dropped"
+        )
 
     # ---- cameras
     t0 = time.perf_counter()
@@ -162,9 +171,12 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
         sub = _subset_take(take, use, skip=lost)
         aligned = align_cameras(sub)
         cameras = {c: take.cameras[c].with_extrinsics(aligned[c]["extrinsics"]) for c in use}
-        report["alignment"] = {"source": "estimated (Kabsch on lifted landmarks + point-to-plane ICP)",
-                               "cameras": {str(c): {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                                                    for k, v in info.items()} for c, info in aligned.items()}}
+        report["alignment"] = {
+            "source": "estimated (Kabsch on lifted landmarks + point-to-plane ICP)",
+            "cameras": {
+                str(c): {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in info.items()} for c, info in aligned.items()
+            },
+        }
     report["alignment"]["seconds"] = round(time.perf_counter() - t0, 4)
     rays = {c: fitting.camera_rays(cameras[c]) for c in use}
 
@@ -226,8 +238,12 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
             p, terms = fitting.levenberg_marquardt(problem, p, views, matches, w2, free, steps=steps, lm3d_mask=lm3d_mask)
             X = problem.vertices(p)
         _check(take.take_id, "stage 2 (RGB-D)", f, p, terms, views, problem, X, matches)
-        stats.add("stage2", fitting.landmark_errors_px(problem, p, views, X),
-                  fitting.depth_residuals_mm(matches, X, problem), time.perf_counter() - t0)
+        stats.add(
+            "stage2",
+            fitting.landmark_errors_px(problem, p, views, X),
+            fitting.depth_residuals_mm(matches, X, problem),
+            time.perf_counter() - t0,
+        )
         if options.keep_stages:
             seqs["stage2"][f] = X
         if first:
@@ -242,8 +258,12 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
             if not np.isfinite(out).all():
                 raise FitDivergedError(take.take_id, "stage 3 (vertex offsets)", f, "offsets are not finite")
             matches3 = fitting.depth_matches(problem, views, out, normals, options.gates_m[-1])
-            stats.add("stage3", fitting.landmark_errors_px(problem, p, views, out),
-                      fitting.depth_residuals_mm(matches3, out, problem), time.perf_counter() - t0)
+            stats.add(
+                "stage3",
+                fitting.landmark_errors_px(problem, p, views, out),
+                fitting.depth_residuals_mm(matches3, out, problem),
+                time.perf_counter() - t0,
+            )
             if options.keep_stages:
                 seqs["stage3"][f] = out
         final[f] = out
@@ -265,8 +285,9 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
             _fill(arr, good)
         if progress is not None:
             progress.update(len(lost))
-    report["frames_lost"] = [{"frame": f, "reason": why, "filled": "linear interpolation of the neighbouring fitted frames"}
-                             for f, why in sorted(lost.items())]
+    report["frames_lost"] = [
+        {"frame": f, "reason": why, "filled": "linear interpolation of the neighbouring fitted frames"} for f, why in sorted(lost.items())
+    ]
     # ---- smoothing
     if options.smoothing:
         import scipy.signal  # noqa: F401  (imported before the clock starts: its import is slow, not the filter)
@@ -274,16 +295,18 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
         from reconstruction.smoothing import smooth_sequence
     t0 = time.perf_counter()
     if options.smoothing:
-
         final = smooth_sequence(final, float(take.meta.get("fps", 30)))
         if options.keep_stages:
             seqs["smoothed"] = final
     stats.time["smoothing"] = time.perf_counter() - t0
     report["stages"] = stats.summary()
     report["offset_solver"] = None if solver is None else solver.backend
-    report["seconds"] = {"first_frame": round(first_seconds, 4) if first_seconds else None,
-                         "tracked_frame_mean": round(float(np.mean(tracked_seconds)), 4) if tracked_seconds else None,
-                         "total_fit": round(time.perf_counter() - started, 4), "decode": round(take.decode_seconds, 4)}
+    report["seconds"] = {
+        "first_frame": round(first_seconds, 4) if first_seconds else None,
+        "tracked_frame_mean": round(float(np.mean(tracked_seconds)), 4) if tracked_seconds else None,
+        "total_fit": round(time.perf_counter() - started, 4),
+        "decode": round(take.decode_seconds, 4),
+    }
     report["identity"] = params[good[0]].identity.tolist()
     report["scale"] = params[good[0]].scale
     report["extrinsics"] = {str(c): cameras[c].extrinsics.tolist() for c in use}
@@ -322,8 +345,13 @@ def _subset_take(take, use, skip):
     from reconstruction.take_input import TakeInput
 
     keep = [f for f in range(take.num_frames) if f not in skip]
-    return TakeInput(take.take_id, take.folder, {c: take.cameras[c] for c in use},
-                     {c: take.depth[c][keep] for c in use}, {c: take.landmarks[c][keep] for c in use})
+    return TakeInput(
+        take.take_id,
+        take.folder,
+        {c: take.cameras[c] for c in use},
+        {c: take.depth[c][keep] for c in use},
+        {c: take.landmarks[c][keep] for c in use},
+    )
 
 
 # ----------------------------------------------------------------------------- output
@@ -335,8 +363,9 @@ def prepare_output(out: str | os.PathLike) -> Path:
         if not out.is_dir():
             raise ReconstructionError(f"{out}: the output is a file, not a folder")
         if any(out.iterdir()) and not (out / OUTPUT_MARKER).exists():
-            raise ReconstructionError(f"{out}: folder is not empty and was not made by `mmface4d reconstruct`; "
-                                      f"choose a new or empty folder")
+            raise ReconstructionError(
+                f"{out}: folder is not empty and was not made by `mmface4d reconstruct`; choose a new or empty folder"
+            )
     out.mkdir(parents=True, exist_ok=True)
     marker = out / OUTPUT_MARKER
     if not marker.exists():
@@ -366,8 +395,11 @@ def write_reconstruction(out: Path, take, result: Reconstruction) -> Path:
         meta = dict(take.meta)
         meta.setdefault("take_id", take_id)
         meta["topology"] = result.report["face_model"]  # the release builder reads the topology from here
-        meta["reconstruction"] = {"face_model": result.report["face_model"], "report": "fit_report.json",
-                                  "extrinsics": result.report["extrinsics"]}
+        meta["reconstruction"] = {
+            "face_model": result.report["face_model"],
+            "report": "fit_report.json",
+            "extrinsics": result.report["extrinsics"],
+        }
         (staging / f"{take_id}.meta.json").write_bytes(json_bytes(meta))
         (staging / "fit_report.json").write_bytes(json_bytes(result.report))
         if folder.exists():

@@ -19,10 +19,10 @@ import numpy as np
 class RenderedTake:
     folder: Path
     take_id: str
-    vertices: np.ndarray      # (T, N, 3) float32, camera 1's frame
+    vertices: np.ndarray  # (T, N, 3) float32, camera 1's frame
     identity: np.ndarray
-    expression: np.ndarray    # (T, K)
-    extrinsics: dict          # {c: (4, 4)}
+    expression: np.ndarray  # (T, K)
+    extrinsics: dict  # {c: (4, 4)}
 
 
 def face_motion(model, num_frames: int, seed: int = 0):
@@ -50,9 +50,19 @@ def face_motion(model, num_frames: int, seed: int = 0):
     return identity, expression, poses
 
 
-def render_take(folder, model, *, num_frames: int = 4, width: int = 320, height: int = 180, seed: int = 0,
-                depth_noise_mm: float = 0.0, landmark_noise_px: float = 0.0, take_id: str = "001001",
-                cameras=None) -> RenderedTake:
+def render_take(
+    folder,
+    model,
+    *,
+    num_frames: int = 4,
+    width: int = 320,
+    height: int = 180,
+    seed: int = 0,
+    depth_noise_mm: float = 0.0,
+    landmark_noise_px: float = 0.0,
+    take_id: str = "001001",
+    cameras=None,
+) -> RenderedTake:
     """Write a take folder ``folder`` (created) of ``model`` moving by :func:`face_motion`."""
     from mmface4d_datasets.camera import write_take_json
     from mmface4d_datasets.official import write_audio
@@ -90,7 +100,15 @@ def render_take(folder, model, *, num_frames: int = 4, width: int = 320, height:
         write_landmarks(folder / f"{take_id}_{c}.landmarks.npy", lms)
         extr[c] = cam.extrinsics
     write_audio(folder / f"{take_id}.wav", np.zeros(int(16000 * num_frames / 30), np.float32), 16000)
-    meta = {"take_id": take_id, "subject_id": "render0001", "sentence_id": "00000001", "text": None,
-            "gender": None, "age": None, "fps": 30, "source": "reconstruction.synthetic_inputs"}
+    meta = {
+        "take_id": take_id,
+        "subject_id": "render0001",
+        "sentence_id": "00000001",
+        "text": None,
+        "gender": None,
+        "age": None,
+        "fps": 30,
+        "source": "reconstruction.synthetic_inputs",
+    }
     (folder / f"{take_id}.meta.json").write_text(json.dumps(meta, indent=1))
     return RenderedTake(folder, take_id, verts.astype(np.float32), identity, expression, extr)

@@ -111,8 +111,10 @@ def read_take_input(folder: str | os.PathLike, *, max_frames: int | None = None)
         if not frames.any():
             raise TakeInputError(f"take {take_id}: {dpath} holds no depth (every pixel is 0)")
         if frames.shape[1:] != (colour.height, colour.width):
-            raise TakeInputError(f"take {take_id}: {dpath} is {frames.shape[2]}x{frames.shape[1]} pixels but "
-                                 f"{calib.name} says {colour.width}x{colour.height} (depth must be registered to colour)")
+            raise TakeInputError(
+                f"take {take_id}: {dpath} is {frames.shape[2]}x{frames.shape[1]} pixels but "
+                f"{calib.name} says {colour.width}x{colour.height} (depth must be registered to colour)"
+            )
         if max_frames is not None:
             lm = lm[:max_frames]
         if lm.shape[0] != frames.shape[0]:

@@ -15,8 +15,9 @@ from test_release_support import make_topology, small_sources
 
 
 def bench(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mmface4d_datasets", "bench", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "mmface4d_datasets", "bench", *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,14 @@ def release_dir(tmp_path_factory):
 
 
 def test_importing_the_benchmark_stays_light():
-    code = ("import sys, json, benchmark, benchmark.cli;"
-            "light = [m for m in ('numpy', 'pyarrow', 'torch') if m in sys.modules];"
-            "import benchmark.metrics, benchmark.submission, benchmark.scoring, benchmark.report, "
-            "benchmark.leaderboard, benchmark.protocol, benchmark.models, benchmark.models.static;"
-            "heavy = [m for m in ('torch', 'transformers', 'matplotlib', 'ray') if m in sys.modules];"
-            "print(json.dumps([light, heavy]))")
+    code = (
+        "import sys, json, benchmark, benchmark.cli;"
+        "light = [m for m in ('numpy', 'pyarrow', 'torch') if m in sys.modules];"
+        "import benchmark.metrics, benchmark.submission, benchmark.scoring, benchmark.report, "
+        "benchmark.leaderboard, benchmark.protocol, benchmark.models, benchmark.models.static;"
+        "heavy = [m for m in ('torch', 'transformers', 'matplotlib', 'ray') if m in sys.modules];"
+        "print(json.dumps([light, heavy]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [[], []]
 
@@ -45,8 +48,20 @@ def test_help_lists_the_bench_commands():
 
 
 def test_run_static_writes_submission_and_reports(release_dir, tmp_path):
-    out = bench("run", "--model", "static", "--data", release_dir, "--out", tmp_path / "static",
-                "--bootstrap", 100, "--quiet", "--convention", "codetalker")
+    out = bench(
+        "run",
+        "--model",
+        "static",
+        "--data",
+        release_dir,
+        "--out",
+        tmp_path / "static",
+        "--bootstrap",
+        100,
+        "--quiet",
+        "--convention",
+        "codetalker",
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "static" / "report.json").read_text())
     assert report["ok"] and report["model"] == "static"
@@ -70,8 +85,7 @@ def test_write_submission_from_npy_then_score(release_dir, tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, record["vertices"])
     submission = tmp_path / "mine.parquet"
-    out = bench("write-submission", folder, "--out", submission, "--model", "copycat", "--data", release_dir,
-                "--encoding", "float32le")
+    out = bench("write-submission", folder, "--out", submission, "--model", "copycat", "--data", release_dir, "--encoding", "float32le")
     assert out.returncode == 0, out.stderr
     out = bench("score", submission, "--data", release_dir, "--out", tmp_path / "mine.json", "--bootstrap", 50, "--quiet")
     assert out.returncode == 0, out.stderr

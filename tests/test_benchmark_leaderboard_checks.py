@@ -49,8 +49,10 @@ def scored(tmp_path_factory):
     for name, offset in (("near", 0.001), ("far", 0.003)):
         submission = write_predictions(OffsetModel(offset, name), release, root / f"{name}.parquet", encoding="float32le")
         report_path = root / f"{name}.report.json"
-        assert main(["bench", "score", str(submission), "--data", str(release_dir), "--out", str(report_path),
-                     "--bootstrap", "50", "--quiet"]) == 0
+        assert (
+            main(["bench", "score", str(submission), "--data", str(release_dir), "--out", str(report_path), "--bootstrap", "50", "--quiet"])
+            == 0
+        )
         reports[name] = report_path
     return release_dir, reports
 
@@ -135,20 +137,24 @@ def test_headline_numbers_that_disagree_with_their_own_sequences_are_refused(sco
 
     code, _, err = run(capsys, "bench", "leaderboard", edited(tmp_path, reports["near"], headline_only))
     assert code == 2 and "metrics.authors.values.lip_max.value" in err and "per-sequence" in err
-    code, _, err = run(capsys, "bench", "leaderboard",
-                       edited(tmp_path, reports["near"], lambda r: r.update(num_sequences=400), "count.json"))
+    code, _, err = run(
+        capsys, "bench", "leaderboard", edited(tmp_path, reports["near"], lambda r: r.update(num_sequences=400), "count.json")
+    )
     assert code == 2 and "num_sequences" in err and "count.json" in err
 
 
-@pytest.mark.parametrize("change, field", [
-    (lambda r: r["metrics"]["authors"]["values"]["lip_max"].update(value=-0.001), "lip_max.value"),
-    (lambda r: r["metrics"]["authors"]["values"]["face_max"].update(value=float("inf")), "face_max.value"),
-    (lambda r: r["sequences"][0].update(upper_max=float("nan")), "upper_max"),
-    (lambda r: r.pop("metrics"), "'metrics"),
-    (lambda r: r.update(num_sequences="7"), "num_sequences"),
-    (lambda r: r.update(model=["a"]), "model"),
-    (lambda r: r["sequences"][0].pop("lip_mean"), "lip_mean"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda r: r["metrics"]["authors"]["values"]["lip_max"].update(value=-0.001), "lip_max.value"),
+        (lambda r: r["metrics"]["authors"]["values"]["face_max"].update(value=float("inf")), "face_max.value"),
+        (lambda r: r["sequences"][0].update(upper_max=float("nan")), "upper_max"),
+        (lambda r: r.pop("metrics"), "'metrics"),
+        (lambda r: r.update(num_sequences="7"), "num_sequences"),
+        (lambda r: r.update(model=["a"]), "model"),
+        (lambda r: r["sequences"][0].pop("lip_mean"), "lip_mean"),
+    ],
+)
 def test_missing_mistyped_negative_or_non_finite_fields_are_named(scored, tmp_path, capsys, change, field):
     _, reports = scored
     path = tmp_path / "bad.json"
@@ -206,8 +212,21 @@ def test_compare_without_shared_sequences_says_so(scored, tmp_path, capsys):
     comparison = report_module.compare_reports(json.loads(reports["near"].read_text()), json.loads(other.read_text()))
     assert comparison["num_shared"] == 0 and comparison["values"] == {}
     submission = json.loads(reports["near"].read_text())["submission"]["path"]
-    code, out, err = run(capsys, "bench", "score", submission, "--data", release_dir, "--out", tmp_path / "c.json",
-                         "--bootstrap", "20", "--quiet", "--compare", other)
+    code, out, err = run(
+        capsys,
+        "bench",
+        "score",
+        submission,
+        "--data",
+        release_dir,
+        "--out",
+        tmp_path / "c.json",
+        "--bootstrap",
+        "20",
+        "--quiet",
+        "--compare",
+        other,
+    )
     assert code == 0, err
     assert "no shared sequences" in err and "No shared sequences" in out
     assert "no significant difference" not in out
@@ -226,8 +245,9 @@ def test_a_prediction_of_1e20_metres_fails_with_its_id(scored, tmp_path, capsys)
             return out
 
     submission = write_predictions(Huge(0.001), release, tmp_path / "huge.parquet", encoding="float32le")
-    code, out, err = run(capsys, "bench", "score", submission, "--data", release_dir, "--out", tmp_path / "huge.json",
-                         "--bootstrap", "20", "--quiet")
+    code, out, err = run(
+        capsys, "bench", "score", submission, "--data", release_dir, "--out", tmp_path / "huge.json", "--bootstrap", "20", "--quiet"
+    )
     assert code == 1
     report = json.loads((tmp_path / "huge.json").read_text())
     assert report["ok"] is False

@@ -18,8 +18,10 @@ def static_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench-render")
     release = root / "release"
     write_release(small_sources(4, 3, frames=12), release, topology=make_topology(), progress=False)
-    assert main(["bench", "run", "--model", "static", "--data", str(release), "--out", str(root / "static"),
-                 "--bootstrap", "10", "--quiet"]) == 0
+    assert (
+        main(["bench", "run", "--model", "static", "--data", str(release), "--out", str(root / "static"), "--bootstrap", "10", "--quiet"])
+        == 0
+    )
     return release, root / "static"
 
 
@@ -37,8 +39,25 @@ def test_bench_render_one_sequence(static_run, tmp_path, capsys):
     report = json.loads((run / "report.json").read_text())
     row = report["sequences"][0]
     out = tmp_path / "one.mp4"
-    assert main(["bench", "render", str(run / "submission.parquet"), "--data", str(release_dir), "--id", row["id"],
-                 "--out", str(out), "--panel-size", "96", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "render",
+                str(run / "submission.parquet"),
+                "--data",
+                str(release_dir),
+                "--id",
+                row["id"],
+                "--out",
+                str(out),
+                "--panel-size",
+                "96",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     # the metrics drawn are the scorer's
     assert f"lip_max {row['lip_max'] * 1000:.3f} mm" in printed
@@ -62,8 +81,25 @@ def test_score_render_worst(static_run, tmp_path):
 
     release_dir, run = static_run
     out_json = tmp_path / "scored.json"
-    assert main(["bench", "score", str(run / "submission.parquet"), "--data", str(release_dir), "--out",
-                 str(out_json), "--bootstrap", "10", "--quiet", "--render-worst", "2"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "score",
+                str(run / "submission.parquet"),
+                "--data",
+                str(release_dir),
+                "--out",
+                str(out_json),
+                "--bootstrap",
+                "10",
+                "--quiet",
+                "--render-worst",
+                "2",
+            ]
+        )
+        == 0
+    )
     report = json.loads(out_json.read_text())
     worst = worst_sequences(report, 2)
     lip = {r["id"]: r["lip_max"] for r in report["sequences"]}
@@ -74,8 +110,22 @@ def test_score_render_worst(static_run, tmp_path):
 
 def test_bench_render_unknown_id(static_run, tmp_path, capsys):
     release_dir, run = static_run
-    assert main(["bench", "render", str(run / "submission.parquet"), "--data", str(release_dir), "--id", "nope",
-                 "--out", str(tmp_path / "x.mp4")]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "render",
+                str(run / "submission.parquet"),
+                "--data",
+                str(release_dir),
+                "--id",
+                "nope",
+                "--out",
+                str(tmp_path / "x.mp4"),
+            ]
+        )
+        == 2
+    )
     assert "nope" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 

@@ -135,8 +135,7 @@ def test_static_end_to_end_equals_the_metrics_of_the_template(release, tmp_path)
 
 def test_ground_truth_as_submission_scores_zero(release, tmp_path):
     truth = _ground_truth(release)
-    path = write_submission(tmp_path / "gt.parquet", {k: r["vertices"] for k, r in truth.items()}, _header(release),
-                            encoding="float32le")
+    path = write_submission(tmp_path / "gt.parquet", {k: r["vertices"] for k, r in truth.items()}, _header(release), encoding="float32le")
     report = score_submission(path, release, bootstrap_samples=50).report
     assert all(entry["value"] == 0.0 for entry in report["metrics"]["authors"]["values"].values())
 

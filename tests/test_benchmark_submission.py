@@ -14,8 +14,7 @@ from mmface4d_datasets import codec
 
 N = 30
 EXPECTED = {"s1/000001": 6, "s1/000002": 5, "s2/000003": 4}
-HEADER = {"model": "test-model", "release_format_version": "1.0", "topology": "synthetic_v1@30",
-          "inputs": ["audio", "template"]}
+HEADER = {"model": "test-model", "release_format_version": "1.0", "topology": "synthetic_v1@30", "inputs": ["audio", "template"]}
 
 
 def _prediction(frames: int, seed: int = 0) -> np.ndarray:
@@ -24,15 +23,21 @@ def _prediction(frames: int, seed: int = 0) -> np.ndarray:
 
 def _good(tmp_path, encoding="codec"):
     path = tmp_path / f"good-{encoding}.parquet"
-    sub.write_submission(path, {k: _prediction(t, i) for i, (k, t) in enumerate(EXPECTED.items())}, HEADER,
-                         encoding=encoding)
+    sub.write_submission(path, {k: _prediction(t, i) for i, (k, t) in enumerate(EXPECTED.items())}, HEADER, encoding=encoding)
     return path
 
 
 def _raw_file(path, rows, header=HEADER, schema=None):
     """Write rows (dicts) with pyarrow directly, the way a careless submitter might."""
-    schema = schema or pa.schema([("id", pa.string()), ("num_frames", pa.int32()), ("num_vertices", pa.int32()),
-                                  ("encoding", pa.string()), ("vertices", pa.binary())])
+    schema = schema or pa.schema(
+        [
+            ("id", pa.string()),
+            ("num_frames", pa.int32()),
+            ("num_vertices", pa.int32()),
+            ("encoding", pa.string()),
+            ("vertices", pa.binary()),
+        ]
+    )
     if header is not None:
         schema = schema.with_metadata({sub.HEADER_KEY: json.dumps(header) if isinstance(header, dict) else header})
     table = pa.Table.from_pylist(rows, schema=schema)
@@ -42,8 +47,13 @@ def _raw_file(path, rows, header=HEADER, schema=None):
 
 def _row(sequence_id, array, encoding="float32le", frames=None, vertices=None):
     payload = array.astype("<f4").tobytes() if encoding == "float32le" else codec.encode(array)
-    return {"id": sequence_id, "num_frames": array.shape[0] if frames is None else frames,
-            "num_vertices": array.shape[1] if vertices is None else vertices, "encoding": encoding, "vertices": payload}
+    return {
+        "id": sequence_id,
+        "num_frames": array.shape[0] if frames is None else frames,
+        "num_vertices": array.shape[1] if vertices is None else vertices,
+        "encoding": encoding,
+        "vertices": payload,
+    }
 
 
 def _validate(path, **kwargs):
@@ -150,8 +160,9 @@ def test_codec_shape_different_from_declared(tmp_path):
 
 def test_payload_larger_than_declared_is_refused_before_reading(tmp_path, monkeypatch):
     huge = np.zeros((400, N, 3), np.float32).tobytes()  # 400 frames behind a row that declares 4
-    rows = _good_rows(skip=["s2/000003"]) + [{"id": "s2/000003", "num_frames": 4, "num_vertices": N,
-                                              "encoding": "float32le", "vertices": huge}]
+    rows = _good_rows(skip=["s2/000003"]) + [
+        {"id": "s2/000003", "num_frames": 4, "num_vertices": N, "encoding": "float32le", "vertices": huge}
+    ]
     path = _raw_file(tmp_path / "s.parquet", rows)
     read = []
     original = sub._payload
@@ -203,8 +214,15 @@ def test_not_parquet_is_a_report_not_a_traceback(tmp_path):
 
 
 def test_wrong_column_types(tmp_path):
-    schema = pa.schema([("id", pa.string()), ("num_frames", pa.float64()), ("num_vertices", pa.int32()),
-                        ("encoding", pa.string()), ("vertices", pa.binary())])
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("num_frames", pa.float64()),
+            ("num_vertices", pa.int32()),
+            ("encoding", pa.string()),
+            ("vertices", pa.binary()),
+        ]
+    )
     rows = [dict(_row("s1/000001", _prediction(6)), num_frames=6.0)]
     report = _validate(_raw_file(tmp_path / "s.parquet", rows, schema=schema))
     assert (None, "schema") in _rules(report)
@@ -213,9 +231,19 @@ def test_wrong_column_types(tmp_path):
 
 def test_many_rows_in_one_row_group_are_read(tmp_path):
     rows = _good_rows()
-    table = pa.Table.from_pylist(rows, schema=pa.schema(
-        [("id", pa.string()), ("num_frames", pa.int32()), ("num_vertices", pa.int32()),
-         ("encoding", pa.string()), ("vertices", pa.binary())], metadata={sub.HEADER_KEY: json.dumps(HEADER)}))
+    table = pa.Table.from_pylist(
+        rows,
+        schema=pa.schema(
+            [
+                ("id", pa.string()),
+                ("num_frames", pa.int32()),
+                ("num_vertices", pa.int32()),
+                ("encoding", pa.string()),
+                ("vertices", pa.binary()),
+            ],
+            metadata={sub.HEADER_KEY: json.dumps(HEADER)},
+        ),
+    )
     path = tmp_path / "one-group.parquet"
     pq.write_table(table, path)
     assert pq.ParquetFile(path).num_row_groups == 1
@@ -225,13 +253,14 @@ def test_many_rows_in_one_row_group_are_read(tmp_path):
 
 def test_a_damaged_parquet_page_is_a_payload_issue(tmp_path):
     path = tmp_path / "damaged.parquet"
-    sub.write_submission(path, {k: _prediction(t, i) for i, (k, t) in enumerate(EXPECTED.items())}, HEADER,
-                         encoding="float32le")  # float32le pages are zstd-compressed by the writer
+    sub.write_submission(
+        path, {k: _prediction(t, i) for i, (k, t) in enumerate(EXPECTED.items())}, HEADER, encoding="float32le"
+    )  # float32le pages are zstd-compressed by the writer
     parquet = pq.ParquetFile(path)
     column = parquet.metadata.row_group(1).column(4)  # the vertices of the second sequence
     data = bytearray(path.read_bytes())
     middle = column.data_page_offset + column.total_compressed_size // 2
-    data[middle:middle + 64] = bytes(64)
+    data[middle : middle + 64] = bytes(64)
     path.write_bytes(bytes(data))
     report = _validate(path)
     assert _rules(report) == {("s1/000002", "corrupted_payload")}

@@ -19,8 +19,7 @@ MANIFEST_HEADER = "take_id,subject_id,sentence_id,text,gender,age\n"
 
 
 def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "mmface4d_datasets", "build", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "mmface4d_datasets", "build", *args], capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -156,19 +155,24 @@ def test_no_raw_reads_no_camera_data(tmp_path):
 
 
 def test_the_command_module_imports_only_the_standard_library():
-    code = ("import sys, json, builders.cli; "
-            "print(json.dumps([m for m in ('numpy', 'pyarrow', 'torch', 'huggingface_hub', 'mmface4d_datasets.release') "
-            "if m in sys.modules]))")
+    code = (
+        "import sys, json, builders.cli; "
+        "print(json.dumps([m for m in ('numpy', 'pyarrow', 'torch', 'huggingface_hub', 'mmface4d_datasets.release') "
+        "if m in sys.modules]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
 
 
-@pytest.mark.parametrize("args, expected", [
-    ((), ["release", "synthetic", "push"]),
-    (("release",), ["--manifest", "--bfm-info", "--on-error", "--no-raw", "--max-error", "--seed"]),
-    (("synthetic",), ["--subjects", "--sentences", "--vertices", "--out"]),
-    (("push",), ["--repo-id", "--private", "--revision", "--dry-run"]),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((), ["release", "synthetic", "push"]),
+        (("release",), ["--manifest", "--bfm-info", "--on-error", "--no-raw", "--max-error", "--seed"]),
+        (("synthetic",), ["--subjects", "--sentences", "--vertices", "--out"]),
+        (("push",), ["--repo-id", "--private", "--revision", "--dry-run"]),
+    ],
+)
 def test_help_of_every_subcommand(args, expected):
     out = cli(*args, "--help")
     assert out.returncode == 0, out.stderr
@@ -187,8 +191,7 @@ def test_kill_9_mid_build_then_rerun_gives_identical_files(official_sample, tmp_
 
     out = tmp_path / "interrupted"
     # kill once some takes are staged and before the release is complete
-    kill_9_once_staged([sys.executable, "-m", "mmface4d_datasets", "build", *args, "--out", str(out)],
-                       out / ".staging", poll_s=0.05)
+    kill_9_once_staged([sys.executable, "-m", "mmface4d_datasets", "build", *args, "--out", str(out)], out / ".staging", poll_s=0.05)
     assert not (out / "meta" / "info.json").exists()
 
     resumed = cli(*args, "--out", str(out))
@@ -203,8 +206,9 @@ def test_synthetic_release_through_the_cli(tmp_path):
     from mmface4d_datasets.release.validate import validate_release
     from mmface4d_datasets.synthetic.takes import synthesize_take
 
-    out = cli("synthetic", "--subjects", "3", "--sentences", "2", "--vertices", "500", "--seed", "4",
-              "--out", str(tmp_path / "synth"), "--quiet")
+    out = cli(
+        "synthetic", "--subjects", "3", "--sentences", "2", "--vertices", "500", "--seed", "4", "--out", str(tmp_path / "synth"), "--quiet"
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["topology"] == "synthetic_v1@500" and summary["num_sequences"] == 6
@@ -231,14 +235,17 @@ def test_synthetic_release_through_the_cli(tmp_path):
     assert np.allclose(stored @ camera_extrinsics(0), np.eye(4), atol=1e-9)
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(max_error=-1.0), "--max-error must be a finite number"),
-    (dict(max_error=float("nan")), "--max-error must be a finite number"),
-    (dict(shard_size_bytes=0), "--shard-size must be positive"),
-    (dict(subjects=0), "--subjects must be a whole number in 1..999"),
-    (dict(sentences=1000), "--sentences must be a whole number in 1..999"),
-    (dict(on_error="ignore"), "on_error must be one of stop, skip"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(max_error=-1.0), "--max-error must be a finite number"),
+        (dict(max_error=float("nan")), "--max-error must be a finite number"),
+        (dict(shard_size_bytes=0), "--shard-size must be positive"),
+        (dict(subjects=0), "--subjects must be a whole number in 1..999"),
+        (dict(sentences=1000), "--sentences must be a whole number in 1..999"),
+        (dict(on_error="ignore"), "on_error must be one of stop, skip"),
+    ],
+)
 def test_bad_build_arguments_are_refused_before_any_work(tmp_path, options, message):
     from builders.build import build_synthetic_release
 

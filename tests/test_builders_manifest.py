@@ -56,8 +56,9 @@ def test_unknown_emotion_prefix_is_an_error_naming_the_take(tmp_path, sentence):
 
 
 def test_every_emotion_prefix_is_known():
-    names = [take_metadata("1", None, {"subject_id": "S", "sentence_id": p + "0001"}).emotion
-             for p in ("00", "21", "22", "23", "24", "25", "26")]
+    names = [
+        take_metadata("1", None, {"subject_id": "S", "sentence_id": p + "0001"}).emotion for p in ("00", "21", "22", "23", "24", "25", "26")
+    ]
     assert names == ["neutral", "happy", "angry", "sad", "surprise", "fear", "disgust"]
 
 

@@ -18,8 +18,7 @@ from test_output_folders import hold_lock
 
 
 def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "mmface4d_datasets", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "mmface4d_datasets", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def snapshot(root):
@@ -43,8 +42,12 @@ def source(tmp_path):
 
 
 def users_folder(root):
-    for relative, content in {"README.md": b"# my own notes\n", "data/train/mine.parquet": b"PAR1 mine PAR1",
-                              "meta/info.json": b"{\"mine\": true}", ".staging/keep.txt": b"my staging area"}.items():
+    for relative, content in {
+        "README.md": b"# my own notes\n",
+        "data/train/mine.parquet": b"PAR1 mine PAR1",
+        "meta/info.json": b'{"mine": true}',
+        ".staging/keep.txt": b"my staging area",
+    }.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(content)
     return snapshot(root)
@@ -54,8 +57,7 @@ def users_folder(root):
 def test_a_build_into_a_folder_of_user_files_is_refused_and_leaves_them_byte_identical(source, tmp_path, command):
     out = tmp_path / "theirs"
     before = users_folder(out)
-    args = ["release", str(source)] if command == "release" else ["synthetic", "--subjects", "2", "--sentences", "1",
-                                                                  "--vertices", "500"]
+    args = ["release", str(source)] if command == "release" else ["synthetic", "--subjects", "2", "--sentences", "1", "--vertices", "500"]
     result = cli("build", *args, "--out", str(out), "--quiet")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "refusing to write mmface4d release output into a folder that holds files mmface4d did not write" in result.stderr
@@ -92,7 +94,9 @@ def test_a_rebuild_removes_only_what_the_earlier_build_wrote(source, tmp_path):
     second = cli("build", "release", str(source), "--out", str(out), "--quiet")
     assert second.returncode == 0, second.stderr
     assert sorted(p.relative_to(out).as_posix() for p in out.glob("data/*/shard-*.parquet")) == [
-        "data/train/shard-00000.parquet", "data/train/shard-00001.parquet"]
+        "data/train/shard-00000.parquet",
+        "data/train/shard-00001.parquet",
+    ]
     assert (out / "notes.txt").read_text() == "notes"
     assert (out / "data" / "train" / "users.parquet").read_bytes() == b"PAR1 theirs PAR1"
     assert "users.parquet was not written by mmface4d; left in place" in second.stderr

@@ -14,8 +14,14 @@ from builders.push import HubUnreachableError, PushError, PushPlan, plan_push, p
 
 
 LISTED = {"meta/splits.json": 5, "data/train/shard-00000.parquet": 300, "data/train/shard-00001.parquet": 200}
-NOT_LISTED = {".staging/000337.npz": 50, "data/.shard.tmp": 7, ".build-report.json": 3,
-              "notes.txt": 4, "photos/face.jpg": 9, "data/train/extra.parquet": 11}
+NOT_LISTED = {
+    ".staging/000337.npz": 50,
+    "data/.shard.tmp": 7,
+    ".build-report.json": 3,
+    "notes.txt": 4,
+    "photos/face.jpg": 9,
+    "data/train/extra.parquet": 11,
+}
 
 
 @pytest.fixture
@@ -34,8 +40,13 @@ def fake_release(tmp_path):
 
 def test_plan_lists_exactly_the_release_files_with_sizes_and_folder_counts(fake_release):
     plan = plan_push(fake_release)
-    assert [f.path for f in plan.files] == ["README.md", "data/train/shard-00000.parquet",
-                                            "data/train/shard-00001.parquet", "meta/info.json", "meta/splits.json"]
+    assert [f.path for f in plan.files] == [
+        "README.md",
+        "data/train/shard-00000.parquet",
+        "data/train/shard-00001.parquet",
+        "meta/info.json",
+        "meta/splits.json",
+    ]
     info_size = (fake_release / "meta" / "info.json").stat().st_size
     assert [f.size for f in plan.files] == [10, 300, 200, info_size, 5]
     assert plan.total_bytes == 515 + info_size
@@ -51,8 +62,9 @@ def test_the_cards_images_are_part_of_the_release(fake_release):
         (figures / name).write_bytes(b"img")
     (fake_release.parent / "outside.png").write_bytes(b"img")
     (fake_release / "README.md").write_text(
-        "# card\n![emotions](figures/emotions.png)\n<img src=\"./figures/durations.svg\" width=300>\n"
-        "![web](https://example.org/a.png) ![up](../outside.png) ![gone](figures/missing.png)\n")
+        '# card\n![emotions](figures/emotions.png)\n<img src="./figures/durations.svg" width=300>\n'
+        "![web](https://example.org/a.png) ![up](../outside.png) ![gone](figures/missing.png)\n"
+    )
     plan = plan_push(fake_release)
     paths = [f.path for f in plan.files]
     assert "figures/emotions.png" in paths and "figures/durations.svg" in paths
@@ -70,15 +82,17 @@ def test_the_upload_is_restricted_to_the_plan_by_the_hubs_own_filter(fake_releas
     plan = push_release(fake_release, "org/faces", validate=False, api=api)
     kwargs = api.calls[-1][2]
     everything = [p.relative_to(fake_release).as_posix() for p in fake_release.rglob("*") if p.is_file()]
-    uploaded = sorted(filter_repo_objects(everything, allow_patterns=kwargs["allow_patterns"],
-                                          ignore_patterns=kwargs["ignore_patterns"]))
+    uploaded = sorted(filter_repo_objects(everything, allow_patterns=kwargs["allow_patterns"], ignore_patterns=kwargs["ignore_patterns"]))
     assert uploaded == [f.path for f in plan.files]
     assert not any(p.startswith(("notes", "photos")) or "extra" in p or "[" in p for p in uploaded)
 
 
 def test_plan_reports_breaches_of_the_hub_limits(tmp_path):
-    crowded = PushPlan(folder=tmp_path, files=[push.PlannedFile(f"data/{i}", 1) for i in range(250)],
-                       files_per_folder={"data": push.MAX_FILES_PER_FOLDER, "meta": 3})
+    crowded = PushPlan(
+        folder=tmp_path,
+        files=[push.PlannedFile(f"data/{i}", 1) for i in range(250)],
+        files_per_folder={"data": push.MAX_FILES_PER_FOLDER, "meta": 3},
+    )
     assert crowded.commits == 3  # 250 files at 100 per commit
     (problem,) = crowded.problems()
     assert "files in folder 'data'" in problem and "fewer than 10000" in problem
@@ -190,13 +204,17 @@ def test_repo_id_must_be_org_slash_name(fake_release, repo_id):
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "mmface4d_datasets", "build", "push", *args],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "mmface4d_datasets", "build", "push", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_cli_offline_push_fails_clearly_and_uploads_nothing(fake_release):
-    out = run_cli(str(fake_release), "--repo-id", "org/faces", "--skip-validation", "--retries", "0",
-                  env={"HF_HUB_OFFLINE": "1"})
+    out = run_cli(str(fake_release), "--repo-id", "org/faces", "--skip-validation", "--retries", "0", env={"HF_HUB_OFFLINE": "1"})
     assert out.returncode == 2, out.stderr
     assert "could not be reached" in out.stderr and "nothing was uploaded" in out.stderr
     assert "Traceback" not in out.stderr
@@ -209,7 +227,10 @@ def test_cli_dry_run_prints_the_plan(fake_release):
     assert plan["dry_run"] is True and plan["repo_id"] == "org/faces" and plan["num_files"] == 5
     assert plan["files_per_folder"]["data/train"] == 2 and plan["problems"] == []
     assert {f["path"]: f["size"] for f in plan["files"]} == {
-        "README.md": 10, **LISTED, "meta/info.json": (fake_release / "meta" / "info.json").stat().st_size}
+        "README.md": 10,
+        **LISTED,
+        "meta/info.json": (fake_release / "meta" / "info.json").stat().st_size,
+    }
     assert plan["left_out"] == ["data/train/extra.parquet", "notes.txt", "photos/face.jpg"]
     assert "notes.txt" not in json.dumps(plan["files"]) and "photos" not in json.dumps(plan["files"])
 
@@ -232,8 +253,9 @@ def test_push_validates_the_release_first(tmp_path):
     (tmp_path / "release" / "photos").mkdir()
     (tmp_path / "release" / "photos" / "subject.jpg").write_bytes(b"a face")
     assert push_release(tmp_path / "release", "org/faces", api=RecordingApi()).files == plan.files
-    checked = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "validate", str(tmp_path / "release")],
-                             capture_output=True, text=True, timeout=120)
+    checked = subprocess.run(
+        [sys.executable, "-m", "mmface4d_datasets", "validate", str(tmp_path / "release")], capture_output=True, text=True, timeout=120
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "notes.txt: not part of the release" in checked.stdout
     assert "photos/subject.jpg: not part of the release" in checked.stdout

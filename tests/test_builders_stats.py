@@ -162,15 +162,22 @@ def test_output_folder_rule(mini, mini_stats, tmp_path):
 def test_cli_help_and_errors(tmp_path):
     run = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "stats", "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "--out" in run.stdout and "nearest-centroid" in run.stdout
-    run = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "stats", str(tmp_path / "nowhere"), "--out",
-                          str(tmp_path / "out")], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "mmface4d_datasets", "stats", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2 and "no such release folder" in run.stderr and "Traceback" not in run.stderr
 
 
 @pytest.mark.slow  # the whole command in a new process (imports, numbers, figures) again
 def test_cli_on_the_mini_release(mini, tmp_path):
-    run = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "stats", str(mini), "--out", str(tmp_path / "s"),
-                          "--quiet"], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "mmface4d_datasets", "stats", str(mini), "--out", str(tmp_path / "s"), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["sequences"] == 24 and summary["chance"] == pytest.approx(0.125)
@@ -185,8 +192,9 @@ def test_nearest_centroid_matches_a_plain_loop():
         correct = 0
         for i in range(len(z)):
             keep = np.arange(len(z)) != i
-            distances = {c: np.linalg.norm(z[i] - z[keep & (labels == c)].mean(0))
-                         for c in np.unique(labels) if (keep & (labels == c)).any()}
+            distances = {
+                c: np.linalg.norm(z[i] - z[keep & (labels == c)].mean(0)) for c in np.unique(labels) if (keep & (labels == c)).any()
+            }
             correct += min(distances, key=lambda c: (distances[c], c)) == labels[i]
         return correct / len(z)
 
@@ -218,8 +226,7 @@ def test_card_rows_read_back_give_the_writers_card(tmp_path):
     from test_release_support import make_topology, small_sources
 
     out = tmp_path / "release"
-    write_release(small_sources(3, 2, frames=12), out, topology=make_topology(), progress=False,
-                  card_info={"pretty_name": "Rows test"})
+    write_release(small_sources(3, 2, frames=12), out, topology=make_topology(), progress=False, card_info={"pretty_name": "Rows test"})
     release = Release(out)
     assert INFO_KEY not in release.info and "No figures in this build" in (out / "README.md").read_text()
     again = render_card(release.info, release.splits, card_sequence_rows(release), {"pretty_name": "Rows test"})

@@ -18,8 +18,21 @@ SMALL_N = 500  # the embedded model's smallest size
 FIXTURE_TAKE = "000337"
 
 
-def small_take(folder: Path, take_id: str, *, subject="S1", sentence="000001", frames=15, num_vertices=SMALL_N,
-               audio_seconds=None, sample_rate=16000, subtype="FLOAT", meta_extra=None, seed=0, write_meta=True):
+def small_take(
+    folder: Path,
+    take_id: str,
+    *,
+    subject="S1",
+    sentence="000001",
+    frames=15,
+    num_vertices=SMALL_N,
+    audio_seconds=None,
+    sample_rate=16000,
+    subtype="FLOAT",
+    meta_extra=None,
+    seed=0,
+    write_meta=True,
+):
     """Write one flat-layout take under ``folder``; return its vertices and samples as written."""
     import soundfile
 
@@ -38,8 +51,14 @@ def small_take(folder: Path, take_id: str, *, subject="S1", sentence="000001", f
         samples = (samples * 32767).astype(np.int16)
     soundfile.write(str(folder / f"{take_id}.wav"), samples, sample_rate, subtype=subtype)
     if write_meta:
-        meta = {"subject_id": subject, "sentence_id": sentence, "text": "你好", "gender": "female", "age": 30,
-                "topology": f"synthetic_v1@{num_vertices}"} | (meta_extra or {})
+        meta = {
+            "subject_id": subject,
+            "sentence_id": sentence,
+            "text": "你好",
+            "gender": "female",
+            "age": 30,
+            "topology": f"synthetic_v1@{num_vertices}",
+        } | (meta_extra or {})
         (folder / f"{take_id}.meta.json").write_text(json.dumps(meta), encoding="utf-8")
     return vertices, samples
 

@@ -55,8 +55,9 @@ def calibration_text() -> str:
 @pytest.fixture(scope="module")
 def oracle(calibration_text) -> dict:
     data = json.loads(ORACLE.read_text())
-    assert data["calibration_sha256"] == hashlib.sha256(calibration_text.encode("utf-8")).hexdigest(), \
+    assert data["calibration_sha256"] == hashlib.sha256(calibration_text.encode("utf-8")).hexdigest(), (
         "the oracle was recorded on another calibration"
+    )
     return data
 
 
@@ -102,8 +103,11 @@ def test_projection_matches_sdk_convert_3d_to_2d(calibration_text, oracle):
 def test_unprojection_matches_sdk_convert_2d_to_3d(calibration_text, oracle):
     for color_res, depth_mode, record in _modes(oracle):
         cams = k4a_cameras(calibration_text, color_res, depth_mode)
-        for camera, key, frame in ((cams.color, "color_2d_to_3d", "camera"), (cams.depth, "depth_2d_to_3d", "camera"),
-                                   (cams.depth, "depth_2d_to_color_3d", "reference")):
+        for camera, key, frame in (
+            (cams.color, "color_2d_to_3d", "camera"),
+            (cams.depth, "depth_2d_to_3d", "camera"),
+            (cams.depth, "depth_2d_to_color_3d", "reference"),
+        ):
             valid = np.array([r[2] is not None for r in record[key]])
             assert valid.sum() >= len(valid) // 2
             pixels = np.array([r[0] for r in record[key]])
@@ -172,8 +176,7 @@ def test_take_json_round_trip(tmp_path, calibration_text):
     E[:3, 3] = [0.49, 0.0, 0.2]
     color = cams.color.with_extrinsics(E)
     path = tmp_path / "000001_0.json"
-    write_take_json(path, color, cams.depth, color_mode="MJPG_1080P", depth_mode="NFOV_UNBINNED",
-                    serial_number="x", stream_length_usec=1)
+    write_take_json(path, color, cams.depth, color_mode="MJPG_1080P", depth_mode="NFOV_UNBINNED", serial_number="x", stream_length_usec=1)
     data = json.loads(path.read_text())
     assert data["color_mode"] == "MJPG_1080P" and len(data["distortion"]) == 8
     # the authors' reader still accepts the file

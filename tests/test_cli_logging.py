@@ -46,8 +46,21 @@ def test_library_modules_do_not_print():
 
 def test_build_stdout_holds_only_the_json_summary_and_notes_reach_stderr(tmp_path):
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "mmface4d_datasets", "build", "synthetic", "--subjects", "2", "--sentences", "1",
-            "--vertices", "500", "--out", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "mmface4d_datasets",
+        "build",
+        "synthetic",
+        "--subjects",
+        "2",
+        "--sentences",
+        "1",
+        "--vertices",
+        "500",
+        "--out",
+        str(out),
+    ]
     first = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["num_sequences"] == 2  # progress bars and notes never reach stdout

@@ -201,8 +201,23 @@ def test_not_a_codec_stream():
 def _rewrite_header(data: bytes, **changes) -> bytes:
     """Change header fields and fix the CRC, as a forger (or a buggy writer) would."""
     fields = list(codec._HEADER.unpack_from(data))
-    names = ["magic", "format", "mode", "reserved", "frames", "vertices", "max_error", "step", "levels",
-             "ox", "oy", "oz", "sections", "payload", "crc"]
+    names = [
+        "magic",
+        "format",
+        "mode",
+        "reserved",
+        "frames",
+        "vertices",
+        "max_error",
+        "step",
+        "levels",
+        "ox",
+        "oy",
+        "oz",
+        "sections",
+        "payload",
+        "crc",
+    ]
     for name, value in changes.items():
         fields[names.index(name)] = value
     header = codec._HEADER.pack(*fields)

@@ -150,8 +150,10 @@ def assert_same_bits(data: bytes) -> np.ndarray:
 def scanned_surface(num_frames: int, row_lengths: list[int], seed: int, noise: float = 2e-6) -> np.ndarray:
     """Rows of a scanned sheet (so the encoder stores segment references), moving smoothly."""
     rng = np.random.default_rng(seed)
-    rows = [np.stack([np.linspace(-0.08, 0.08, length), np.full(length, 0.01 * r), np.zeros(length)], axis=1)
-            for r, length in enumerate(row_lengths)]
+    rows = [
+        np.stack([np.linspace(-0.08, 0.08, length), np.full(length, 0.01 * r), np.zeros(length)], axis=1)
+        for r, length in enumerate(row_lengths)
+    ]
     surface = np.concatenate(rows)
     time = np.linspace(0.0, 1.0, num_frames)[:, None, None]
     bump = 0.004 * np.sin(6.0 * surface[None, :, :1] + 3.0 * time) * np.cos(4.0 * surface[None, :, 1:2])

@@ -59,8 +59,7 @@ def ray_executor():
 
 
 def _check_run(executor: Executor, tmp_path: Path) -> None:
-    jobs = [Job(f"take{v}", square_job, (v, str(tmp_path / f"take{v}.txt")), tmp_path / f"take{v}.txt")
-            for v in (3, -1, 4)]
+    jobs = [Job(f"take{v}", square_job, (v, str(tmp_path / f"take{v}.txt")), tmp_path / f"take{v}.txt") for v in (3, -1, 4)]
     summary = executor.run(jobs)
     assert sorted(summary.done) == ["take3", "take4"]
     assert list(summary.failed) == ["take-1"] and "negative value -1" in summary.failed["take-1"]
@@ -117,8 +116,11 @@ def test_ray_cluster_runs_retries_and_reports(ray_executor, tmp_path):
 
 def _release_bytes(folder: Path) -> dict[str, bytes]:
     """The release's files (hidden ones are the build's bookkeeping: reports, ownership marker, lock)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    }
 
 
 @pytest.mark.slow
@@ -128,9 +130,31 @@ def test_release_is_byte_identical_with_1_2_workers_and_ray(ray_executor, tmp_pa
 
     options = dict(subjects=3, sentences=2, seed=5, num_vertices=800, progress=False)
     build_synthetic_release(tmp_path / "one", **options)
-    done = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "build", "synthetic", "--subjects", "3",
-                           "--sentences", "2", "--seed", "5", "--vertices", "800", "--workers", "2", "--quiet",
-                           "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmface4d_datasets",
+            "build",
+            "synthetic",
+            "--subjects",
+            "3",
+            "--sentences",
+            "2",
+            "--seed",
+            "5",
+            "--vertices",
+            "800",
+            "--workers",
+            "2",
+            "--quiet",
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     build_synthetic_release(tmp_path / "ray", executor=ray_executor, **options)
     one = _release_bytes(tmp_path / "one")
@@ -145,10 +169,28 @@ def test_killed_parallel_build_resumes_to_the_same_bytes(tmp_path):
     import signal
     import time
 
-    args = [sys.executable, "-m", "mmface4d_datasets", "build", "synthetic", "--subjects", "4", "--sentences", "2",
-            "--seed", "2", "--vertices", "600", "--quiet", "--workers", "2", "--out"]
-    reference = subprocess.run([*args[:-3], "--out", str(tmp_path / "reference")], capture_output=True, text=True,
-                               timeout=600)  # one worker, in its own process
+    args = [
+        sys.executable,
+        "-m",
+        "mmface4d_datasets",
+        "build",
+        "synthetic",
+        "--subjects",
+        "4",
+        "--sentences",
+        "2",
+        "--seed",
+        "2",
+        "--vertices",
+        "600",
+        "--quiet",
+        "--workers",
+        "2",
+        "--out",
+    ]
+    reference = subprocess.run(
+        [*args[:-3], "--out", str(tmp_path / "reference")], capture_output=True, text=True, timeout=600
+    )  # one worker, in its own process
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "killed"
     process = subprocess.Popen([*args, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -157,8 +199,7 @@ def test_killed_parallel_build_resumes_to_the_same_bytes(tmp_path):
         while len(list((out / ".staging").glob("*/*.npz"))) < 3 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert process.poll() is None, "the build ended before it could be interrupted"
-        workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
-                                                      text=True).stdout.split()]
+        workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()]
         assert len(workers) >= 2, "the build's pool workers were not found"
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
@@ -175,7 +216,6 @@ def test_killed_parallel_build_resumes_to_the_same_bytes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["resumed"], "the rerun did not pick up the staged takes"
     assert _release_bytes(out) == _release_bytes(tmp_path / "reference")
-
 
 
 def _alive(pid: int) -> bool:

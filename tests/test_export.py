@@ -25,10 +25,20 @@ def _load(path):
 
 def test_fixture_frames_read_back_with_identical_vertices(tmp_path, official_sample, capsys):
     out = tmp_path / "meshes"
-    code = main([
-        "export", str(official_sample / "reconstruct_filt"), "--num-vertices", str(BFM_VERTICES),
-        "--faces", str(official_sample / "bfm_faces.pkl"), "--out", str(out), "--frames", "10:13",
-    ])
+    code = main(
+        [
+            "export",
+            str(official_sample / "reconstruct_filt"),
+            "--num-vertices",
+            str(BFM_VERTICES),
+            "--faces",
+            str(official_sample / "bfm_faces.pkl"),
+            "--out",
+            str(out),
+            "--frames",
+            "10:13",
+        ]
+    )
     assert code == 0
     assert "wrote 3 PLY files (frame_00010.ply .. frame_00012.ply, 70789 triangles each)" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [MARKER_NAME, "frame_00010.ply", "frame_00011.ply", "frame_00012.ply"]

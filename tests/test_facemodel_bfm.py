@@ -52,8 +52,11 @@ def _write_small_bfm(folder, seed=0, *, texture=True):
     keypoints = rng.choice(FRONT, 68, replace=False)
     scipy.io.savemat(
         folder / "facemodel_info.mat",
-        {"tri": np.array(triangles, dtype=np.float32) + 1, "keypoints": keypoints[None].astype(np.float32) + 1,
-         "point_buf": np.ones((FRONT, 8), dtype=np.float32)},
+        {
+            "tri": np.array(triangles, dtype=np.float32) + 1,
+            "keypoints": keypoints[None].astype(np.float32) + 1,
+            "point_buf": np.ones((FRONT, 8), dtype=np.float32),
+        },
     )
     return made, exp_rows, std, trim, idx, np.array(triangles), keypoints
 

@@ -43,8 +43,8 @@ def test_logmel_gives_exactly_one_row_per_video_frame(num_frames):
 def test_logmel_frames_are_centred_on_video_frames():
     front_end = LogMelFrontEnd(n_mels=20, sub_frames=1, win_length=400)
     audio = np.zeros(RATE, dtype=np.float32)
-    centre = int((12 + 0.5) * RATE / 30)                     # centre of video frame 12
-    audio[centre - 100:centre + 100] = np.sin(np.arange(200) * 0.7).astype(np.float32)
+    centre = int((12 + 0.5) * RATE / 30)  # centre of video frame 12
+    audio[centre - 100 : centre + 100] = np.sin(np.arange(200) * 0.7).astype(np.float32)
     energy = front_end(audio, 30).exp().sum(dim=1)
     assert int(energy.argmax()) == 12
 
@@ -67,7 +67,7 @@ def test_front_end_rejects_bad_audio():
 
 
 def test_resample_from_50_hz_is_linear_interpolation_at_frame_centres():
-    source = torch.arange(50, dtype=torch.float32)[:, None].repeat(1, 2)   # value = position
+    source = torch.arange(50, dtype=torch.float32)[:, None].repeat(1, 2)  # value = position
     out = resample_to_frames(source, 30)
     expected = np.clip((np.arange(30) + 0.5) * 50 / 30 - 0.5, 0, 49)
     np.testing.assert_allclose(out[:, 0].numpy(), expected, atol=1e-5)
@@ -78,8 +78,15 @@ def tiny_hubert():
     from transformers import HubertConfig, HubertModel
 
     torch.manual_seed(0)
-    config = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
-                          conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    config = HubertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
     return HubertModel(config)
 
 

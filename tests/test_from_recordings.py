@@ -37,8 +37,11 @@ FACE_MAX_BOUND_M = 0.05
 
 def _release_files(folder: Path) -> dict[str, bytes]:
     """The published files of a release (the hidden build bookkeeping left out)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +49,14 @@ def simulated(tmp_path_factory) -> Path:
     from capture_rig.simulate import SimulationOptions, simulate
 
     sim = tmp_path_factory.mktemp("from-recordings") / "sim"
-    simulate(sim, SUBJECTS, SENTENCES, seed=7, progress=False,
-             options=SimulationOptions(resolution="720p-binned", max_frames=FRAMES, mkv=True, num_vertices=VERTICES))
+    simulate(
+        sim,
+        SUBJECTS,
+        SENTENCES,
+        seed=7,
+        progress=False,
+        options=SimulationOptions(resolution="720p-binned", max_frames=FRAMES, mkv=True, num_vertices=VERTICES),
+    )
     return sim
 
 
@@ -55,8 +64,9 @@ def simulated(tmp_path_factory) -> Path:
 def built(simulated) -> tuple[Path, dict]:
     """One uninterrupted run in this process (workers=1)."""
     out = simulated.parent / "release"
-    summary = build_from_recordings([simulated / "session"], out, workers=1,
-                                    face_model=FaceModelSpec("default", VERTICES), detect=False, progress=False)
+    summary = build_from_recordings(
+        [simulated / "session"], out, workers=1, face_model=FaceModelSpec("default", VERTICES), detect=False, progress=False
+    )
     return out, summary
 
 
@@ -100,11 +110,16 @@ def test_end_to_end_release_loads_and_scores_against_the_truth(simulated, built,
         canonical = np.einsum("tji,tvj->tvi", truth_pose[:, :3, :3], camera - truth_pose[:, None, :3, 3])
         predictions[record["id"]] = canonical.astype(np.float32)
     submission = tmp_path / "reconstruction.parquet"
-    write_submission(submission, predictions, make_header("from-recordings", release_format_version=truth.info["format_version"],
-                                                          topology=truth.info["topology"]), encoding="float32le")
+    write_submission(
+        submission,
+        predictions,
+        make_header("from-recordings", release_format_version=truth.info["format_version"], topology=truth.info["topology"]),
+        encoding="float32le",
+    )
     report_path = tmp_path / "score.json"
-    assert main(["bench", "score", str(submission), "--data", str(truth_out), "--out", str(report_path),
-                 "--bootstrap", "20", "--quiet"]) == 0
+    assert (
+        main(["bench", "score", str(submission), "--data", str(truth_out), "--out", str(report_path), "--bootstrap", "20", "--quiet"]) == 0
+    )
     values = json.loads(report_path.read_text())["metrics"]["authors"]["values"]
     scores = {name: values[name]["value"] for name in ("lip_max", "lip_mean", "upper_max", "face_max")}
     print("reconstruction against the truth (m):", json.dumps(scores))
@@ -124,8 +139,22 @@ def test_a_killed_run_resumes_with_two_workers_to_the_same_release(simulated, bu
     for key in redo:
         shutil.rmtree(work / "converted" / key)
         shutil.rmtree(work / "reconstructed" / key)
-    command = [sys.executable, "-m", "mmface4d_datasets", "build", "from-recordings", str(simulated / "session"),
-               "--out", str(release), "--workers", "2", "--vertices", str(VERTICES), "--no-detector", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "mmface4d_datasets",
+        "build",
+        "from-recordings",
+        str(simulated / "session"),
+        "--out",
+        str(release),
+        "--workers",
+        "2",
+        "--vertices",
+        str(VERTICES),
+        "--no-detector",
+        "--quiet",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 600
@@ -147,8 +176,9 @@ def test_a_killed_run_resumes_with_two_workers_to_the_same_release(simulated, bu
     assert len(summary["stages"]["reconstruct"]["done"]) < len(redo)  # the kill came after one fit
     assert _release_files(release) == _release_files(out)
     # a third run has nothing to do
-    again = build_from_recordings([simulated / "session"], release, workers=1, face_model=FaceModelSpec("default", VERTICES),
-                                  detect=False, progress=False)
+    again = build_from_recordings(
+        [simulated / "session"], release, workers=1, face_model=FaceModelSpec("default", VERTICES), detect=False, progress=False
+    )
     for stage in ("convert", "reconstruct", "release"):
         assert again["stages"][stage]["skipped"] == first["takes"] and not again["stages"][stage]["done"], stage
 
@@ -172,8 +202,14 @@ def test_a_local_ray_cluster_redoes_removed_takes_to_the_same_release(simulated,
     shutil.rmtree(work / "converted" / first_take)  # redo stage 1 and 2 for one take, stage 2 for another
     shutil.rmtree(work / "reconstructed" / first_take)
     shutil.rmtree(work / "reconstructed" / second_take)
-    summary = build_from_recordings([simulated / "session"], tmp_path / "release", executor=ray_executor,
-                                    face_model=FaceModelSpec("default", VERTICES), detect=False, progress=False)
+    summary = build_from_recordings(
+        [simulated / "session"],
+        tmp_path / "release",
+        executor=ray_executor,
+        face_model=FaceModelSpec("default", VERTICES),
+        detect=False,
+        progress=False,
+    )
     assert summary["ok"] and summary["executor"].startswith("Ray")
     assert summary["stages"]["convert"]["done"] == [first_take]
     assert summary["stages"]["reconstruct"]["done"] == [first_take, second_take]
@@ -190,8 +226,9 @@ def test_a_failing_take_is_listed_and_the_others_go_on(simulated, built, tmp_pat
     shutil.rmtree(work / "converted" / bad)
     shutil.rmtree(work / "reconstructed" / bad)
     np.save(session / "takes" / bad / f"{bad}_2.landmarks.npy", np.zeros((FRAMES + 1, 68, 2), np.float32))
-    summary = build_from_recordings([session], tmp_path / "release", workers=1, face_model=FaceModelSpec("default", VERTICES),
-                                    detect=False, progress=False)
+    summary = build_from_recordings(
+        [session], tmp_path / "release", workers=1, face_model=FaceModelSpec("default", VERTICES), detect=False, progress=False
+    )
     failed = summary["stages"]["convert"]["failed"]
     assert list(failed) == [bad] and f"{bad}_2.landmarks.npy has {FRAMES + 1} rows" in failed[bad]
     assert summary["stages"]["convert"]["skipped"] == good and summary["stages"]["reconstruct"]["skipped"] == good
@@ -254,9 +291,11 @@ def test_the_work_folder_follows_the_output_folder_rule(tmp_path):
 
 
 def test_cli_help_and_a_named_error_with_exit_2(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "build", "from-recordings", "--help"],
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "build", "from-recordings", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "WORK/converted/ID" in out.stdout and "--ray" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "build", "from-recordings", str(tmp_path / "none"),
-                          "--out", str(tmp_path / "release")], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "mmface4d_datasets", "build", "from-recordings", str(tmp_path / "none"), "--out", str(tmp_path / "release")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "recording session folder not found" in out.stderr and "Traceback" not in out.stderr

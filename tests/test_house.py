@@ -1,5 +1,5 @@
 """House rules checked by the README's test command: `ruff check` (lint; the rules are in
-pyproject.toml) and `lint-imports` (the layer contract of DESIGN.md, in pyproject.toml)."""
+pyproject.toml), `ruff format --check` (the layout) and `lint-imports` (the layer contract of DESIGN.md, in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,15 @@ def tool(name: str) -> str:
 
 
 def test_ruff_finds_nothing():
-    out = subprocess.run([tool("ruff"), "check", "--no-cache", "--output-format", "concise", "."],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [tool("ruff"), "check", "--no-cache", "--output-format", "concise", "."], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, f"ruff check found problems:\n{out.stdout}{out.stderr}"
+
+
+def test_ruff_format_leaves_every_file_as_it_is():
+    out = subprocess.run([tool("ruff"), "format", "--check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"run `ruff format .` (files it would change):\n{out.stdout}{out.stderr}"
 
 
 def test_import_layers_hold():
@@ -45,6 +51,5 @@ def test_the_layer_contract_catches_a_core_import_of_an_upper_package(tmp_path):
     with open(tmp_path / "mmface4d_datasets" / "paths.py", "a", encoding="utf-8") as f:
         f.write("\n\ndef _upward():\n    import capture_rig.plan  # noqa: F401\n")
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    out = subprocess.run([tool("lint-imports"), "--no-cache"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=300, env=env)
+    out = subprocess.run([tool("lint-imports"), "--no-cache"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode != 0 and "mmface4d_datasets.paths -> capture_rig.plan" in out.stdout, out.stdout[-4000:]

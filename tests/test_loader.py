@@ -164,8 +164,9 @@ def test_hub_path_downloads_only_the_needed_files(local_release, monkeypatch):
     monkeypatch.setenv("MMFACE4D_REPO_ID", "lab/faces")
     test = load_dataset("mmface4d", split="test", revision="v1")
     assert test.num_rows == 3 and test[0]["vertices"].ndim == 3
-    assert calls == [("lab/faces", {"repo_type": "dataset", "revision": "v1",
-                                    "allow_patterns": ["README.md", "meta/*", "data/test/*.parquet"]})]
+    assert calls == [
+        ("lab/faces", {"repo_type": "dataset", "revision": "v1", "allow_patterns": ["README.md", "meta/*", "data/test/*.parquet"]})
+    ]
 
 
 def test_hub_streaming_reads_shards_remotely(local_release):
@@ -192,9 +193,11 @@ def test_importing_the_package_stays_light():
     import subprocess
     import sys
 
-    code = ("import sys, mmface4d_datasets, mmface4d_datasets.loading, mmface4d_datasets.release.writer, "
-            "mmface4d_datasets.release.reader, mmface4d_datasets.release.validate, mmface4d_datasets.torch_data, "
-            "mmface4d_datasets.decoded_dataset, mmface4d_datasets.release.rows, mmface4d_datasets.extras; "
-            "print(sorted(m for m in ('torch', 'transformers', 'matplotlib', 'ray', 'datasets') if m in sys.modules))")
+    code = (
+        "import sys, mmface4d_datasets, mmface4d_datasets.loading, mmface4d_datasets.release.writer, "
+        "mmface4d_datasets.release.reader, mmface4d_datasets.release.validate, mmface4d_datasets.torch_data, "
+        "mmface4d_datasets.decoded_dataset, mmface4d_datasets.release.rows, mmface4d_datasets.extras; "
+        "print(sorted(m for m in ('torch', 'transformers', 'matplotlib', 'ray', 'datasets') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ))
     assert result.stdout.strip() == "[]"

@@ -149,8 +149,7 @@ def test_dataloader_two_workers(mini, start_method):
 
     _, whole, reference = mini
     train = whole["train"].shuffle(seed=5).select(range(8)).with_format("torch")
-    loader = DataLoader(train, batch_size=4, num_workers=2, multiprocessing_context=start_method,
-                        collate_fn=partial(collate_sequences))
+    loader = DataLoader(train, batch_size=4, num_workers=2, multiprocessing_context=start_method, collate_fn=partial(collate_sequences))
     seen = []
     for batch in loader:
         assert batch["vertices"].dtype == torch.float32 and batch["vertices"].shape[2:] == (N, 3)
@@ -209,7 +208,7 @@ def test_split_dataset_by_node_gives_whole_shards(mini, world_size):
     assert sorted(sum(parts, [])) == sorted(whole["train"]["id"])  # every row once
     shard_of = {row["id"]: row["shard"] for _, row in Release(folder).sequences("train").iterrows()}
     shards = [{shard_of[i] for i in part} for part in parts]
-    assert all(a.isdisjoint(b) for k, a in enumerate(shards) for b in shards[k + 1:])  # whole shards per node
+    assert all(a.isdisjoint(b) for k, a in enumerate(shards) for b in shards[k + 1 :])  # whole shards per node
     map_style = split_dataset_by_node(whole["train"], 1, world_size)
     assert map_style.num_rows > 0 and map_style[0]["vertices"].dtype == np.float32
 

@@ -55,8 +55,9 @@ def test_plain_install_loads_and_validates(tmp_path):
     write_release(small_sources(3, 3), release, topology=make_topology(), progress=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MMFACE4D_", "PYTHON"))}
     env["HF_HOME"] = str(tmp_path / "hf_home")
-    result = subprocess.run([str(MINIMAL_PYTHON), "-c", SCRIPT, str(release)], capture_output=True, text=True,
-                            env=env, cwd=tmp_path, timeout=300)
+    result = subprocess.run(
+        [str(MINIMAL_PYTHON), "-c", SCRIPT, str(release)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["present"] == []  # none of the extras' packages is installed there

@@ -31,7 +31,7 @@ def faceformer_published_mask(num_heads: int, length: int, period: int) -> torch
     bias = -torch.flip(bias, dims=[0])
     alibi = torch.zeros(length, length)
     for i in range(length):
-        alibi[i, : i + 1] = bias[-(i + 1):]
+        alibi[i, : i + 1] = bias[-(i + 1) :]
     alibi = slopes[:, None, None] * alibi[None]
     mask = (torch.triu(torch.ones(length, length)) == 1).transpose(0, 1)
     mask = mask.float().masked_fill(mask == 0, float("-inf")).masked_fill(mask == 1, 0.0)
@@ -44,8 +44,9 @@ def test_period_biased_mask_matches_the_published_construction():
     torch.testing.assert_close(alibi_slopes(4), torch.tensor([0.25, 0.0625, 0.015625, 0.00390625]))
     assert alibi_slopes(6).shape == (6,)
     # Rows of a longer mask, for cached decoding.
-    torch.testing.assert_close(period_biased_causal_mask(4, 1, 50, 30, query_offset=49)[:, 0],
-                               period_biased_causal_mask(4, 50, 50, 30)[:, 49])
+    torch.testing.assert_close(
+        period_biased_causal_mask(4, 1, 50, 30, query_offset=49)[:, 0], period_biased_causal_mask(4, 50, 50, 30)[:, 49]
+    )
     assert period_biased_causal_mask(2, 900, 900, 30).shape == (2, 900, 900)  # past FaceFormer's 600
 
 
@@ -113,16 +114,16 @@ def test_regional_sparsity_formula():
     weights = torch.rand(4, 3, 3)
     with torch.no_grad():
         model.basis.copy_(weights.reshape(12, 3))
-    size = weights.norm(dim=1)                       # (vertex, row)
+    size = weights.norm(dim=1)  # (vertex, row)
     a = size / size.max(dim=0).values
     expected = sum(a[v, k] * a[v, j] for v in range(4) for k in range(3) for j in range(3) if k != j) / (4 * 3 * 2)
     torch.testing.assert_close(model.regional_sparsity(), torch.as_tensor(expected, dtype=torch.float32))
-    with torch.no_grad():   # disjoint regions: each vertex driven by one row only
+    with torch.no_grad():  # disjoint regions: each vertex driven by one row only
         model.basis.zero_()
         for vertex in range(4):
             model.basis[3 * vertex, vertex % 3] = 1.0 + vertex
     assert model.regional_sparsity().item() == 0.0
-    with torch.no_grad():   # every row flat over every vertex
+    with torch.no_grad():  # every row flat over every vertex
         model.basis.fill_(0.3)
     assert model.regional_sparsity().item() == pytest.approx(1.0)
     assert composite("mmface4d-no-regional").regularizer().item() == 0.0
@@ -134,8 +135,7 @@ def test_composite_part_uses_the_style_reference_and_the_ablation_does_not():
     other_style = template + torch.randn(13, N, 3) * 3e-3
     full, ablation = composite("mmface4d"), composite("mmface4d-no-composite")
     assert not torch.allclose(full.generate(features, template, style), full.generate(features, template, other_style))
-    torch.testing.assert_close(ablation.generate(features, template, style),
-                               ablation.generate(features, template, other_style))
+    torch.testing.assert_close(ablation.generate(features, template, style), ablation.generate(features, template, other_style))
     assert ablation.style_encoder is None
 
 
@@ -219,13 +219,24 @@ def test_registry_loaders():
         load_model("mmface4d")
     rng = np.random.default_rng(0)
     template = (rng.standard_normal((N, 3)) * 0.05).astype(np.float32)
-    sample = ProtocolInputs(id="s/1", audio=rng.standard_normal(16000).astype(np.float32), sample_rate=16000,
-                            num_frames=31, template=template, style_reference_id="s/2",
-                            style_vertices=np.repeat(template[None], 12, axis=0), style_audio=np.zeros(10, np.float32),
-                            subject_id="s", emotion="neutral")
+    sample = ProtocolInputs(
+        id="s/1",
+        audio=rng.standard_normal(16000).astype(np.float32),
+        sample_rate=16000,
+        num_frames=31,
+        template=template,
+        style_reference_id="s/2",
+        style_vertices=np.repeat(template[None], 12, axis=0),
+        style_audio=np.zeros(10, np.float32),
+        subject_id="s",
+        emotion="neutral",
+    )
     for name in ("mmface4d", "mmface4d-no-composite", "mmface4d-no-regional", "faceformer", "faceformer-cached"):
-        model = load_model(name, untrained=True, num_vertices=N, hidden_dim=16) if name.startswith("mmface4d") \
+        model = (
+            load_model(name, untrained=True, num_vertices=N, hidden_dim=16)
+            if name.startswith("mmface4d")
             else load_model(name, untrained=True, num_vertices=N, d_model=16)
+        )
         assert isinstance(model, AnimationModel) and model.name == name
         prediction = check_prediction(sample, model.predict(sample), name)
         assert prediction.shape == (31, N, 3)

@@ -64,6 +64,7 @@ def read_only(folder):
 
         def undo():
             subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+
     try:
         try:
             (folder / ".probe").touch()
@@ -97,8 +98,24 @@ def world(tmp_path_factory):
     release = Release(release_dir)
     predictions = {str(r["id"]): r["vertices"] for r in release.iter_records("test")}
     np.savez(root / "predictions.npz", **predictions)
-    assert main(["bench", "write-submission", str(root / "predictions.npz"), "--out", str(root / "sub.parquet"),
-                 "--model", "m", "--data", str(release_dir), "--encoding", "float32le"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "write-submission",
+                str(root / "predictions.npz"),
+                "--out",
+                str(root / "sub.parquet"),
+                "--model",
+                "m",
+                "--data",
+                str(release_dir),
+                "--encoding",
+                "float32le",
+            ]
+        )
+        == 0
+    )
     small_take(root / "take", "000001", frames=6)
     np.save(root / "faces.npy", np.array([[0, 1, 2], [1, 2, 3]]))
     return root
@@ -110,14 +127,43 @@ def commands(world, out):
 
     return {
         "build": ["build", "release", world / "take", "--out", out / "release", "--quiet"],
-        "export": ["export", world / "take" / "000001_filt", "--num-vertices", SMALL_N, "--faces", world / "faces.npy",
-                   "--out", out / "frames"],
+        "export": [
+            "export",
+            world / "take" / "000001_filt",
+            "--num-vertices",
+            SMALL_N,
+            "--faces",
+            world / "faces.npy",
+            "--out",
+            out / "frames",
+        ],
         "synth": ["synth", "--subjects", 1, "--sentences", 1, "--vertices", 500, "--out", out / "takes", "--quiet"],
         "facemodel": ["facemodel", "show", "--vertices", 500, "--out", out / "face.png"],
-        "write-submission": ["bench", "write-submission", world / "predictions.npz", "--out", out / "sub.parquet",
-                             "--model", "m", "--release-format-version", "1", "--encoding", "float32le"],
-        "score": ["bench", "score", world / "sub.parquet", "--data", world / "release", "--out", out / "r.json",
-                  "--bootstrap", 10, "--quiet"],
+        "write-submission": [
+            "bench",
+            "write-submission",
+            world / "predictions.npz",
+            "--out",
+            out / "sub.parquet",
+            "--model",
+            "m",
+            "--release-format-version",
+            "1",
+            "--encoding",
+            "float32le",
+        ],
+        "score": [
+            "bench",
+            "score",
+            world / "sub.parquet",
+            "--data",
+            world / "release",
+            "--out",
+            out / "r.json",
+            "--bootstrap",
+            10,
+            "--quiet",
+        ],
     }
 
 
@@ -200,9 +246,15 @@ def _parquet_with_header(path, header_bytes: bytes):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({"id": pa.array([], pa.string()), "num_frames": pa.array([], pa.int32()),
-                      "num_vertices": pa.array([], pa.int32()), "encoding": pa.array([], pa.string()),
-                      "vertices": pa.array([], pa.binary())})
+    table = pa.table(
+        {
+            "id": pa.array([], pa.string()),
+            "num_frames": pa.array([], pa.int32()),
+            "num_vertices": pa.array([], pa.int32()),
+            "encoding": pa.array([], pa.string()),
+            "vertices": pa.array([], pa.binary()),
+        }
+    )
     pq.write_table(table.replace_schema_metadata({"mmface4d_submission": header_bytes}), path)
     return path
 
@@ -220,8 +272,7 @@ def test_a_submission_header_over_the_size_limit_is_refused_and_not_copied(world
 
     header = {"model": "m", "release_format_version": "1", "notes": "x" * (HEADER_MAX_BYTES + 1)}
     path = _parquet_with_header(tmp_path / "big.parquet", json.dumps(header).encode())
-    code, out, err = run(capsys, "bench", "score", path, "--data", world / "release", "--out", tmp_path / "r.json",
-                         "--quiet")
+    code, out, err = run(capsys, "bench", "score", path, "--data", world / "release", "--out", tmp_path / "r.json", "--quiet")
     assert code == 1 and "header_too_large" in err
     report = (tmp_path / "r.json").read_text()
     assert len(report) < HEADER_MAX_BYTES and "xxxxxxxx" not in report
@@ -254,8 +305,7 @@ def test_a_gbk_manifest_is_a_named_error_and_a_bom_manifest_reads(tmp_path):
 def test_a_gbk_manifest_through_the_build_command(world, tmp_path, capsys):
     manifest = tmp_path / "m.csv"
     manifest.write_bytes("take_id,subject_id,sentence_id,text,gender,age\n000001,S1,000001,你好,女,30\n".encode("gbk"))
-    code, _, err = run(capsys, "build", "release", world / "take", "--out", tmp_path / "out", "--manifest", manifest,
-                       "--quiet")
+    code, _, err = run(capsys, "build", "release", world / "take", "--out", tmp_path / "out", "--manifest", manifest, "--quiet")
     assert_named(code, err, manifest, "not UTF-8")
 
 
@@ -281,16 +331,46 @@ def test_object_and_corrupt_npy_files_given_to_write_submission_are_named(tmp_pa
     folder = tmp_path / "preds" / "S1"
     folder.mkdir(parents=True)
     np.save(folder / "000001.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    code, _, err = run(capsys, "bench", "write-submission", tmp_path / "preds", "--out", tmp_path / "s.parquet",
-                       "--model", "m", "--release-format-version", "1")
+    code, _, err = run(
+        capsys,
+        "bench",
+        "write-submission",
+        tmp_path / "preds",
+        "--out",
+        tmp_path / "s.parquet",
+        "--model",
+        "m",
+        "--release-format-version",
+        "1",
+    )
     assert_named(code, err, "000001.npy", "Python objects")
     (folder / "000001.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
-    code, _, err = run(capsys, "bench", "write-submission", tmp_path / "preds", "--out", tmp_path / "s.parquet",
-                       "--model", "m", "--release-format-version", "1")
+    code, _, err = run(
+        capsys,
+        "bench",
+        "write-submission",
+        tmp_path / "preds",
+        "--out",
+        tmp_path / "s.parquet",
+        "--model",
+        "m",
+        "--release-format-version",
+        "1",
+    )
     assert_named(code, err, "000001.npy", "not a readable")
     np.save(folder / "000001.npy", np.array([["a", "b", "c"]]))
-    code, _, err = run(capsys, "bench", "write-submission", tmp_path / "preds", "--out", tmp_path / "s.parquet",
-                       "--model", "m", "--release-format-version", "1")
+    code, _, err = run(
+        capsys,
+        "bench",
+        "write-submission",
+        tmp_path / "preds",
+        "--out",
+        tmp_path / "s.parquet",
+        "--model",
+        "m",
+        "--release-format-version",
+        "1",
+    )
     assert_named(code, err, "S1/000001", "dtype")
     assert not (tmp_path / "s.parquet").exists() and temporaries(tmp_path) == []
 
@@ -300,27 +380,29 @@ def test_a_codec_error_while_writing_a_submission_names_the_id(tmp_path):
 
     header = make_header("m", release_format_version="1")
     with pytest.raises(SubmissionError, match=r"s\.parquet: prediction for S1/000001 cannot be encoded: .*max_error"):
-        write_submission(tmp_path / "s.parquet", {"S1/000001": np.zeros((2, 4, 3), np.float32)}, header,
-                         max_error=float("nan"))
+        write_submission(tmp_path / "s.parquet", {"S1/000001": np.zeros((2, 4, 3), np.float32)}, header, max_error=float("nan"))
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["bench", "score", "p.parquet", "--data", "d", "--seed", "1e23"], "--seed: expected a whole number from 0 to"),
-    (["bench", "score", "p.parquet", "--data", "d", "--seed", "-1"], "--seed: expected a whole number from 0 to"),
-    (["bench", "score", "p.parquet", "--data", "d", "--seed", "100000000000000000000000"], "--seed"),
-    (["bench", "score", "p.parquet", "--data", "d", "--bootstrap", "-5"], "--bootstrap: expected a whole number from 1"),
-    (["bench", "run", "--model", "static", "--data", "d", "--bootstrap", "0"], "--bootstrap"),
-    (["build", "synthetic", "--subjects", "2", "--sentences", "2", "--out", "o", "--seed", "-1"], "--seed"),
-    (["build", "synthetic", "--subjects", "-2", "--sentences", "2", "--out", "o"], "--subjects"),
-    (["build", "release", "src", "--out", "o", "--max-error", "-1"], "--max-error: expected a finite positive"),
-    (["build", "release", "src", "--out", "o", "--shard-size", "nan"], "--shard-size"),
-    (["facemodel", "info", "--seed", "1e23"], "--seed"),
-    (["facemodel", "info", "--seed", "-1"], "--seed"),
-    (["synth", "--subjects", "1", "--sentences", "1", "--out", "o", "--seed", "1e23"], "--seed"),
-    (["bench", "write-submission", "x.npz", "--out", "o", "--model", "m", "--max-error", "inf"], "--max-error"),
-    (["validate", "r", "--max-problems", "-3"], "--max-problems"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["bench", "score", "p.parquet", "--data", "d", "--seed", "1e23"], "--seed: expected a whole number from 0 to"),
+        (["bench", "score", "p.parquet", "--data", "d", "--seed", "-1"], "--seed: expected a whole number from 0 to"),
+        (["bench", "score", "p.parquet", "--data", "d", "--seed", "100000000000000000000000"], "--seed"),
+        (["bench", "score", "p.parquet", "--data", "d", "--bootstrap", "-5"], "--bootstrap: expected a whole number from 1"),
+        (["bench", "run", "--model", "static", "--data", "d", "--bootstrap", "0"], "--bootstrap"),
+        (["build", "synthetic", "--subjects", "2", "--sentences", "2", "--out", "o", "--seed", "-1"], "--seed"),
+        (["build", "synthetic", "--subjects", "-2", "--sentences", "2", "--out", "o"], "--subjects"),
+        (["build", "release", "src", "--out", "o", "--max-error", "-1"], "--max-error: expected a finite positive"),
+        (["build", "release", "src", "--out", "o", "--shard-size", "nan"], "--shard-size"),
+        (["facemodel", "info", "--seed", "1e23"], "--seed"),
+        (["facemodel", "info", "--seed", "-1"], "--seed"),
+        (["synth", "--subjects", "1", "--sentences", "1", "--out", "o", "--seed", "1e23"], "--seed"),
+        (["bench", "write-submission", "x.npz", "--out", "o", "--model", "m", "--max-error", "inf"], "--max-error"),
+        (["validate", "r", "--max-problems", "-3"], "--max-problems"),
+    ],
+)
 def test_out_of_range_numbers_are_named_errors(capsys, argv, needle):
     code, out, err = run(capsys, *argv)
     assert_named(code, err, needle)

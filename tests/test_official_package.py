@@ -26,7 +26,9 @@ def test_every_public_name_is_the_format_modules_object():
 
 
 def test_import_needs_numpy_only():
-    code = ("import sys, mmface4d_datasets.official; "
-            "print(sorted(m for m in ('av', 'soundfile', 'scipy', 'torch', 'pyarrow', 'pandas', 'datasets') if m in sys.modules))")
+    code = (
+        "import sys, mmface4d_datasets.official; "
+        "print(sorted(m for m in ('av', 'soundfile', 'scipy', 'torch', 'pyarrow', 'pandas', 'datasets') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -27,8 +27,12 @@ from mmface4d_datasets.output_folders import (
 
 def user_files(root: Path) -> dict[str, bytes]:
     """A folder of a user's own: a README, Parquet files under data/ and a .staging/ of their own."""
-    files = {"README.md": b"# my notes\n", "data/train/mine.parquet": b"PAR1 user data PAR1",
-             "data/other.parquet": b"PAR1 more PAR1", ".staging/keep.txt": b"my staging"}
+    files = {
+        "README.md": b"# my notes\n",
+        "data/train/mine.parquet": b"PAR1 user data PAR1",
+        "data/other.parquet": b"PAR1 more PAR1",
+        ".staging/keep.txt": b"my staging",
+    }
     for relative, content in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(content)
@@ -114,10 +118,15 @@ def test_only_files_the_command_wrote_are_removed_or_overwritten(tmp_path):
 def hold_lock(folder) -> subprocess.Popen:
     """A real process that takes ``folder`` as a release output and keeps it until killed."""
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import time; from mmface4d_datasets.output_folders import claim_output_folder;"
-         f"claim_output_folder({str(folder)!r}, 'release'); print('held', flush=True); time.sleep(300)"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import time; from mmface4d_datasets.output_folders import claim_output_folder;"
+            f"claim_output_folder({str(folder)!r}, 'release'); print('held', flush=True); time.sleep(300)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     return holder
 
@@ -166,11 +175,16 @@ def test_pid_alive():
 def test_waiting_for_a_lock_gets_it_once_the_holder_lets_go(tmp_path):
     lock_path = tmp_path / "mini.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import time; from mmface4d_datasets.output_folders import FileLock;"
-         f"lock = FileLock(__import__('pathlib').Path({str(lock_path)!r})).acquire(); print('held', flush=True);"
-         "time.sleep(1.0); lock.release()"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import time; from mmface4d_datasets.output_folders import FileLock;"
+            f"lock = FileLock(__import__('pathlib').Path({str(lock_path)!r})).acquire(); print('held', flush=True);"
+            "time.sleep(1.0); lock.release()",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(FolderBusyError):
@@ -208,8 +222,9 @@ def test_every_folder_writing_command_refuses_a_folder_of_user_files(tmp_path, c
         "bench run": lambda: ["bench", "run", "--model", "static", "--data", str(tmp_path / "release")],
         "bench train": lambda: ["bench", "train", "--model", "mmface4d", "--data", str(tmp_path / "release")],
     }[command]()
-    result = subprocess.run([sys.executable, "-m", "mmface4d_datasets", *arguments, "--out", str(out)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "mmface4d_datasets", *arguments, "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "refusing to write mmface4d" in result.stderr and "Traceback" not in result.stderr
     assert snapshot(out) == before

@@ -8,10 +8,7 @@ HEAVY = ("torch", "transformers", "matplotlib", "ray")
 
 
 def test_importing_the_core_stays_light():
-    code = (
-        "import sys, json, mmface4d_datasets, mmface4d_datasets.cli;"
-        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    )
+    code = f"import sys, json, mmface4d_datasets, mmface4d_datasets.cli;print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
 

@@ -17,10 +17,14 @@ def test_quickstart_on_the_sample_take(tmp_path, official_sample, capsys):
     out = tmp_path / "qs"
     assert main(["quickstart", "--out", str(out), "--sample", str(official_sample), "--only", "sample,decode,export"]) == 0
     printed = capsys.readouterr().out
-    for text in ("1. The authors' sample take", "take id                      000337",
-                 "frames x vertices            67 x 35709 (2.233 s at 30 fps)",
-                 "encoded size                 121,842 bytes/frame (raw float32: 428,508 bytes/frame)",
-                 "35733 samples at 16000 Hz", "frame 0 reads back identical yes"):
+    for text in (
+        "1. The authors' sample take",
+        "take id                      000337",
+        "frames x vertices            67 x 35709 (2.233 s at 30 fps)",
+        "encoded size                 121,842 bytes/frame (raw float32: 428,508 bytes/frame)",
+        "35733 samples at 16000 Hz",
+        "frame 0 reads back identical yes",
+    ):
         assert text in printed
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["steps"]) == ["sample", "decode", "export"]
@@ -84,8 +88,7 @@ def test_help_is_light_and_true():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
-    help_text = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "quickstart", "--help"],
-                               capture_output=True, text=True).stdout
+    help_text = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "quickstart", "--help"], capture_output=True, text=True).stdout
     assert "--out DIR" in help_text and "summary.json" in help_text
 
 
@@ -139,6 +142,5 @@ def test_a_step_registers_its_own_option_and_reads_it_from_the_context(tmp_path,
 
 
 def test_the_benchmark_registers_train_seconds():
-    help_text = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "quickstart", "--help"],
-                               capture_output=True, text=True).stdout
+    help_text = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "quickstart", "--help"], capture_output=True, text=True).stdout
     assert "options of the 'train' step" in help_text and "--train-seconds S" in help_text

@@ -14,16 +14,32 @@ from mmface4d_datasets.quickstart import STEPS, all_steps
 
 def test_the_benchmark_plugs_its_steps_in_after_the_core():
     names = [step.name for step in all_steps()]
-    assert names[:len(STEPS)] == [step.name for step in STEPS]
-    assert names[len(STEPS):] == ["static", "train", "score", "leaderboard"]
+    assert names[: len(STEPS)] == [step.name for step in STEPS]
+    assert names[len(STEPS) :] == ["static", "train", "score", "leaderboard"]
 
 
 @pytest.mark.slow
 def test_quickstart_runs_end_to_end_on_embedded_defaults(tmp_path):
     env = dict(os.environ, MMFACE4D_CACHE=str(tmp_path / "cache"))
     out = tmp_path / "qs"
-    done = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "quickstart", "--out", str(out),
-                           "--train-seconds", "8", "--sample", str(tmp_path / "no-sample")], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmface4d_datasets",
+            "quickstart",
+            "--out",
+            str(out),
+            "--train-seconds",
+            "8",
+            "--sample",
+            str(tmp_path / "no-sample"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     steps = json.loads((out / "summary.json").read_text())["steps"]
     assert steps["sample"]["status"] == "skipped"  # pointed at an empty folder on purpose

@@ -60,7 +60,7 @@ def test_kabsch_recovers_a_rigid_transform():
 def test_point_to_plane_icp_recovers_a_small_motion():
     u, v = np.meshgrid(np.linspace(-0.05, 0.05, 60), np.linspace(-0.05, 0.05, 60))
     # a bumpy cap (not degenerate for sliding), normals of the height field towards the camera (-z)
-    z = 0.7 + 3 * (u ** 2 + 0.5 * v ** 2) + 0.004 * np.sin(120 * u) * np.cos(90 * v)
+    z = 0.7 + 3 * (u**2 + 0.5 * v**2) + 0.004 * np.sin(120 * u) * np.cos(90 * v)
     q = np.stack([u, v, z], -1).reshape(-1, 3)
     dz_dv, dz_du = np.gradient(z, v[:, 0], u[0])
     n = np.stack([dz_du, dz_dv, -np.ones_like(u)], -1).reshape(-1, 3)
@@ -70,8 +70,9 @@ def test_point_to_plane_icp_recovers_a_small_motion():
     t = centre - R @ centre + np.array([0.002, -0.001, 0.003])
     src = (q - t) @ R  # camera c's points: x_1 = R x_c + t
     R_est, t_est, rms, used = point_to_plane_icp([(src, q, n)], np.eye(3), np.zeros(3), iterations=30)
-    angle, dist = extrinsics_error(np.block([[R_est, t_est[:, None]], [np.zeros((1, 3)), 1]]),
-                                   np.block([[R, t[:, None]], [np.zeros((1, 3)), 1]]))
+    angle, dist = extrinsics_error(
+        np.block([[R_est, t_est[:, None]], [np.zeros((1, 3)), 1]]), np.block([[R, t[:, None]], [np.zeros((1, 3)), 1]])
+    )
     assert angle < 0.05 and dist < 2e-4 and used > 1000
 
 
@@ -105,8 +106,16 @@ def test_fit_recovers_the_known_face(fitted, rendered, model):
 def test_stage_one_alone_recovers_pose_from_landmarks(rendered, model):
     take = read_take_input(rendered.folder)
     problem = fitting.Problem(model, np.arange(0, N, 10))
-    views = [fitting.make_view(c, take.cameras[c].with_extrinsics(rendered.extrinsics[c]), take.depth[c][0],
-                               take.landmarks[c][0], fitting.camera_rays(take.cameras[c])) for c in (0, 1, 2)]
+    views = [
+        fitting.make_view(
+            c,
+            take.cameras[c].with_extrinsics(rendered.extrinsics[c]),
+            take.depth[c][0],
+            take.landmarks[c][0],
+            fitting.camera_rays(take.cameras[c]),
+        )
+        for c in (0, 1, 2)
+    ]
     p = fitting.initial_params(problem, views)
     w = fitting.Weights(depth=False)
     p, terms = fitting.levenberg_marquardt(problem, p, views, None, w, fitting.free_mask(problem, scale=False), steps=20)
@@ -146,8 +155,10 @@ def test_command_output_builds_a_release(rendered, tmp_path, capsys):
     assert main(["reconstruct", str(rendered.folder), "--out", str(out), "--vertices", str(N), "--quiet"]) == 0
     folder = out / rendered.take_id
     names = sorted(p.name for p in folder.iterdir())
-    assert names == sorted([f"{rendered.take_id}_filt_{a}.nut" for a in range(3)]
-                           + [f"{rendered.take_id}.wav", f"{rendered.take_id}.meta.json", "fit_report.json"])
+    assert names == sorted(
+        [f"{rendered.take_id}_filt_{a}.nut" for a in range(3)]
+        + [f"{rendered.take_id}.wav", f"{rendered.take_id}.meta.json", "fit_report.json"]
+    )
     report = json.loads((folder / "fit_report.json").read_text())
     assert report["take_id"] == rendered.take_id and "stage3" in report["stages"]
     from mmface4d_datasets.official import read_mesh_sequence
@@ -255,8 +266,7 @@ def test_adam_anchor_lowers_the_same_energy(fitted, model):
     take, result = fitted
     problem = fitting.Problem(model, np.arange(0, N, 4))
     cams = {c: take.cameras[c].with_extrinsics(np.array(result.report["extrinsics"][str(c)])) for c in (0, 1, 2)}
-    views = [fitting.make_view(c, cams[c], take.depth[c][1], take.landmarks[c][1], fitting.camera_rays(cams[c]))
-             for c in (0, 1, 2)]
+    views = [fitting.make_view(c, cams[c], take.depth[c][1], take.landmarks[c][1], fitting.camera_rays(cams[c])) for c in (0, 1, 2)]
     start = result.params[0]
     w = fitting.Weights()
     before = frame_energy(problem, start, views, w)

@@ -23,8 +23,7 @@ def test_reconstruct_a_simulated_take_and_build_a_release(tmp_path):
     from reconstruction.align import extrinsics_error
 
     sim = tmp_path / "sim"
-    simulate(sim, 1, 1, seed=3, options=SimulationOptions(resolution="small", max_frames=3, num_vertices=VERTICES),
-             progress=False)
+    simulate(sim, 1, 1, seed=3, options=SimulationOptions(resolution="small", max_frames=3, num_vertices=VERTICES), progress=False)
     truth_meta = json.loads((sim / "truth" / TAKE / f"{TAKE}.meta.json").read_text())
     n = int(truth_meta["num_vertices"])
     out = tmp_path / "fits"

@@ -15,8 +15,7 @@ from test_release_support import make_topology, small_sources
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     out = tmp_path_factory.mktemp("card") / "release"
-    write_release(small_sources(5, 3, frames=15), out, topology=make_topology(), progress=False,
-                  card_info={"pretty_name": "Card test"})
+    write_release(small_sources(5, 3, frames=15), out, topology=make_topology(), progress=False, card_info={"pretty_name": "Card test"})
     return out
 
 

@@ -62,8 +62,9 @@ def test_duckdb_queries_the_sequence_table(release):
     duckdb = pytest.importorskip("duckdb")
 
     path = str(release / "meta" / "sequences.parquet")
-    rows = duckdb.sql(f"SELECT split, count(DISTINCT subject_id), count(*), sum(num_frames) FROM '{path}' "
-                      f"GROUP BY split ORDER BY split").fetchall()
+    rows = duckdb.sql(
+        f"SELECT split, count(DISTINCT subject_id), count(*), sum(num_frames) FROM '{path}' GROUP BY split ORDER BY split"
+    ).fetchall()
     assert [(r[0], r[1], r[2]) for r in rows] == [("test", 1, 3), ("train", 4, 12)]
     neutral = duckdb.sql(f"SELECT count(*) FROM '{path}' WHERE emotion = 'neutral'").fetchall()[0][0]
     assert neutral == 5

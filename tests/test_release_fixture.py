@@ -27,8 +27,9 @@ def bfm_topology_info(fixture) -> TopologyInfo:
     triangles = info["tri"].astype(np.int64) - 1
     keypoints = info["keypoints"].reshape(-1).astype(np.int64) - 1
     masks = region_masks(triangles, keypoints, BFM_VERTICES)
-    return TopologyInfo("bfm_front", BFM_VERTICES, triangles, keypoints,
-                        {k: np.asarray(v, np.int64) for k, v in masks.items()}, REGION_RULE_VERSION)
+    return TopologyInfo(
+        "bfm_front", BFM_VERTICES, triangles, keypoints, {k: np.asarray(v, np.int64) for k, v in masks.items()}, REGION_RULE_VERSION
+    )
 
 
 def load_fixture_take(fixture) -> SourceSequence:
@@ -40,16 +41,26 @@ def load_fixture_take(fixture) -> SourceSequence:
         intrinsics={c: official.read_intrinsics(p) for c, p in take.calibrations.items()},
         landmarks={c: official.read_landmarks(p) for c, p in take.landmarks.items()},
     )
-    return SourceSequence(take_id=take.take_id, subject_id="sample", sentence_id="00001", vertices=take.vertices(BFM_VERTICES),
-                          audio=samples, sample_rate=rate, audio_subtype="FLOAT", topology="bfm_front", raw=raw)
+    return SourceSequence(
+        take_id=take.take_id,
+        subject_id="sample",
+        sentence_id="00001",
+        vertices=take.vertices(BFM_VERTICES),
+        audio=samples,
+        sample_rate=rate,
+        audio_subtype="FLOAT",
+        topology="bfm_front",
+        raw=raw,
+    )
 
 
 @pytest.fixture(scope="module")
 def fixture_release(official_sample, tmp_path_factory):
     out = tmp_path_factory.mktemp("fixture") / "release"
     topology = bfm_topology_info(official_sample)
-    report = write_release([CallableSource("000337", lambda: load_fixture_take(official_sample))], out,
-                           topology=topology, max_error=MAX_ERROR, progress=False)
+    report = write_release(
+        [CallableSource("000337", lambda: load_fixture_take(official_sample))], out, topology=topology, max_error=MAX_ERROR, progress=False
+    )
     return out, report, load_fixture_take(official_sample)
 
 
@@ -75,8 +86,6 @@ def test_fixture_take_loads_back_within_codec_bound(fixture_release, official_sa
     assert np.array_equal(record["audio"]["array"], original) and record["audio"]["sampling_rate"] == rate == 16000
 
 
-
-
 def test_fixture_canonical_frame_is_upright_and_facing_plus_z(fixture_release):
     out, _, _ = fixture_release
     release = Release(out)
@@ -84,8 +93,8 @@ def test_fixture_canonical_frame_is_upright_and_facing_plus_z(fixture_release):
     keypoints = release.topology["keypoints"]
     eye_line = template[keypoints[45]] - template[keypoints[36]]
     assert eye_line[0] > 0.07 and abs(eye_line[1]) < 1e-6 and abs(eye_line[2]) < 1e-6  # +x by construction
-    assert template[keypoints[27], 1] > template[keypoints[8], 1] + 0.05                  # +y up
-    assert template[keypoints[30], 2] > template[keypoints[0], 2] + 0.02                  # nose tip in front: +z out
+    assert template[keypoints[27], 1] > template[keypoints[8], 1] + 0.05  # +y up
+    assert template[keypoints[30], 2] > template[keypoints[0], 2] + 0.02  # nose tip in front: +z out
     # the stable (nose, forehead) vertices of every frame stay on the template: under a millimetre RMS
     # (brows raise the forehead of a real face by a few millimetres at most)
     record = next(release.iter_records("train"))
@@ -103,5 +112,5 @@ def test_fixture_raw_config_keeps_landmarks_bit_exact(fixture_release):
     assert row["cameras"] == [0, 1, 2] and row["landmarks_shape"][1] == [67, 98, 2]
     blob = np.frombuffer(row["landmarks"], dtype="<f8")
     size = 67 * 98 * 2
-    assert np.array_equal(blob[size:2 * size].reshape(67, 98, 2), source.raw.landmarks[1])
+    assert np.array_equal(blob[size : 2 * size].reshape(67, 98, 2), source.raw.landmarks[1])
     assert np.allclose(np.reshape(row["intrinsics"][1], (3, 3)), source.raw.intrinsics[1])

@@ -79,8 +79,10 @@ def test_problems_name_the_file_and_every_field(copy):
         Release(copy)
     assert str(caught.value).startswith(str(copy / INFO_FILE))
     assert caught.value.problems == ("has no 'num_vertices' field", "has no 'splits' field")
-    assert [str(p) for p in validate_release(copy)] == ["meta/info.json: has no 'num_vertices' field",
-                                                        "meta/info.json: has no 'splits' field"]
+    assert [str(p) for p in validate_release(copy)] == [
+        "meta/info.json: has no 'num_vertices' field",
+        "meta/info.json: has no 'splits' field",
+    ]
 
 
 def test_mistyped_fields_are_named(copy):
@@ -119,9 +121,11 @@ def test_shards_carry_the_schema_of_release_schema(release):
 
     from mmface4d_datasets.release import schema
 
-    tables = {"data/train/shard-00000.parquet": (schema.data_schema(), schema.data_features()),
-              "raw/test/shard-00000.parquet": (schema.raw_schema(), schema.raw_features()),
-              "templates/templates.parquet": (schema.template_schema(), schema.template_features())}
+    tables = {
+        "data/train/shard-00000.parquet": (schema.data_schema(), schema.data_features()),
+        "raw/test/shard-00000.parquet": (schema.raw_schema(), schema.raw_features()),
+        "templates/templates.parquet": (schema.template_schema(), schema.template_features()),
+    }
     for relative, (arrow, features) in tables.items():
         stored = pq.read_schema(release / relative)  # (Parquet names list items "element", Arrow "item")
         assert stored.metadata == arrow.metadata and stored.names == arrow.names, relative
@@ -136,6 +140,9 @@ def test_the_benchmark_states_the_fields_the_writer_writes(release):
 
     info = Release(release).info
     context = release_context(Release(release), "test")
-    assert (context["format_version"], context["topology"], context["num_vertices"], context["codec_version"]) == \
-        (info.format_version, info.topology, info.num_vertices, info.codec_version) == ("1.0", "synthetic_v1@480", 480, "2")
+    assert (
+        (context["format_version"], context["topology"], context["num_vertices"], context["codec_version"])
+        == (info.format_version, info.topology, info.num_vertices, info.codec_version)
+        == ("1.0", "synthetic_v1@480", 480, "2")
+    )
     assert context["region_rule_version"] == "test-grid" and len(context["content_hash"]) == 64

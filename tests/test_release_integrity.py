@@ -99,7 +99,7 @@ def test_validate_reports_a_corrupted_page_header(release):
     column = pq.ParquetFile(shard).metadata.row_group(0).column(0)
     data = bytearray(shard.read_bytes())
     start = column.data_page_offset
-    data[start:start + 12] = b"\xff" * 12
+    data[start : start + 12] = b"\xff" * 12
     shard.write_bytes(bytes(data))
     found = [str(p) for p in validate_release(release)]
     assert any(m.startswith("data/train/shard-00000.parquet") and ("cannot be read" in m or "not a readable" in m) for m in found)
@@ -117,10 +117,20 @@ def test_validate_reports_info_that_is_a_list_and_a_path_that_is_a_file(release,
     assert main(["validate", str(a_file)]) == 1
 
 
-@pytest.mark.parametrize("rows,total,limit,expected", [
-    (3, 10, 100, 2), (5, 10, 100, 4), (7, 10, 100, 4), (8, 10, 100, 8), (21, 10, 100, 8),
-    (100, 10_000, 100, 96), (1000, 10_000, 100, 104), (20, 10_000, 100, 16), (1, 5, 100, 1),
-])
+@pytest.mark.parametrize(
+    "rows,total,limit,expected",
+    [
+        (3, 10, 100, 2),
+        (5, 10, 100, 4),
+        (7, 10, 100, 4),
+        (8, 10, 100, 8),
+        (21, 10, 100, 8),
+        (100, 10_000, 100, 96),
+        (1000, 10_000, 100, 104),
+        (20, 10_000, 100, 16),
+        (1, 5, 100, 1),
+    ],
+)
 def test_shard_count_rule(rows, total, limit, expected):
     assert shard_count(rows, total, limit) == expected
 

@@ -122,7 +122,8 @@ def test_sources_without_fingerprints_resume_by_take_id():
     sources = small_sources(1, 1)
     assert inputs_fingerprint(sources, topology) is None
     assert inputs_fingerprint([Fingerprinted(sources[0].sequence, 1)], topology) != inputs_fingerprint(
-        [Fingerprinted(sources[0].sequence, 2)], topology)
+        [Fingerprinted(sources[0].sequence, 2)], topology
+    )
 
 
 def test_builders_no_longer_touch_the_writers_staging():

@@ -16,8 +16,14 @@ def records(subject_count: int, sequences_per_subject=3, seed: int = 0):
     for s in range(subject_count):
         count = sequences_per_subject(s) if callable(sequences_per_subject) else sequences_per_subject
         for k in range(count):
-            result.append({"id": f"P{s:04d}/{s * 1000 + k:06d}", "subject_id": f"P{s:04d}",
-                           "gender": genders[(s * 7 + seed) % 2], "age": 18 + (s * 13) % 50})
+            result.append(
+                {
+                    "id": f"P{s:04d}/{s * 1000 + k:06d}",
+                    "subject_id": f"P{s:04d}",
+                    "gender": genders[(s * 7 + seed) % 2],
+                    "age": 18 + (s * 13) % 50,
+                }
+            )
     return result
 
 

@@ -32,12 +32,12 @@ def make_topology() -> TopologyInfo:
             a = r * COLS + c
             faces += [(a, a + 1, a + COLS), (a + 1, a + COLS + 1, a + COLS)]
     angles = np.linspace(np.pi, 2 * np.pi, 17)
-    points = [(0.075 * np.cos(a), -0.02 + 0.08 * np.sin(a)) for a in angles]          # 0-16 jaw, 8 = chin
-    points += [(x, 0.045) for x in np.linspace(-0.065, -0.02, 5)]                      # 17-21 right brow
-    points += [(x, 0.045) for x in np.linspace(0.02, 0.065, 5)]                        # 22-26 left brow
-    points += [(0.0, y) for y in np.linspace(0.03, -0.005, 4)]                          # 27-30 nose bridge
-    points += [(x, -0.015) for x in np.linspace(-0.016, 0.016, 5)]                     # 31-35 nose bottom
-    for cx in (-0.04, 0.04):                                                            # 36-41, 42-47 eyes
+    points = [(0.075 * np.cos(a), -0.02 + 0.08 * np.sin(a)) for a in angles]  # 0-16 jaw, 8 = chin
+    points += [(x, 0.045) for x in np.linspace(-0.065, -0.02, 5)]  # 17-21 right brow
+    points += [(x, 0.045) for x in np.linspace(0.02, 0.065, 5)]  # 22-26 left brow
+    points += [(0.0, y) for y in np.linspace(0.03, -0.005, 4)]  # 27-30 nose bridge
+    points += [(x, -0.015) for x in np.linspace(-0.016, 0.016, 5)]  # 31-35 nose bottom
+    for cx in (-0.04, 0.04):  # 36-41, 42-47 eyes
         points += [(cx + 0.016 * np.cos(a), 0.022 + 0.006 * np.sin(a)) for a in np.linspace(np.pi, -np.pi, 6, endpoint=False)]
     points += [(0.03 * np.cos(a), -0.05 + 0.012 * np.sin(a)) for a in np.linspace(np.pi, -np.pi, 12, endpoint=False)]  # 48-59
     points += [(0.018 * np.cos(a), -0.05 + 0.005 * np.sin(a)) for a in np.linspace(np.pi, -np.pi, 8, endpoint=False)]  # 60-67
@@ -54,8 +54,11 @@ def make_topology() -> TopologyInfo:
         "forehead": np.flatnonzero(y > 0.06),
     }
     return TopologyInfo(
-        name=f"synthetic_v1@{len(xy)}", num_vertices=len(xy), triangles=np.asarray(faces, dtype=np.int64),
-        keypoints=keypoints.astype(np.int64), region_masks={k: v.astype(np.int64) for k, v in masks.items()},
+        name=f"synthetic_v1@{len(xy)}",
+        num_vertices=len(xy),
+        triangles=np.asarray(faces, dtype=np.int64),
+        keypoints=keypoints.astype(np.int64),
+        region_masks={k: v.astype(np.int64) for k, v in masks.items()},
         region_rule_version="test-grid",
     )
 
@@ -78,9 +81,19 @@ def face_shape(subject_seed: int) -> np.ndarray:
     return np.column_stack([xy, z])
 
 
-def make_sequence(subject: str, take_id: str, sentence_id: str = "00001", *, frames: int = 12, seed: int = 0,
-                  gender: str | None = "female", age: int | None = 30, subtype: str = "FLOAT",
-                  sample_rate: int = 16000, raw: bool = False) -> SourceSequence:
+def make_sequence(
+    subject: str,
+    take_id: str,
+    sentence_id: str = "00001",
+    *,
+    frames: int = 12,
+    seed: int = 0,
+    gender: str | None = "female",
+    age: int | None = 30,
+    subtype: str = "FLOAT",
+    sample_rate: int = 16000,
+    raw: bool = False,
+) -> SourceSequence:
     """A talking sequence (mouth opening) with rigid head motion, in a camera frame (+y down, +z forward)."""
     topology_xy = _grid_xy()
     rng = np.random.default_rng([seed, int(take_id)])
@@ -100,7 +113,7 @@ def make_sequence(subject: str, take_id: str, sentence_id: str = "00001", *, fra
     elif subtype == "PCM_16":
         audio = rng.integers(-3000, 3000, samples_count).astype(np.int16)
     else:
-        audio = (rng.integers(-2**20, 2**20, samples_count) << 8).astype(np.int32)
+        audio = (rng.integers(-(2**20), 2**20, samples_count) << 8).astype(np.int32)
     capture = None
     if raw:
         capture = RawCapture(
@@ -109,9 +122,18 @@ def make_sequence(subject: str, take_id: str, sentence_id: str = "00001", *, fra
             landmarks={c: rng.uniform(0, 1000, (frames, 98, 2)) for c in range(3)},
         )
     return SourceSequence(
-        take_id=take_id, subject_id=subject, sentence_id=sentence_id, vertices=vertices.astype(np.float32),
-        audio=audio, sample_rate=sample_rate, audio_subtype=subtype, topology=f"synthetic_v1@{len(base)}",
-        text=f"sentence {sentence_id}", gender=gender, age=age, raw=capture,
+        take_id=take_id,
+        subject_id=subject,
+        sentence_id=sentence_id,
+        vertices=vertices.astype(np.float32),
+        audio=audio,
+        sample_rate=sample_rate,
+        audio_subtype=subtype,
+        topology=f"synthetic_v1@{len(base)}",
+        text=f"sentence {sentence_id}",
+        gender=gender,
+        age=age,
+        raw=capture,
     )
 
 
@@ -123,6 +145,7 @@ def small_sources(num_subjects: int = 4, takes_per_subject: int = 3, **options) 
         for k in range(takes_per_subject):
             take_id = f"{s * 100 + k + 1:06d}"
             sentence = "00001" if k == 0 else f"2{1 + (k - 1) % 6}{k:03d}"
-            sources.append(InMemorySource(make_sequence(f"S{s:03d}", take_id, sentence, gender=genders[s % 2],
-                                                        age=22 + 7 * s, seed=s, **options)))
+            sources.append(
+                InMemorySource(make_sequence(f"S{s:03d}", take_id, sentence, gender=genders[s % 2], age=22 + 7 * s, seed=s, **options))
+            )
     return sources

@@ -93,8 +93,7 @@ def test_bad_row_is_reported_by_row_number(copy):
     table = pq.read_table(shard)
     frames = table.column("num_frames").to_pylist()
     frames[1] += 1  # shards hold few rows here (a multiple of 8 shards per split)
-    table = table.set_column(table.schema.get_field_index("num_frames"), table.schema.field("num_frames"),
-                             pa.array(frames, pa.int32()))
+    table = table.set_column(table.schema.get_field_index("num_frames"), table.schema.field("num_frames"), pa.array(frames, pa.int32()))
     pq.write_table(table, shard)
     row_one = [m for m in messages(copy) if m.startswith("data/train/shard-00000.parquet row 1:")]
     assert any("vertices hold shape" in m for m in row_one) and any("head_pose holds" in m for m in row_one)

@@ -115,7 +115,7 @@ def test_raw_config_keeps_capture_arrays(built):
     assert np.allclose(np.reshape(row["intrinsics"][1], (3, 3)), source.raw.intrinsics[1])
     landmarks = np.frombuffer(row["landmarks"], dtype="<f8")
     sizes = [int(np.prod(s)) for s in row["landmarks_shape"]]
-    assert np.array_equal(landmarks[sizes[0]:sizes[0] + sizes[1]].reshape(row["landmarks_shape"][1]), source.raw.landmarks[1])
+    assert np.array_equal(landmarks[sizes[0] : sizes[0] + sizes[1]].reshape(row["landmarks_shape"][1]), source.raw.landmarks[1])
 
 
 def test_same_inputs_give_byte_identical_files(built, tmp_path):
@@ -127,8 +127,10 @@ def test_same_inputs_give_byte_identical_files(built, tmp_path):
 
 
 def test_integer_pcm_audio_is_bit_exact_flac(tmp_path):
-    sources = [InMemorySource(make_sequence("A", "000001", subtype="PCM_16")),
-               InMemorySource(make_sequence("A", "000002", subtype="PCM_24"))]
+    sources = [
+        InMemorySource(make_sequence("A", "000001", subtype="PCM_16")),
+        InMemorySource(make_sequence("A", "000002", subtype="PCM_24")),
+    ]
     write_release(sources, tmp_path / "r", topology=make_topology(), progress=False)
     import soundfile
     import io
@@ -144,8 +146,7 @@ def test_small_shard_size_cuts_shards_and_row_groups(tmp_path):
     import pyarrow.parquet as pq
 
     out = tmp_path / "r"
-    write_release(small_sources(2, 3), out, topology=make_topology(), shard_size_bytes=40_000,
-                  row_group_size_bytes=15_000, progress=False)
+    write_release(small_sources(2, 3), out, topology=make_topology(), shard_size_bytes=40_000, row_group_size_bytes=15_000, progress=False)
     shards = sorted((out / "data" / "train").glob("*.parquet")) + sorted((out / "data" / "test").glob("*.parquet"))
     assert len(shards) >= 3
     assert any(pq.ParquetFile(s).num_row_groups >= 2 for s in shards)

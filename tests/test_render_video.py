@@ -25,9 +25,16 @@ def _read_back(path):
     with av.open(str(path)) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]
         frames = sum(1 for _ in container.decode(video=0))
-        info = (video.codec_context.name, video.width, video.height, float(video.average_rate),
-                float(video.duration * video.time_base), float(audio.duration * audio.time_base),
-                audio.codec_context.name, audio.sample_rate)
+        info = (
+            video.codec_context.name,
+            video.width,
+            video.height,
+            float(video.average_rate),
+            float(video.duration * video.time_base),
+            float(audio.duration * audio.time_base),
+            audio.codec_context.name,
+            audio.sample_rate,
+        )
     return frames, info
 
 
@@ -111,8 +118,7 @@ def test_bad_input_is_named(tmp_path):
     with pytest.raises(RenderError, match="vertex count does not match"):
         _checked(short)
     # a camera that sees nothing: the take's camera 1 is at the origin, the sphere behind it
-    behind = Sequence(seq.vertices - [0, 0, 2.0], seq.triangles, None, 30, "behind", "-z",
-                      {1: _calibration(tmp_path)})
+    behind = Sequence(seq.vertices - [0, 0, 2.0], seq.triangles, None, 30, "behind", "-z", {1: _calibration(tmp_path)})
     with pytest.raises(RenderError, match="sees nothing"):
         render_sequence(behind, tmp_path / "x.mp4", view=1)
     blocker = tmp_path / "a-file"
@@ -150,8 +156,7 @@ def test_release_row_and_unknown_id(tmp_path, capsys):
     write_release(small_sources(2, 2, frames=8), release, topology=make_topology(), progress=False)
     sequence_id = Release(release).sequences()["id"][0]
     out = tmp_path / "row.png"
-    assert main(["render", "--data", str(release), "--id", sequence_id, "--out", str(out), "--still", "0",
-                 "--size", "64x64"]) == 0
+    assert main(["render", "--data", str(release), "--id", sequence_id, "--out", str(out), "--still", "0", "--size", "64x64"]) == 0
     from PIL import Image
 
     image = np.asarray(Image.open(out))

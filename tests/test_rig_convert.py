@@ -18,8 +18,15 @@ import pytest
 
 from capture_rig import mkv
 from capture_rig.convert import convert_session, convert_take
-from capture_rig.errors import (AudioError, MissingCalibration, ModeMismatch, NotKinectRecording, TakeExists,
-                                TimestampMismatch, TruncatedRecording)
+from capture_rig.errors import (
+    AudioError,
+    MissingCalibration,
+    ModeMismatch,
+    NotKinectRecording,
+    TakeExists,
+    TimestampMismatch,
+    TruncatedRecording,
+)
 from capture_rig.mkv_write import first_capture, write_kinect_mkv
 from mmface4d_datasets import official
 from mmface4d_datasets.take_files import read_colour_video, read_depth_video
@@ -50,8 +57,7 @@ def oracle() -> dict:
 @pytest.fixture(scope="module")
 def take(recording, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("converted")
-    report = convert_take([recording], "000001", out, progress=False, metadata={"subject_id": "S1",
-                                                                             "sentence_id": "210003"})
+    report = convert_take([recording], "000001", out, progress=False, metadata={"subject_id": "S1", "sentence_id": "210003"})
     assert report.num_frames == 1 and report.missing_frames == {0: []}
     return Path(report.folder)
 
@@ -154,13 +160,20 @@ def test_registration_fills_footprints_without_holes(take, capture):
 
 
 # ------------------------------------------------------------------ multi-camera takes and bad input
-def _camera(tmp, capture, name, frames, *, mode="MJPG_720P", sync="STANDALONE", delay=0, calibration=True,
-            start=2_000_000, shift=0):
+def _camera(tmp, capture, name, frames, *, mode="MJPG_720P", sync="STANDALONE", delay=0, calibration=True, start=2_000_000, shift=0):
     jpeg, depth, cal = capture
     stamps = [start + round(k * 1e6 / 30) + delay + shift for k in frames]
-    return write_kinect_mkv(tmp / name, jpegs=[jpeg] * len(frames), depths=[depth] * len(frames),
-                            timestamps_usec=stamps, calibration_json=cal if calibration else None, colour_mode=mode,
-                            wired_sync_mode=sync, subordinate_delay_usec=delay, serial=name[:12].ljust(12, "0"))
+    return write_kinect_mkv(
+        tmp / name,
+        jpegs=[jpeg] * len(frames),
+        depths=[depth] * len(frames),
+        timestamps_usec=stamps,
+        calibration_json=cal if calibration else None,
+        colour_mode=mode,
+        wired_sync_mode=sync,
+        subordinate_delay_usec=delay,
+        serial=name[:12].ljust(12, "0"),
+    )
 
 
 def _wav(path, seconds=0.5, rate=16000):
@@ -171,14 +184,20 @@ def _wav(path, seconds=0.5, rate=16000):
 
 
 def test_three_cameras_missing_frame_reported_and_audio_aligned(tmp_path, capture):
-    recs = [_camera(tmp_path, capture, "c0.mkv", [0, 1, 2, 3], sync="SUBORDINATE", delay=160),
-            _camera(tmp_path, capture, "c1.mkv", [0, 1, 2, 3], sync="MASTER"),
-            _camera(tmp_path, capture, "c2.mkv", [0, 1, 3], sync="SUBORDINATE", delay=320)]
+    recs = [
+        _camera(tmp_path, capture, "c0.mkv", [0, 1, 2, 3], sync="SUBORDINATE", delay=160),
+        _camera(tmp_path, capture, "c1.mkv", [0, 1, 2, 3], sync="MASTER"),
+        _camera(tmp_path, capture, "c2.mkv", [0, 1, 3], sync="SUBORDINATE", delay=320),
+    ]
     wav = _wav(tmp_path / "a.wav")
     # the audio's first sample came 0.1 s after the master's first capture (frame 0)
-    log = {"subject_id": "S2", "sentence_id": "000004", "text": "好的。",
-           "audio": {"first_sample_host_s": 10.1}, "master": {"first_capture_host_s": 10.0,
-                                                               "first_capture_device_usec": 2_000_000}}
+    log = {
+        "subject_id": "S2",
+        "sentence_id": "000004",
+        "text": "好的。",
+        "audio": {"first_sample_host_s": 10.1},
+        "master": {"first_capture_host_s": 10.0, "first_capture_device_usec": 2_000_000},
+    }
     notes = []
     report = convert_take(recs, "000002", tmp_path / "out", audio=wav, take_log=log, progress=False, log=notes.append)
     assert report.num_frames == 4 and report.missing_frames == {0: [], 1: [], 2: [2]}
@@ -202,8 +221,10 @@ def test_landmark_files_beside_the_recordings_are_carried_onto_the_frame_grid(tm
     from capture_rig.errors import LandmarkError
     from mmface4d_datasets.take_files import read_landmarks
 
-    recs = [_camera(tmp_path, capture, "c1.mkv", [0, 1, 2, 3], sync="MASTER"),
-            _camera(tmp_path, capture, "c2.mkv", [0, 1, 3], sync="SUBORDINATE", delay=320)]
+    recs = [
+        _camera(tmp_path, capture, "c1.mkv", [0, 1, 2, 3], sync="MASTER"),
+        _camera(tmp_path, capture, "c2.mkv", [0, 1, 3], sync="SUBORDINATE", delay=320),
+    ]
     rows = np.arange(3 * 68 * 2, dtype=np.float32).reshape(3, 68, 2)
     np.save(tmp_path / "c2.landmarks.npy", rows)
     np.save(tmp_path / "c1.landmarks.npy", np.ones((4, 68, 2), np.float32))
@@ -252,14 +273,12 @@ def test_session_batch_skips_bad_and_finished_takes(tmp_path, capture):
         folder = session / "takes" / take_id
         folder.mkdir(parents=True)
         _camera(folder, capture, f"{take_id}_1.mkv", [0, 1])
-        (folder / f"{take_id}.take.json").write_text(json.dumps({"status": status, "subject_id": "S3",
-                                                                  "sentence_id": "250001"}))
+        (folder / f"{take_id}.take.json").write_text(json.dumps({"status": status, "subject_id": "S3", "sentence_id": "250001"}))
     summary = convert_session(session, tmp_path / "out", progress=False)
     assert [r["take_id"] for r in summary["converted"]] == ["000010"] and summary["skipped_bad"] == ["000011"]
     meta = json.loads((tmp_path / "out" / "000010" / "000010.meta.json").read_text())
     assert meta["subject_id"] == "S3" and meta["emotion"] == "fear"
-    assert sorted(p.name for p in (tmp_path / "out" / "000010").iterdir() if p.suffix == ".json") == \
-        ["000010.meta.json", "000010_1.json"]
+    assert sorted(p.name for p in (tmp_path / "out" / "000010").iterdir() if p.suffix == ".json") == ["000010.meta.json", "000010_1.json"]
     again = convert_session(session, tmp_path / "out", progress=False)
     assert again["skipped_existing"] == ["000010"] and not again["converted"]
 

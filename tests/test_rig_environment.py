@@ -29,20 +29,27 @@ def rig_python() -> Path:
 
 def test_recorder_tests_pass_in_the_recording_environment():
     python = rig_python()
-    result = subprocess.run([str(python), "-m", "pytest", "tests/test_rig_recorder.py", "-q", "-p", "no:cacheprovider",
-                             "-rs"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    result = subprocess.run(
+        [str(python), "-m", "pytest", "tests/test_rig_recorder.py", "-q", "-p", "no:cacheprovider", "-rs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "skipped" not in result.stdout.splitlines()[-1], result.stdout[-2000:]  # pyk4a really ran
 
 
 def test_recording_environment_holds_numpy_1_pyk4a_and_sounddevice():
     python = rig_python()
-    code = ("import ctypes.util, json, numpy, pyk4a\n"
-            "portaudio = ctypes.util.find_library('portaudio')\n"
-            "if portaudio:\n    import sounddevice\n"
-            "else:\n    import importlib.util; assert importlib.util.find_spec('sounddevice')\n"
-            "print(json.dumps({'numpy': numpy.__version__, 'portaudio': portaudio}))")
+    code = (
+        "import ctypes.util, json, numpy, pyk4a\n"
+        "portaudio = ctypes.util.find_library('portaudio')\n"
+        "if portaudio:\n    import sounddevice\n"
+        "else:\n    import importlib.util; assert importlib.util.find_spec('sounddevice')\n"
+        "print(json.dumps({'numpy': numpy.__version__, 'portaudio': portaudio}))"
+    )
     result = subprocess.run([str(python), "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith('{"numpy": "1.')

@@ -24,12 +24,28 @@ def test_plan_is_balanced_deterministic_and_readable(tmp_path):
     counts = {}
     for item in items:
         counts[item["emotion"]] = counts.get(item["emotion"], 0) + 1
-        assert {"00": "neutral", "21": "happy", "22": "angry", "23": "sad", "24": "surprise", "25": "fear",
-                "26": "disgust"}[item["sentence_id"][:2]] == item["emotion"]
+        assert {"00": "neutral", "21": "happy", "22": "angry", "23": "sad", "24": "surprise", "25": "fear", "26": "disgust"}[
+            item["sentence_id"][:2]
+        ] == item["emotion"]
     assert len(counts) == 7 and max(counts.values()) - min(counts.values()) <= 1
     assert make_plan("A017", first_take=1700) == plan and make_plan("A018", first_take=1700) != plan
-    out = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "rig", "plan", "--actor", "A017",
-                          "--first-take", "1700", "--out", str(tmp_path / "plan.json")], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmface4d_datasets",
+            "rig",
+            "plan",
+            "--actor",
+            "A017",
+            "--first-take",
+            "1700",
+            "--out",
+            str(tmp_path / "plan.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     assert read_plan(tmp_path / "plan.json")["items"] == items
     with pytest.raises(MMFace4DError, match="six digits"):
@@ -47,9 +63,24 @@ def test_withdrawn_actor_is_left_out_of_a_build_and_counted(tmp_path):
     assert summary.sequences == ["S1/000001"] and summary.withdrawn == ["000002", "000003"]
     assert json.loads((tmp_path / "out" / REPORT_NAME).read_text())["withdrawn"] == ["000002", "000003"]
     # through the command line: the count is reported
-    out = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "build", "release", str(src), "--out",
-                          str(tmp_path / "cli"), "--withdrawals", str(registry), "--quiet"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmface4d_datasets",
+            "build",
+            "release",
+            str(src),
+            "--out",
+            str(tmp_path / "cli"),
+            "--withdrawals",
+            str(registry),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "2 take(s) of withdrawn actors left out" in out.stderr
     assert json.loads(out.stdout)["sequences"] == ["S1/000001"]
@@ -58,13 +89,16 @@ def test_withdrawn_actor_is_left_out_of_a_build_and_counted(tmp_path):
         build_release(src, tmp_path / "x", withdrawals=tmp_path / "nope.json", progress=False)
 
 
-@pytest.mark.parametrize("args, expected", [
-    ((), ["convert", "plan", "consent", "record"]),
-    (("convert",), ["--take", "--session", "--audio", "--take-log", "--camera-ids", "--crf"]),
-    (("plan",), ["--actor", "--first-take", "--sentences"]),
-    (("consent",), ["--registry", "--scope", "withdraw"]),
-    (("record",), ["--session", "--plan", "--registry", "--serials", "--simulate"]),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((), ["convert", "plan", "consent", "record"]),
+        (("convert",), ["--take", "--session", "--audio", "--take-log", "--camera-ids", "--crf"]),
+        (("plan",), ["--actor", "--first-take", "--sentences"]),
+        (("consent",), ["--registry", "--scope", "withdraw"]),
+        (("record",), ["--session", "--plan", "--registry", "--serials", "--simulate"]),
+    ],
+)
 def test_help_of_every_rig_subcommand(args, expected, capsys):
     from mmface4d_datasets.cli import main
 
@@ -87,6 +121,7 @@ def test_record_outside_the_recording_environment_says_where_to_run(tmp_path, ca
     pytest.importorskip("numpy")
     try:
         import pyk4a  # noqa: F401
+
         pytest.skip("pyk4a is importable here")
     except ImportError:
         pass

@@ -33,20 +33,22 @@ def lines(path):
 
 def test_three_devices_roles_configs_and_start_order(tmp_path):
     k4a, rig = rig_of(daisy_chain(3))
-    assert [(s.camera, s.role, s.delay_usec) for s in rig.slots] == [(0, "subordinate", 160), (1, "master", 0),
-                                                                       (2, "subordinate", 320)]
+    assert [(s.camera, s.role, s.delay_usec) for s in rig.slots] == [(0, "subordinate", 160), (1, "master", 0), (2, "subordinate", 320)]
     result = rig.record_take(tmp_path, "000100", max_frames=6)
     master = next(d for d in k4a.devices if d.jack_out and not d.jack_in)
     assert k4a.start_order[-1] == master.serial and len(k4a.start_order) == 3  # subordinates first
     for device in k4a.devices:
         c = device.config
         assert (c.color_resolution, c.color_format, c.depth_mode, c.camera_fps) == (
-            k4a.ColorResolution.RES_1080P, k4a.ImageFormat.COLOR_MJPG, k4a.DepthMode.NFOV_UNBINNED, k4a.FPS.FPS_30)
+            k4a.ColorResolution.RES_1080P,
+            k4a.ImageFormat.COLOR_MJPG,
+            k4a.DepthMode.NFOV_UNBINNED,
+            k4a.FPS.FPS_30,
+        )
         assert c.synchronized_images_only
     assert sorted(d.config.subordinate_delay_off_master_usec for d in k4a.devices) == [0, 160, 320]
     take = tmp_path / "000100"
-    assert sorted(p.name for p in take.iterdir()) == ["000100.take.json", "000100.wav", "000100_0.mkv",
-                                                      "000100_1.mkv", "000100_2.mkv"]
+    assert sorted(p.name for p in take.iterdir()) == ["000100.take.json", "000100.wav", "000100_0.mkv", "000100_1.mkv", "000100_2.mkv"]
     master_lines = lines(take / "000100_1.mkv")
     assert master_lines[0]["header"] and master_lines[0]["serial"] == master.serial
     assert len(master_lines) - 1 == result.frames[1] >= 6
@@ -68,8 +70,7 @@ def test_dropped_frames_are_logged(tmp_path):
     result = rig.record_take(tmp_path, "000101", max_frames=8)
     camera = next(s.camera for s in rig.slots if s.device_id == 2)
     assert result.dropped[camera] == [2, 3]
-    assert json.loads((tmp_path / "000101" / "000101.take.json").read_text())["cameras"][str(camera)][
-        "dropped_frames"] == [2, 3]
+    assert json.loads((tmp_path / "000101" / "000101.take.json").read_text())["cameras"][str(camera)]["dropped_frames"] == [2, 3]
     assert all(not d for c, d in result.dropped.items() if c != camera)
 
 
@@ -100,8 +101,10 @@ def test_missing_sync_cable_is_refused(tmp_path):
 def write_plan(path, n=5, actor="A7"):
     emotions = ["neutral", "happy", "angry", "sad", "surprise", "fear", "disgust"]
     prefixes = ["00", "21", "22", "23", "24", "25", "26"]
-    items = [{"take_id": f"{500 + i:06d}", "sentence_id": f"{prefixes[i % 7]}{i + 1:04d}", "emotion": emotions[i % 7],
-              "text": f"句子{i}"} for i in range(n)]
+    items = [
+        {"take_id": f"{500 + i:06d}", "sentence_id": f"{prefixes[i % 7]}{i + 1:04d}", "emotion": emotions[i % 7], "text": f"句子{i}"}
+        for i in range(n)
+    ]
     path.write_text(json.dumps({"version": 1, "actor_id": actor, "items": items}, ensure_ascii=False))
     return path
 
@@ -199,9 +202,11 @@ def test_double_mirrors_pyk4a_where_it_is_installed(tmp_path):
 
     assert list(inspect.signature(pyk4a.Config).parameters) == list(inspect.signature(double.Config).parameters)
     for cls, fake in ((pyk4a.PyK4A, double.PyK4A), (pyk4a.PyK4ARecord, double.PyK4ARecord)):
-        used = {"open", "close", "start", "stop", "get_capture", "serial", "sync_jack_status", "calibration_raw"} \
-            if cls is pyk4a.PyK4A else {"create", "write_header", "write_capture", "flush", "close", "created",
-                                        "captures_count"}
+        used = (
+            {"open", "close", "start", "stop", "get_capture", "serial", "sync_jack_status", "calibration_raw"}
+            if cls is pyk4a.PyK4A
+            else {"create", "write_header", "write_capture", "flush", "close", "created", "captures_count"}
+        )
         assert used <= set(dir(cls)) and used <= set(dir(fake))
     from capture_rig.recorder.rig import make_config
 

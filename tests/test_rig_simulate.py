@@ -29,8 +29,7 @@ FRAMES = 3
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sim") / "out"
-    summary = simulate(out, 1, 1, seed=3, options=SimulationOptions(resolution="small", max_frames=FRAMES),
-                       progress=False)
+    summary = simulate(out, 1, 1, seed=3, options=SimulationOptions(resolution="small", max_frames=FRAMES), progress=False)
     assert summary["written"] == [TAKE] and summary["frames"] == FRAMES
     return out
 
@@ -41,8 +40,9 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def test_layout_names_every_file(sim):
     takes = sorted(p.name for p in (sim / "takes" / TAKE).iterdir())
-    assert takes == sorted([f"{TAKE}.wav", f"{TAKE}.meta.json"] + [f"{TAKE}_{c}{ext}" for c in range(3)
-                                                                  for ext in (".json", ".mp4", ".nut", ".landmarks.npy")])
+    assert takes == sorted(
+        [f"{TAKE}.wav", f"{TAKE}.meta.json"] + [f"{TAKE}_{c}{ext}" for c in range(3) for ext in (".json", ".mp4", ".nut", ".landmarks.npy")]
+    )
     truth = sorted(p.name for p in (sim / "truth" / TAKE).iterdir())
     assert truth == sorted([f"{TAKE}.wav", f"{TAKE}.meta.json", f"{TAKE}.gt.npz"] + [f"{TAKE}_filt_{a}.nut" for a in range(3)])
     meta = json.loads((sim / "takes" / TAKE / f"{TAKE}.meta.json").read_text())
@@ -183,8 +183,7 @@ def test_same_seed_same_bytes_and_the_folder_rule(sim, tmp_path):
     again = tmp_path / "again"
     simulate(again, 1, 1, seed=3, options=SimulationOptions(resolution="small", max_frames=FRAMES), progress=False)
     assert _files(again) == _files(sim)
-    summary = simulate(again, 1, 1, seed=3, options=SimulationOptions(resolution="small", max_frames=FRAMES),
-                       progress=False)
+    summary = simulate(again, 1, 1, seed=3, options=SimulationOptions(resolution="small", max_frames=FRAMES), progress=False)
     assert summary["skipped_existing"] == [TAKE] and summary["written"] == []
     with pytest.raises(RigError, match="other settings"):
         simulate(again, 1, 1, seed=4, options=SimulationOptions(resolution="small", max_frames=FRAMES), progress=False)
@@ -217,11 +216,11 @@ def test_mkv_round_trip_through_rig_convert(tmp_path):
     from capture_rig.convert import convert_session, find_session_takes
 
     out = tmp_path / "sim"
-    simulate(out, 1, 1, seed=5, options=SimulationOptions(resolution="720p-binned", max_frames=2, mkv=True),
-             progress=False)
+    simulate(out, 1, 1, seed=5, options=SimulationOptions(resolution="720p-binned", max_frames=2, mkv=True), progress=False)
     session = out / "session"
     assert sorted(p.name for p in (session / "takes" / TAKE).iterdir()) == sorted(
-        [f"{TAKE}.take.json", f"{TAKE}.wav"] + [f"{TAKE}_{c}.{x}" for c in range(3) for x in ("mkv", "landmarks.npy")])
+        [f"{TAKE}.take.json", f"{TAKE}.wav"] + [f"{TAKE}_{c}.{x}" for c in range(3) for x in ("mkv", "landmarks.npy")]
+    )
     [found] = find_session_takes(session)
     assert found.take_id == TAKE and sorted(found.landmarks) == [0, 1, 2] and found.take_log is not None
     summary = convert_session(session, tmp_path / "converted", progress=False)
@@ -240,8 +239,11 @@ def test_mkv_round_trip_through_rig_convert(tmp_path):
         conv_json = json.loads((converted / f"{TAKE}_{c}.json").read_text())
         for key in ("intrinsic_matrix", "distortion", "depth_camera", "width", "height", "color_mode", "depth_mode"):
             assert sim_json[key] == conv_json[key], key
-        assert np.array_equal(read_landmarks(converted / f"{TAKE}_{c}.landmarks.npy"),
-                              read_landmarks(out / "takes" / TAKE / f"{TAKE}_{c}.landmarks.npy"), equal_nan=True)
+        assert np.array_equal(
+            read_landmarks(converted / f"{TAKE}_{c}.landmarks.npy"),
+            read_landmarks(out / "takes" / TAKE / f"{TAKE}_{c}.landmarks.npy"),
+            equal_nan=True,
+        )
     # the take log's timing puts the late WAV back on frame 0: the truth's samples, less the shift at the end
     truth_meta = json.loads((out / "truth" / TAKE / f"{TAKE}.meta.json").read_text())
     meta = json.loads((converted / f"{TAKE}.meta.json").read_text())
@@ -252,18 +254,52 @@ def test_mkv_round_trip_through_rig_convert(tmp_path):
     shift = round(truth_meta["sync"]["audio_offset_s"] * 16000)
     start = max(-shift, 0)  # a microphone that started late lost the first samples (silence there)
     n = min(len(aligned), len(truth)) - abs(shift)
-    assert n > 0 and np.array_equal(aligned[start:start + n], truth[start:start + n])
+    assert n > 0 and np.array_equal(aligned[start : start + n], truth[start : start + n])
 
 
 def test_cli_refuses_a_foreign_folder_with_exit_2(tmp_path):
     (tmp_path / "x.txt").write_text("x")
-    out = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "rig", "simulate", "--subjects", "1",
-                          "--sentences", "1", "--out", str(tmp_path), "--resolution", "small", "--quiet"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmface4d_datasets",
+            "rig",
+            "simulate",
+            "--subjects",
+            "1",
+            "--sentences",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--resolution",
+            "small",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "not empty" in out.stderr and "Traceback" not in out.stderr
-    out = subprocess.run([sys.executable, "-m", "mmface4d_datasets", "rig", "simulate", "--subjects", "1",
-                          "--sentences", "1", "--out", str(tmp_path / "n"), "--resolution", "small", "--mkv"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmface4d_datasets",
+            "rig",
+            "simulate",
+            "--subjects",
+            "1",
+            "--sentences",
+            "1",
+            "--out",
+            str(tmp_path / "n"),
+            "--resolution",
+            "small",
+            "--mkv",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "--mkv needs" in out.stderr
 
 

@@ -32,11 +32,14 @@ def test_the_hand_made_pickles_are_live_under_plain_pickle():
     assert pickle.loads(RECONSTRUCT_UNINITIALISED).nbytes == 40_000_000
 
 
-@pytest.mark.parametrize("data, name", [
-    (UNINITIALISED_34, r"it calls numpy\.ndarray directly with \(\(4096,\), 'd'\)"),
-    (ALLOCATES_320MB_40, r"it calls numpy\.ndarray directly with \(\(320000000,\), 'u1'\)"),
-    (RECONSTRUCT_UNINITIALISED, r"_reconstruct is asked for shape \(40000000,\)"),
-])
+@pytest.mark.parametrize(
+    "data, name",
+    [
+        (UNINITIALISED_34, r"it calls numpy\.ndarray directly with \(\(4096,\), 'd'\)"),
+        (ALLOCATES_320MB_40, r"it calls numpy\.ndarray directly with \(\(320000000,\), 'u1'\)"),
+        (RECONSTRUCT_UNINITIALISED, r"_reconstruct is asked for shape \(40000000,\)"),
+    ],
+)
 def test_uninitialised_and_huge_arrays_are_refused_by_name(data, name):
     with pytest.raises(UnsafePickleError, match=r"hostile\.pkl: refused to unpickle: " + name):
         loads(data, source="hostile.pkl")
@@ -139,8 +142,11 @@ def test_landmarks_must_have_98_or_68_points(tmp_path):
 
 def test_landmark_frames_must_match_the_mesh_sequence(tmp_path):
     landmarks = np.zeros((66, 98, 2))
-    with pytest.raises(FormatError, match=r"x_1\.pkl: landmarks hold 66 frames, the take's mesh sequence 67; "
-                                          r"they must have exactly as many"):
+    with pytest.raises(
+        FormatError,
+        match=r"x_1\.pkl: landmarks hold 66 frames, the take's mesh sequence 67; "
+        r"they must have exactly as many",
+    ):
         official.check_landmarks_agree(landmarks, 67, tmp_path / "x_1.pkl")
     official.check_landmarks_agree(landmarks, 67, tmp_path / "x_1.pkl", tolerance=1)
 
@@ -153,6 +159,9 @@ def test_a_take_whose_landmarks_disagree_with_its_meshes_is_not_built(tmp_path):
     source = tmp_path / "src"
     small_take(source, "000001", frames=15)
     (source / "000001_1.pkl").write_bytes(pickle.dumps(np.zeros((14, 98, 2)), protocol=4))
-    with pytest.raises(MMFace4DError, match=r"take 000001.*000001_1\.pkl: landmarks hold 14 frames, the take's "
-                                            r"mesh sequence 15"):
+    with pytest.raises(
+        MMFace4DError,
+        match=r"take 000001.*000001_1\.pkl: landmarks hold 14 frames, the take's "
+        r"mesh sequence 15",
+    ):
         build_release(source, tmp_path / "out", progress=False)

@@ -156,8 +156,7 @@ def test_emotions_change_the_voice():
     assert emotional_voice(base, "neutral", rate_factor=1.5).rate == 255
 
 
-@pytest.mark.parametrize("kwargs", [{"rate": 20}, {"pitch": 101}, {"pitch_range": -1}, {"volume": 300},
-                                    {"variant": "klatt"}])
+@pytest.mark.parametrize("kwargs", [{"rate": 20}, {"pitch": 101}, {"pitch_range": -1}, {"volume": 300}, {"variant": "klatt"}])
 def test_bad_voices_are_refused(kwargs):
     with pytest.raises(SpeechError):
         Voice(**kwargs)

@@ -25,7 +25,7 @@ JAW, PUCKER, STRETCH, PRESS = range(4)
 
 
 def test_viseme_targets_of_espeak_mnemonics():
-    (press, dominance), = viseme_targets("p")
+    ((press, dominance),) = viseme_targets("p")
     assert press[PRESS] == 1.0 and dominance > 1.0  # bilabials close the lips and dominate
     assert len(viseme_targets("'iou")) == 3  # i -> o -> u glide
     first, last = viseme_targets("'iou")[0][0], viseme_targets("'iou")[-1][0]
@@ -55,7 +55,7 @@ def test_bilabial_closes_between_open_vowels_and_the_mouth_rests_in_silence():
     assert curves[frame(0.70), JAW] > 0.6 and curves[frame(1.05), JAW] > 0.6
     assert curves[frame(0.89), PRESS] > 0.5  # the lips close for m
     assert curves[frame(0.89), JAW] < curves[frame(0.70), JAW]
-    assert np.abs(curves[frame(2.0):]).max() < 0.05 and np.abs(curves[:frame(0.3)]).max() < 0.05
+    assert np.abs(curves[frame(2.0) :]).max() < 0.05 and np.abs(curves[: frame(0.3)]).max() < 0.05
     # Coarticulation, not switching: at most a fraction of the range changes within one frame.
     assert np.abs(np.diff(curves, axis=0)).max() < 0.5
 
@@ -112,8 +112,17 @@ def test_prosody_finds_pitch_and_the_brows_follow_it():
     assert 60 < np.median(f0) < 350
     drive = prominence(features)
     assert drive.min() >= 0 and drive.max() > 0.2
-    motion = animate(speech.samples, speech.sample_rate, speech.phoneme_starts, speech.phoneme_ends,
-                     speech.phonemes, actor.style, "neutral", frames, np.random.default_rng(0))
+    motion = animate(
+        speech.samples,
+        speech.sample_rate,
+        speech.phoneme_starts,
+        speech.phoneme_ends,
+        speech.phonemes,
+        actor.style,
+        "neutral",
+        frames,
+        np.random.default_rng(0),
+    )
     brow = motion.curves["brow_raise"]
     expected = actor.style.brow_baseline + actor.style.brow_gain * shift_frames(drive, actor.style.brow_lag)
     assert np.allclose(brow, expected)
@@ -129,8 +138,17 @@ def test_upper_face_is_predictable_from_a_style_reference_plus_audio():
     def take(actor, text):
         speech = synthesize_speech(text, actor.voice)
         frames = int(round(speech.duration * 30))
-        motion = animate(speech.samples, speech.sample_rate, speech.phoneme_starts, speech.phoneme_ends,
-                         speech.phonemes, actor.style, "neutral", frames, np.random.default_rng(1))
+        motion = animate(
+            speech.samples,
+            speech.sample_rate,
+            speech.phoneme_starts,
+            speech.phoneme_ends,
+            speech.phonemes,
+            actor.style,
+            "neutral",
+            frames,
+            np.random.default_rng(1),
+        )
         drive = prominence(prosody(speech.samples, speech.sample_rate, frames))
         return drive, motion.curves["brow_raise"]
 
@@ -156,5 +174,4 @@ def test_upper_face_is_predictable_from_a_style_reference_plus_audio():
 def test_animate_refuses_an_unknown_emotion():
     actor = make_actor(0, 0)
     with pytest.raises(ValueError, match="bored"):
-        animate(np.zeros(1600, np.float32), 16000, np.array([]), np.array([]), [], actor.style, "bored", 3,
-                np.random.default_rng(0))
+        animate(np.zeros(1600, np.float32), 16000, np.array([]), np.array([]), [], actor.style, "bored", 3, np.random.default_rng(0))

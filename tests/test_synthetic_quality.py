@@ -77,8 +77,7 @@ def test_speakers_are_recognisable_from_lip_motion_statistics(takes, model):
     mean absolute lip vertex velocity per axis. Measured: 0.77 (lips) and 0.87 (lips + upper face)
     against chance 1/6 = 0.17."""
     lips, upper = model.region_masks()["lips"], model.region_masks()["upper_face"]
-    speeds = [(region_axis_speed(c, lips), region_axis_speed(c, upper))
-              for c in (take.canonical_vertices() for take in takes)]
+    speeds = [(region_axis_speed(c, lips), region_axis_speed(c, upper)) for c in (take.canonical_vertices() for take in takes)]
     labels = [take.actor.subject_id for take in takes]
     lip_only = nearest_centroid_accuracy(np.array([s[0] for s in speeds]), labels)
     both = nearest_centroid_accuracy(np.array([np.r_[s[0], s[1]] for s in speeds]), labels)

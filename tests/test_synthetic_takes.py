@@ -120,8 +120,14 @@ def test_take_ids_are_six_digits_and_bounded():
 
 
 def test_a_model_without_named_modes_is_refused(model):
-    anonymous = FaceModel(topology="anonymous", mean=model.mean, identity_basis=model.identity_basis,
-                          expression_basis=model.expression_basis, triangles=model.triangles, keypoints=model.keypoints)
+    anonymous = FaceModel(
+        topology="anonymous",
+        mean=model.mean,
+        identity_basis=model.identity_basis,
+        expression_basis=model.expression_basis,
+        triangles=model.triangles,
+        keypoints=model.keypoints,
+    )
     with pytest.raises(SynthesisError, match="jaw_open"):
         synthesize_take(0, 0, model=anonymous)
     with pytest.raises(SynthesisError, match="disagrees"):
@@ -159,7 +165,8 @@ def test_generated_set_has_the_take_layout(written, model):
     for folder, found in zip(folders, takes):
         take_id = folder.name
         assert sorted(p.name for p in folder.iterdir()) == sorted(
-            [f"{take_id}.wav", f"{take_id}.meta.json", f"{take_id}.gt.npz"] + [f"{take_id}_filt_{a}.nut" for a in range(3)])
+            [f"{take_id}.wav", f"{take_id}.meta.json", f"{take_id}.gt.npz"] + [f"{take_id}_filt_{a}.nut" for a in range(3)]
+        )
         assert found.ground_truth == folder / f"{take_id}.gt.npz" and found.meta == folder / f"{take_id}.meta.json"
     header = (out / "manifest.csv").read_text(encoding="utf-8").splitlines()
     assert header[0] == "take_id,subject_id,sentence_id,text,gender,age" and len(header) == 5
@@ -175,8 +182,20 @@ def test_written_take_reads_back(written, model):
     audio, rate = read_audio(found.audio)
     assert rate == 16000 and np.array_equal(audio, take.audio)
     meta = json.loads(found.meta.read_text(encoding="utf-8"))
-    for key in ("subject_id", "sentence_id", "emotion", "text", "gender", "age", "fps", "devices", "sync",
-                "extrinsics", "formats", "generator"):
+    for key in (
+        "subject_id",
+        "sentence_id",
+        "emotion",
+        "text",
+        "gender",
+        "age",
+        "fps",
+        "devices",
+        "sync",
+        "extrinsics",
+        "formats",
+        "generator",
+    ):
         assert key in meta, key
     assert meta["subject_id"] == "synth0002" and meta["fps"] == 30 and meta["generator"]["seed"] == 11
     assert meta["sentence_id"] == take.sentence.sentence_id and meta["text"] == take.sentence.text
@@ -238,13 +257,16 @@ def test_write_take_refuses_an_existing_folder_and_leaves_nothing_half_written(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"subjects": 0, "sentences": 1}, "subjects"),
-    ({"subjects": 1, "sentences": 1000}, "sentences"),
-    ({"subjects": 1, "sentences": 1, "seed": -1}, "seed"),
-    ({"subjects": 1, "sentences": 1, "num_vertices": 20}, "500"),
-    ({"subjects": 1, "sentences": 1, "workers": 0}, "workers"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"subjects": 0, "sentences": 1}, "subjects"),
+        ({"subjects": 1, "sentences": 1000}, "sentences"),
+        ({"subjects": 1, "sentences": 1, "seed": -1}, "seed"),
+        ({"subjects": 1, "sentences": 1, "num_vertices": 20}, "500"),
+        ({"subjects": 1, "sentences": 1, "workers": 0}, "workers"),
+    ],
+)
 def test_bad_arguments_are_named(tmp_path, kwargs, message):
     with pytest.raises(SynthesisError, match=message):
         generate_takes(tmp_path / "out", progress=False, **kwargs)
@@ -259,8 +281,7 @@ def test_output_that_is_a_file_is_refused(tmp_path):
 
 def test_command_line(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["synth", "--subjects", "1", "--sentences", "1", "--out", str(out), "--vertices", str(N),
-                 "--seed", "2", "--quiet"]) == 0
+    assert main(["synth", "--subjects", "1", "--sentences", "1", "--out", str(out), "--vertices", str(N), "--seed", "2", "--quiet"]) == 0
     assert "wrote 1 takes" in capsys.readouterr().out
     assert len(find_takes(out)) == 1
     assert main(["synth", "--subjects", "1", "--sentences", "1", "--out", str(out), "--vertices", "20"]) == 2

@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 
 from mmface4d_datasets.errors import FormatError
-from mmface4d_datasets.take_files import (ColourVideoWriter, DepthVideoWriter, depth_path, read_colour_video,
-                                          read_depth_video, read_landmarks, write_colour_video, write_depth_video,
-                                          write_landmarks)
+from mmface4d_datasets.take_files import (
+    ColourVideoWriter,
+    DepthVideoWriter,
+    depth_path,
+    read_colour_video,
+    read_depth_video,
+    read_landmarks,
+    write_colour_video,
+    write_depth_video,
+    write_landmarks,
+)
 
 
 def test_depth_round_trip_is_lossless(tmp_path):

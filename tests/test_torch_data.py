@@ -18,8 +18,15 @@ def record(frames: int, vertices: int = 4, name: str = "a/000001", offset: float
     samples = np.arange(audio_span(0, frames)[1], dtype=np.float32)
     pose = np.tile(np.eye(4, dtype=np.float32), (frames, 1, 1))
     pose[:, 0, 3] = np.arange(frames)
-    return {"id": name, "vertices": v, "head_pose": pose, "audio": {"array": samples, "sampling_rate": 16000},
-            "num_frames": frames, "emotion": 2, "text": None}
+    return {
+        "id": name,
+        "vertices": v,
+        "head_pose": pose,
+        "audio": {"array": samples, "sampling_rate": 16000},
+        "num_frames": frames,
+        "emotion": 2,
+        "text": None,
+    }
 
 
 def test_audio_span_tiles_without_drift():
@@ -85,8 +92,7 @@ def test_dataloader_with_two_workers_over_a_release(tmp_path):
 
     write_release(small_sources(3, 3, frames=40), tmp_path / "r", topology=make_topology(), progress=False)
     train = load_dataset(data_dir=tmp_path / "r", split="train").with_format("torch")
-    loader = DataLoader(train, batch_size=2, num_workers=2,
-                        collate_fn=partial(collate_sequences, window=RandomWindow(1.0, seed=0)))
+    loader = DataLoader(train, batch_size=2, num_workers=2, collate_fn=partial(collate_sequences, window=RandomWindow(1.0, seed=0)))
     seen = []
     for batch in loader:
         assert batch["vertices"].shape[1:] == (30, 480, 3) and bool(batch["frame_mask"].all())
@@ -97,9 +103,10 @@ def test_dataloader_with_two_workers_over_a_release(tmp_path):
 
 def test_more_frame_fields_are_cut_and_padded_with_the_vertices():
     """`frame_fields` (e.g. audio features, first axis = frames) follow the vertices through windows and collate."""
+
     def with_features(frames, name, dtype=np.float32):
         r = record(frames, name=name)
-        r["features"] = (np.arange(frames * 2, dtype=dtype).reshape(frames, 2) + 1)
+        r["features"] = np.arange(frames * 2, dtype=dtype).reshape(frames, 2) + 1
         return r
 
     cut = cut_window(with_features(40, "a/1"), 10, 5, frame_fields=("features",))

@@ -39,8 +39,9 @@ def toy_records(subjects=3, per_subject=3, seed=0):
             samples = np.repeat(loudness, 16000 // 30 + 1)[: frames * 16000 // 30]
             audio = (samples * np.sin(np.arange(samples.size) * 0.3)).astype(np.float32)
             vertices = templates[subject] + loudness[:, None, None].astype(np.float32) * jaw * (1 + 0.2 * s)
-            records.append({"id": f"{subject}/{k}", "subject_id": subject, "vertices": vertices,
-                            "audio": {"array": audio, "sampling_rate": 16000}})
+            records.append(
+                {"id": f"{subject}/{k}", "subject_id": subject, "vertices": vertices, "audio": {"array": audio, "sampling_rate": 16000}}
+            )
     return records, templates
 
 
@@ -51,16 +52,24 @@ def data():
 
 
 def tiny_config(**changes):
-    values = dict(model={"code_dim": 4, "hidden_dim": 16, "decoder_blocks": 1, "audio_blocks": 1, "style_blocks": 1},
-                  front_end="logmel", steps=6, batch_size=4, window_seconds=1.0, style_seconds=1.0,
-                  checkpoint_every=3, seed=1, threads=1)
+    values = dict(
+        model={"code_dim": 4, "hidden_dim": 16, "decoder_blocks": 1, "audio_blocks": 1, "style_blocks": 1},
+        front_end="logmel",
+        steps=6,
+        batch_size=4,
+        window_seconds=1.0,
+        style_seconds=1.0,
+        checkpoint_every=3,
+        seed=1,
+        threads=1,
+    )
     values.update(changes)
     return TrainConfig(**values)
 
 
 def test_load_config_json_and_toml(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"steps": 7, "lr": 0.01, "model": {"code_dim": 32}}))
-    (tmp_path / "b.toml").write_text('steps = 9\nseed = 4\n[model]\nd_model = 32\n')
+    (tmp_path / "b.toml").write_text("steps = 9\nseed = 4\n[model]\nd_model = 32\n")
     assert load_config(tmp_path / "a.json").model == {"code_dim": 32}
     config = load_config(tmp_path / "b.toml", seed=11, steps=None)
     assert (config.steps, config.seed, config.model) == (9, 11, {"d_model": 32})
@@ -99,13 +108,13 @@ def test_batches_follow_the_documented_draw_order(data):
         for row, index in enumerate(chosen):
             sequence = data.sequences[index]
             start = draw(sequence.vertices.shape[0] - length + 1)
-            assert torch.equal(batch["vertices"][row], sequence.vertices[start:start + length])
-            assert torch.equal(batch["features"][row], sequence.features[start:start + length])
+            assert torch.equal(batch["vertices"][row], sequence.vertices[start : start + length])
+            assert torch.equal(batch["features"][row], sequence.features[start : start + length])
             assert torch.equal(batch["template"][row], sequence.template)
             partner = data.sequences[data.partners[index][draw(len(data.partners[index]))]]
             style_length = min(style_window, partner.vertices.shape[0])
             style_start = draw(partner.vertices.shape[0] - style_length + 1)
-            assert torch.equal(batch["style_vertices"][row, :style_length], partner.vertices[style_start:style_start + style_length])
+            assert torch.equal(batch["style_vertices"][row, :style_length], partner.vertices[style_start : style_start + style_length])
             assert int(batch["style_mask"][row].sum()) == style_length and bool(batch["style_mask"][row, :style_length].all())
             assert torch.all(batch["style_vertices"][row, style_length:] == sequence.template)  # padding: the template
         assert torch.equal(generator.get_state(), replay.get_state())  # nothing else was drawn
@@ -127,7 +136,11 @@ def test_training_is_deterministic_and_resumes_exactly(tmp_path, data):
     folders = list_checkpoints(tmp_path / "straight")
     assert [f.name for f in folders] == ["checkpoint-0000003", "checkpoint-0000006"]
     assert sorted(p.name for p in folders[-1].iterdir()) == [
-        "checkpoint.json", "model.safetensors", "optimizer.safetensors", "rng.safetensors"]
+        "checkpoint.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "rng.safetensors",
+    ]
     meta = json.loads((folders[-1] / "checkpoint.json").read_text())
     assert meta["step"] == 6 and meta["model"] == "mmface4d" and meta["num_vertices"] == N
 
@@ -145,10 +158,18 @@ def test_checkpoint_loads_through_the_registry(tmp_path, data):
     config = tiny_config(model={"d_model": 8, "num_heads": 2}, steps=3)
     train("faceformer", data, tmp_path / "ff", config, progress=False, front_end=FRONT_END)
     sequence = data.sequences[0]
-    sample = ProtocolInputs(id=sequence.id, audio=np.zeros(16000, np.float32), sample_rate=16000, num_frames=25,
-                            template=sequence.template.numpy(), style_reference_id=data.sequences[1].id,
-                            style_vertices=data.sequences[1].vertices.numpy(), style_audio=np.zeros(1, np.float32),
-                            subject_id=sequence.subject_id, emotion="neutral")
+    sample = ProtocolInputs(
+        id=sequence.id,
+        audio=np.zeros(16000, np.float32),
+        sample_rate=16000,
+        num_frames=25,
+        template=sequence.template.numpy(),
+        style_reference_id=data.sequences[1].id,
+        style_vertices=data.sequences[1].vertices.numpy(),
+        style_audio=np.zeros(1, np.float32),
+        subject_id=sequence.subject_id,
+        emotion="neutral",
+    )
     published = load_model("faceformer", str(tmp_path / "ff"))
     cached = load_model("faceformer-cached", str(tmp_path / "ff"))
     np.testing.assert_allclose(published.predict(sample), cached.predict(sample), atol=1e-6)
@@ -164,7 +185,7 @@ def test_the_paper_model_learns_the_toy_task(tmp_path, data):
     config = tiny_config(steps=120, lr=3e-3, checkpoint_every=1000, batch_size=6)
     train("mmface4d", data, tmp_path / "learn", config, progress=False, front_end=FRONT_END)
     model = load_animator("mmface4d", tmp_path / "learn")
-    records, templates = toy_records(subjects=2, per_subject=2, seed=7)   # unseen speakers
+    records, templates = toy_records(subjects=2, per_subject=2, seed=7)  # unseen speakers
     held_out = TrainingData.from_records(records, templates, FRONT_END)
     model_error = static_error = 0.0
     for index, sequence in enumerate(held_out.sequences):
@@ -190,12 +211,25 @@ def test_bench_train_command_on_a_release_then_predict_the_test_split(tmp_path, 
     release_dir = tmp_path / "release"
     write_release(small_sources(5, 3), release_dir, topology=make_topology(), seed=0, progress=False)
     (tmp_path / "config.toml").write_text(
-        'steps = 4\nbatch_size = 2\nwindow_seconds = 0.5\ncheckpoint_every = 2\nthreads = 1\n'
-        '[model]\ncode_dim = 4\nhidden_dim = 8\ndecoder_blocks = 1\n')
+        "steps = 4\nbatch_size = 2\nwindow_seconds = 0.5\ncheckpoint_every = 2\nthreads = 1\n"
+        "[model]\ncode_dim = 4\nhidden_dim = 8\ndecoder_blocks = 1\n"
+    )
     parser = argparse.ArgumentParser(prog="mmface4d bench")
     register(parser.add_subparsers(dest="command"))
-    argv = ["train", "--model", "mmface4d", "--data", str(release_dir), "--out", str(tmp_path / "run"),
-            "--config", str(tmp_path / "config.toml"), "--seed", "3", "--quiet"]
+    argv = [
+        "train",
+        "--model",
+        "mmface4d",
+        "--data",
+        str(release_dir),
+        "--out",
+        str(tmp_path / "run"),
+        "--config",
+        str(tmp_path / "config.toml"),
+        "--seed",
+        "3",
+        "--quiet",
+    ]
     args = parser.parse_args(argv)
     assert args.func(args) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -222,9 +256,11 @@ def test_command_module_and_front_end_module_import_light():
     import subprocess
     import sys
 
-    code = ("import sys, benchmark.train_cli, benchmark.features, benchmark.training; "
-            "heavy = [m for m in ('torch', 'transformers', 'safetensors') if m in sys.modules]; "
-            "print(heavy); raise SystemExit(1 if heavy else 0)")
+    code = (
+        "import sys, benchmark.train_cli, benchmark.features, benchmark.training; "
+        "heavy = [m for m in ('torch', 'transformers', 'safetensors') if m in sys.modules]; "
+        "print(heavy); raise SystemExit(1 if heavy else 0)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -243,7 +279,7 @@ def test_perf_inference_script_prints_its_conditions(capsys):
     finally:
         torch.set_num_threads(previous)
     output = capsys.readouterr().out
-    result = json.loads(output[output.index("{\n"):])
+    result = json.loads(output[output.index("{\n") :])
     assert result["conditions"]["vertices"] == 60 and result["conditions"]["threads"] == 1
     clip = result["models"]["faceformer"]["clips"]["0.5s"]
     assert clip["without_front_end_s_per_s"] > 0 and clip["with_logmel_s_per_s"] > 0

@@ -19,8 +19,15 @@ PACKAGES = ("mmface4d_datasets", "builders", "benchmark", "capture_rig", "recons
 
 def test_the_facts():
     assert (v.FPS, v.SAMPLE_RATE) == (30, 16000)
-    assert v.EMOTION_OF_PREFIX == {"00": "neutral", "21": "happy", "22": "angry", "23": "sad", "24": "surprise",
-                                   "25": "fear", "26": "disgust"}
+    assert v.EMOTION_OF_PREFIX == {
+        "00": "neutral",
+        "21": "happy",
+        "22": "angry",
+        "23": "sad",
+        "24": "surprise",
+        "25": "fear",
+        "26": "disgust",
+    }
     assert v.EMOTION_INDEX_OF_PREFIX == {"00": 0, "21": 1, "22": 2, "23": 3, "24": 4, "25": 5, "26": 6}
     assert v.PREFIX_OF_EMOTION["disgust"] == "26"
     assert (v.BFM_TOPOLOGY, v.BFM_NUM_VERTICES, v.BFM_NUM_TRIANGLES) == ("bfm_front", 35709, 70789)
@@ -58,8 +65,11 @@ def test_old_names_are_the_vocabulary():
 
 def test_each_fact_has_one_definition():
     """No module other than the vocabulary assigns these facts (a grep over the packages)."""
-    pattern = re.compile(r"^\s*(FPS|SAMPLE_RATE|EMOTION_NAMES|EMOTIONS|BFM_NUM_VERTICES|BFM_FRONT_VERTICES|BFM_NUM_TRIANGLES"
-                         r"|BFM_TOPOLOGY|BFM_FRONT|TOPOLOGY_PREFIX)\s*(:[^=]*)?=\s*([\d_.]+|\"[^\"]*\"|\(\s*\")", re.M)
+    pattern = re.compile(
+        r"^\s*(FPS|SAMPLE_RATE|EMOTION_NAMES|EMOTIONS|BFM_NUM_VERTICES|BFM_FRONT_VERTICES|BFM_NUM_TRIANGLES"
+        r"|BFM_TOPOLOGY|BFM_FRONT|TOPOLOGY_PREFIX)\s*(:[^=]*)?=\s*([\d_.]+|\"[^\"]*\"|\(\s*\")",
+        re.M,
+    )
     literals = re.compile(r"=\s*\{\s*\"00\"|\"synthetic_v1@\"|\b35_?709\b(?!,)|\b70_?789\b")
     found = []
     for package in PACKAGES:
@@ -67,7 +77,7 @@ def test_each_fact_has_one_definition():
             if path.name == "vocabulary.py":
                 continue
             text = path.read_text(encoding="utf-8")
-            code = "\n".join(line.split("#")[0] for line in text.splitlines() if not line.lstrip().startswith(("#", "\"", "'")))
+            code = "\n".join(line.split("#")[0] for line in text.splitlines() if not line.lstrip().startswith(("#", '"', "'")))
             found += [f"{path.relative_to(ROOT)}: {m.group(0).strip()}" for m in pattern.finditer(text)]
             found += [f"{path.relative_to(ROOT)}: {m.group(0)}" for m in literals.finditer(code)]
     assert found == []

@@ -39,8 +39,8 @@ def default_config(name: str) -> dict[str, Any]:
     if name not in MODEL_NAMES:
         raise ValueError(f"composite.py builds {MODEL_NAMES}, not {name!r}")
     return {
-        "code_dim": 128,          # D, columns of the encoding matrix
-        "hidden_dim": 128,        # channels of the ResNet1D stacks
+        "code_dim": 128,  # D, columns of the encoding matrix
+        "hidden_dim": 128,  # channels of the ResNet1D stacks
         "audio_blocks": 2,
         "style_blocks": 2,
         "decoder_blocks": 4,
@@ -59,9 +59,20 @@ class CompositeModel(nn.Module):
     ``template_scale`` (metres).
     """
 
-    def __init__(self, num_vertices: int, feature_dim: int, code_dim: int = 128, hidden_dim: int = 128,
-                 audio_blocks: int = 2, style_blocks: int = 2, decoder_blocks: int = 4, kernel_size: int = 3,
-                 dropout: float = 0.1, composite: bool = True, regional: bool = True):
+    def __init__(
+        self,
+        num_vertices: int,
+        feature_dim: int,
+        code_dim: int = 128,
+        hidden_dim: int = 128,
+        audio_blocks: int = 2,
+        style_blocks: int = 2,
+        decoder_blocks: int = 4,
+        kernel_size: int = 3,
+        dropout: float = 0.1,
+        composite: bool = True,
+        regional: bool = True,
+    ):
         super().__init__()
         self.num_vertices, self.feature_dim, self.code_dim = num_vertices, feature_dim, code_dim
         self.composite, self.regional = composite, regional
@@ -105,7 +116,7 @@ class CompositeModel(nn.Module):
         """
         if self.code_dim < 2:
             return self.basis.new_zeros(())
-        size = self.basis.reshape(self.num_vertices, 3, self.code_dim).norm(dim=1)        # (N, D)
+        size = self.basis.reshape(self.num_vertices, 3, self.code_dim).norm(dim=1)  # (N, D)
         normalised = size / size.max(dim=0, keepdim=True).values.clamp(min=1e-12)
         pairs = normalised.sum(dim=1).square() - normalised.square().sum(dim=1)
         return pairs.sum() / (self.num_vertices * self.code_dim * (self.code_dim - 1))
@@ -136,8 +147,14 @@ class CompositeModel(nn.Module):
         self.basis[:, :found] = v[:, :found].to(self.basis.dtype)
 
     # -- forward ---------------------------------------------------------------------------
-    def forward(self, features: torch.Tensor, template: torch.Tensor, style_vertices: torch.Tensor,
-                style_mask: torch.Tensor | None = None, target: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        features: torch.Tensor,
+        template: torch.Tensor,
+        style_vertices: torch.Tensor,
+        style_mask: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Predicted vertices ``(B, T, N, 3)`` in metres.
 
         Args:

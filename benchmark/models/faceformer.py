@@ -69,8 +69,9 @@ class _Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x`` (B, Lq, d); ``keys``/``values`` already split, (B, H, Lk, d/H); ``mask`` broadcastable to (B, H, Lq, Lk)."""
-        attended = F.scaled_dot_product_attention(self.split(self.query(x)), keys, values, attn_mask=mask,
-                                                  dropout_p=self.dropout if self.training else 0.0)
+        attended = F.scaled_dot_product_attention(
+            self.split(self.query(x)), keys, values, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
         return self.out(attended.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
 
 
@@ -81,13 +82,18 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.self_attention = _Attention(d_model, num_heads, dropout)
         self.cross_attention = _Attention(d_model, num_heads, dropout)
-        self.feed_forward = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.ReLU(), nn.Dropout(dropout),
-                                          nn.Linear(2 * d_model, d_model))
+        self.feed_forward = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * d_model, d_model))
         self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
         self.drop1, self.drop2, self.drop3 = (nn.Dropout(dropout) for _ in range(3))
 
-    def forward(self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor], self_mask: torch.Tensor,
-                memory_mask: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory_kv: tuple[torch.Tensor, torch.Tensor],
+        self_mask: torch.Tensor,
+        memory_mask: torch.Tensor,
+        cache: dict | None = None,
+    ) -> torch.Tensor:
         """``x`` (B, L, d) new positions. With ``cache`` (from :meth:`new_cache`), their keys/values
         are written after those of earlier calls and attention runs over all of them."""
         attention = self.self_attention
@@ -116,8 +122,17 @@ class DecoderLayer(nn.Module):
 class FaceFormerModel(nn.Module):
     """The network of the module docstring for ``num_vertices`` vertices and ``feature_dim`` audio features."""
 
-    def __init__(self, num_vertices: int, feature_dim: int, d_model: int = 64, num_heads: int = 4,
-                 num_layers: int = 1, period: int = 30, dropout: float = 0.1, cached: bool = False):
+    def __init__(
+        self,
+        num_vertices: int,
+        feature_dim: int,
+        d_model: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 1,
+        period: int = 30,
+        dropout: float = 0.1,
+        cached: bool = False,
+    ):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
@@ -151,20 +166,21 @@ class FaceFormerModel(nn.Module):
         return offsets.reshape(*offsets.shape[:2], 3 * self.num_vertices)
 
     def _style(self, template: torch.Tensor, style_vertices: torch.Tensor, style_mask: torch.Tensor | None) -> torch.Tensor:
-        embedded = self.vertex_map(self._flat_offsets(style_vertices, template))          # (B, T', d)
+        embedded = self.vertex_map(self._flat_offsets(style_vertices, template))  # (B, T', d)
         if style_mask is None:
             pooled = embedded.mean(dim=1)
         else:
             weight = style_mask.to(embedded.dtype)[..., None]
             pooled = (embedded * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
-        return self.style_map(pooled)[:, None]                                             # (B, 1, d)
+        return self.style_map(pooled)[:, None]  # (B, 1, d)
 
     def _memory(self, features: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         memory = self.audio_map((features - self.feature_mean) / self.feature_std)
         return [layer.memory_keys_values(memory) for layer in self.layers]
 
-    def _decode(self, tokens: torch.Tensor, memory_kv, self_mask: torch.Tensor, memory_mask: torch.Tensor,
-                caches: list[dict] | None = None) -> torch.Tensor:
+    def _decode(
+        self, tokens: torch.Tensor, memory_kv, self_mask: torch.Tensor, memory_mask: torch.Tensor, caches: list[dict] | None = None
+    ) -> torch.Tensor:
         hidden = tokens
         for index, layer in enumerate(self.layers):
             hidden = layer(hidden, memory_kv[index], self_mask, memory_mask, None if caches is None else caches[index])
@@ -175,8 +191,14 @@ class FaceFormerModel(nn.Module):
         self_mask = period_biased_causal_mask(self.num_heads, length, length, self.period, device=device)
         return self_mask[None], alignment_mask(length, audio_length, device=device)[None, None]
 
-    def forward(self, features: torch.Tensor, template: torch.Tensor, style_vertices: torch.Tensor,
-                style_mask: torch.Tensor | None = None, target: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        features: torch.Tensor,
+        template: torch.Tensor,
+        style_vertices: torch.Tensor,
+        style_mask: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Teacher-forced prediction ``(B, T, N, 3)`` (training); without ``target``, :meth:`generate` per item.
 
         ``features`` (B, T, F), ``template`` (B, N, 3), ``style_vertices`` (B, T', N, 3),
@@ -193,8 +215,9 @@ class FaceFormerModel(nn.Module):
         return template[:, None] + offsets.reshape(*offsets.shape[:2], self.num_vertices, 3)
 
     @torch.no_grad()
-    def generate(self, features: torch.Tensor, template: torch.Tensor, style_vertices: torch.Tensor,
-                 cached: bool | None = None) -> torch.Tensor:
+    def generate(
+        self, features: torch.Tensor, template: torch.Tensor, style_vertices: torch.Tensor, cached: bool | None = None
+    ) -> torch.Tensor:
         """Autoregressive inference: ``(T, F)``, ``(N, 3)``, ``(T', N, 3)`` -> ``(T, N, 3)`` vertices.
 
         ``cached`` (default: the model's mode) picks the key/value-cached loop; both compute the
@@ -218,9 +241,10 @@ class FaceFormerModel(nn.Module):
         encoding = periodic_positional_encoding(num_frames, self.d_model, self.period, style.device)
         tokens = style
         for step in range(num_frames):
-            hidden = self._decode(tokens + encoding[: step + 1], memory_kv, self_mask[:, :, : step + 1, : step + 1],
-                                  memory_mask[:, :, : step + 1])
-            offsets = self.vertex_map_r(hidden)                                   # (1, step + 1, 3N)
+            hidden = self._decode(
+                tokens + encoding[: step + 1], memory_kv, self_mask[:, :, : step + 1, : step + 1], memory_mask[:, :, : step + 1]
+            )
+            offsets = self.vertex_map_r(hidden)  # (1, step + 1, 3N)
             if step + 1 < num_frames:
                 tokens = torch.cat([tokens, self.vertex_map(offsets[:, -1:]) + style], dim=1)
         return offsets
@@ -233,14 +257,14 @@ class FaceFormerModel(nn.Module):
         # Row i of the biased mask over keys 0..i is bias_by_distance[:, i - j]: keep the reversed
         # distances once and slice (memory O(H T), not O(H T^2)).
         distance_bias = period_biased_causal_mask(self.num_heads, num_frames, 1, self.period, device=style.device)
-        reversed_bias = distance_bias[:, :, 0].flip(-1)[:, None, None, :]       # (H, 1, 1, T): distance T-1 .. 0
+        reversed_bias = distance_bias[:, :, 0].flip(-1)[:, None, None, :]  # (H, 1, 1, T): distance T-1 .. 0
         audio_length = memory_kv[0][0].shape[2]
         caches = [layer.new_cache(1, num_frames, style) for layer in self.layers]
         token, outputs = style, []
         for step in range(num_frames):
-            self_mask = reversed_bias[..., num_frames - 1 - step:].transpose(0, 1)   # (1, H, 1, step + 1)
+            self_mask = reversed_bias[..., num_frames - 1 - step :].transpose(0, 1)  # (1, H, 1, step + 1)
             memory_mask = style.new_full((1, 1, 1, audio_length), float("-inf"))
-            memory_mask[..., step] = 0.0                                       # alignment: frame i sees audio i
+            memory_mask[..., step] = 0.0  # alignment: frame i sees audio i
             hidden = self._decode(token + encoding[step], memory_kv, self_mask, memory_mask, caches)
             outputs.append(hidden)
             token = F.linear(hidden, feedback_weight, feedback_bias) + style

@@ -49,8 +49,7 @@ class ResNet1D(nn.Module):
     ``(B, T, in_channels) -> (B, T, channels)`` for any ``T >= 1``.
     """
 
-    def __init__(self, in_channels: int, channels: int, num_blocks: int = 2, kernel_size: int = 3,
-                 dropout: float = 0.0):
+    def __init__(self, in_channels: int, channels: int, num_blocks: int = 2, kernel_size: int = 3, dropout: float = 0.0):
         super().__init__()
         self.project = nn.Linear(in_channels, channels)
         self.blocks = nn.ModuleList(ResBlock1D(channels, kernel_size, dropout) for _ in range(num_blocks))
@@ -62,8 +61,7 @@ class ResNet1D(nn.Module):
         return h
 
 
-def masked_mean_std(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_mean_std(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     """Temporal mean and standard deviation per channel of ``x`` ``(B, T, C)``.
 
     ``mask`` ``(B, T)`` (True = real frame) excludes padding; ``std = sqrt(var + eps)`` with the
@@ -81,8 +79,7 @@ def masked_mean_std(x: torch.Tensor, mask: torch.Tensor | None = None, eps: floa
     return mean, torch.sqrt(var + eps)
 
 
-def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
-          mask: torch.Tensor | None = None) -> torch.Tensor:
+def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Adaptive instance normalisation over time.
 
     ``adain(x) = style_std * (x - mean_t(x)) / std_t(x) + style_mean`` per batch item and channel,
@@ -123,8 +120,9 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
-def period_biased_causal_mask(num_heads: int, query_length: int, key_length: int, period: int,
-                              query_offset: int = 0, device=None) -> torch.Tensor:
+def period_biased_causal_mask(
+    num_heads: int, query_length: int, key_length: int, period: int, query_offset: int = 0, device=None
+) -> torch.Tensor:
     """FaceFormer's biased causal self-attention mask, ``(num_heads, query_length, key_length)``.
 
     For query position ``i = query_offset + q`` and key position ``j``:

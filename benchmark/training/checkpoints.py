@@ -46,8 +46,9 @@ def rng_state(generator) -> dict[str, "torch.Tensor"]:
     return {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
 
 
-def save_checkpoint(out_dir: Path, meta: dict[str, Any], model, optimizer=None,
-                    rng: dict[str, "torch.Tensor"] | None = None, keep: int = 2) -> Path:
+def save_checkpoint(
+    out_dir: Path, meta: dict[str, Any], model, optimizer=None, rng: dict[str, "torch.Tensor"] | None = None, keep: int = 2
+) -> Path:
     """Write ``out_dir/checkpoint-<step>/`` whole (temporary folder, then rename); prune old ones."""
     from safetensors.torch import save_file
 
@@ -68,7 +69,7 @@ def save_checkpoint(out_dir: Path, meta: dict[str, Any], model, optimizer=None,
     if final.exists():
         shutil.rmtree(final)
     os.replace(temporary, final)
-    for old in list_checkpoints(out_dir)[:-max(keep, 1)]:
+    for old in list_checkpoints(out_dir)[: -max(keep, 1)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -88,8 +89,9 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
         return path
     found = list_checkpoints(path)
     if not found:
-        raise TrainingError(f"{path}: no checkpoint here (expected checkpoint.json or checkpoint-*/ folders "
-                            f"written by 'mmface4d bench train')")
+        raise TrainingError(
+            f"{path}: no checkpoint here (expected checkpoint.json or checkpoint-*/ folders written by 'mmface4d bench train')"
+        )
     return found[-1]
 
 
@@ -104,8 +106,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any], dict
     except ValueError as exc:
         raise FormatError(f"{folder / 'checkpoint.json'} is not valid JSON: {exc}") from exc
     if meta.get("format") != CHECKPOINT_FORMAT:
-        raise FormatError(f"{folder / 'checkpoint.json'}: checkpoint format {meta.get('format')!r}, "
-                          f"this version reads {CHECKPOINT_FORMAT}")
+        raise FormatError(f"{folder / 'checkpoint.json'}: checkpoint format {meta.get('format')!r}, this version reads {CHECKPOINT_FORMAT}")
     try:
         weights = load_file(str(folder / "model.safetensors"))
     except (OSError, SafetensorError) as exc:

@@ -38,8 +38,13 @@ class TrainingSequence:
 
     def record(self) -> dict[str, Any]:
         """The sequence as a record dict of :mod:`mmface4d_datasets.torch_data` (``features`` per frame)."""
-        return {"id": self.id, "subject_id": self.subject_id, "features": self.features,
-                "vertices": self.vertices, "template": self.template}
+        return {
+            "id": self.id,
+            "subject_id": self.subject_id,
+            "features": self.features,
+            "vertices": self.vertices,
+            "template": self.template,
+        }
 
 
 class TrainingData:
@@ -56,10 +61,7 @@ class TrainingData:
         by_subject: dict[str, list[int]] = {}
         for index, sequence in enumerate(sequences):
             by_subject.setdefault(sequence.subject_id, []).append(index)
-        self.partners = [
-            [other for other in by_subject[s.subject_id] if other != index] or [index]
-            for index, s in enumerate(sequences)
-        ]
+        self.partners = [[other for other in by_subject[s.subject_id] if other != index] or [index] for index, s in enumerate(sequences)]
         shapes = {tuple(s.vertices.shape[1:]) for s in sequences}
         if len(shapes) != 1:
             raise TrainingError(f"training sequences differ in vertex count: {sorted(shapes)}")
@@ -67,8 +69,7 @@ class TrainingData:
         self.feature_dim = int(sequences[0].features.shape[1])
 
     @classmethod
-    def from_records(cls, records: Iterable[dict], templates: dict[str, np.ndarray], front_end,
-                     progress: bool = False) -> "TrainingData":
+    def from_records(cls, records: Iterable[dict], templates: dict[str, np.ndarray], front_end, progress: bool = False) -> "TrainingData":
         """Decode records (DESIGN.md record dicts, ``vertices`` decoded) and compute their features."""
         import torch
         from tqdm.auto import tqdm
@@ -84,21 +85,28 @@ class TrainingData:
             if vertices.ndim != 3 or vertices.shape[0] < 2:
                 raise TrainingError(f"record {record_id}: vertices must be (T >= 2, N, 3), got {vertices.shape}")
             features = front_end(record_audio_16k(record["audio"], record_id), vertices.shape[0])
-            sequences.append(TrainingSequence(record_id, subject, features, torch.from_numpy(vertices),
-                                              torch.from_numpy(np.asarray(templates[subject], dtype=np.float32))))
+            sequences.append(
+                TrainingSequence(
+                    record_id,
+                    subject,
+                    features,
+                    torch.from_numpy(vertices),
+                    torch.from_numpy(np.asarray(templates[subject], dtype=np.float32)),
+                )
+            )
         return cls(sequences)
 
     @classmethod
-    def from_release(cls, path: str | os.PathLike, front_end, split: str = "train",
-                     progress: bool = False) -> "TrainingData":
+    def from_release(cls, path: str | os.PathLike, front_end, split: str = "train", progress: bool = False) -> "TrainingData":
         """The ``split`` sequences of the release folder ``path`` (the train split by default)."""
         from mmface4d_datasets.release import Release
 
         release = Release(path)
         return cls.from_records(release.iter_records(split), release.templates(), front_end, progress)
 
-    def statistics_sample(self, generator: "torch.Generator", max_frames: int = 2048
-                          ) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    def statistics_sample(
+        self, generator: "torch.Generator", max_frames: int = 2048
+    ) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
         """Features (M, F), offsets (M', N, 3) and templates (S, N, 3) for model normalisation."""
         import torch
 
@@ -109,15 +117,17 @@ class TrainingData:
         picks = torch.randperm(total, generator=generator)[:max_frames].sort().values
         starts = torch.cumsum(lengths, 0) - lengths
         which = torch.searchsorted(starts, picks, right=True) - 1
-        offsets = torch.stack([self.sequences[int(i)].vertices[int(f)] - self.sequences[int(i)].template
-                               for i, f in zip(which, picks - starts[which])])
+        offsets = torch.stack(
+            [self.sequences[int(i)].vertices[int(f)] - self.sequences[int(i)].template for i, f in zip(which, picks - starts[which])]
+        )
         subjects = {}
         for s in self.sequences:
             subjects.setdefault(s.subject_id, s.template)
         return features, offsets, torch.stack(list(subjects.values()))
 
-    def sample_batch(self, batch_size: int, window_frames: int, style_frames: int,
-                     generator: "torch.Generator") -> dict[str, "torch.Tensor"]:
+    def sample_batch(
+        self, batch_size: int, window_frames: int, style_frames: int, generator: "torch.Generator"
+    ) -> dict[str, "torch.Tensor"]:
         """A batch of aligned windows: ``features`` (B, L, F), ``vertices`` (B, L, N, 3),
         ``template`` (B, N, 3), ``style_vertices`` (B, L', N, 3) padded with the template, ``style_mask`` (B, L') True on real frames.
 
@@ -148,5 +158,10 @@ class TrainingData:
             styles.append(cut_window(style, style_start, style_length))
         batch = collate_sequences(windows, frame_fields=FRAME_FIELDS)
         style_batch = collate_sequences(styles, pad_with_template=True)
-        return {"features": batch["features"], "vertices": batch["vertices"], "template": batch["template"],
-                "style_vertices": style_batch["vertices"], "style_mask": style_batch["frame_mask"]}
+        return {
+            "features": batch["features"],
+            "vertices": batch["vertices"],
+            "template": batch["template"],
+            "style_vertices": style_batch["vertices"],
+            "style_mask": style_batch["frame_mask"],
+        }

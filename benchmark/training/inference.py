@@ -38,8 +38,7 @@ class TorchAnimator:
         import torch
 
         if inputs.num_vertices != self.module.num_vertices:
-            raise MMFace4DError(f"{self.name}: trained for {self.module.num_vertices} vertices, "
-                                f"{inputs.id} has {inputs.num_vertices}")
+            raise MMFace4DError(f"{self.name}: trained for {self.module.num_vertices} vertices, {inputs.id} has {inputs.num_vertices}")
         style = np.asarray(inputs.style_vertices, dtype=np.float32)
         if style.ndim != 3 or style.shape[0] == 0:
             raise MMFace4DError(f"{self.name}: the style reference of {inputs.id} has no frames ({style.shape})")
@@ -60,9 +59,17 @@ class TorchAnimator:
             torch.set_num_threads(previous)
 
 
-def load_animator(name: str, checkpoint: str | os.PathLike | None = None, *, untrained: bool = False,
-                  num_vertices: int | None = None, front_end: str | None = None, threads: int | None = None,
-                  seed: int = 0, **model_options: Any) -> TorchAnimator:
+def load_animator(
+    name: str,
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    untrained: bool = False,
+    num_vertices: int | None = None,
+    front_end: str | None = None,
+    threads: int | None = None,
+    seed: int = 0,
+    **model_options: Any,
+) -> TorchAnimator:
     """The registry loaders' shared body.
 
     With ``checkpoint`` (a run folder or one ``checkpoint-*`` folder): the trained weights, options
@@ -80,22 +87,22 @@ def load_animator(name: str, checkpoint: str | os.PathLike | None = None, *, unt
     model_module(name)  # validates the name
     if checkpoint is None:
         if not untrained or num_vertices is None:
-            raise TrainingError(f"model {name!r} needs a checkpoint (train one with 'mmface4d bench train --model "
-                                f"{name} ...'); untrained=True with num_vertices builds random weights for timing only")
+            raise TrainingError(
+                f"model {name!r} needs a checkpoint (train one with 'mmface4d bench train --model "
+                f"{name} ...'); untrained=True with num_vertices builds random weights for timing only"
+            )
         frontend = build_front_end(front_end)
         torch.manual_seed(seed)
         module = build_model(name, model_options, num_vertices, frontend.dim)
         return TorchAnimator(name, module, frontend, threads)
     if model_options or untrained:
-        raise TrainingError(f"model {name!r}: options {sorted(model_options)} apply to untrained models only; "
-                            f"a checkpoint carries its own")
+        raise TrainingError(f"model {name!r}: options {sorted(model_options)} apply to untrained models only; a checkpoint carries its own")
     folder, meta, weights = read_checkpoint(checkpoint)
     if checkpoint_family(meta.get("model", "")) != checkpoint_family(name):
         raise TrainingError(f"{folder}: this checkpoint holds model {meta.get('model')!r}, not {name!r}")
     frontend = build_front_end(front_end or meta["front_end"])
     if frontend.dim != meta["feature_dim"]:
-        raise TrainingError(f"{folder}: trained on {meta['feature_dim']} audio features, "
-                            f"front end {frontend.spec()} gives {frontend.dim}")
+        raise TrainingError(f"{folder}: trained on {meta['feature_dim']} audio features, front end {frontend.spec()} gives {frontend.dim}")
     module = build_model(name, meta["model_config"], int(meta["num_vertices"]), int(meta["feature_dim"]))
     try:
         module.load_state_dict(weights)

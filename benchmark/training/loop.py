@@ -18,11 +18,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
 
-def training_loss(model, batch: dict[str, "torch.Tensor"], velocity_weight: float, regional_weight: float
-                  ) -> dict[str, "torch.Tensor"]:
+def training_loss(model, batch: dict[str, "torch.Tensor"], velocity_weight: float, regional_weight: float) -> dict[str, "torch.Tensor"]:
     """The loss of the package docstring for one batch: ``{"loss", "vertex", "velocity", "regional"}``."""
-    prediction = model(batch["features"], batch["template"], batch["style_vertices"], batch["style_mask"],
-                       target=batch["vertices"])
+    prediction = model(batch["features"], batch["template"], batch["style_vertices"], batch["style_mask"], target=batch["vertices"])
     error = (prediction - batch["vertices"]) * 1000.0  # millimetres
     vertex = error.square().mean()
     velocity = (error[:, 1:] - error[:, :-1]).square().mean() if error.shape[1] > 1 else vertex.new_zeros(())
@@ -31,9 +29,17 @@ def training_loss(model, batch: dict[str, "torch.Tensor"], velocity_weight: floa
     return {"loss": loss, "vertex": vertex, "velocity": velocity, "regional": regional}
 
 
-def train(name: str, data: TrainingData, out_dir: str | os.PathLike, config: TrainConfig,
-          resume: bool = True, progress: bool = True, max_seconds: float | None = None,
-          front_end=None, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+def train(
+    name: str,
+    data: TrainingData,
+    out_dir: str | os.PathLike,
+    config: TrainConfig,
+    resume: bool = True,
+    progress: bool = True,
+    max_seconds: float | None = None,
+    front_end=None,
+    extra_meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train registry model ``name`` on ``data`` into ``out_dir``; returns a summary dict.
 
     Resumes from the newest checkpoint in ``out_dir`` when ``resume`` (its model, front end and
@@ -61,10 +67,16 @@ def train(name: str, data: TrainingData, out_dir: str | os.PathLike, config: Tra
     existing = list_checkpoints(out_dir) if resume else []
     if existing:
         folder, meta, weights = read_checkpoint(existing[-1])
-        if meta.get("model") != family or meta.get("train_config", {}).get("model") != config.model \
-                or meta.get("front_end") != feature_spec or meta.get("num_vertices") != data.num_vertices:
-            raise TrainingError(f"{folder}: the run there trained {meta.get('model')!r} with other options, front end "
-                                f"or vertex count; use another --out or start over with --no-resume")
+        if (
+            meta.get("model") != family
+            or meta.get("train_config", {}).get("model") != config.model
+            or meta.get("front_end") != feature_spec
+            or meta.get("num_vertices") != data.num_vertices
+        ):
+            raise TrainingError(
+                f"{folder}: the run there trained {meta.get('model')!r} with other options, front end "
+                f"or vertex count; use another --out or start over with --no-resume"
+            )
         model.load_state_dict(weights)
         from safetensors.torch import load_file
 
@@ -76,10 +88,15 @@ def train(name: str, data: TrainingData, out_dir: str | os.PathLike, config: Tra
     else:
         model.initialize_from_data(*data.statistics_sample(generator))
 
-    meta_base = {"model": family, "model_config": {**model_module(family).default_config(family), **config.model},
-                 "front_end": feature_spec,
-                 "feature_dim": data.feature_dim, "num_vertices": data.num_vertices,
-                 "train_config": config.to_dict(), **(extra_meta or {})}
+    meta_base = {
+        "model": family,
+        "model_config": {**model_module(family).default_config(family), **config.model},
+        "front_end": feature_spec,
+        "feature_dim": data.feature_dim,
+        "num_vertices": data.num_vertices,
+        "train_config": config.to_dict(),
+        **(extra_meta or {}),
+    }
     window_frames = max(2, int(round(config.window_seconds * FPS)))
     style_frames = max(1, int(round(config.style_seconds * FPS)))
     started, losses, last_saved = time.monotonic(), {}, None
@@ -87,8 +104,7 @@ def train(name: str, data: TrainingData, out_dir: str | os.PathLike, config: Tra
     bar = tqdm(total=config.steps, initial=step, desc=f"train {name}", unit="step", disable=not progress)
     while step < config.steps:
         batch = data.sample_batch(config.batch_size, window_frames, style_frames, generator)
-        terms = training_loss(model, batch, config.velocity_weight,
-                              config.regional_weight if getattr(model, "regional", False) else 0.0)
+        terms = training_loss(model, batch, config.velocity_weight, config.regional_weight if getattr(model, "regional", False) else 0.0)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -98,18 +114,33 @@ def train(name: str, data: TrainingData, out_dir: str | os.PathLike, config: Tra
         if not math.isfinite(losses["loss"]):
             raise TrainingError(f"training {name} diverged at step {step} (loss {losses['loss']}); lower lr in the config")
         bar.update(1)
-        bar.set_postfix(loss=f"{losses['loss']:.4g}", vertex=f"{losses['vertex']:.4g}",
-                        velocity=f"{losses['velocity']:.3g}", regional=f"{losses['regional']:.3g}")
+        bar.set_postfix(
+            loss=f"{losses['loss']:.4g}",
+            vertex=f"{losses['vertex']:.4g}",
+            velocity=f"{losses['velocity']:.3g}",
+            regional=f"{losses['regional']:.3g}",
+        )
         out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
         if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
-            last_saved = save_checkpoint(out_dir, {**meta_base, "step": step, "losses": losses}, model, optimizer,
-                                         rng_state(generator), config.keep_checkpoints)
+            last_saved = save_checkpoint(
+                out_dir, {**meta_base, "step": step, "losses": losses}, model, optimizer, rng_state(generator), config.keep_checkpoints
+            )
         if out_of_time:
             break
     bar.close()
     if last_saved is None:
-        last_saved = existing[-1] if existing else save_checkpoint(
-            out_dir, {**meta_base, "step": step, "losses": losses}, model, optimizer, rng_state(generator),
-            config.keep_checkpoints)
-    return {"model": name, "step": step, "checkpoint": str(last_saved), "losses": losses,
-            "seconds": time.monotonic() - started, "resumed_from": resumed_from}
+        last_saved = (
+            existing[-1]
+            if existing
+            else save_checkpoint(
+                out_dir, {**meta_base, "step": step, "losses": losses}, model, optimizer, rng_state(generator), config.keep_checkpoints
+            )
+        )
+    return {
+        "model": name,
+        "step": step,
+        "checkpoint": str(last_saved),
+        "losses": losses,
+        "seconds": time.monotonic() - started,
+        "resumed_from": resumed_from,
+    }

@@ -19,7 +19,6 @@ from mmface4d_datasets.vocabulary import SAMPLE_RATE
 from capture_rig.errors import DeviceError
 
 
-
 class Microphone:
     def __init__(self, device=None, sample_rate: int = SAMPLE_RATE, clock=time.perf_counter):
         self.device = device
@@ -34,8 +33,7 @@ class Microphone:
         try:
             import sounddevice
         except OSError as exc:  # the wheel is there but libportaudio is not
-            raise DeviceError(f"sounddevice cannot load PortAudio ({exc}); install it (Debian: apt-get install "
-                              "libportaudio2)") from None
+            raise DeviceError(f"sounddevice cannot load PortAudio ({exc}); install it (Debian: apt-get install libportaudio2)") from None
         self._blocks, self._first_host_s = [], None
 
         def callback(indata, frames, time_info, status):
@@ -47,8 +45,9 @@ class Microphone:
                 self._blocks.append(indata[:, 0].copy())
 
         try:
-            self._stream = sounddevice.InputStream(samplerate=self.sample_rate, channels=1, dtype="float32",
-                                                   device=self.device, callback=callback)
+            self._stream = sounddevice.InputStream(
+                samplerate=self.sample_rate, channels=1, dtype="float32", device=self.device, callback=callback
+            )
             self._stream.start()
         except sounddevice.PortAudioError as exc:
             raise DeviceError(f"the microphone cannot record 16 kHz mono float32: {exc}") from None

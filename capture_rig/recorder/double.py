@@ -78,10 +78,18 @@ class K4ATimeoutException(K4AException):
 class Config:
     """pyk4a.Config's fields and defaults."""
 
-    def __init__(self, color_resolution=ColorResolution.RES_720P, color_format=ImageFormat.COLOR_BGRA32,
-                 depth_mode=DepthMode.NFOV_UNBINNED, camera_fps=FPS.FPS_30, synchronized_images_only=True,
-                 depth_delay_off_color_usec=0, wired_sync_mode=WiredSyncMode.STANDALONE,
-                 subordinate_delay_off_master_usec=0, disable_streaming_indicator=False):
+    def __init__(
+        self,
+        color_resolution=ColorResolution.RES_720P,
+        color_format=ImageFormat.COLOR_BGRA32,
+        depth_mode=DepthMode.NFOV_UNBINNED,
+        camera_fps=FPS.FPS_30,
+        synchronized_images_only=True,
+        depth_delay_off_color_usec=0,
+        wired_sync_mode=WiredSyncMode.STANDALONE,
+        subordinate_delay_off_master_usec=0,
+        disable_streaming_indicator=False,
+    ):
         self.color_resolution = color_resolution
         self.color_format = color_format
         self.depth_mode = depth_mode
@@ -94,9 +102,17 @@ class Config:
         assert self.subordinate_delay_off_master_usec >= 0
 
     def unpack(self):
-        return (self.color_format, self.color_resolution, self.depth_mode, self.camera_fps,
-                self.synchronized_images_only, self.depth_delay_off_color_usec, self.wired_sync_mode,
-                self.subordinate_delay_off_master_usec, self.disable_streaming_indicator)
+        return (
+            self.color_format,
+            self.color_resolution,
+            self.depth_mode,
+            self.camera_fps,
+            self.synchronized_images_only,
+            self.depth_delay_off_color_usec,
+            self.wired_sync_mode,
+            self.subordinate_delay_off_master_usec,
+            self.disable_streaming_indicator,
+        )
 
 
 @dataclass
@@ -141,8 +157,9 @@ class SimulatedK4A:
     Config = Config
     K4AException, K4ATimeoutException = K4AException, K4ATimeoutException
 
-    def __init__(self, devices: list[SimulatedDevice], *, pace: bool = False, start_device_usec: int = 1_000_000,
-                 clock=time.perf_counter_ns):
+    def __init__(
+        self, devices: list[SimulatedDevice], *, pace: bool = False, start_device_usec: int = 1_000_000, clock=time.perf_counter_ns
+    ):
         self.devices = devices
         self.pace = pace
         self.clock = clock
@@ -234,8 +251,9 @@ class SimulatedK4A:
                     self._next += 1
                 if is_sub:  # a subordinate's frame k is taken on the master's k-th sync pulse
                     with simulator.pulses:
-                        if not simulator.pulses.wait_for(lambda: simulator.master_frames > self._next,
-                                                         None if timeout < 0 else timeout / 1000):
+                        if not simulator.pulses.wait_for(
+                            lambda: simulator.master_frames > self._next, None if timeout < 0 else timeout / 1000
+                        ):
                             raise K4ATimeoutException()
                 period_us = 1_000_000 // FPS_VALUE[self._config.camera_fps]
                 frame = self._next
@@ -273,8 +291,11 @@ class SimulatedK4A:
                 self._validate()
                 if self._header_written:
                     raise K4AException(f"Header already written {self._path}")
-                header = {"header": True, "serial": self._device.serial if self._device else None,
-                          "config": [int(v) for v in self._config.unpack()]}
+                header = {
+                    "header": True,
+                    "serial": self._device.serial if self._device else None,
+                    "config": [int(v) for v in self._config.unpack()],
+                }
                 self._handle.write(json.dumps(header) + "\n")
                 self._header_written = True
 
@@ -282,8 +303,7 @@ class SimulatedK4A:
                 self._validate()
                 if not self._header_written:
                     self.write_header()
-                self._handle.write(json.dumps({"frame": capture.frame,
-                                               "color_timestamp_usec": capture.color_timestamp_usec}) + "\n")
+                self._handle.write(json.dumps({"frame": capture.frame, "color_timestamp_usec": capture.color_timestamp_usec}) + "\n")
                 self._captures_count += 1
 
             def flush(self):

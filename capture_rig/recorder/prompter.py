@@ -23,8 +23,13 @@ from pathlib import Path
 
 PLAN_VERSION = 1
 STATE_VERSION = 1
-KEYS = {"r": "record / stop", "t": "retake the last take", "s": "skip this sentence", "b": "mark the last take bad",
-        "q": "quit (resume later)"}
+KEYS = {
+    "r": "record / stop",
+    "t": "retake the last take",
+    "s": "skip this sentence",
+    "b": "mark the last take bad",
+    "q": "quit (resume later)",
+}
 STATUSES = ("pending", "recorded", "skipped", "bad")
 
 
@@ -45,8 +50,7 @@ def read_plan(path: str | os.PathLike) -> dict:
     seen = set()
     for n, item in enumerate(items):
         take_id = str(item.get("take_id", ""))
-        if len(take_id) != 6 or not take_id.isdigit() or take_id in seen or not item.get("text") \
-                or not item.get("sentence_id"):
+        if len(take_id) != 6 or not take_id.isdigit() or take_id in seen or not item.get("text") or not item.get("sentence_id"):
             raise PlanError(f"{path}: item {n} needs a unique six-digit take_id, a sentence_id and a text: {item}")
         seen.add(take_id)
     return plan
@@ -72,8 +76,13 @@ class PromptSession:
 
     # ---------------------------------------------------------------- state
     def _fresh(self) -> dict:
-        return {"version": STATE_VERSION, "actor_id": self.plan["actor_id"], "position": 0, "last_recorded": None,
-                "items": {item["take_id"]: {"status": "pending", "attempts": 0} for item in self.items}}
+        return {
+            "version": STATE_VERSION,
+            "actor_id": self.plan["actor_id"],
+            "position": 0,
+            "last_recorded": None,
+            "items": {item["take_id"]: {"status": "pending", "attempts": 0} for item in self.items},
+        }
 
     def _load(self) -> dict:
         if not self.state_path.exists():
@@ -82,8 +91,9 @@ class PromptSession:
             return state
         state = json.loads(self.state_path.read_text(encoding="utf-8"))
         if state.get("actor_id") != self.plan["actor_id"] or set(state.get("items", {})) != {i["take_id"] for i in self.items}:
-            raise PlanError(f"{self.state_path}: this session's state belongs to another plan "
-                            f"(actor {state.get('actor_id')}); use a new session folder")
+            raise PlanError(
+                f"{self.state_path}: this session's state belongs to another plan (actor {state.get('actor_id')}); use a new session folder"
+            )
         for entry in state["items"].values():
             if entry["status"] == "recording":  # the program died during this take
                 entry["status"] = "pending"

@@ -52,10 +52,16 @@ class DeviceSlot:
     config: object = None
 
     def log(self) -> dict:
-        return {"camera": self.camera, "device_id": self.device_id, "serial_number": self.serial, "role": self.role,
-                "subordinate_delay_off_master_usec": self.delay_usec, "sync_jack_in": self.jack_in,
-                "sync_jack_out": self.jack_out,
-                "firmware": "not exposed by pyk4a 1.5; each recording's K4A_*_FIRMWARE_VERSION tags hold it"}
+        return {
+            "camera": self.camera,
+            "device_id": self.device_id,
+            "serial_number": self.serial,
+            "role": self.role,
+            "subordinate_delay_off_master_usec": self.delay_usec,
+            "sync_jack_in": self.jack_in,
+            "sync_jack_out": self.jack_out,
+            "firmware": "not exposed by pyk4a 1.5; each recording's K4A_*_FIRMWARE_VERSION tags hold it",
+        }
 
 
 def make_config(k4a, role: str, delay_usec: int):
@@ -96,16 +102,19 @@ def discover(k4a, expected: int = 3, serials: list[str] | None = None) -> list[D
     masters = [f for f in found if f[3] and not f[2]]
     if not masters:
         listed = ", ".join(f"{s} (in {'yes' if i else 'no'}, out {'yes' if o else 'no'})" for _, s, i, o in found)
-        raise DeviceError(f"no master found: no device has a cable on Sync Out and none on Sync In ({listed}); "
-                          "the sync cable from the master to the first subordinate is missing")
+        raise DeviceError(
+            f"no master found: no device has a cable on Sync Out and none on Sync In ({listed}); "
+            "the sync cable from the master to the first subordinate is missing"
+        )
     if len(masters) > 1:
-        raise DeviceError(f"{len(masters)} devices look like masters ({', '.join(m[1] for m in masters)}): "
-                          "check the daisy chain (Sync Out of one device to Sync In of the next)")
+        raise DeviceError(
+            f"{len(masters)} devices look like masters ({', '.join(m[1] for m in masters)}): "
+            "check the daisy chain (Sync Out of one device to Sync In of the next)"
+        )
     subordinates = [f for f in found if f is not masters[0]][: expected - 1]
     for _device_id, serial, jack_in, _ in subordinates:
         if not jack_in:
-            raise DeviceError(f"device {serial}: no cable on Sync In; the master would run without it "
-                              "(connect the daisy chain)")
+            raise DeviceError(f"device {serial}: no cable on Sync In; the master would run without it (connect the daisy chain)")
     if serials:
         by_serial = {f[1]: f for f in found}
         unknown = [s for s in serials if s not in by_serial]
@@ -152,14 +161,22 @@ class Rig:
         return cls(k4a, slots, microphone)
 
     def session_log(self) -> dict:
-        return {"devices": [slot.log() for slot in self.slots],
-                "modes": {"colour": "MJPG_1080P", "depth": "NFOV_UNBINNED", "fps": 30,
-                          "synchronized_images_only": True},
-                "start_order": "subordinates first, then the master",
-                "audio": {"sample_rate": SAMPLE_RATE, "channels": 1, "dtype": "float32"}}
+        return {
+            "devices": [slot.log() for slot in self.slots],
+            "modes": {"colour": "MJPG_1080P", "depth": "NFOV_UNBINNED", "fps": 30, "synchronized_images_only": True},
+            "start_order": "subordinates first, then the master",
+            "audio": {"sample_rate": SAMPLE_RATE, "channels": 1, "dtype": "float32"},
+        }
 
-    def record_take(self, folder: str | os.PathLike, take_id: str, *, stop: threading.Event | None = None,
-                    max_frames: int | None = None, extra_log: dict | None = None) -> TakeResult:
+    def record_take(
+        self,
+        folder: str | os.PathLike,
+        take_id: str,
+        *,
+        stop: threading.Event | None = None,
+        max_frames: int | None = None,
+        extra_log: dict | None = None,
+    ) -> TakeResult:
         """Record one take into ``folder/take_id/`` until ``stop`` is set or the master has
         ``max_frames`` captures. On a device failure the take's folder is removed and
         :class:`DeviceError` names the camera and what happened."""
@@ -213,8 +230,10 @@ class Rig:
                                 break  # nothing more is coming
                             misses += 1
                             if misses * CAPTURE_TIMEOUT_MS >= 3000:
-                                raise DeviceError(f"camera {slot.camera} ({slot.serial}) delivered no capture for "
-                                                  f"{misses * CAPTURE_TIMEOUT_MS / 1000:.0f} s") from None
+                                raise DeviceError(
+                                    f"camera {slot.camera} ({slot.serial}) delivered no capture for "
+                                    f"{misses * CAPTURE_TIMEOUT_MS / 1000:.0f} s"
+                                ) from None
                             continue
                         misses = 0
                         records[slot.camera].write_capture(capture)
@@ -227,8 +246,11 @@ class Rig:
                     errors.append(exc)
                     stop.set()
                 except self.k4a.K4AException as exc:
-                    errors.append(DeviceError(f"camera {slot.camera} ({slot.serial}) failed during the take: "
-                                              f"{exc or type(exc).__name__} (disconnected?)"))
+                    errors.append(
+                        DeviceError(
+                            f"camera {slot.camera} ({slot.serial}) failed during the take: {exc or type(exc).__name__} (disconnected?)"
+                        )
+                    )
                     stop.set()
                 finally:
                     if slot is master:
@@ -253,21 +275,23 @@ class Rig:
         write_audio(take_dir / f"{take_id}.wav", samples, SAMPLE_RATE)
         dropped = {camera: _gaps(ts) for camera, ts in timestamps.items()}
         log = dict(extra_log or {})
-        log.update({
-            "take_id": take_id, "status": "ok",
-            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "audio": {"sample_rate": SAMPLE_RATE, "samples": int(len(samples)),
-                      "first_sample_host_s": first_sample_host_s},
-            "master": {"camera": master.camera,
-                       "first_capture_host_s": first.get("master", (None, None))[0],
-                       "first_capture_device_usec": first.get("master", (None, None))[1]},
-            "cameras": {str(camera): {"captures": len(ts), "dropped_frames": dropped[camera]}
-                        for camera, ts in timestamps.items()},
-            "host_clock": "time.perf_counter (pyk4a's system timestamps use the same clock)",
-        })
+        log.update(
+            {
+                "take_id": take_id,
+                "status": "ok",
+                "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "audio": {"sample_rate": SAMPLE_RATE, "samples": int(len(samples)), "first_sample_host_s": first_sample_host_s},
+                "master": {
+                    "camera": master.camera,
+                    "first_capture_host_s": first.get("master", (None, None))[0],
+                    "first_capture_device_usec": first.get("master", (None, None))[1],
+                },
+                "cameras": {str(camera): {"captures": len(ts), "dropped_frames": dropped[camera]} for camera, ts in timestamps.items()},
+                "host_clock": "time.perf_counter (pyk4a's system timestamps use the same clock)",
+            }
+        )
         atomic_write_bytes(take_dir / f"{take_id}.take.json", json_bytes(log))
-        return TakeResult(take_id, take_dir, {c: len(t) for c, t in timestamps.items()}, dropped,
-                          self.clock() - started, log)
+        return TakeResult(take_id, take_dir, {c: len(t) for c, t in timestamps.items()}, dropped, self.clock() - started, log)
 
     def _close(self, records):
         for record in records.values():
@@ -295,5 +319,3 @@ def _gaps(timestamps: list[int], fps: int = 30) -> list[int]:
     frames = [round((t - timestamps[0]) / period) for t in timestamps]
     present = set(frames)
     return [k for k in range(frames[-1] + 1) if k not in present]
-
-

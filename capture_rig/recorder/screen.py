@@ -31,14 +31,21 @@ def render(session: PromptSession, width: int = 80, height: int = 24, message: s
     counts = session.counts()
     total = len(session.items)
     finished = total - counts["pending"]
-    lines = [("title", f"actor {session.plan['actor_id']}   {finished}/{total} done   "
-                       f"recorded {counts['recorded']}  skipped {counts['skipped']}  bad {counts['bad']}")]
+    lines = [
+        (
+            "title",
+            f"actor {session.plan['actor_id']}   {finished}/{total} done   "
+            f"recorded {counts['recorded']}  skipped {counts['skipped']}  bad {counts['bad']}",
+        )
+    ]
     item = session.current
     if item is None:
         body = [("sentence", "All sentences of the plan are done. Thank you!")]
     else:
-        body = [("status", f"emotion: {item['emotion'].upper()}      take {item['take_id']}  sentence {item['sentence_id']}"),
-                ("status", "")]
+        body = [
+            ("status", f"emotion: {item['emotion'].upper()}      take {item['take_id']}  sentence {item['sentence_id']}"),
+            ("status", ""),
+        ]
         # the sentence spaced out so that it reads large; wrapped to the screen
         spaced = " ".join(item["text"])
         body += [("sentence", line) for line in wrap(spaced, max(10, width - 8))]

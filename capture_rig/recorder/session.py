@@ -34,8 +34,15 @@ def open_session(session_dir, plan_path, registry) -> PromptSession:
     session_dir.mkdir(parents=True, exist_ok=True)
     info_path = session_dir / "session.json"
     if not info_path.exists():
-        _write_json(info_path, {"actor_id": plan["actor_id"], "consent": record.as_dict(), "plan": str(plan_path),
-                                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        _write_json(
+            info_path,
+            {
+                "actor_id": plan["actor_id"],
+                "consent": record.as_dict(),
+                "plan": str(plan_path),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
     return PromptSession(plan, session_dir / "state.json")
 
 
@@ -59,13 +66,16 @@ def run_session(session: PromptSession, rig, session_dir, get_key, draw, *, max_
         if action.kind == "start":
             stop, outcome = threading.Event(), {}
             item = action.item
-            extra = {"subject_id": session.plan["actor_id"], "sentence_id": item["sentence_id"], "text": item["text"],
-                     "emotion": item["emotion"]}
+            extra = {
+                "subject_id": session.plan["actor_id"],
+                "sentence_id": item["sentence_id"],
+                "text": item["text"],
+                "emotion": item["emotion"],
+            }
 
             def work(item=item, stop=stop, outcome=outcome, extra=extra):
                 try:
-                    outcome["result"] = rig.record_take(takes, item["take_id"], stop=stop, max_frames=max_frames,
-                                                        extra_log=extra)
+                    outcome["result"] = rig.record_take(takes, item["take_id"], stop=stop, max_frames=max_frames, extra_log=extra)
                 except RigError as exc:
                     outcome["error"] = str(exc)
 
@@ -82,7 +92,8 @@ def run_session(session: PromptSession, rig, session_dir, get_key, draw, *, max_
                 session.finished(True)
                 dropped = {c: len(d) for c, d in result.dropped.items() if d}
                 message = f"take {result.take_id} saved ({result.seconds:.1f} s)" + (
-                    f"; DROPPED frames per camera {dropped}: consider a retake (t)" if dropped else "")
+                    f"; DROPPED frames per camera {dropped}: consider a retake (t)" if dropped else ""
+                )
         elif action.kind == "mark_bad":
             log_path = takes / action.item["take_id"] / f"{action.item['take_id']}.take.json"
             if log_path.exists():

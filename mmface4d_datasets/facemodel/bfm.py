@@ -142,9 +142,7 @@ def read_expression_basis(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarr
         n = int(header[0])
         floats, remainder = divmod(size - 4, 4)
         if remainder or floats % (3 * (n + 1)):
-            raise FormatError(
-                f"{path}: {size} bytes do not hold n = {n} components: expected 4 + 4 * 3 M * (n + 1) bytes"
-            )
+            raise FormatError(f"{path}: {size} bytes do not hold n = {n} components: expected 4 + 4 * 3 M * (n + 1) bytes")
         values = 3 * (floats // (3 * (n + 1)))
         exp_mu = np.fromfile(handle, dtype="<f4", count=values)
         exp_pc = np.fromfile(handle, dtype="<f4", count=values * n)

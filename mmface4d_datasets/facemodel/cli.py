@@ -23,14 +23,27 @@ def register(subparsers) -> None:
     actions.required = True
 
     def common(sub):
-        sub.add_argument("--model", choices=("default", "bfm"), default="default",
-                         help="'default': the embedded synthetic_v1@N model; 'bfm': BFM 2009 front face from --bfm-dir")
-        sub.add_argument("--vertices", type=whole_number(1), default=None, metavar="N",
-                         help="vertex count of the embedded model (500..200000; default 5023)")
+        sub.add_argument(
+            "--model",
+            choices=("default", "bfm"),
+            default="default",
+            help="'default': the embedded synthetic_v1@N model; 'bfm': BFM 2009 front face from --bfm-dir",
+        )
+        sub.add_argument(
+            "--vertices",
+            type=whole_number(1),
+            default=None,
+            metavar="N",
+            help="vertex count of the embedded model (500..200000; default 5023)",
+        )
         sub.add_argument("--seed", type=seed, default=0, help="seed of the embedded model's random modes (default 0)")
-        sub.add_argument("--bfm-dir", default=None, metavar="DIR",
-                         help="folder with 01_MorphableModel.mat, Exp_Pca.bin, BFM_front_idx.mat, BFM_exp_idx.mat, "
-                              "facemodel_info.mat and std_exp.txt (your own licence-gated copies)")
+        sub.add_argument(
+            "--bfm-dir",
+            default=None,
+            metavar="DIR",
+            help="folder with 01_MorphableModel.mat, Exp_Pca.bin, BFM_front_idx.mat, BFM_exp_idx.mat, "
+            "facemodel_info.mat and std_exp.txt (your own licence-gated copies)",
+        )
 
     show = actions.add_parser("show", help="write a PNG of the mean shape, front view, regions coloured, landmarks numbered")
     common(show)
@@ -42,8 +55,12 @@ def register(subparsers) -> None:
         "info", help="print JSON: topology name, vertex and triangle counts, keypoints, region sizes and rule version"
     )
     common(info)
-    info.add_argument("--bfm-info", default=None, metavar="FILE",
-                      help="with --model bfm: a facemodel_info.mat alone is enough (no licence-gated files needed)")
+    info.add_argument(
+        "--bfm-info",
+        default=None,
+        metavar="FILE",
+        help="with --model bfm: a facemodel_info.mat alone is enough (no licence-gated files needed)",
+    )
     info.set_defaults(func=_info)
 
 

@@ -226,9 +226,7 @@ def _landmark_targets() -> np.ndarray:
 def _place_landmarks(xs, ys, chain_start: int, chain_count: int) -> np.ndarray:
     n = len(xs)
     chain_upper = np.arange(chain_start, chain_start + chain_count)
-    chain_lower = np.concatenate(
-        [[chain_upper[0]], np.arange(chain_start + chain_count, n), [chain_upper[-1]]]
-    )
+    chain_lower = np.concatenate([[chain_upper[0]], np.arange(chain_start + chain_count, n), [chain_upper[-1]]])
     on_chain = np.zeros(n, dtype=bool)
     on_chain[chain_start:] = True
     off_chain = np.flatnonzero(~on_chain)
@@ -318,7 +316,7 @@ def _mode_brow_raise(p, sheet):
     """Brows and the lower forehead rise 5 mm; the eyes' corners and everything below stay."""
     x, y, _ = p.T
     above_eyes = _smoothstep((y - (EYE_Y + 0.006)) / 0.010)
-    fade_up = np.exp(-(np.maximum(y - BROW_Y, 0.0) / 0.04) ** 2)
+    fade_up = np.exp(-((np.maximum(y - BROW_Y, 0.0) / 0.04) ** 2))
     weight = above_eyes * fade_up * np.exp(-((x / 0.085) ** 6))
     return np.stack([np.zeros_like(x), 0.005 * weight, np.zeros_like(x)], axis=1)
 
@@ -424,9 +422,7 @@ def embedded_face_model(num_vertices: int = DEFAULT_NUM_VERTICES, seed: int = 0)
         raise MMFace4DError(f"embedded face model: num_vertices must be an integer, found {num_vertices!r}")
     num_vertices = int(num_vertices)
     if not MIN_NUM_VERTICES <= num_vertices <= MAX_NUM_VERTICES:
-        raise MMFace4DError(
-            f"embedded face model: num_vertices must lie in [{MIN_NUM_VERTICES}, {MAX_NUM_VERTICES}], found {num_vertices}"
-        )
+        raise MMFace4DError(f"embedded face model: num_vertices must lie in [{MIN_NUM_VERTICES}, {MAX_NUM_VERTICES}], found {num_vertices}")
     return _build(num_vertices, int(seed))
 
 
@@ -444,7 +440,7 @@ def _build(num_vertices: int, seed: int) -> FaceModel:
     named = np.stack([mode(mean, sheet) for mode in _NAMED_MODES])
     # Normalise jaw_open so that coefficient 1 opens the inner lips by exactly 10 mm.
     jaw = named[0]
-    gap = (jaw[keypoints[62], 1] - jaw[keypoints[66], 1])
+    gap = jaw[keypoints[62], 1] - jaw[keypoints[66], 1]
     named[0] = jaw * (0.010 / gap)
 
     rng_identity = np.random.default_rng([int(seed), 1])

@@ -130,8 +130,7 @@ class FaceModel:
         coeffs = np.asarray(values, dtype=np.float32)
         if coeffs.ndim == 0 or coeffs.shape[-1] > basis_size:
             raise MMFace4DError(
-                f"face model {self.topology}: {what} coefficients must have shape (..., K) with K <= {basis_size}, "
-                f"found {coeffs.shape}"
+                f"face model {self.topology}: {what} coefficients must have shape (..., K) with K <= {basis_size}, found {coeffs.shape}"
             )
         return coeffs
 

@@ -22,9 +22,7 @@ def check_triangles(triangles, num_vertices: int, *, where: str = "triangles") -
     if tri.ndim != 2 or tri.shape[1] != 3:
         raise ValueError(f"{where}: expected an (F, 3) triangle array, found shape {tri.shape}")
     if tri.size and (tri.min() < 0 or tri.max() >= num_vertices):
-        raise ValueError(
-            f"{where}: triangle vertex ids must lie in [0, {num_vertices}), found {tri.min()} .. {tri.max()}"
-        )
+        raise ValueError(f"{where}: triangle vertex ids must lie in [0, {num_vertices}), found {tri.min()} .. {tri.max()}")
     return tri
 
 

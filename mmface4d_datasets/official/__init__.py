@@ -52,17 +52,40 @@ from mmface4d_datasets.official.takes import Take, TakeScan, find_takes, read_ta
 from mmface4d_datasets.vocabulary import FPS, SAMPLE_RATE
 
 __all__ = [
-    "FPS", "SAMPLE_RATE", "FormatError",
+    "FPS",
+    "SAMPLE_RATE",
+    "FormatError",
     # mesh
-    "AXES", "HEADER_PIXELS", "QUANTISATION_PADDING", "ChecksumError", "check_slice_crcs", "dequantise", "frame_side",
-    "mesh_axis_paths", "quantise", "read_mesh_sequence", "read_quantised_axis", "write_mesh_sequence",
+    "AXES",
+    "HEADER_PIXELS",
+    "QUANTISATION_PADDING",
+    "ChecksumError",
+    "check_slice_crcs",
+    "dequantise",
+    "frame_side",
+    "mesh_axis_paths",
+    "quantise",
+    "read_mesh_sequence",
+    "read_quantised_axis",
+    "write_mesh_sequence",
     "write_quantised_axis",
     # audio
-    "float_wav_bytes", "read_audio", "write_audio",
+    "float_wav_bytes",
+    "read_audio",
+    "write_audio",
     # calibration
-    "CALIBRATION_KEYS", "read_calibration", "read_intrinsics",
+    "CALIBRATION_KEYS",
+    "read_calibration",
+    "read_intrinsics",
     # landmarks
-    "LANDMARK_FRAME_TOLERANCE", "LANDMARK_POINTS", "check_landmarks_agree", "read_landmarks",
+    "LANDMARK_FRAME_TOLERANCE",
+    "LANDMARK_POINTS",
+    "check_landmarks_agree",
+    "read_landmarks",
     # takes
-    "Take", "TakeScan", "find_takes", "read_take", "scan_takes",
+    "Take",
+    "TakeScan",
+    "find_takes",
+    "read_take",
+    "scan_takes",
 ]

@@ -39,10 +39,7 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         raise FormatError(f"{path}: not a readable audio file: {exc}") from exc
     _check_wav_complete(path)
     if info.samplerate != SAMPLE_RATE or info.channels != 1:
-        raise FormatError(
-            f"{path}: audio is {info.samplerate} Hz with {info.channels} channel(s); "
-            f"expected {SAMPLE_RATE} Hz mono"
-        )
+        raise FormatError(f"{path}: audio is {info.samplerate} Hz with {info.channels} channel(s); expected {SAMPLE_RATE} Hz mono")
     try:
         samples, rate = soundfile.read(os.fspath(path), dtype="float32", always_2d=False)
     except (RuntimeError, soundfile.LibsndfileError) as exc:
@@ -71,8 +68,7 @@ def _check_wav_complete(path: Path) -> None:
                 # 0xFFFFFFFF marks a stream whose length was never filled in: nothing to compare.
                 if chunk_size != 0xFFFFFFFF and position + chunk_size > size:
                     raise FormatError(
-                        f"{path}: truncated audio (the data chunk announces {chunk_size} bytes, "
-                        f"the file holds {size - position})"
+                        f"{path}: truncated audio (the data chunk announces {chunk_size} bytes, the file holds {size - position})"
                     )
                 return
             position += chunk_size + (chunk_size & 1)  # chunks are padded to even length
@@ -95,9 +91,18 @@ def float_wav_bytes(samples: np.ndarray, sample_rate: int, *, where: str | os.Pa
         raise ValueError(f"{os.fspath(where)}: audio samples must be 1-D (mono), got shape {data.shape}")
     payload = data.tobytes()
     fmt = struct.pack("<HHIIHHH", _WAVE_FORMAT_IEEE_FLOAT, 1, int(sample_rate), int(sample_rate) * 4, 4, 32, 0)
-    chunks = b"".join([b"fmt ", struct.pack("<I", len(fmt)), fmt,
-                       b"fact", struct.pack("<II", 4, len(data)),
-                       b"data", struct.pack("<I", len(payload)), payload])
+    chunks = b"".join(
+        [
+            b"fmt ",
+            struct.pack("<I", len(fmt)),
+            fmt,
+            b"fact",
+            struct.pack("<II", 4, len(data)),
+            b"data",
+            struct.pack("<I", len(payload)),
+            payload,
+        ]
+    )
     return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
 
 

@@ -73,9 +73,7 @@ def _intrinsics_from_list(values, path: Path) -> np.ndarray:
     if not np.isfinite(matrix).all():
         raise FormatError(f"{path}: intrinsic_matrix holds NaN or infinite values")
     if matrix[1, 0] != 0 or matrix[2, 0] != 0 or matrix[2, 1] != 0 or matrix[2, 2] != 1:
-        raise FormatError(
-            f"{path}: intrinsic_matrix is not column-major (fx, 0, 0, 0, fy, 0, cx, cy, 1): {values!r}"
-        )
+        raise FormatError(f"{path}: intrinsic_matrix is not column-major (fx, 0, 0, 0, fy, 0, cx, cy, 1): {values!r}")
     if matrix[0, 0] <= 0 or matrix[1, 1] <= 0:
         raise FormatError(f"{path}: intrinsic_matrix has non-positive focal lengths: {values!r}")
     return matrix

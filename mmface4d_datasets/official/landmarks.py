@@ -19,15 +19,18 @@ LANDMARK_POINTS = (98, 68)
 LANDMARK_FRAME_TOLERANCE = 0
 
 
-def check_landmarks_agree(landmarks: np.ndarray, num_frames: int, path: str | os.PathLike,
-                          tolerance: int = LANDMARK_FRAME_TOLERANCE) -> None:
+def check_landmarks_agree(
+    landmarks: np.ndarray, num_frames: int, path: str | os.PathLike, tolerance: int = LANDMARK_FRAME_TOLERANCE
+) -> None:
     """Raise FormatError naming ``path`` unless the landmarks have as many frames as the take's mesh
     sequence (``num_frames``, within ``tolerance`` frames, stated in the message)."""
     frames = int(np.asarray(landmarks).shape[0])
     if abs(frames - int(num_frames)) > tolerance:
         allowed = "exactly" if tolerance == 0 else f"within {tolerance} frame(s) of"
-        raise FormatError(f"{path}: landmarks hold {frames} frames, the take's mesh sequence {num_frames}; "
-                          f"they must have {allowed} as many (one landmark set per mesh frame)")
+        raise FormatError(
+            f"{path}: landmarks hold {frames} frames, the take's mesh sequence {num_frames}; "
+            f"they must have {allowed} as many (one landmark set per mesh frame)"
+        )
 
 
 def read_landmarks(path: str | os.PathLike) -> np.ndarray:

@@ -76,8 +76,7 @@ def _check_nut_complete(path: Path) -> None:
             handle.seek(start)
             if handle.read(8) != _NUT_INDEX_STARTCODE:
                 raise FormatError(
-                    f"{path}: truncated NUT file (it does not end with a NUT index; "
-                    "files written without an index are not accepted either)"
+                    f"{path}: truncated NUT file (it does not end with a NUT index; files written without an index are not accepted either)"
                 )
     except FileNotFoundError:
         raise FormatError(f"{path}: mesh axis file is missing") from None
@@ -122,8 +121,7 @@ def check_slice_crcs(path: str | os.PathLike, num_vertices: int) -> None:
         raise ChecksumError(f"{path}: FFV1 slice checksum mismatch ({'; '.join(reports[:4])}): the file is corrupted")
 
 
-def read_quantised_axis(path: str | os.PathLike, num_vertices: int, *, threads: bool = True,
-                        check_crc: bool = True) -> np.ndarray:
+def read_quantised_axis(path: str | os.PathLike, num_vertices: int, *, threads: bool = True, check_crc: bool = True) -> np.ndarray:
     """Raw frames of one axis file as uint16, shape (T, S*S), flattened in row order.
 
     Pixels 0-3 of each row are the header (float32 min and max as little-endian uint16 pairs),
@@ -195,8 +193,7 @@ def dequantise(frames: np.ndarray, num_vertices: int, path: str | os.PathLike = 
     if bad.any():
         t = int(np.flatnonzero(bad)[0])
         raise FormatError(
-            f"{path}: frame {t} has a non-finite header (min={low[t]}, max={high[t]}); "
-            f"{int(bad.sum())} of {len(bad)} frames are affected"
+            f"{path}: frame {t} has a non-finite header (min={low[t]}, max={high[t]}); {int(bad.sum())} of {len(bad)} frames are affected"
         )
     inverted = ~(high > low)
     if inverted.any():

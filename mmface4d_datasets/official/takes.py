@@ -18,6 +18,7 @@ from mmface4d_datasets.errors import FormatError
 from mmface4d_datasets.official.audio import read_audio
 from mmface4d_datasets.official.mesh import AXES, mesh_axis_paths, read_mesh_sequence
 
+
 @dataclass(frozen=True)
 class Take:
     """The files of one take (DESIGN.md, Takes). Paths only; nothing is decoded until asked.
@@ -103,9 +104,7 @@ class _TakeFiles:
             self.videos[path.suffix][index] = path
         elif kind == "landmarks":
             if index in self.landmarks:
-                self.problems.append(
-                    f"camera {index} has two landmark files, {self.landmarks[index].name} and {path.name}"
-                )
+                self.problems.append(f"camera {index} has two landmark files, {self.landmarks[index].name} and {path.name}")
             self.landmarks[index] = path
 
     def finish(self, folder: Path) -> Take | None:
@@ -172,8 +171,7 @@ def _scan_folder(folder: Path, names: list[str], meshes: bool = True) -> tuple[d
         else:
             found = ", ".join(sorted(files)) or "none"
             folder_problems.append(
-                "reconstruct_filt_*.nut needs exactly one take in its folder (named by its ID.wav); "
-                f"take ids found: {found}"
+                f"reconstruct_filt_*.nut needs exactly one take in its folder (named by its ID.wav); take ids found: {found}"
             )
     takes: dict[str, Take] = {}
     problems: dict[str, list[str]] = {}
@@ -286,9 +284,7 @@ def read_take(path: str | os.PathLike, take_id: str | None = None, *, meshes: bo
     if take_id is None:
         ids = sorted({*takes, *take_problems})
         if len(ids) != 1:
-            raise FormatError(
-                f"{path}: holds {len(ids)} takes ({', '.join(ids) or 'none'}); pass take_id to choose one"
-            )
+            raise FormatError(f"{path}: holds {len(ids)} takes ({', '.join(ids) or 'none'}); pass take_id to choose one")
         take_id = ids[0]
     reasons = take_problems.get(take_id, []) + folder_problems
     if reasons:

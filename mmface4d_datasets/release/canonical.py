@@ -88,9 +88,9 @@ def take_reference(vertices: np.ndarray, stable: np.ndarray) -> np.ndarray:
     target = vertices[0, stable].astype(np.float64)
     aligned = np.empty(vertices.shape, dtype=np.float32)
     for start in range(0, vertices.shape[0], _FRAME_CHUNK):
-        chunk = vertices[start:start + _FRAME_CHUNK].astype(np.float64)
+        chunk = vertices[start : start + _FRAME_CHUNK].astype(np.float64)
         rotation, translation = kabsch(chunk[:, stable], np.broadcast_to(target, (chunk.shape[0],) + target.shape))
-        aligned[start:start + _FRAME_CHUNK] = _apply(rotation, translation, chunk)
+        aligned[start : start + _FRAME_CHUNK] = _apply(rotation, translation, chunk)
     return np.median(aligned, axis=0).astype(np.float32)
 
 
@@ -148,16 +148,16 @@ def canonicalize(vertices: np.ndarray, template: np.ndarray, stable: np.ndarray)
     head_pose = np.zeros((count, 4, 4), dtype=np.float32)
     canonical = np.empty(vertices.shape, dtype=np.float32)
     for start in range(0, count, _FRAME_CHUNK):
-        chunk = vertices[start:start + _FRAME_CHUNK].astype(np.float64)
+        chunk = vertices[start : start + _FRAME_CHUNK].astype(np.float64)
         rotation, translation = kabsch(np.broadcast_to(template_stable, (chunk.shape[0],) + template_stable.shape), chunk[:, stable])
-        pose = head_pose[start:start + _FRAME_CHUNK]
+        pose = head_pose[start : start + _FRAME_CHUNK]
         pose[:, :3, :3] = rotation
         pose[:, :3, 3] = translation
         pose[:, 3, 3] = 1.0
         stored_rotation = pose[:, :3, :3].astype(np.float64)
         stored_translation = pose[:, :3, 3].astype(np.float64)
         inverse = np.linalg.inv(stored_rotation)
-        canonical[start:start + _FRAME_CHUNK] = (chunk - stored_translation[:, None, :]) @ np.swapaxes(inverse, -1, -2)
+        canonical[start : start + _FRAME_CHUNK] = (chunk - stored_translation[:, None, :]) @ np.swapaxes(inverse, -1, -2)
     return canonical, head_pose
 
 

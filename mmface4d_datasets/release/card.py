@@ -24,13 +24,18 @@ DEFAULT_CARD_INFO = {
     "license": "other",
     "homepage": "https://arxiv.org/abs/2303.09797",
     "source": "MMFace4D (Wu et al.): 431 identities recorded with three Azure Kinect cameras and one microphone",
-    "summary": ("Speech audio synchronised with topology-uniform 3D face mesh sequences (30 fps) for audio-driven "
-                "3D face animation, in the mmface4d release format."),
-    "citation": ("@article{wu2023mmface4d,\n  title={MMFace4D: A Large-Scale Multi-Modal 4D Face Dataset for "
-                 "Audio-Driven 3D Face Animation},\n  author={Wu, Haozhe and others},\n"
-                 "  journal={arXiv preprint arXiv:2303.09797},\n  year={2023}\n}"),
-    "consent": ("The people recorded consented to the collection and research use of their faces and voices, as stated "
-                "by the dataset's authors."),
+    "summary": (
+        "Speech audio synchronised with topology-uniform 3D face mesh sequences (30 fps) for audio-driven "
+        "3D face animation, in the mmface4d release format."
+    ),
+    "citation": (
+        "@article{wu2023mmface4d,\n  title={MMFace4D: A Large-Scale Multi-Modal 4D Face Dataset for "
+        "Audio-Driven 3D Face Animation},\n  author={Wu, Haozhe and others},\n"
+        "  journal={arXiv preprint arXiv:2303.09797},\n  year={2023}\n}"
+    ),
+    "consent": (
+        "The people recorded consented to the collection and research use of their faces and voices, as stated by the dataset's authors."
+    ),
     "data_kind": "3D face meshes and speech of real people (biometric data)",
 }
 
@@ -38,8 +43,10 @@ DEFAULT_CARD_INFO = {
 SYNTHETIC_CARD_INFO = {
     "license": "apache-2.0",
     "source": "the mmface4d synthetic generator (eSpeak NG speech, embedded face model)",
-    "consent": ("No person was recorded: voices come from eSpeak NG and faces from the embedded synthetic face "
-                "model; the paragraph below is about the real release."),
+    "consent": (
+        "No person was recorded: voices come from eSpeak NG and faces from the embedded synthetic face "
+        "model; the paragraph below is about the real release."
+    ),
     "data_kind": "synthetic 3D face meshes and synthesised speech (no real person), in the format of a biometric dataset",
 }
 
@@ -74,8 +81,10 @@ def _size_category(count: int) -> str:
 
 def statistics_table(sequence_rows: list[dict]) -> str:
     """Markdown table per split: subjects, sequences, frames, hours, duration and age ranges, genders."""
-    lines = ["| split | subjects | sequences | frames | hours | duration s (min / median / max) | age (min / median / max) | gender |",
-             "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+    lines = [
+        "| split | subjects | sequences | frames | hours | duration s (min / median / max) | age (min / median / max) | gender |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |",
+    ]
     for split in sorted({r["split"] for r in sequence_rows}, key=lambda s: (s != "train", s)):
         rows = [r for r in sequence_rows if r["split"] == split]
         durations = [r["num_frames"] / r["fps"] for r in rows]
@@ -90,7 +99,8 @@ def statistics_table(sequence_rows: list[dict]) -> str:
         gender_text = ", ".join(f"{g} {n}" for g, n in sorted(genders.items()))
         lines.append(
             f"| {split} | {len(subjects)} | {len(rows)} | {sum(r['num_frames'] for r in rows)} | {sum(durations) / 3600:.3f} | "
-            f"{min(durations):.2f} / {statistics.median(durations):.2f} / {max(durations):.2f} | {age_text} | {gender_text} |")
+            f"{min(durations):.2f} / {statistics.median(durations):.2f} / {max(durations):.2f} | {age_text} | {gender_text} |"
+        )
     return "\n".join(lines)
 
 
@@ -101,8 +111,10 @@ def figures_markdown(info: ReleaseInfo) -> str:
     figures = info.figures
     images = figures.images if figures is not None else ()
     if not images:
-        return ("No figures in this build: `mmface4d build` draws them when matplotlib (the `viz` extra) is "
-                "installed, and `mmface4d stats RELEASE --out DIR` draws them for any release that has a `lips` region.")
+        return (
+            "No figures in this build: `mmface4d build` draws them when matplotlib (the `viz` extra) is "
+            "installed, and `mmface4d stats RELEASE --out DIR` draws them for any release that has a `lips` region."
+        )
     lines = [f"![{image.title}]({image.path})" for image in images]
     if figures.numbers:
         lines.append(f"The numbers behind the figures: [`{figures.numbers}`]({figures.numbers}).")
@@ -131,8 +143,8 @@ def render_card(info: ReleaseInfo, manifest: dict, sequence_rows: list[dict], ca
         codec_version=info.codec_version,
         max_error_um=f"{info.max_error * 1e6:g}",
         split_rule=f"Seed {manifest['seed']}. Rule {manifest['rule']}. "
-                   f"This release: {len(manifest['train'])} train and {len(manifest['test'])} test subjects, "
-                   f"{len(manifest['style_reference'])} frozen style references.",
+        f"This release: {len(manifest['train'])} train and {len(manifest['test'])} test subjects, "
+        f"{len(manifest['style_reference'])} frozen style references.",
         statistics_table=statistics_table(sequence_rows),
         figures=figures_markdown(info),
         emotion_counts=", ".join(f"{name} {count}" for name, count in emotions.items()),

@@ -25,8 +25,9 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("release", help="the release folder (the one holding meta/info.json)")
-    parser.add_argument("--max-problems", type=whole_number(0), default=200, metavar="N",
-                        help="print at most N problems (all are counted; default 200)")
+    parser.add_argument(
+        "--max-problems", type=whole_number(0), default=200, metavar="N", help="print at most N problems (all are counted; default 200)"
+    )
     parser.set_defaults(func=handle)
 
 
@@ -41,8 +42,7 @@ def handle(args: argparse.Namespace) -> int:
     except FormatError:  # no readable meta/info.json: validate_release has said so
         unlisted = []
     for relative in unlisted[: args.max_problems]:
-        print(f"{relative}: not part of the release (not listed in meta/info.json; `mmface4d build push` "
-              "does not upload it)")
+        print(f"{relative}: not part of the release (not listed in meta/info.json; `mmface4d build push` does not upload it)")
     if len(unlisted) > args.max_problems:
         print(f"... and {len(unlisted) - args.max_problems} more files not part of the release")
     for problem in problems[: args.max_problems]:

@@ -46,9 +46,11 @@ def format_version_problem(version) -> str | None:
     """Why a release of format `version` cannot be read by this package (None: it can: same major number)."""
     if str(version).split(".")[0] == FORMAT_VERSION.split(".")[0]:
         return None
-    return (f"format version {version!r}; this package reads {FORMAT_VERSION}. Install the mmface4d-datasets "
-            f"version that matches the release (or upgrade: pip install -U mmface4d-datasets), or convert it by "
-            f"rebuilding it from its sources with `mmface4d build release`.")
+    return (
+        f"format version {version!r}; this package reads {FORMAT_VERSION}. Install the mmface4d-datasets "
+        f"version that matches the release (or upgrade: pip install -U mmface4d-datasets), or convert it by "
+        f"rebuilding it from its sources with `mmface4d build release`."
+    )
 
 
 def check_format_version(version, where) -> None:
@@ -295,6 +297,7 @@ def read_file_table(root: str | os.PathLike) -> Mapping[str, FileEntry]:
 
 # ---------------------------------------------------------------------- field parsers (value, name, problems)
 
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -304,6 +307,7 @@ def _typed(check, description: str):
         if not check(value):
             problems.append(f"field {name!r} is not {description}")
         return value
+
     return parse
 
 

@@ -29,8 +29,7 @@ def mini_release_dir() -> Path:
     return cache_dir() / f"mini-{FORMAT_VERSION}-{__version__}"
 
 
-def mini_sources(subjects: int = MINI_SUBJECTS, sentences: int = MINI_SENTENCES, num_vertices: int = MINI_VERTICES,
-                 seed: int = MINI_SEED):
+def mini_sources(subjects: int = MINI_SUBJECTS, sentences: int = MINI_SENTENCES, num_vertices: int = MINI_VERTICES, seed: int = MINI_SEED):
     """(sources, topology) of synthetic takes made in memory (each `load()` synthesises its take), through
     the one synthetic adapter (`synthetic_source`); the mini release has no `raw` cameras."""
     from mmface4d_datasets.release.synthetic_source import synthetic_sources
@@ -57,12 +56,20 @@ def ensure_mini_release(progress: bool = False) -> Path:
         building = target.parent / f".{target.name}.building"
         sources, topology = mini_sources()
         # `building` may hold the .staging of a killed build: the writer resumes it (same inputs) or discards it.
-        write_release(sources, building, topology=topology, seed=MINI_SEED, progress=progress,
-                      card_info=SYNTHETIC_CARD_INFO | {
-                          "pretty_name": "MMFace4D mini (synthetic)",
-                          "summary": "A small synthetic release made by mmface4d-datasets for tests and examples: "
-                                     "8 synthetic speakers x 3 Mandarin sentences, 1,000-vertex embedded face model.",
-                          "source": "the mmface4d synthetic generator (eSpeak NG speech, embedded face model), seed 0"})
+        write_release(
+            sources,
+            building,
+            topology=topology,
+            seed=MINI_SEED,
+            progress=progress,
+            card_info=SYNTHETIC_CARD_INFO
+            | {
+                "pretty_name": "MMFace4D mini (synthetic)",
+                "summary": "A small synthetic release made by mmface4d-datasets for tests and examples: "
+                "8 synthetic speakers x 3 Mandarin sentences, 1,000-vertex embedded face model.",
+                "source": "the mmface4d synthetic generator (eSpeak NG speech, embedded face model), seed 0",
+            },
+        )
         if target.exists():
             shutil.rmtree(target)  # an incomplete folder without meta/info.json
         os.replace(building, target)

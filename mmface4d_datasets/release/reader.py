@@ -62,7 +62,7 @@ class Release:
 
     def region_masks(self) -> dict[str, np.ndarray]:
         """Region name -> int64 vertex ids (lips, upper_face, face, eyes, nose, forehead)."""
-        return {name[len("mask_"):]: ids for name, ids in self.topology.items() if name.startswith("mask_")}
+        return {name[len("mask_") :]: ids for name, ids in self.topology.items() if name.startswith("mask_")}
 
     @property
     def split_names(self) -> list[str]:

@@ -107,7 +107,7 @@ def _decode_raw_fields(record: dict) -> None:
         arrays, offset = [], 0
         for shape in record["landmarks_shape"]:
             size = int(np.prod(shape))
-            arrays.append(flat[offset:offset + size].reshape(shape).copy())
+            arrays.append(flat[offset : offset + size].reshape(shape).copy())
             offset += size
         if offset != flat.size:
             raise ValueError(f"landmarks hold {flat.size} floats, landmarks_shape accounts for {offset}")

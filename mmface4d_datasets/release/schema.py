@@ -64,26 +64,56 @@ EMOTION_FEATURE = "ClassLabel(emotions)"
 
 #: `data/{split}/shard-*.parquet` (the default config).
 DATA_FIELDS = (
-    ("id", "string"), ("subject_id", "string"), ("take_id", "string"), ("sentence_id", "string"),
-    ("emotion", EMOTION_FEATURE), ("text", "string"), ("gender", "string"), ("age", "int32"), ("fps", "int32"),
-    ("num_frames", "int32"), ("num_vertices", "int32"), ("topology", "string"), ("sample_rate", "int32"),
-    ("audio", "binary"), ("vertices", "binary"), ("head_pose", "binary"),
+    ("id", "string"),
+    ("subject_id", "string"),
+    ("take_id", "string"),
+    ("sentence_id", "string"),
+    ("emotion", EMOTION_FEATURE),
+    ("text", "string"),
+    ("gender", "string"),
+    ("age", "int32"),
+    ("fps", "int32"),
+    ("num_frames", "int32"),
+    ("num_vertices", "int32"),
+    ("topology", "string"),
+    ("sample_rate", "int32"),
+    ("audio", "binary"),
+    ("vertices", "binary"),
+    ("head_pose", "binary"),
 )
 #: `raw/{split}/shard-*.parquet`.
 RAW_FIELDS = (
-    ("id", "string"), ("cameras", ["int32"]), ("intrinsics", [["float64"]]), ("extrinsics", [["float64"]]),
-    ("landmarks", "binary"), ("landmarks_shape", [["int32"]]),
+    ("id", "string"),
+    ("cameras", ["int32"]),
+    ("intrinsics", [["float64"]]),
+    ("extrinsics", [["float64"]]),
+    ("landmarks", "binary"),
+    ("landmarks_shape", [["int32"]]),
 )
 #: `templates/templates.parquet`.
 TEMPLATE_FIELDS = (
-    ("subject_id", "string"), ("num_vertices", "int32"), ("topology", "string"), ("num_sequences", "int32"),
-    ("rule", "string"), ("vertices", "binary"),
+    ("subject_id", "string"),
+    ("num_vertices", "int32"),
+    ("topology", "string"),
+    ("num_sequences", "int32"),
+    ("rule", "string"),
+    ("vertices", "binary"),
 )
 #: `meta/sequences.parquet` (emotion by name here; stored without `datasets` metadata).
 SEQUENCE_FIELDS = (
-    ("id", "string"), ("subject_id", "string"), ("take_id", "string"), ("sentence_id", "string"), ("split", "string"),
-    ("emotion", "string"), ("text", "string"), ("gender", "string"), ("age", "int32"), ("num_frames", "int32"),
-    ("duration_s", "float64"), ("shard", "string"), ("row", "int32"),
+    ("id", "string"),
+    ("subject_id", "string"),
+    ("take_id", "string"),
+    ("sentence_id", "string"),
+    ("split", "string"),
+    ("emotion", "string"),
+    ("text", "string"),
+    ("gender", "string"),
+    ("age", "int32"),
+    ("num_frames", "int32"),
+    ("duration_s", "float64"),
+    ("shard", "string"),
+    ("row", "int32"),
 )
 
 DATA_COLUMNS = tuple(name for name, _ in DATA_FIELDS)
@@ -233,8 +263,10 @@ class SourceSequence:
         expected = {"FLOAT": np.float32, "PCM_16": np.int16, "PCM_24": np.int32}[self.audio_subtype]
         a = self.audio
         if not isinstance(a, np.ndarray) or a.ndim != 1 or a.size == 0 or a.dtype != expected:
-            raise FormatError(f"{where}: audio must be a non-empty mono {np.dtype(expected).name} array for subtype "
-                              f"{self.audio_subtype}, got {getattr(a, 'dtype', type(a))} {getattr(a, 'shape', '')}")
+            raise FormatError(
+                f"{where}: audio must be a non-empty mono {np.dtype(expected).name} array for subtype "
+                f"{self.audio_subtype}, got {getattr(a, 'dtype', type(a))} {getattr(a, 'shape', '')}"
+            )
         if int(self.sample_rate) <= 0 or int(self.fps) <= 0:
             raise FormatError(f"{where}: sample_rate and fps must be positive ({self.sample_rate}, {self.fps})")
         if self.age is not None and not (0 <= int(self.age) < 150):

@@ -54,9 +54,15 @@ class SyntheticSource:
         """What the staged copy of this take depends on (the writer's stale-build check)."""
         from mmface4d_datasets.synthetic.takes import GENERATOR_VERSION
 
-        fingerprint = {"key": self.key, "subject_index": self.subject_index, "sentence_index": self.sentence_index,
-                       "seed": self.seed, "topology": self.model.topology, "generator_version": GENERATOR_VERSION,
-                       "duration_tolerance_s": self.duration_tolerance_s}
+        fingerprint = {
+            "key": self.key,
+            "subject_index": self.subject_index,
+            "sentence_index": self.sentence_index,
+            "seed": self.seed,
+            "topology": self.model.topology,
+            "generator_version": GENERATOR_VERSION,
+            "duration_tolerance_s": self.duration_tolerance_s,
+        }
         # Named only when off, so that the fingerprints of the default (raw) takes stay those of earlier builds.
         return fingerprint if self.raw else fingerprint | {"raw": False}
 
@@ -76,17 +82,23 @@ class SyntheticSource:
         if not np.isfinite(take.vertices).all():
             raise TakeError(f"take {take.take_id} ({where}): the generated vertices hold NaN or infinite values")
         return SourceSequence(
-            take_id=take.take_id, subject_id=metadata.subject_id, sentence_id=metadata.sentence_id,
+            take_id=take.take_id,
+            subject_id=metadata.subject_id,
+            sentence_id=metadata.sentence_id,
             vertices=np.ascontiguousarray(take.vertices, dtype=np.float32),
-            audio=np.ascontiguousarray(take.audio, dtype=np.float32), sample_rate=int(take.sample_rate),
-            audio_subtype="FLOAT", topology=take.topology, fps=FPS,
-            text=metadata.text, gender=metadata.gender, age=metadata.age,
+            audio=np.ascontiguousarray(take.audio, dtype=np.float32),
+            sample_rate=int(take.sample_rate),
+            audio_subtype="FLOAT",
+            topology=take.topology,
+            fps=FPS,
+            text=metadata.text,
+            gender=metadata.gender,
+            age=metadata.age,
             raw=RawCapture(extrinsics=extrinsics) if self.raw else None,
         )
 
 
-def synthetic_sources(*, subjects: int, sentences: int, seed: int = 0, num_vertices: int | None = None,
-                      raw: bool = True):
+def synthetic_sources(*, subjects: int, sentences: int, seed: int = 0, num_vertices: int | None = None, raw: bool = True):
     """``(sources, topology)`` for ``subjects`` x ``sentences`` synthetic takes of ``seed``.
 
     ``sources``: :class:`SyntheticSource` objects sorted by take id; ``topology``: the
@@ -104,7 +116,6 @@ def synthetic_sources(*, subjects: int, sentences: int, seed: int = 0, num_verti
     from mmface4d_datasets.synthetic.takes import take_id_of
 
     model = load_face_model("default", **({} if num_vertices is None else {"num_vertices": int(num_vertices)}))
-    sources = [SyntheticSource(take_id_of(i, j), i, j, int(seed), model, raw=raw)
-               for i in range(subjects) for j in range(sentences)]
+    sources = [SyntheticSource(take_id_of(i, j), i, j, int(seed), model, raw=raw) for i in range(subjects) for j in range(sentences)]
     sources.sort(key=lambda s: s.key)
     return sources, TopologyInfo.from_face_model(model)

@@ -115,14 +115,17 @@ def metadata_from_fields(take_id: str, fields: dict, *, source: str) -> TakeMeta
     )
 
 
-def check_durations(num_frames: int, fps: int, num_samples: int, sample_rate: int,
-                    tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S) -> None:
+def check_durations(
+    num_frames: int, fps: int, num_samples: int, sample_rate: int, tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S
+) -> None:
     """Raise ``ValueError`` unless ``|num_frames / fps - num_samples / sample_rate| <= tolerance_s``."""
     mesh_s, audio_s = num_frames / fps, num_samples / sample_rate
     if abs(mesh_s - audio_s) > tolerance_s:
-        raise ValueError(f"{num_frames} mesh frames last {mesh_s:.3f} s at {fps} fps but the audio lasts "
-                         f"{audio_s:.3f} s ({num_samples} samples at {sample_rate} Hz); they may differ by at "
-                         f"most {tolerance_s:g} s")
+        raise ValueError(
+            f"{num_frames} mesh frames last {mesh_s:.3f} s at {fps} fps but the audio lasts "
+            f"{audio_s:.3f} s ({num_samples} samples at {sample_rate} Hz); they may differ by at "
+            f"most {tolerance_s:g} s"
+        )
 
 
 #: Conventions a meta.json may name for its camera transforms, and whether they must be inverted to

@@ -197,8 +197,10 @@ def _check_row(shard, row, record, split, info, split_of, ids, found, peek, soun
     elif EMOTION_PREFIXES.get(str(record["sentence_id"])[:2]) != emotion:
         bad(f"emotion {EMOTION_NAMES[emotion]!r} does not match sentence id {record['sentence_id']!r}")
     if record["topology"] != info.topology or record["num_vertices"] != info.num_vertices:
-        bad(f"topology {record['topology']!r} with {record['num_vertices']} vertices, "
-            f"meta/info.json says {info.topology!r} with {info.num_vertices}")
+        bad(
+            f"topology {record['topology']!r} with {record['num_vertices']} vertices, "
+            f"meta/info.json says {info.topology!r} with {info.num_vertices}"
+        )
     try:
         shape = tuple(peek(record["vertices"])["shape"])
         if shape != (record["num_frames"], record["num_vertices"], 3):

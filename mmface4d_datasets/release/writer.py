@@ -200,8 +200,13 @@ def _write_release(
     # 3. row pass
     by_key = dict(zip(keys, sources))
     todo = [key for key in sorted(metas) if not (staging / "rows" / f"{key}.npz").exists()]
-    outcomes = run(_stage_row_job, [(by_key[key], key, staging / "rows" / f"{key}.npz", topology,
-                                     templates[metas[key]["subject_id"]], stable, max_error) for key in todo])
+    outcomes = run(
+        _stage_row_job,
+        [
+            (by_key[key], key, staging / "rows" / f"{key}.npz", topology, templates[metas[key]["subject_id"]], stable, max_error)
+            for key in todo
+        ],
+    )
     for key, outcome in zip(todo, outcomes):
         if isinstance(outcome, BaseException):
             fail(key, outcome)
@@ -263,8 +268,9 @@ def _stage_take_job(source: SequenceSource, key: str, staged: Path, topology: To
     atomic_write_bytes(staged, npz_bytes(_stage_take(sequence, stable)))
 
 
-def _stage_row_job(source: SequenceSource, key: str, staged: Path, topology: TopologyInfo, template: np.ndarray,
-                   stable: np.ndarray, max_error: float) -> None:
+def _stage_row_job(
+    source: SequenceSource, key: str, staged: Path, topology: TopologyInfo, template: np.ndarray, stable: np.ndarray, max_error: float
+) -> None:
     """Row pass, one take: load again, move into the subject's canonical frame, encode, stage as `staged`."""
     sequence = source.load()
     _check_sequence(sequence, key, topology)
@@ -430,12 +436,14 @@ def _stage_row(sequence: SourceSequence, template: np.ndarray, stable: np.ndarra
 
 # --------------------------------------------------------------------------- Parquet
 
+
 def _writer(path: Path, schema):
     import pyarrow.parquet as pq
 
     binary = [f.name for f in schema if str(f.type) == "binary"]
     return pq.ParquetWriter(
-        temporary_path(path), schema,
+        temporary_path(path),
+        schema,
         compression={f.name: ("NONE" if f.name in ("audio", "vertices") else "ZSTD") for f in schema},
         compression_level=None,
         use_dictionary=[f.name for f in schema if f.name not in binary],
@@ -461,10 +469,21 @@ def _shard_path(out_dir: Path, config: str, split: str, index: int) -> Path:
 
 def _data_row(meta: dict, audio: bytes, row: dict) -> dict:
     return {
-        "id": meta["id"], "subject_id": meta["subject_id"], "take_id": meta["take_id"], "sentence_id": meta["sentence_id"],
-        "emotion": meta["emotion"], "text": meta["text"], "gender": meta["gender"], "age": meta["age"], "fps": meta["fps"],
-        "num_frames": meta["num_frames"], "num_vertices": meta["num_vertices"], "topology": meta["topology"],
-        "sample_rate": meta["sample_rate"], "audio": audio, "vertices": row["vertices"].tobytes(),
+        "id": meta["id"],
+        "subject_id": meta["subject_id"],
+        "take_id": meta["take_id"],
+        "sentence_id": meta["sentence_id"],
+        "emotion": meta["emotion"],
+        "text": meta["text"],
+        "gender": meta["gender"],
+        "age": meta["age"],
+        "fps": meta["fps"],
+        "num_frames": meta["num_frames"],
+        "num_vertices": meta["num_vertices"],
+        "topology": meta["topology"],
+        "sample_rate": meta["sample_rate"],
+        "audio": audio,
+        "vertices": row["vertices"].tobytes(),
         "head_pose": np.ascontiguousarray(row["head_pose"], dtype="<f4").tobytes(),
     }
 
@@ -531,7 +550,7 @@ def _write_data_shards(out_dir, split, metas, staging, shard_size_bytes, row_gro
         writer = _writer(path, schema)
         group: list[dict] = []
         group_bytes = 0
-        for shard_row, meta in enumerate(metas[start:start + count]):
+        for shard_row, meta in enumerate(metas[start : start + count]):
             staged_take = read_npz(staging / "takes" / f"{meta['take_id']}.npz")
             row = _data_row(meta, staged_take["audio"].tobytes(), read_npz(staging / "rows" / f"{meta['take_id']}.npz"))
             group.append(row)
@@ -559,12 +578,16 @@ def _write_raw_shards(out_dir, split, metas, staging, plan, produced) -> None:
         cameras = [int(c) for c in staged["raw_cameras"]]
         landmarks = [staged[f"raw_landmarks_{c}"] for c in cameras]
         blob = b"".join(np.ascontiguousarray(a, dtype="<f8").tobytes() for a in landmarks)
-        rows.append({
-            "id": meta["id"], "cameras": cameras,
-            "intrinsics": [m.reshape(-1).tolist() for m in staged["raw_intrinsics"]],
-            "extrinsics": [m.reshape(-1).tolist() for m in staged["raw_extrinsics"]],
-            "landmarks": blob, "landmarks_shape": [list(a.shape) for a in landmarks],
-        })
+        rows.append(
+            {
+                "id": meta["id"],
+                "cameras": cameras,
+                "intrinsics": [m.reshape(-1).tolist() for m in staged["raw_intrinsics"]],
+                "extrinsics": [m.reshape(-1).tolist() for m in staged["raw_extrinsics"]],
+                "landmarks": blob,
+                "landmarks_shape": [list(a.shape) for a in landmarks],
+            }
+        )
         if len(rows) == plan[shard_index]:
             _write_parquet(_shard_path(out_dir, "raw", split, shard_index), pa.Table.from_pylist(rows, schema=raw_schema()), produced)
             rows, shard_index = [], shard_index + 1
@@ -582,24 +605,42 @@ def _write_templates(out_dir, templates, metas, topology, produced) -> None:
         if subject not in counts:
             continue
         neutral, total = counts[subject]
-        rows.append({
-            "subject_id": subject, "num_vertices": int(topology.num_vertices), "topology": topology.name,
-            "num_sequences": int(neutral or total), "rule": canonical.TEMPLATE_RULE,
-            "vertices": np.ascontiguousarray(templates[subject], dtype="<f4").tobytes(),
-        })
-    _write_parquet(out_dir / "templates" / "templates.parquet", pa.Table.from_pylist(rows, schema=template_schema()), produced,
-                   row_group_rows=256)
+        rows.append(
+            {
+                "subject_id": subject,
+                "num_vertices": int(topology.num_vertices),
+                "topology": topology.name,
+                "num_sequences": int(neutral or total),
+                "rule": canonical.TEMPLATE_RULE,
+                "vertices": np.ascontiguousarray(templates[subject], dtype="<f4").tobytes(),
+            }
+        )
+    _write_parquet(
+        out_dir / "templates" / "templates.parquet", pa.Table.from_pylist(rows, schema=template_schema()), produced, row_group_rows=256
+    )
 
 
 def _sequences_table(sequence_rows: list[dict]):
     import pyarrow as pa
 
-    rows = [{
-        "id": r["id"], "subject_id": r["subject_id"], "take_id": r["take_id"], "sentence_id": r["sentence_id"],
-        "split": r["split"], "emotion": EMOTION_NAMES[r["emotion"]], "text": r["text"], "gender": r["gender"],
-        "age": r["age"], "num_frames": r["num_frames"], "duration_s": r["num_frames"] / r["fps"],
-        "shard": r["shard"], "row": r["row"],
-    } for r in sorted(sequence_rows, key=lambda r: r["id"])]
+    rows = [
+        {
+            "id": r["id"],
+            "subject_id": r["subject_id"],
+            "take_id": r["take_id"],
+            "sentence_id": r["sentence_id"],
+            "split": r["split"],
+            "emotion": EMOTION_NAMES[r["emotion"]],
+            "text": r["text"],
+            "gender": r["gender"],
+            "age": r["age"],
+            "num_frames": r["num_frames"],
+            "duration_s": r["num_frames"] / r["fps"],
+            "shard": r["shard"],
+            "row": r["row"],
+        }
+        for r in sorted(sequence_rows, key=lambda r: r["id"])
+    ]
     return pa.Table.from_pylist(rows, schema=sequences_schema())
 
 
@@ -642,8 +683,10 @@ def _remove_stale(out_dir: Path, produced: set[Path], output) -> None:
     output.remove_written(keep, under=RELEASE_FOLDERS)
     for config in ("data", "raw", "templates"):
         for relative in output.foreign_files(config):
-            _log.warning("mmface4d: %s was not written by mmface4d; left in place, it is not part of the release "
-                         "(move it out of the folder)", out_dir / relative)
+            _log.warning(
+                "mmface4d: %s was not written by mmface4d; left in place, it is not part of the release (move it out of the folder)",
+                out_dir / relative,
+            )
 
 
 def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> ReleaseInfo:

@@ -10,9 +10,17 @@ Names load on first use, so ``mmface4d`` (which imports render/cli.py) stays off
 """
 
 _NAMES = {
-    "Fragments": "raster", "RenderError": "raster", "available_backends": "raster", "check_mesh": "raster",
-    "pixel_rays": "raster", "rasterize": "raster", "rasterize_views": "raster",
-    "interpolate": "shading", "project_landmarks": "shading", "region_colors": "shading", "shade": "shading",
+    "Fragments": "raster",
+    "RenderError": "raster",
+    "available_backends": "raster",
+    "check_mesh": "raster",
+    "pixel_rays": "raster",
+    "rasterize": "raster",
+    "rasterize_views": "raster",
+    "interpolate": "shading",
+    "project_landmarks": "shading",
+    "region_colors": "shading",
+    "shade": "shading",
     "vertex_normals": "shading",
 }
 

@@ -57,8 +57,7 @@ def _kernel():
         return lo, hi
 
     @numba.njit(cache=True, nogil=True)
-    def kernel(vc, tris, K, dist, has_dist, radius, rays, has_rays, W, H, near, pad, zbuf, tri_out, bary_out,
-               depth_out, extent):
+    def kernel(vc, tris, K, dist, has_dist, radius, rays, has_rays, W, H, near, pad, zbuf, tri_out, bary_out, depth_out, extent):
         # clear what the previous frame drew into reused outputs (extent: u0, u1, v0, v1 inclusive)
         for py in range(extent[2], extent[3] + 1):
             for px in range(extent[0], extent[1] + 1):
@@ -270,14 +269,30 @@ def rasterize(vertices_cam, triangles, camera, rays, near, pad, out=None):
     if out is not None and out.triangle.shape == (H, W) and out.extent is not None:
         frags = out
     else:
-        frags = Fragments(np.zeros((H, W), np.float32), np.full((H, W), -1, np.int32),
-                          np.zeros((H, W, 3), np.float32), np.array([0, -1, 0, -1], np.int64))
+        frags = Fragments(
+            np.zeros((H, W), np.float32), np.full((H, W), -1, np.int32), np.zeros((H, W, 3), np.float32), np.array([0, -1, 0, -1], np.int64)
+        )
     has_dist = camera.distortion is not None
     has_rays = rays is not None
-    kernel(np.ascontiguousarray(vertices_cam, dtype=np.float64), np.ascontiguousarray(triangles, dtype=np.int64),
-           camera.intrinsics, camera.distortion if has_dist else np.zeros(8), has_dist, camera.metric_radius,
-           rays if has_rays else np.zeros((1, 2)), has_rays, W, H, near, pad, _zbuffer(W * H),
-           frags.triangle.reshape(-1), frags.barycentric.reshape(-1, 3), frags.depth.reshape(-1), frags.extent)
+    kernel(
+        np.ascontiguousarray(vertices_cam, dtype=np.float64),
+        np.ascontiguousarray(triangles, dtype=np.int64),
+        camera.intrinsics,
+        camera.distortion if has_dist else np.zeros(8),
+        has_dist,
+        camera.metric_radius,
+        rays if has_rays else np.zeros((1, 2)),
+        has_rays,
+        W,
+        H,
+        near,
+        pad,
+        _zbuffer(W * H),
+        frags.triangle.reshape(-1),
+        frags.barycentric.reshape(-1, 3),
+        frags.depth.reshape(-1),
+        frags.extent,
+    )
     return frags
 
 
@@ -286,9 +301,20 @@ def shade(fragments, triangles, normals, colors, albedo, light, ambient, image):
     _kernel()
     H, W = fragments.triangle.shape
     has_colors = colors is not None
-    _SHADE(fragments.triangle.reshape(-1), fragments.barycentric.reshape(-1, 3), fragments.extent, W, triangles,
-           normals, np.ascontiguousarray(colors) if has_colors else np.zeros((1, 3)), has_colors, albedo, light,
-           ambient, image.reshape(-1, 3))
+    _SHADE(
+        fragments.triangle.reshape(-1),
+        fragments.barycentric.reshape(-1, 3),
+        fragments.extent,
+        W,
+        triangles,
+        normals,
+        np.ascontiguousarray(colors) if has_colors else np.zeros((1, 3)),
+        has_colors,
+        albedo,
+        light,
+        ambient,
+        image.reshape(-1, 3),
+    )
 
 
 def vertex_normals(vertices, triangles):

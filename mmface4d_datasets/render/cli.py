@@ -36,15 +36,23 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="FILE", help="the video (.mp4), or the image (.png) with --still")
     parser.add_argument("--faces", metavar="FILE", help="triangles for a take folder (.npy, bfm_faces.pkl, facemodel_info.mat)")
     parser.add_argument("--audio", metavar="WAV", help="audio for a PLY folder (default: its single .wav, if any)")
-    parser.add_argument("--size", type=_size, default=None, metavar="WxH",
-                        help="image size (default 512x512; a take camera: half its resolution)")
-    parser.add_argument("--view", default="front",
-                        help="front, left, right (45 degrees to the subject's left/right) or a take's camera index "
-                             "whose calibration gives its extrinsics (the authors' files: camera 1 only)")
+    parser.add_argument(
+        "--size", type=_size, default=None, metavar="WxH", help="image size (default 512x512; a take camera: half its resolution)"
+    )
+    parser.add_argument(
+        "--view",
+        default="front",
+        help="front, left, right (45 degrees to the subject's left/right) or a take's camera index "
+        "whose calibration gives its extrinsics (the authors' files: camera 1 only)",
+    )
     parser.add_argument("--background", default="white", help="white, black, grey, R,G,B or #rrggbb (default white)")
     parser.add_argument("--still", type=int, default=None, metavar="FRAME", help="write frame FRAME as a PNG instead")
-    parser.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba"),
-                        help="rasteriser back end (auto: numba when the viz extra is installed)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "numpy", "numba"),
+        help="rasteriser back end (auto: numba when the viz extra is installed)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
 
@@ -58,8 +66,16 @@ def _run(args: argparse.Namespace) -> int:
     seq = load_source(args.source, data=args.data, sequence_id=args.sequence_id, faces=args.faces, audio=args.audio)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AudioLengthWarning)
-        path = render_sequence(seq, args.out, view=args.view, size=args.size, background=args.background,
-                               still=args.still, progress=not args.quiet, backend=args.backend)
+        path = render_sequence(
+            seq,
+            args.out,
+            view=args.view,
+            size=args.size,
+            background=args.background,
+            still=args.still,
+            progress=not args.quiet,
+            backend=args.backend,
+        )
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     what = f"frame {args.still}" if args.still is not None else f"{len(seq.vertices)} frames"

@@ -71,8 +71,10 @@ def check_mesh(vertices, triangles, what: str = "mesh") -> tuple[np.ndarray, np.
     if triangles.ndim != 2 or triangles.shape[1] != 3 or triangles.dtype.kind not in "iu":
         raise RenderError(f"{what}: triangles must be an integer (F, 3) array, found {triangles.dtype} {triangles.shape}")
     if len(triangles) and (triangles.min() < 0 or triangles.max() >= len(vertices)):
-        raise RenderError(f"{what}: triangles index vertices 0..{int(triangles.max())} but there are "
-                          f"{len(vertices)} vertices (vertex count does not match the triangles)")
+        raise RenderError(
+            f"{what}: triangles index vertices 0..{int(triangles.max())} but there are "
+            f"{len(vertices)} vertices (vertex count does not match the triangles)"
+        )
     if not np.isfinite(vertices).all():
         bad = int((~np.isfinite(vertices).all(axis=1)).sum())
         raise RenderError(f"{what}: {bad} vertices are NaN or infinite")
@@ -110,9 +112,9 @@ def pixel_rays(camera: Camera) -> np.ndarray | None:
 @dataclass(frozen=True, eq=False)
 class _Setup:
     tri_index: np.ndarray  # (M,) ids of the drawable triangles
-    edges: np.ndarray      # (M, 3, 3) edge-function coefficients A, B, C (w = A x + B y + C), one row per vertex
-    inv_z: np.ndarray      # (M, 3) 1 / Z of the triangle's vertices
-    box: np.ndarray        # (M, 4) int64 u0, u1, v0, v1 inclusive pixel bounds
+    edges: np.ndarray  # (M, 3, 3) edge-function coefficients A, B, C (w = A x + B y + C), one row per vertex
+    inv_z: np.ndarray  # (M, 3) 1 / Z of the triangle's vertices
+    box: np.ndarray  # (M, 4) int64 u0, u1, v0, v1 inclusive pixel bounds
 
 
 def _setup(vertices_cam: np.ndarray, triangles: np.ndarray, camera: Camera) -> _Setup:
@@ -243,8 +245,16 @@ def available_backends() -> list[str]:
     return ["numpy"] + (["numba"] if _numba.available() else [])
 
 
-def rasterize(vertices, triangles, camera: Camera, *, frame: str = "reference", backend: str = "auto",
-              checked: bool = False, out: Fragments | None = None) -> Fragments:
+def rasterize(
+    vertices,
+    triangles,
+    camera: Camera,
+    *,
+    frame: str = "reference",
+    backend: str = "auto",
+    checked: bool = False,
+    out: Fragments | None = None,
+) -> Fragments:
     """Rasterise one triangle mesh into ``camera``.
 
     ``vertices`` (N, 3) metres in camera 1's frame (``frame="reference"``, through the camera's
@@ -274,8 +284,16 @@ def rasterize(vertices, triangles, camera: Camera, *, frame: str = "reference", 
     return _rasterize_numpy(setup, camera, rays)
 
 
-def rasterize_views(vertices, triangles, cameras, *, frame: str = "reference", backend: str = "auto",
-                    threads: int | None = None, out: list[Fragments] | None = None) -> list[Fragments]:
+def rasterize_views(
+    vertices,
+    triangles,
+    cameras,
+    *,
+    frame: str = "reference",
+    backend: str = "auto",
+    threads: int | None = None,
+    out: list[Fragments] | None = None,
+) -> list[Fragments]:
     """:func:`rasterize` of one mesh into several cameras; with the numba back end (which releases
     the GIL) the views run in ``threads`` threads (default: one per view, at most the CPU count)."""
     import os

@@ -48,9 +48,19 @@ def interpolate(fragments: Fragments, triangles: np.ndarray, values: np.ndarray)
     return np.einsum("pk,pkc->pc", bary, values[tri])
 
 
-def shade(fragments: Fragments, vertices_cam: np.ndarray, triangles: np.ndarray, *, colors=None,
-          texture: np.ndarray | None = None, uv: np.ndarray | None = None, light=DEFAULT_LIGHT,
-          ambient: float = 0.35, background=(255, 255, 255), normals: np.ndarray | None = None) -> np.ndarray:
+def shade(
+    fragments: Fragments,
+    vertices_cam: np.ndarray,
+    triangles: np.ndarray,
+    *,
+    colors=None,
+    texture: np.ndarray | None = None,
+    uv: np.ndarray | None = None,
+    light=DEFAULT_LIGHT,
+    ambient: float = 0.35,
+    background=(255, 255, 255),
+    normals: np.ndarray | None = None,
+) -> np.ndarray:
     """A uint8 (H, W, 3) image: ``albedo * (ambient + (1 - ambient) * max(0, n . l))``.
 
     ``vertices_cam``: the mesh in the camera's frame (normals and light in that frame);
@@ -70,8 +80,16 @@ def shade(fragments: Fragments, vertices_cam: np.ndarray, triangles: np.ndarray,
     from mmface4d_datasets.render import _numba
 
     if texture is None and fragments.extent is not None and _numba.available():
-        _numba.shade(fragments, np.asarray(triangles, np.int64), np.ascontiguousarray(normals, np.float64),
-                     colors, np.asarray(DEFAULT_ALBEDO, np.float64), light, float(ambient), image)
+        _numba.shade(
+            fragments,
+            np.asarray(triangles, np.int64),
+            np.ascontiguousarray(normals, np.float64),
+            colors,
+            np.asarray(DEFAULT_ALBEDO, np.float64),
+            light,
+            float(ambient),
+            image,
+        )
         return image
     mask = fragments.mask
     if not mask.any():
@@ -121,8 +139,9 @@ def _sample(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return (top * (1 - fy) + bottom * fy)[:, :3]
 
 
-def project_landmarks(vertices_cam: np.ndarray, indices, camera: Camera, fragments: Fragments,
-                      tolerance: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
+def project_landmarks(
+    vertices_cam: np.ndarray, indices, camera: Camera, fragments: Fragments, tolerance: float = 0.005
+) -> tuple[np.ndarray, np.ndarray]:
     """2-D projections (K, 2) of the vertices ``indices`` (camera frame) and their visibility (K,):
     inside the image, lens model valid, and not hidden: the rendered depth at the nearest pixel
     is within ``tolerance`` metres of the vertex's own depth."""

@@ -68,8 +68,10 @@ def load_take(folder, faces=None) -> Sequence:
     take = read_take(folder)
     faces_path = Path(faces) if faces else _find_faces(folder)
     if faces_path is None:
-        raise MMFace4DError(f"{folder}: no triangles found beside the take (bfm_faces.pkl, faces.npy or "
-                            "BFM/facemodel_info.mat); give them with --faces FILE")
+        raise MMFace4DError(
+            f"{folder}: no triangles found beside the take (bfm_faces.pkl, faces.npy or "
+            "BFM/facemodel_info.mat); give them with --faces FILE"
+        )
     triangles = load_faces(faces_path)
     num_vertices = int(triangles.max()) + 1
     vertices = take.vertices(num_vertices)
@@ -86,8 +88,7 @@ def load_release_row(data, sequence_id: str) -> Sequence:
     audio = record.get("audio")
     audio = (np.asarray(audio["array"], np.float32), int(audio["sampling_rate"])) if audio else None
     fps = float(release.info.uniform_fps or FPS)
-    return Sequence(record["vertices"], release.topology["triangles"].astype(np.int64), audio, fps,
-                    f"{data} id {sequence_id}", "+z")
+    return Sequence(record["vertices"], release.topology["triangles"].astype(np.int64), audio, fps, f"{data} id {sequence_id}", "+z")
 
 
 def load_ply_folder(folder, audio_path=None) -> Sequence:
@@ -119,7 +120,7 @@ def load_ply_folder(folder, audio_path=None) -> Sequence:
 
 
 def _facing(vertices, triangles) -> str:
-    """"-z" or "+z": the side the mesh's outside (area-weighted normal) points to."""
+    """ "-z" or "+z": the side the mesh's outside (area-weighted normal) points to."""
     v = np.asarray(vertices, np.float64)
     n = np.cross(v[triangles[:, 1]] - v[triangles[:, 0]], v[triangles[:, 2]] - v[triangles[:, 0]]).sum(0)
     return "+z" if n[2] > 0 else "-z"
@@ -151,8 +152,7 @@ def check_sequence(seq: Sequence) -> None:
     finite = np.isfinite(v).all(axis=(1, 2))
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        raise RenderError(f"{seq.name}: frames {bad[:5].tolist()}{' ...' if len(bad) > 5 else ''} hold NaN or "
-                          "infinite vertices")
+        raise RenderError(f"{seq.name}: frames {bad[:5].tolist()}{' ...' if len(bad) > 5 else ''} hold NaN or infinite vertices")
 
 
 # ------------------------------------------------------------------------ cameras and frames
@@ -181,12 +181,15 @@ def sequence_camera(seq: Sequence, view="front", size=None) -> Camera:
 
         index = int(view)
         if index not in seq.calibrations:
-            raise RenderError(f"{seq.name}: no calibration of camera {index} (have: "
-                              f"{sorted(seq.calibrations) or 'none'}); use --view front|left|right")
+            raise RenderError(
+                f"{seq.name}: no calibration of camera {index} (have: {sorted(seq.calibrations) or 'none'}); use --view front|left|right"
+            )
         camera, _ = read_take_cameras(seq.calibrations[index], index)
         if camera.extrinsics is None:
-            raise RenderError(f"{seq.calibrations[index]}: camera {index} carries no extrinsics to camera 1 "
-                              "(the authors' files have none); only camera 1 or front/left/right can be drawn")
+            raise RenderError(
+                f"{seq.calibrations[index]}: camera {index} carries no extrinsics to camera 1 "
+                "(the authors' files have none); only camera 1 or front/left/right can be drawn"
+            )
         if size is not None:
             camera = camera.resized(*size)
         elif camera.width > 960:
@@ -196,8 +199,9 @@ def sequence_camera(seq: Sequence, view="front", size=None) -> Camera:
     return framing_camera(seq.vertices, width, height, view, facing=seq.facing)
 
 
-def render_frame(vertices, triangles, camera: Camera, background=(255, 255, 255), colors=None,
-                 normals=None, out=None, backend: str = "auto"):
+def render_frame(
+    vertices, triangles, camera: Camera, background=(255, 255, 255), colors=None, normals=None, out=None, backend: str = "auto"
+):
     """One shaded RGB frame (H, W, 3) uint8 and its fragments (pass them back as ``out``)."""
     frags = rasterize(vertices, triangles, camera, backend=backend, checked=True, out=out)
     cam_vertices = camera.to_camera(vertices)
@@ -219,14 +223,28 @@ def check_audio(audio, num_frames: int, fps: float, name: str):
     video_seconds = num_frames / fps
     audio_seconds = len(samples) / rate
     if abs(video_seconds - audio_seconds) > AUDIO_SLACK:
-        warnings.warn(f"{name}: audio lasts {audio_seconds:.3f} s but {num_frames} frames at {fps:g} fps last "
-                      f"{video_seconds:.3f} s; writing the video with the audio that is there",
-                      AudioLengthWarning, stacklevel=2)
+        warnings.warn(
+            f"{name}: audio lasts {audio_seconds:.3f} s but {num_frames} frames at {fps:g} fps last "
+            f"{video_seconds:.3f} s; writing the video with the audio that is there",
+            AudioLengthWarning,
+            stacklevel=2,
+        )
     return samples[: int(round(video_seconds * rate))], rate
 
 
-def encode_video(path, frames, num_frames: int, width: int, height: int, fps: float = FPS, audio=None,
-                 progress: bool = True, crf: int = 18, preset: str = "veryfast", name: str = "video") -> Path:
+def encode_video(
+    path,
+    frames,
+    num_frames: int,
+    width: int,
+    height: int,
+    fps: float = FPS,
+    audio=None,
+    progress: bool = True,
+    crf: int = 18,
+    preset: str = "veryfast",
+    name: str = "video",
+) -> Path:
     """Encode RGB frames (an iterable of (H, W, 3) uint8) to an H.264 MP4 (yuv420p) with optional
     mono audio (samples, rate) as AAC; written to a temporary name in the target folder, renamed
     when complete (removed on failure). Width and height must be even."""
@@ -313,8 +331,17 @@ def write_png(path, image: np.ndarray) -> Path:
     return Path(path)
 
 
-def render_sequence(seq: Sequence, out, *, view="front", size=None, background="white", still: int | None = None,
-                    progress: bool = True, backend: str = "auto") -> Path:
+def render_sequence(
+    seq: Sequence,
+    out,
+    *,
+    view="front",
+    size=None,
+    background="white",
+    still: int | None = None,
+    progress: bool = True,
+    backend: str = "auto",
+) -> Path:
     """``seq`` to an MP4 with its audio (or, with ``still``, frame ``still`` to a PNG) at ``out``."""
     background = parse_background(background)
     camera = sequence_camera(seq, view, size)
@@ -335,8 +362,7 @@ def render_sequence(seq: Sequence, out, *, view="front", size=None, background="
         out_frags = frags
         yield first
         for t in range(1, T):
-            image, out_frags = render_frame(seq.vertices[t], seq.triangles, camera, background, out=out_frags,
-                                            backend=backend)
+            image, out_frags = render_frame(seq.vertices[t], seq.triangles, camera, background, out=out_frags, backend=backend)
             yield image
 
     return encode_video(out, frames(), T, camera.width, camera.height, seq.fps, audio, progress, name=seq.name)

@@ -56,8 +56,9 @@ def rig_cameras(target, distance: float = 0.69, width: int = 1920, height: int =
     return [base.with_extrinsics(orbit_extrinsics(target, yaw, distance)) for yaw in (45.0, 0.0, -45.0)]
 
 
-def framing_camera(vertices, width: int, height: int, view: str = "front", fill: float = 0.85,
-                   fov_degrees: float = 20.0, facing: str = "-z") -> Camera:
+def framing_camera(
+    vertices, width: int, height: int, view: str = "front", fill: float = 0.85, fov_degrees: float = 20.0, facing: str = "-z"
+) -> Camera:
     """One camera that frames every frame of a sequence (T, N, 3) or a mesh (N, 3) from ``view``
     ("front", "left", "right"): looking at the centre of the sequence's bounding box, far enough
     that the bounding sphere fills ``fill`` of the shorter image side."""

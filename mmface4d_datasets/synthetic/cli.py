@@ -24,15 +24,31 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("--subjects", type=whole_number(1), required=True, metavar="K", help="number of actors (1..999)")
-    parser.add_argument("--sentences", type=whole_number(1), required=True, metavar="M",
-                        help="sentences per actor, drawn balanced across the seven emotions (1..999)")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output folder: new, empty, or an earlier synth output (created if missing)")
+    parser.add_argument(
+        "--sentences",
+        type=whole_number(1),
+        required=True,
+        metavar="M",
+        help="sentences per actor, drawn balanced across the seven emotions (1..999)",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder: new, empty, or an earlier synth output (created if missing)"
+    )
     parser.add_argument("--seed", type=seed, default=0, metavar="S", help="generation seed (default 0)")
-    parser.add_argument("--vertices", type=whole_number(1), default=None, metavar="N",
-                        help="vertex count of the embedded face model, 500..200000 (default: the model's default, 5023)")
-    parser.add_argument("--workers", type=whole_number(1), default=1, metavar="W",
-                        help="processes making takes in parallel (default 1); the output does not depend on it")
+    parser.add_argument(
+        "--vertices",
+        type=whole_number(1),
+        default=None,
+        metavar="N",
+        help="vertex count of the embedded face model, 500..200000 (default: the model's default, 5023)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=whole_number(1),
+        default=1,
+        metavar="W",
+        help="processes making takes in parallel (default 1); the output does not depend on it",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
 
@@ -40,7 +56,8 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from mmface4d_datasets.synthetic.takes import generate_takes
 
-    folders = generate_takes(args.out, args.subjects, args.sentences, seed=args.seed, num_vertices=args.vertices,
-                             progress=not args.quiet, workers=args.workers)
+    folders = generate_takes(
+        args.out, args.subjects, args.sentences, seed=args.seed, num_vertices=args.vertices, progress=not args.quiet, workers=args.workers
+    )
     print(f"wrote {len(folders)} takes under {args.out}")
     return 0

@@ -51,8 +51,18 @@ _SPREAD_CLOSE = (0.2, 0.0, 0.9, 0.0)
 _APICAL = (0.2, 0.0, 0.45, 0.0)  # eSpeak's i. and i[ (the "i" of zhi, si)
 _NASAL_CODA = (0.3, 0.0, 0.1, 0.0)
 _RHOTIC = (0.4, 0.3, 0.0, 0.0)
-_VOWEL_LETTERS = {"A": _OPEN, "a": _OPEN, "@": _MID, "E": _MID, "e": _MID, "&": _MID, "o": _ROUND_MID,
-                  "u": _ROUND_CLOSE, "y": _ROUND_CLOSE, "i": _SPREAD_CLOSE}
+_VOWEL_LETTERS = {
+    "A": _OPEN,
+    "a": _OPEN,
+    "@": _MID,
+    "E": _MID,
+    "e": _MID,
+    "&": _MID,
+    "o": _ROUND_MID,
+    "u": _ROUND_CLOSE,
+    "y": _ROUND_CLOSE,
+    "i": _SPREAD_CLOSE,
+}
 
 # Consonants: (targets, dominance).
 _CONSONANTS = {
@@ -91,9 +101,9 @@ def viseme_targets(phoneme: str) -> list[tuple[tuple[float, float, float, float]
             parts.append(_APICAL)
             i += 2
             continue
-        if name[i:i + 2] == "ng" or letter == "n":
+        if name[i : i + 2] == "ng" or letter == "n":
             parts.append(_NASAL_CODA)
-            i += 2 if name[i:i + 2] == "ng" else 1
+            i += 2 if name[i : i + 2] == "ng" else 1
             continue
         if letter == "r":
             parts.append(_RHOTIC)
@@ -110,8 +120,9 @@ def frame_sample_times(num_frames: int, fps: float) -> np.ndarray:
     return (np.arange(num_frames)[:, None] + offsets[None, :]) / fps
 
 
-def viseme_curves(starts: np.ndarray, ends: np.ndarray, phonemes, num_frames: int, fps: float = 30.0,
-                  articulation_speed: float = 1.0) -> np.ndarray:
+def viseme_curves(
+    starts: np.ndarray, ends: np.ndarray, phonemes, num_frames: int, fps: float = 30.0, articulation_speed: float = 1.0
+) -> np.ndarray:
     """Coarticulated mouth curves (T, 4) over :data:`MOUTH_MODES` from phoneme timings (seconds).
 
     Implements the dominance blend of the module docstring; each frame is the mean of
@@ -133,7 +144,7 @@ def viseme_curves(starts: np.ndarray, ends: np.ndarray, phonemes, num_frames: in
     if not centres:
         return np.zeros((num_frames, len(MOUTH_MODES)))
     centres, widths = np.asarray(centres), np.asarray(widths)
-    weight = np.asarray(dominances)[None, :] * np.exp(-(np.abs(times[:, None] - centres[None, :]) / widths[None, :]) ** 1.5)
+    weight = np.asarray(dominances)[None, :] * np.exp(-((np.abs(times[:, None] - centres[None, :]) / widths[None, :]) ** 1.5))
     blended = weight @ np.asarray(targets) / (weight.sum(axis=1, keepdims=True) + REST_DOMINANCE)
     return blended.reshape(num_frames, OVERSAMPLING, len(MOUTH_MODES)).mean(axis=1)
 
@@ -148,8 +159,9 @@ class Prosody:
     voiced: np.ndarray
 
 
-def prosody(samples: np.ndarray, sample_rate: int, num_frames: int, fps: float = 30.0,
-            f0_range: tuple[float, float] = (60.0, 450.0)) -> Prosody:
+def prosody(
+    samples: np.ndarray, sample_rate: int, num_frames: int, fps: float = 30.0, f0_range: tuple[float, float] = (60.0, 450.0)
+) -> Prosody:
     """Energy and pitch per video frame.
 
     Frame t uses a 40 ms window centred on the middle of its interval. Energy is
@@ -164,17 +176,17 @@ def prosody(samples: np.ndarray, sample_rate: int, num_frames: int, fps: float =
     padded = np.pad(samples, (half, half + 1))
     centres = np.round((np.arange(num_frames) + 0.5) / fps * sample_rate).astype(int)
     centres = np.clip(centres, 0, len(samples))
-    windows = np.stack([padded[c:c + 2 * half] for c in centres]) if num_frames else np.zeros((0, 2 * half))
-    energy_db = 20.0 * np.log10(np.sqrt((windows ** 2).mean(axis=1)) + 1e-6)
+    windows = np.stack([padded[c : c + 2 * half] for c in centres]) if num_frames else np.zeros((0, 2 * half))
+    energy_db = 20.0 * np.log10(np.sqrt((windows**2).mean(axis=1)) + 1e-6)
     min_lag, max_lag = int(sample_rate / f0_range[1]), int(sample_rate / f0_range[0])
     window = np.hanning(2 * half)
     centred = windows - windows.mean(axis=1, keepdims=True)
     spectrum = np.fft.rfft(centred * window[None, :], n=4 * half, axis=1)
-    autocorr = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :max_lag + 1]
+    autocorr = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, : max_lag + 1]
     # Divide by the window's own autocorrelation (Boersma 1993) so long lags are not penalised.
-    window_autocorr = np.fft.irfft(np.abs(np.fft.rfft(window, n=4 * half)) ** 2)[:max_lag + 1]
+    window_autocorr = np.fft.irfft(np.abs(np.fft.rfft(window, n=4 * half)) ** 2)[: max_lag + 1]
     normalised = (autocorr / np.maximum(autocorr[:, :1], 1e-12)) / (window_autocorr / window_autocorr[0])
-    candidates = normalised[:, min_lag:max_lag + 1]
+    candidates = normalised[:, min_lag : max_lag + 1]
     # The shortest lag within 10% of the best one: a period's multiples score almost as high.
     near_best = candidates >= 0.9 * candidates.max(axis=1, keepdims=True)
     lags = min_lag + np.argmax(near_best, axis=1)
@@ -246,8 +258,7 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
-def smooth_noise(num_frames: int, sigma_seconds: float, rng: np.random.Generator, fps: float = 30.0,
-                 channels: int = 1) -> np.ndarray:
+def smooth_noise(num_frames: int, sigma_seconds: float, rng: np.random.Generator, fps: float = 30.0, channels: int = 1) -> np.ndarray:
     """(T, channels) smooth Gaussian noise with unit standard deviation and correlation time ~``sigma_seconds``.
 
     White noise filtered by a Gaussian of ``sigma_seconds``, with margins so the ends are not
@@ -259,11 +270,12 @@ def smooth_noise(num_frames: int, sigma_seconds: float, rng: np.random.Generator
     from scipy.ndimage import gaussian_filter1d
 
     filtered = gaussian_filter1d(white, sigma, axis=0, mode="wrap")
-    return filtered[margin:margin + num_frames] * np.sqrt(2.0 * np.sqrt(np.pi) * sigma)
+    return filtered[margin : margin + num_frames] * np.sqrt(2.0 * np.sqrt(np.pi) * sigma)
 
 
-def head_motion(num_frames: int, amplitude_degrees: float, energy_db: np.ndarray, rng: np.random.Generator,
-                fps: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+def head_motion(
+    num_frames: int, amplitude_degrees: float, energy_db: np.ndarray, rng: np.random.Generator, fps: float = 30.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Small rigid head motion: (T, 3) angles in degrees (pitch, yaw, roll) and (T, 3) translation in metres.
 
     Angles: smooth noise (correlation 0.5 s) times ``amplitude_degrees`` (roll at half of it),
@@ -295,8 +307,9 @@ def rotation_matrix(pitch_yaw_roll_degrees: np.ndarray) -> np.ndarray:
 FACE_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
 
 
-def head_pose_matrices(angles_degrees: np.ndarray, translation: np.ndarray, pivot: np.ndarray,
-                       camera_position: np.ndarray, base_angles_degrees: np.ndarray) -> np.ndarray:
+def head_pose_matrices(
+    angles_degrees: np.ndarray, translation: np.ndarray, pivot: np.ndarray, camera_position: np.ndarray, base_angles_degrees: np.ndarray
+) -> np.ndarray:
     """(T, 4, 4) camera-from-canonical transforms: ``x_cam = R x + t``.
 
     The head turns by ``base_angles + angles`` (degrees, see :func:`rotation_matrix`) about
@@ -306,8 +319,7 @@ def head_pose_matrices(angles_degrees: np.ndarray, translation: np.ndarray, pivo
     ``x_cam = F (R_h (x - p) + p + d) - F p + c``, i.e. ``R = F R_h`` and ``t = c - F R_h p + F d``.
     """
     rotations = FACE_TO_CAMERA @ rotation_matrix(np.asarray(base_angles_degrees)[None, :] + angles_degrees)
-    translations = (np.asarray(camera_position)[None, :] - rotations @ np.asarray(pivot)
-                    + (FACE_TO_CAMERA @ np.asarray(translation).T).T)
+    translations = np.asarray(camera_position)[None, :] - rotations @ np.asarray(pivot) + (FACE_TO_CAMERA @ np.asarray(translation).T).T
     poses = np.zeros((len(angles_degrees), 4, 4))
     poses[:, :3, :3] = rotations
     poses[:, :3, 3] = translations
@@ -326,8 +338,7 @@ EMOTION_OFFSETS = {
     "disgust": {"smile": -0.3, "lip_press": 0.2, "brow_raise": -0.35, "lip_stretch": 0.2},
 }
 #: How widely the mouth moves in each emotion, relative to neutral.
-EMOTION_MOUTH_GAIN = {"neutral": 1.0, "happy": 1.1, "angry": 1.2, "sad": 0.8, "surprise": 1.15, "fear": 0.95,
-                      "disgust": 0.9}
+EMOTION_MOUTH_GAIN = {"neutral": 1.0, "happy": 1.1, "angry": 1.2, "sad": 0.8, "surprise": 1.15, "fear": 0.95, "disgust": 0.9}
 
 
 @dataclass(frozen=True)
@@ -347,8 +358,18 @@ class FaceMotion:
     prominence: np.ndarray
 
 
-def animate(samples: np.ndarray, sample_rate: int, starts: np.ndarray, ends: np.ndarray, phonemes,
-            style, emotion: str, num_frames: int, rng: np.random.Generator, fps: float = 30.0) -> FaceMotion:
+def animate(
+    samples: np.ndarray,
+    sample_rate: int,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    phonemes,
+    style,
+    emotion: str,
+    num_frames: int,
+    rng: np.random.Generator,
+    fps: float = 30.0,
+) -> FaceMotion:
     """Animate one take from its audio and phoneme timings (seconds from the first sample).
 
     ``style`` is a :class:`~mmface4d_datasets.synthetic.actors.SpeakingStyle`. Mouth:

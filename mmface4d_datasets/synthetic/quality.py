@@ -22,8 +22,8 @@ def speech_envelope(samples: np.ndarray, sample_rate: int, num_frames: int, fps:
     bounds = np.round(np.arange(num_frames + 1) / fps * sample_rate).astype(int)
     out = np.zeros(num_frames)
     for t in range(num_frames):
-        chunk = samples[bounds[t]:bounds[t + 1]]
-        out[t] = np.sqrt(np.mean(chunk ** 2)) if chunk.size else 0.0
+        chunk = samples[bounds[t] : bounds[t + 1]]
+        out[t] = np.sqrt(np.mean(chunk**2)) if chunk.size else 0.0
     return out
 
 
@@ -42,8 +42,8 @@ def lagged_correlations(a: np.ndarray, b: np.ndarray, max_lag: int) -> dict[int,
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     out = {}
     for lag in range(-max_lag, max_lag + 1):
-        x = a[max(0, -lag):len(a) - max(0, lag)]
-        y = b[max(0, lag):len(b) - max(0, -lag)]
+        x = a[max(0, -lag) : len(a) - max(0, lag)]
+        y = b[max(0, lag) : len(b) - max(0, -lag)]
         n = min(len(x), len(y))
         x, y = x[:n], y[:n]
         if n < 3 or x.std() == 0 or y.std() == 0:

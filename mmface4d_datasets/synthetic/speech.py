@@ -85,8 +85,12 @@ class Voice:
     volume: int = 100
 
     def __post_init__(self):
-        checks = (("rate", self.rate, 80, 450), ("pitch", self.pitch, 0, 100),
-                  ("pitch_range", self.pitch_range, 0, 100), ("volume", self.volume, 0, 200))
+        checks = (
+            ("rate", self.rate, 80, 450),
+            ("pitch", self.pitch, 0, 100),
+            ("pitch_range", self.pitch_range, 0, 100),
+            ("volume", self.volume, 0, 200),
+        )
         for name, value, low, high in checks:
             if not low <= int(value) <= high:
                 raise SpeechError(f"voice {name}={value} is outside eSpeak NG's range {low}..{high}")
@@ -155,10 +159,19 @@ class _Engine:
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         native_rate = lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, self.data_path.encode(), _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT)
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, self.data_path.encode(), _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT
+        )
         if native_rate <= 0:
             self._unload(lib, initialised=False)
             raise SpeechError(f"eSpeak NG failed to initialise with data at {self.data_path}")
@@ -193,9 +206,15 @@ class _Engine:
             lib.espeak_ng_SetRandSeed(int(seed))
             if lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
                 raise SpeechError(f"eSpeak NG has no voice {voice.name!r}")
-            for parameter, value in ((_PARAM_RATE, voice.rate), (_PARAM_VOLUME, voice.volume),
-                                     (_PARAM_PITCH, voice.pitch), (_PARAM_RANGE, voice.pitch_range),
-                                     (_PARAM_PUNCTUATION, 0), (_PARAM_CAPITALS, 0), (_PARAM_WORDGAP, 0)):
+            for parameter, value in (
+                (_PARAM_RATE, voice.rate),
+                (_PARAM_VOLUME, voice.volume),
+                (_PARAM_PITCH, voice.pitch),
+                (_PARAM_RANGE, voice.pitch_range),
+                (_PARAM_PUNCTUATION, 0),
+                (_PARAM_CAPITALS, 0),
+                (_PARAM_WORDGAP, 0),
+            ):
                 lib.espeak_SetParameter(parameter, int(value), 0)
             data = text.encode("utf-8")
             buffer = ctypes.create_string_buffer(data)

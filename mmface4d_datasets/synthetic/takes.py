@@ -175,8 +175,7 @@ class SyntheticTake:
                 "seed": self.seed,
                 "corpus_version": CORPUS_VERSION,
                 "speech": {"engine": "eSpeak NG (espeakng-loader)", **self.voice},
-                "style": {k: (list(v) if isinstance(v, tuple) else round(float(v), 6))
-                          for k, v in actor.style.__dict__.items()},
+                "style": {k: (list(v) if isinstance(v, tuple) else round(float(v), 6)) for k, v in actor.style.__dict__.items()},
             },
         }
 
@@ -215,16 +214,18 @@ def camera_extrinsics(camera: int) -> np.ndarray:
 def take_id_of(subject_index: int, sentence_index: int) -> str:
     """Six-digit take id of sentence ``sentence_index`` of actor ``subject_index`` (both 0-based)."""
     if not (0 <= subject_index < MAX_SUBJECTS and 0 <= sentence_index < MAX_SENTENCES):
-        raise SynthesisError(f"take ids cover {MAX_SUBJECTS} subjects x {MAX_SENTENCES} sentences; "
-                             f"got subject {subject_index}, sentence {sentence_index}")
+        raise SynthesisError(
+            f"take ids cover {MAX_SUBJECTS} subjects x {MAX_SENTENCES} sentences; got subject {subject_index}, sentence {sentence_index}"
+        )
     return f"{subject_index + 1:03d}{sentence_index + 1:03d}"
 
 
 def _face_model(model, num_vertices):
     if model is not None:
         if num_vertices is not None and num_vertices != model.num_vertices:
-            raise SynthesisError(f"num_vertices={num_vertices} disagrees with the given face model "
-                                 f"({model.topology}, {model.num_vertices} vertices)")
+            raise SynthesisError(
+                f"num_vertices={num_vertices} disagrees with the given face model ({model.topology}, {model.num_vertices} vertices)"
+            )
         return model
     from mmface4d_datasets.facemodel import load_face_model
 
@@ -259,13 +260,18 @@ def speak_for_take(text: str, actor: Actor, emotion: str, rng: np.random.Generat
     audio = audio + rng.normal(0.0, NOISE_FLOOR, size=audio.shape)
     audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
     offset = lead_samples / SAMPLE_RATE
-    voice_settings = {"voice": voice.name, "rate_wpm": voice.rate, "pitch": voice.pitch,
-                      "pitch_range": voice.pitch_range, "volume": voice.volume, "espeak_seed": espeak_seed}
+    voice_settings = {
+        "voice": voice.name,
+        "rate_wpm": voice.rate,
+        "pitch": voice.pitch,
+        "pitch_range": voice.pitch_range,
+        "volume": voice.volume,
+        "espeak_seed": espeak_seed,
+    }
     return audio, speech.phoneme_starts + offset, speech.phoneme_ends + offset, speech.phonemes, voice_settings
 
 
-def synthesize_take(subject_index: int, sentence_index: int, seed: int = 0, model=None,
-                    num_vertices: int | None = None) -> SyntheticTake:
+def synthesize_take(subject_index: int, sentence_index: int, seed: int = 0, model=None, num_vertices: int | None = None) -> SyntheticTake:
     """Make take ``(subject_index, sentence_index)`` of the set generated with ``seed``, in memory.
 
     Args:
@@ -287,8 +293,9 @@ def synthesize_take(subject_index: int, sentence_index: int, seed: int = 0, mode
     model = _face_model(model, num_vertices)
     missing = [m for m in ANIMATED_MODES if m not in model.expression_names]
     if missing:
-        raise SynthesisError(f"face model {model.topology} does not name the expression modes {missing}; "
-                             f"the generator animates {list(ANIMATED_MODES)}")
+        raise SynthesisError(
+            f"face model {model.topology} does not name the expression modes {missing}; the generator animates {list(ANIMATED_MODES)}"
+        )
     actor = make_actor(seed, subject_index, model.num_identity)
     sentence = draw_sentences(sentence_index + 1, stream(seed, STREAM_SENTENCES, subject_index))[sentence_index]
     rng = stream(seed, STREAM_TAKE, subject_index, sentence_index)
@@ -389,12 +396,14 @@ def _check_existing(folder: Path, take_id: str, seed: int, topology: str) -> Non
         generator = meta["generator"]
         made_with = (generator["version"], generator["seed"], meta["topology"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SynthesisError(f"{folder}: exists but is not a complete synthetic take ({exc}); remove it or "
-                             f"choose another output folder") from None
+        raise SynthesisError(
+            f"{folder}: exists but is not a complete synthetic take ({exc}); remove it or choose another output folder"
+        ) from None
     wanted = (GENERATOR_VERSION, seed, topology)
     if made_with != wanted:
-        raise SynthesisError(f"{folder}: was generated with (version, seed, topology) = {made_with}, this run "
-                             f"uses {wanted}; choose another output folder")
+        raise SynthesisError(
+            f"{folder}: was generated with (version, seed, topology) = {made_with}, this run uses {wanted}; choose another output folder"
+        )
 
 
 def _check_set_arguments(subjects, sentences, seed) -> None:
@@ -450,8 +459,16 @@ def _make_take(out_dir: Path, subject_index: int, sentence_index: int, seed: int
     return folder, [take_id, meta["subject_id"], meta["sentence_id"], meta["text"], meta["gender"], meta["age"]]
 
 
-def generate_takes(out_dir, subjects: int, sentences: int, seed: int = 0, num_vertices: int | None = None,
-                   model=None, progress: bool = True, workers: int = 1) -> list[Path]:
+def generate_takes(
+    out_dir,
+    subjects: int,
+    sentences: int,
+    seed: int = 0,
+    num_vertices: int | None = None,
+    model=None,
+    progress: bool = True,
+    workers: int = 1,
+) -> list[Path]:
     """Write ``subjects`` x ``sentences`` synthetic takes under ``out_dir``; return the take folders.
 
     Layout: ``out_dir/{subject_id}/{take_id}/`` holding ``ID.wav``, ``ID_filt_{0,1,2}.nut``,
@@ -484,8 +501,7 @@ def generate_takes(out_dir, subjects: int, sentences: int, seed: int = 0, num_ve
         return _generate_into(out_dir, subjects, sentences, seed, model, progress, workers)
 
 
-def _generate_into(out_dir: Path, subjects: int, sentences: int, seed: int, model, progress: bool,
-                   workers: int) -> list[Path]:
+def _generate_into(out_dir: Path, subjects: int, sentences: int, seed: int, model, progress: bool, workers: int) -> list[Path]:
 
     from tqdm.auto import tqdm
 
@@ -503,8 +519,7 @@ def _generate_into(out_dir: Path, subjects: int, sentences: int, seed: int, mode
 
             # spawn: a fresh interpreter per worker, nothing inherited from this process's libraries.
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
-                                     initargs=(model,)) as pool:
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_init_worker, initargs=(model,)) as pool:
                 futures = [pool.submit(_make_take, out_dir, i, j, int(seed)) for i, j in jobs]
                 for future in futures:
                     results.append(future.result())

@@ -24,8 +24,7 @@ import numpy as np
 from pyk4a import CalibrationType, ColorResolution, DepthMode, PyK4APlayback
 from pyk4a.calibration import Calibration
 
-MODES = [("720P", "NFOV_UNBINNED"), ("1080P", "NFOV_UNBINNED"), ("3072P", "WFOV_2X2BINNED"),
-         ("1536P", "NFOV_2X2BINNED")]
+MODES = [("720P", "NFOV_UNBINNED"), ("1080P", "NFOV_UNBINNED"), ("3072P", "WFOV_2X2BINNED"), ("1536P", "NFOV_2X2BINNED")]
 POINTS_PER_KIND = 30
 
 
@@ -65,8 +64,12 @@ def main() -> None:
     raw = playback.calibration_raw
     playback.close()
     rng = np.random.default_rng(20261130)
-    out = {"calibration_sha256": hashlib.sha256(raw.encode("utf-8")).hexdigest(),
-           "sdk": "libk4a 1.4.2 via pyk4a-bundle 1.5.0", "units": "millimetres, pixels", "modes": []}
+    out = {
+        "calibration_sha256": hashlib.sha256(raw.encode("utf-8")).hexdigest(),
+        "sdk": "libk4a 1.4.2 via pyk4a-bundle 1.5.0",
+        "units": "millimetres, pixels",
+        "modes": [],
+    }
     color_t, depth_t = CalibrationType.COLOR, CalibrationType.DEPTH
     for color_name, depth_name in MODES:
         cal = Calibration.from_raw(raw, getattr(DepthMode, depth_name), getattr(ColorResolution, "RES_" + color_name))
@@ -75,10 +78,14 @@ def main() -> None:
         sizes = {"720P": (1280, 720), "1080P": (1920, 1080), "3072P": (4096, 3072), "1536P": (2048, 1536)}
         dsizes = {"NFOV_UNBINNED": (640, 576), "WFOV_2X2BINNED": (512, 512), "NFOV_2X2BINNED": (320, 288)}
         (cw, ch), (dw, dh) = sizes[color_name], dsizes[depth_name]
-        record = {"color_resolution": color_name, "depth_mode": depth_name,
-                  "color_matrix": Kc.tolist(), "depth_matrix": Kd.tolist(),
-                  "color_distortion": cal.get_distortion_coefficients(color_t).tolist(),
-                  "depth_distortion": cal.get_distortion_coefficients(depth_t).tolist()}
+        record = {
+            "color_resolution": color_name,
+            "depth_mode": depth_name,
+            "color_matrix": Kc.tolist(),
+            "depth_matrix": Kd.tolist(),
+            "color_distortion": cal.get_distortion_coefficients(color_t).tolist(),
+            "depth_distortion": cal.get_distortion_coefficients(depth_t).tolist(),
+        }
         # inputs rounded to what the file stores, so the test feeds our code exactly the SDK's inputs
         pc = np.round(_random_points(rng, Kc, cw, ch, POINTS_PER_KIND), 3)
         pd = np.round(_random_points(rng, Kd, dw, dh, POINTS_PER_KIND), 3)
@@ -89,12 +96,9 @@ def main() -> None:
         pix_d = np.stack([rng.uniform(0, dw - 1, POINTS_PER_KIND), rng.uniform(0, dh - 1, POINTS_PER_KIND)], 1)
         pix_c, pix_d = np.round(pix_c, 4), np.round(pix_d, 4)
         depth = np.round(rng.uniform(300.0, 3000.0, POINTS_PER_KIND), 3)
-        record["color_2d_to_3d"] = [[p.tolist(), float(z), _unproject(cal, p, z, color_t, color_t)]
-                                    for p, z in zip(pix_c, depth)]
-        record["depth_2d_to_3d"] = [[p.tolist(), float(z), _unproject(cal, p, z, depth_t, depth_t)]
-                                    for p, z in zip(pix_d, depth)]
-        record["depth_2d_to_color_3d"] = [[p.tolist(), float(z), _unproject(cal, p, z, depth_t, color_t)]
-                                          for p, z in zip(pix_d, depth)]
+        record["color_2d_to_3d"] = [[p.tolist(), float(z), _unproject(cal, p, z, color_t, color_t)] for p, z in zip(pix_c, depth)]
+        record["depth_2d_to_3d"] = [[p.tolist(), float(z), _unproject(cal, p, z, depth_t, depth_t)] for p, z in zip(pix_d, depth)]
+        record["depth_2d_to_color_3d"] = [[p.tolist(), float(z), _unproject(cal, p, z, depth_t, color_t)] for p, z in zip(pix_d, depth)]
         out["modes"].append(record)
     Path(args.out).write_text(json.dumps(out, separators=(",", ":")) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
