@@ -8,7 +8,7 @@ with ``mmface4d_datasets.official.read_mesh_sequence``), all in one run:
   float32 (N * 3 * 4); the ratios between them; the maximum error actually measured;
 - the same sizes at zstd level 19 (smallest, slowest to encode; decoding is as fast);
 - seconds (best of ``--repeats``, and the median): our encode and decode at both bounds, and the
-  previous decoder (the frozen pre-speed-up copy kept in ``tests/test_codec_decode_identity.py``,
+  previous decoder (the pre-speed-up copy kept in ``perf/codec_previous.py``,
   timed interleaved with the current one on the same bytes, which it must match bit for bit); the authors'
   way through PyAV (``read_mesh_sequence``: FFV1 decode + header parse + dequantise); the authors'
   scripts' way (one ``ffmpeg`` process per axis piping raw gray16le, then the header parse) when an
@@ -72,14 +72,13 @@ def ffmpeg_decode(ffmpeg: str, prefix: Path, num_vertices: int) -> np.ndarray:
 
 
 def previous_decoder():
-    """The frozen copy of the decoder before its speed-up, kept by the bit-identity test."""
-    tests = Path(__file__).resolve().parent.parent / "tests"
-    sys.path.insert(0, str(tests))
+    """The decoder before its speed-up (``perf/codec_previous.py``), the anchor of the decode timing."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
-        from test_codec_decode_identity import _reference_decode
+        from codec_previous import decode
     finally:
-        sys.path.remove(str(tests))
-    return _reference_decode
+        sys.path.pop(0)
+    return decode
 
 
 def timed_pair(first, second, repeats: int) -> tuple[dict, dict]:

@@ -28,7 +28,20 @@ from mmface4d_datasets import codec
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # the tests' own array makers (the stored arrays are the pin)
 from test_codec import talking_face  # noqa: E402
-from test_codec_decode_identity import scanned_surface  # noqa: E402
+
+
+def scanned_surface(num_frames: int, row_lengths: list[int], seed: int, noise: float = 2e-6) -> np.ndarray:
+    """Rows of a scanned sheet (so the encoder stores segment references), moving smoothly."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        np.stack([np.linspace(-0.08, 0.08, length), np.full(length, 0.01 * r), np.zeros(length)], axis=1)
+        for r, length in enumerate(row_lengths)
+    ]
+    surface = np.concatenate(rows)
+    time = np.linspace(0.0, 1.0, num_frames)[:, None, None]
+    bump = 0.004 * np.sin(6.0 * surface[None, :, :1] + 3.0 * time) * np.cos(4.0 * surface[None, :, 1:2])
+    noise = rng.normal(0.0, noise, (num_frames, surface.shape[0], 3))
+    return (surface[None] + bump + noise).astype(np.float32)
 
 
 def cases():

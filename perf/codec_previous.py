@@ -1,24 +1,18 @@
-"""The decoder must keep producing exactly the float32 bits of the format-2 decoder as first released.
+"""The codec's decoder as it was before its speed-up (commit 7975ae4): the anchor that
+``perf/codec.py`` times the current decoder against, in the same run.
 
-``_reference_decode`` below is a frozen copy of ``mmface4d_datasets.codec.decode`` as it was before
-its speed-up (commit 7975ae4): the straightforward path (nibble table look-up, one cumulative sum
-along the vertices, segment bases by pointer jumping over the segment tree, a gather of each
-frame's bases, sums over time, the shared float64 reconstruction). It is kept here, deliberately
-duplicated, so that any later change to the fast decoder is compared byte for byte against it on
-streams encoded at several bounds: the authors' sample take, random and structured arrays, grids
-beyond int32, exceptions and every temporal weight.
+A measurement anchor only, not a format pin: the format is pinned by the golden vectors in
+``tests/data/codec_golden`` (``tests/test_codec_golden.py``). It reads a stream through the codec's own
+section parser and decodes it the straightforward way (nibble table look-up, one cumulative sum along
+the vertices, segment bases by pointer jumping, a gather of each frame's bases, sums over time).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from mmface4d_datasets import codec
-from mmface4d_datasets.codec import CodecError, decode, encode
-from test_codec import talking_face
-
-# ------------------------------------------------------------------ frozen reference (do not edit)
+from mmface4d_datasets.codec import CodecError
 
 
 def _ref_unzigzag(unsigned):
@@ -118,7 +112,8 @@ def _ref_decode_grid(sections, header):
     return vertices
 
 
-def _reference_decode(data):
+def decode(data):
+    """Decode ``data`` the way the codec did before its speed-up (same float32 bits, slower)."""
     header, sections = codec._checked_sections(data)
     shape = (header.num_frames, header.num_vertices, 3)
     count = header.num_frames * header.num_vertices * 3
@@ -133,97 +128,3 @@ def _reference_decode(data):
         values = _ref_section_array(sections, b"EXVL", exception_count, {4})
         vertices.reshape(-1)[positions] = values
     return vertices
-
-
-# ----------------------------------------------------------------------------------------- tests
-
-
-def assert_same_bits(data: bytes) -> np.ndarray:
-    """decode(data) equals the frozen reference byte for byte (shape, dtype and every float32 bit)."""
-    expected = _reference_decode(data)
-    actual = decode(data)
-    assert actual.dtype == np.float32 and actual.shape == expected.shape
-    assert actual.tobytes() == expected.tobytes()
-    return actual
-
-
-def scanned_surface(num_frames: int, row_lengths: list[int], seed: int, noise: float = 2e-6) -> np.ndarray:
-    """Rows of a scanned sheet (so the encoder stores segment references), moving smoothly."""
-    rng = np.random.default_rng(seed)
-    rows = [
-        np.stack([np.linspace(-0.08, 0.08, length), np.full(length, 0.01 * r), np.zeros(length)], axis=1)
-        for r, length in enumerate(row_lengths)
-    ]
-    surface = np.concatenate(rows)
-    time = np.linspace(0.0, 1.0, num_frames)[:, None, None]
-    bump = 0.004 * np.sin(6.0 * surface[None, :, :1] + 3.0 * time) * np.cos(4.0 * surface[None, :, 1:2])
-    noise = rng.normal(0.0, noise, (num_frames, surface.shape[0], 3))
-    return (surface[None] + bump + noise).astype(np.float32)
-
-
-@pytest.mark.parametrize("max_error", [1e-5, 2e-6, 5e-5])
-def test_fixture_take_decodes_to_the_reference_bits(official_sample, max_error):
-    from mmface4d_datasets import official
-
-    vertices = official.read_mesh_sequence(official_sample / "reconstruct_filt", 35709)
-    data = encode(vertices, max_error)
-    assert codec.peek(data)["mode"] == "grid"
-    restored = assert_same_bits(data)
-    assert float(np.abs(restored.astype(np.float64) - vertices).max()) <= max_error
-
-
-@pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("max_error", [1e-3, 1e-5, 1e-6])
-def test_random_walks_decode_to_the_reference_bits(seed, max_error):
-    rng = np.random.default_rng(seed)
-    num_frames, num_vertices = int(rng.integers(1, 9)), int(rng.integers(1, 700))
-    start = rng.uniform(-0.2, 0.2, (1, num_vertices, 3))
-    vertices = (start + np.cumsum(rng.normal(0.0, 3e-4, (num_frames, num_vertices, 3)), axis=0)).astype(np.float32)
-    assert_same_bits(encode(vertices, max_error))
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_white_noise_with_escapes_decodes_to_the_reference_bits(seed):
-    rng = np.random.default_rng(seed)
-    vertices = rng.uniform(-1.0, 1.0, (5, 301, 3)).astype(np.float32)  # every residual escapes
-    data = encode(vertices, 1e-4)
-    assert codec.peek(data)["sections"]["RESX"]["raw_bytes"] > 0
-    assert_same_bits(data)
-
-
-@pytest.mark.parametrize("max_error", [1e-5, 2e-6, 5e-7])
-def test_row_structured_meshes_decode_to_the_reference_bits(max_error):
-    vertices = scanned_surface(12, [40, 55, 37, 60, 48, 52, 41, 58, 45, 50] * 3, seed=1)
-    data = encode(vertices, max_error)
-    assert codec.peek(data)["sections"]["SEGS"]["raw_bytes"] > 0
-    assert_same_bits(data)
-
-
-@pytest.mark.parametrize("weight", [0, 1, 2, 3])
-def test_every_temporal_weight_decodes_to_the_reference_bits(monkeypatch, weight):
-    monkeypatch.setattr(codec, "_best_temporal_weight", lambda residual: weight)
-    vertices = scanned_surface(9, [30, 44, 35, 41] * 4, seed=2)
-    data = encode(vertices, 1e-6)
-    assert codec.peek(data)["temporal_weight"] == weight / 4
-    assert_same_bits(data)
-
-
-def test_grids_beyond_int32_and_exceptions_decode_to_the_reference_bits():
-    vertices = talking_face(4, 50)
-    vertices[0, 0, 0] = -0.5  # 1 m range at 0.1 nm: about 3e9 grid levels, 64-bit sums
-    data = encode(vertices, 1e-10)
-    info = codec.peek(data)
-    assert info["mode"] == "grid" and info["grid_levels"] >= 2**31
-    assert_same_bits(data)
-    vertices = talking_face(3, 400)
-    vertices[:, :3] += np.float32(300.0)  # float32 spacing there rivals the bound: exceptions
-    data = encode(vertices, 1.6e-5)
-    assert "EXIX" in codec.peek(data)["sections"]
-    assert_same_bits(data)
-
-
-@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 2, 3), (2, 1, 3), (0, 5, 3), (3, 0, 3)])
-def test_tiny_and_empty_shapes_decode_to_the_reference_bits(shape):
-    vertices = np.random.default_rng(4).uniform(-0.1, 0.1, shape).astype(np.float32)
-    assert_same_bits(encode(vertices, 1e-5))
-    assert_same_bits(encode(vertices, 0.0))
