@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmface4d_datasets.camera import Camera
+from mmface4d_datasets.release.canonical import similarity_fit
 from reconstruction.errors import ReconstructionError
 
 #: Landmarks lifted from depth nearer than this (metres) are ignored (the authors' 0.1 m).
@@ -45,22 +46,12 @@ def kabsch(source: np.ndarray, target: np.ndarray, weights=None, *, scale: bool 
     """Rigid (or similarity) transform minimising sum w ||s R source + t - target||^2.
 
     ``source``, ``target`` (K, 3) with K >= 3 not collinear. Returns (R (3, 3), t (3,), s); s = 1
-    unless ``scale``. Raises :class:`ReconstructionError` for fewer than 3 points."""
-    source, target = np.asarray(source, float), np.asarray(target, float)
+    unless ``scale``. Raises :class:`ReconstructionError` for fewer than 3 points. The fit itself is
+    the core's :func:`~mmface4d_datasets.release.canonical.similarity_fit`."""
     if len(source) < 3:
         raise ReconstructionError(f"Kabsch needs at least 3 point pairs, found {len(source)}")
-    w = np.ones(len(source)) if weights is None else np.asarray(weights, float)
-    w = w / w.sum()
-    ms, mt = w @ source, w @ target
-    a, b = source - ms, target - mt
-    cov = (a * w[:, None]).T @ b
-    U, S, Vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(Vt.T @ U.T))
-    D = np.diag([1.0, 1.0, d])
-    R = Vt.T @ D @ U.T
-    s = float((S * np.diag(D)).sum() / (w @ (a * a).sum(1))) if scale else 1.0
-    t = mt - s * R @ ms
-    return R, t, s
+    R, t, s = similarity_fit(source, target, weights, scale=scale)
+    return R, t, float(s)
 
 
 def rotation_from_vector(w: np.ndarray) -> np.ndarray:

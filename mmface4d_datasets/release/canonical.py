@@ -61,20 +61,49 @@ def kabsch(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarr
     source, target: (..., K, 3) corresponding points (K >= 3, not collinear), any float dtype.
     Returns R (..., 3, 3) float64 proper rotations (det +1) and t (..., 3) float64.
     """
+    rotation, translation, _ = similarity_fit(source, target)
+    return rotation, translation
+
+
+def similarity_fit(
+    source: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None, *, scale: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
+    """Weighted Kabsch (Umeyama with ``scale``): R, t, s minimising sum_i w_i ||s R source_i + t - target_i||^2.
+
+    source, target: (..., K, 3); weights: (K,) or (..., K), default uniform. s is 1.0 unless ``scale``.
+    The one rigid-fit routine of the package: the release's canonical frame and the reconstruction's
+    camera alignment and pose fits use it. The unweighted path uses plain means (the release's bytes
+    depend on its exact rounding).
+    """
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
-    source_mean = source.mean(axis=-2)
-    target_mean = target.mean(axis=-2)
-    covariance = np.einsum("...ki,...kj->...ij", target - target_mean[..., None, :], source - source_mean[..., None, :])
-    u, _, vt = np.linalg.svd(covariance)
+    if weights is None:
+        w = None
+        source_mean = source.mean(axis=-2)
+        target_mean = target.mean(axis=-2)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        w = w / w.sum(axis=-1, keepdims=True)
+        source_mean = np.einsum("...k,...ki->...i", w, source)
+        target_mean = np.einsum("...k,...ki->...i", w, target)
+    centred_source = source - source_mean[..., None, :]
+    centred_target = target - target_mean[..., None, :]
+    weighted_target = centred_target if w is None else centred_target * w[..., :, None]
+    covariance = np.einsum("...ki,...kj->...ij", weighted_target, centred_source)
+    u, singular, vt = np.linalg.svd(covariance)
     # Flip the last axis where the best orthogonal fit is a reflection.
     sign = np.sign(np.linalg.det(u @ vt))
     sign = np.where(sign == 0, 1.0, sign)
     correction = np.ones(u.shape[:-2] + (3,))
     correction[..., 2] = sign
     rotation = (u * correction[..., None, :]) @ vt
-    translation = target_mean - np.einsum("...ij,...j->...i", rotation, source_mean)
-    return rotation, translation
+    factor = 1.0
+    if scale:
+        spread = (centred_source**2).sum(axis=-1)
+        spread = spread.sum(axis=-1) if w is None else (w * spread).sum(axis=-1)  # as the covariance is summed
+        factor = (singular * correction).sum(axis=-1) / spread
+    translation = target_mean - np.asarray(factor)[..., None] * np.einsum("...ij,...j->...i", rotation, source_mean)
+    return rotation, translation, factor
 
 
 def _apply(rotation: np.ndarray, translation: np.ndarray, points: np.ndarray) -> np.ndarray:
