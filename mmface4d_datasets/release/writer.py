@@ -36,6 +36,7 @@ import numpy as np
 from mmface4d_datasets.errors import FileSystemError, FormatError, MMFace4DError, output_error
 from mmface4d_datasets.release import canonical
 from mmface4d_datasets.release.audio import encode_audio
+from mmface4d_datasets.release.checksums import CHECKSUM_COLUMN, PAGE_CHECKSUMS, footer_sha256, row_checksums
 from mmface4d_datasets.files import atomic_write_bytes, discard, json_bytes, npz_bytes, read_npz, sha256_file, temporary_path
 from mmface4d_datasets.release.schema import (
     EMOTION_NAMES,
@@ -450,6 +451,7 @@ def _writer(path: Path, schema):
         write_statistics=[f.name for f in schema if f.name not in binary],
         version="2.6",
         data_page_version="1.0",
+        **PAGE_CHECKSUMS,
     )
 
 
@@ -468,7 +470,7 @@ def _shard_path(out_dir: Path, config: str, split: str, index: int) -> Path:
 
 
 def _data_row(meta: dict, audio: bytes, row: dict) -> dict:
-    return {
+    stored = {
         "id": meta["id"],
         "subject_id": meta["subject_id"],
         "take_id": meta["take_id"],
@@ -486,6 +488,13 @@ def _data_row(meta: dict, audio: bytes, row: dict) -> dict:
         "vertices": row["vertices"].tobytes(),
         "head_pose": np.ascontiguousarray(row["head_pose"], dtype="<f4").tobytes(),
     }
+    return _with_checksums(stored)
+
+
+def _with_checksums(row: dict) -> dict:
+    """`row` with its `checksums` struct (one digest per column: `release.checksums`)."""
+    row[CHECKSUM_COLUMN] = row_checksums(row, [name for name in row if name != CHECKSUM_COLUMN])
+    return row
 
 
 SHARD_MULTIPLE = 8
@@ -579,14 +588,16 @@ def _write_raw_shards(out_dir, split, metas, staging, plan, produced) -> None:
         landmarks = [staged[f"raw_landmarks_{c}"] for c in cameras]
         blob = b"".join(np.ascontiguousarray(a, dtype="<f8").tobytes() for a in landmarks)
         rows.append(
-            {
-                "id": meta["id"],
-                "cameras": cameras,
-                "intrinsics": [m.reshape(-1).tolist() for m in staged["raw_intrinsics"]],
-                "extrinsics": [m.reshape(-1).tolist() for m in staged["raw_extrinsics"]],
-                "landmarks": blob,
-                "landmarks_shape": [list(a.shape) for a in landmarks],
-            }
+            _with_checksums(
+                {
+                    "id": meta["id"],
+                    "cameras": cameras,
+                    "intrinsics": [m.reshape(-1).tolist() for m in staged["raw_intrinsics"]],
+                    "extrinsics": [m.reshape(-1).tolist() for m in staged["raw_extrinsics"]],
+                    "landmarks": blob,
+                    "landmarks_shape": [list(a.shape) for a in landmarks],
+                }
+            )
         )
         if len(rows) == plan[shard_index]:
             _write_parquet(_shard_path(out_dir, "raw", split, shard_index), pa.Table.from_pylist(rows, schema=raw_schema()), produced)
@@ -606,14 +617,16 @@ def _write_templates(out_dir, templates, metas, topology, produced) -> None:
             continue
         neutral, total = counts[subject]
         rows.append(
-            {
-                "subject_id": subject,
-                "num_vertices": int(topology.num_vertices),
-                "topology": topology.name,
-                "num_sequences": int(neutral or total),
-                "rule": canonical.TEMPLATE_RULE,
-                "vertices": np.ascontiguousarray(templates[subject], dtype="<f4").tobytes(),
-            }
+            _with_checksums(
+                {
+                    "subject_id": subject,
+                    "num_vertices": int(topology.num_vertices),
+                    "topology": topology.name,
+                    "num_sequences": int(neutral or total),
+                    "rule": canonical.TEMPLATE_RULE,
+                    "vertices": np.ascontiguousarray(templates[subject], dtype="<f4").tobytes(),
+                }
+            )
         )
     _write_parquet(
         out_dir / "templates" / "templates.parquet", pa.Table.from_pylist(rows, schema=template_schema()), produced, row_group_rows=256
@@ -713,7 +726,10 @@ def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> Relea
             import pyarrow.parquet as pq
 
             rows = pq.ParquetFile(path).metadata.num_rows
-        files[path.relative_to(out_dir).as_posix()] = FileEntry(size=path.stat().st_size, sha256=sha256_file(path), rows=rows)
+        footer = footer_sha256(path) if path.suffix == ".parquet" else None
+        files[path.relative_to(out_dir).as_posix()] = FileEntry(
+            size=path.stat().st_size, sha256=sha256_file(path), rows=rows, footer_sha256=footer
+        )
     return ReleaseInfo(
         format_version=FORMAT_VERSION,
         writer=f"mmface4d-datasets {__version__}",
