@@ -45,9 +45,17 @@ class Release:
         """The split manifest (meta/splits.json)."""
         path = self.path / "meta" / "splits.json"
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            manifest = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise FormatError(f"{path}: cannot be read ({exc})") from exc
+        if not isinstance(manifest, dict):
+            raise FormatError(f"{path}: holds a JSON {type(manifest).__name__}, not the split manifest object (run `mmface4d validate`)")
+        for key in ("train", "test"):
+            if not isinstance(manifest.get(key, []), list):
+                raise FormatError(f"{path}: field {key!r} is not a list of subject ids")
+        if not isinstance(manifest.get("style_reference", {}), dict):
+            raise FormatError(f"{path}: field 'style_reference' is not an object of sequence ids")
+        return manifest
 
     @cached_property
     def topology(self) -> dict[str, np.ndarray]:
@@ -56,9 +64,13 @@ class Release:
 
         path = self.path / "meta" / "topology.npz"
         try:
-            return read_npz(path)
-        except (OSError, ValueError) as exc:
-            raise FormatError(f"{path}: cannot be read ({exc})") from exc
+            arrays = read_npz(path)
+        except Exception as exc:  # OSError, ValueError, zipfile.BadZipFile, a damaged member (zlib.error, EOFError)
+            raise FormatError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
+        for key in ("triangles", "keypoints"):
+            if key not in arrays:
+                raise FormatError(f"{path}: has no {key!r} array")
+        return arrays
 
     def region_masks(self) -> dict[str, np.ndarray]:
         """Region name -> int64 vertex ids (lips, upper_face, face, eyes, nose, forehead)."""
