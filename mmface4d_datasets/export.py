@@ -48,10 +48,9 @@ def load_faces(path: str | os.PathLike, num_vertices: int | None = None):
         raise FormatError(f"{path}: faces file is missing")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            faces = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise FormatError(f"{path}: not a plain .npy array: {exc}") from exc
+        from mmface4d_datasets.files import read_npy
+
+        faces = read_npy(path)  # header checked against the file's size; objects refused
     elif suffix == ".pkl":
         faces = load_array(path, kinds="iuf")
     elif suffix == ".mat":
