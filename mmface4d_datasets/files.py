@@ -114,7 +114,7 @@ def npy_header(handle, available: int, where) -> tuple[tuple[int, ...], np.dtype
     except (ValueError, OSError, SyntaxError, EOFError) as exc:
         raise FormatError(f"{where}: not a .npy array ({exc})") from None
     if dtype.hasobject:
-        raise FormatError(f"{where}: holds Python objects (dtype {dtype}), which need pickle: refused")
+        raise FormatError(f"{where}: not a plain numeric array: it holds Python objects (dtype {dtype}), which need pickle: refused")
     if any(int(n) < 0 for n in shape):
         raise FormatError(f"{where}: declares the negative shape {shape}")
     needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
