@@ -132,7 +132,9 @@ def result_fps(fps: int, release_fps: int) -> int:
 
 def parse_splits(text: str | None, available: list[str]) -> tuple[str, ...]:
     """``"train,test"`` -> the release splits to export; each must exist in the release."""
-    names = tuple(dict.fromkeys(s.strip() for s in (text or "train,test").split(",") if s.strip()))
+    if text is None:  # the default: train and test, those the release has
+        return tuple(s for s in ("train", "test") if s in available) or tuple(available)
+    names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
     unknown = [s for s in names if s not in available]
     if not names or unknown:
         raise ExportError(f"--split {text!r}: the release has the splits {', '.join(available)}")
