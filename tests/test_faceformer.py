@@ -134,10 +134,12 @@ def test_export_reads_back_as_their_loaders_read_it(release, exported):
 
 
 def test_templates_pickle_loads_under_numpy_1(exported):
-    python = Path(__file__).resolve().parents[1] / ".venv-rig" / "bin" / "python"
-    if not python.exists():
-        python = Path("/work/main/.venv-rig/bin/python")
-    if not python.exists():
+    import sys
+
+    # .venv-rig (numpy < 2, made by ./setup-rig.sh) at the repository root, or beside the running venv
+    candidates = [Path(__file__).resolve().parents[1] / ".venv-rig", Path(sys.prefix).parent / ".venv-rig"]
+    python = next((c / "bin" / "python" for c in candidates if (c / "bin" / "python").exists()), None)
+    if python is None:
         pytest.skip("no numpy<2 environment (.venv-rig, made by ./setup-rig.sh)")
     code = (
         "import pickle, numpy; assert numpy.__version__ < '2'; "

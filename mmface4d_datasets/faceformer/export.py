@@ -241,7 +241,8 @@ def export_faceformer(
             "sequences": {role: sum(r["role"] == role for r in rows) for role in ROLES},
         }
         atomic_write_bytes(out / INFO_FILE, json_bytes(info))
-        atomic_write_bytes(out / "README.md", readme_text(info, subjects, options).encode("utf-8"))
+        described = info | {"folder": str(out.resolve()), "release": str(release.path.resolve())}
+        atomic_write_bytes(out / "README.md", readme_text(described, subjects, options).encode("utf-8"))
         output.remove_written([out / name for name in fixed + data_files], under=(f"{VERTICES_DIR}/", f"{WAV_DIR}/"))
     return FaceFormerExport(
         out_dir=out,
@@ -338,7 +339,7 @@ def readme_text(info: dict, subjects: dict[str, list[str]], options: dict[str, s
     if mode is not None:
         run = (
             f"Their scripts take the dataset name as the folder name too, so link this folder as `{mode['dataset']}` "
-            f"inside their checkout and run, unchanged:\n\n```bash\nln -s {'$PWD'} /path/to/FaceFormer/{mode['dataset']}\n"
+            f"inside their checkout and run, unchanged:\n\n```bash\nln -s {info['folder']} /path/to/FaceFormer/{mode['dataset']}\n"
             f"cd /path/to/FaceFormer && python main.py {options['main']}\n```\n"
         )
         if fps == 60:
@@ -393,7 +394,7 @@ Their `test` writes `result/<name>_condition_<train subject>.npy` (T, N*3). Conv
 checked benchmark submission and score it:
 
 ```bash
-mmface4d bench submit-faceformer result/ --release {info["release"]} --out submission.parquet --fps {info["result_fps"]} --condition <train subject>
+mmface4d bench submit-faceformer {info["folder"]}/result --release {info["release"]} --out submission.parquet --fps {info["result_fps"]} --condition <train subject>
 mmface4d bench score submission.parquet --data {info["release"]}
 ```
 """
