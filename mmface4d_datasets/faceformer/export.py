@@ -308,8 +308,17 @@ def _names_csv(rows: list[dict], emotions) -> bytes:
         emotion = values.get("emotion")
         if isinstance(emotion, (int, np.integer)):
             values["emotion"] = emotions[int(emotion)]
-        writer.writerow(["" if values.get(c) is None or values.get(c) != values.get(c) else values.get(c) for c in NAMES_COLUMNS])
+        writer.writerow([_cell(values.get(c)) for c in NAMES_COLUMNS])
     return buffer.getvalue().encode("utf-8")
+
+
+def _cell(value) -> str:
+    """A CSV cell: null (None, NaN) empty, a whole float (a nullable integer column) without ".0"."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _options_text(options: dict[str, str], fps: int) -> str:
