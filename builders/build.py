@@ -249,6 +249,60 @@ def build_release(
     )
 
 
+def build_faceformer_release(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    faces: str | os.PathLike | None = None,
+    keypoints: str | os.PathLike | None = None,
+    fps: int | None = None,
+    manifest: str | os.PathLike | None = None,
+    topology_name: str | None = None,
+    on_error: str = "stop",
+    seed: int = 0,
+    max_error: float | None = None,
+    shard_size_bytes: int | None = None,
+    progress: bool = True,
+    duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S,
+    executor=None,
+) -> BuildSummary:
+    """Build a release in ``out_dir`` from a FaceFormer-layout folder ``source`` (``vertices_npy/``, ``wav/``,
+    ``templates.pkl``; see :mod:`builders.faceformer_source` for ``faces``, ``keypoints``, ``fps``,
+    ``manifest`` and ``topology_name``). The other options as :func:`build_release`."""
+    from builders.faceformer_source import scan_faceformer_folder
+    from mmface4d_datasets.output_folders import refuse_inside_inputs
+
+    _check_on_error(on_error)
+    writer_options = _writer_options(max_error, shard_size_bytes)
+    refuse_inside_inputs(out_dir, [source])
+    plan = scan_faceformer_folder(
+        source,
+        faces=faces,
+        keypoints=keypoints,
+        fps=fps,
+        manifest=manifest,
+        topology_name=topology_name,
+        duration_tolerance_s=duration_tolerance_s,
+    )
+    if on_error == "stop" and plan.problems:
+        listed = [plan.problems[key] for key in sorted(plan.problems)]
+        raise MMFace4DError(
+            f"{source}: {len(listed)} sequence(s) cannot be built (--on-error skip leaves them out):\n  " + "\n  ".join(listed[:20])
+        )
+    return run_writer(
+        plan.sources,
+        out_dir,
+        topology=plan.topology,
+        source_description=f"a FaceFormer-layout folder ({len(plan.sources)} sequences)",
+        on_error=on_error,
+        seed=seed,
+        progress=progress,
+        writer_options=writer_options | {"given_templates": plan.templates},
+        inputs=[source],
+        executor=executor,
+    )
+
+
 def _leave_out_withdrawn(plan, withdrawals) -> list[str]:
     """Drop from ``plan.sources`` the takes of actors on the withdrawal list; returns their take ids."""
     from capture_rig.consent import read_withdrawals

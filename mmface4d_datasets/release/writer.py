@@ -126,6 +126,7 @@ def _write_release(
     card_info: dict | None = None,
     keep_staging: bool = False,
     map=None,
+    given_templates: dict[str, np.ndarray] | None = None,
 ) -> BuildReport:
     """Write a release folder from `sources` (the module docstring lists the stages).
 
@@ -148,6 +149,10 @@ def _write_release(
         is a module-level function and the items are picklable, so a process pool or a cluster can
         run them (builders passes `reconstruction.executor.Executor.map`). Default: in this process.
         Each staged file is written atomically, so the output bytes do not depend on the map.
+    given_templates: subject_id -> (N, 3) template in the subject's SOURCE frame that the source brings
+        (a FaceFormer-layout templates.pkl): used instead of rule steps 2-3 for those subjects, put into
+        the canonical frame by step 4 (`canonical.canonical_frame_template`); its row's rule says so.
+        Sources whose rows depend on it must say so in their `fingerprint()`.
     Returns a `BuildReport`. Raises `BuildError` when no take is left to write.
     """
     if on_error not in ("stop", "skip"):
@@ -193,7 +198,7 @@ def _write_release(
         metas[key] = json.loads(read_npz(staging / "takes" / f"{key}.npz")["meta"].tobytes().decode("utf-8"))
 
     # 2. templates
-    templates = _templates(metas, staging, topology, stable, fail)
+    templates = _templates(metas, staging, topology, stable, fail, given_templates or {})
     metas = {key: meta for key, meta in metas.items() if meta["subject_id"] in templates}
     if not metas:
         raise BuildError(f"{out_dir}: no take could be written ({len(report.skipped)} skipped)")
@@ -229,7 +234,7 @@ def _write_release(
         sequence_rows += written
         _write_raw_shards(out_dir, split, split_metas, staging, plan, produced)
         report.split_counts[split] = len(split_metas)
-    _write_templates(out_dir, templates, metas, topology, produced)
+    _write_templates(out_dir, templates, metas, topology, produced, set(given_templates or ()))
     _write_parquet(out_dir / "meta" / "sequences.parquet", _sequences_table(sequence_rows), produced)
     atomic_write_bytes(out_dir / "meta" / "splits.json", json_bytes(manifest))
     atomic_write_bytes(out_dir / "meta" / "topology.npz", npz_bytes(_topology_arrays(topology)))
@@ -407,8 +412,10 @@ def _matrix_or_nan(matrices: dict, camera: int, size: int) -> np.ndarray:
     return matrix
 
 
-def _templates(metas, staging, topology, stable, fail) -> dict[str, np.ndarray]:
-    """subject_id -> canonical template (N, 3) float32; a subject whose template fails is skipped via `fail`."""
+def _templates(metas, staging, topology, stable, fail, given=None) -> dict[str, np.ndarray]:
+    """subject_id -> canonical template (N, 3) float32 (from `given` source-frame templates where there is one);
+    a subject whose template fails is skipped via `fail`."""
+    given = given or {}
     by_subject: dict[str, list[dict]] = defaultdict(list)
     for key, meta in metas.items():
         by_subject[meta["subject_id"]].append(dict(meta, key=key))
@@ -418,6 +425,9 @@ def _templates(metas, staging, topology, stable, fail) -> dict[str, np.ndarray]:
         chosen = [m for m in takes if m["emotion"] == 0] or takes
         references = [read_npz(staging / "takes" / f"{m['key']}.npz")["reference"] for m in chosen]
         try:
+            if subject in given:
+                templates[subject] = canonical.canonical_frame_template(given[subject], topology.keypoints, stable)
+                continue
             templates[subject] = canonical.canonical_template(references, topology.keypoints, stable)
         except ValueError as exc:
             for meta in takes:
@@ -604,7 +614,7 @@ def _write_raw_shards(out_dir, split, metas, staging, plan, produced) -> None:
             rows, shard_index = [], shard_index + 1
 
 
-def _write_templates(out_dir, templates, metas, topology, produced) -> None:
+def _write_templates(out_dir, templates, metas, topology, produced, given=frozenset()) -> None:
     import pyarrow as pa
 
     counts: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
@@ -623,7 +633,7 @@ def _write_templates(out_dir, templates, metas, topology, produced) -> None:
                     "num_vertices": int(topology.num_vertices),
                     "topology": topology.name,
                     "num_sequences": int(neutral or total),
-                    "rule": canonical.TEMPLATE_RULE,
+                    "rule": canonical.GIVEN_TEMPLATE_RULE if subject in given else canonical.TEMPLATE_RULE,
                     "vertices": np.ascontiguousarray(templates[subject], dtype="<f4").tobytes(),
                 }
             )
