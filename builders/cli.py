@@ -240,11 +240,18 @@ def _register_from_recordings(commands) -> None:
 
 
 def _run_from_recordings(args) -> int:
+    with _ray_notes_to_stderr(args):
+        summary = _build_from_recordings(args)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0 if summary["ok"] else 1
+
+
+def _build_from_recordings(args) -> dict:
     from builders.from_recordings import FaceModelSpec, build_from_recordings
 
     model = FaceModelSpec("bfm", path=args.face_model_bfm) if args.face_model_bfm else FaceModelSpec("default", args.vertices)
     shard_size = None if args.shard_size is None else int(args.shard_size * 1_000_000)
-    summary = build_from_recordings(
+    return build_from_recordings(
         args.sessions,
         args.out,
         work=args.work,
@@ -260,8 +267,6 @@ def _run_from_recordings(args) -> int:
         crf=args.crf,
         progress=not args.quiet,
     )
-    print(json.dumps(summary, indent=2, sort_keys=True))
-    return 0 if summary["ok"] else 1
 
 
 def _writer_options(args) -> dict:
@@ -273,15 +278,22 @@ def _writer_options(args) -> dict:
     return options
 
 
+def _ray_notes_to_stderr(args):
+    """With ``--ray``: what Ray's driver prints on stdout (a lost node's raylet log, worker errors) goes
+    to stderr for the duration, so that stdout holds only the JSON summary."""
+    return contextlib.redirect_stdout(sys.stderr) if getattr(args, "ray", None) else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def _executor(args):
-    """The executor of ``--workers`` / ``--ray`` (None for one worker: the writer runs in this process)."""
+    """The executor of ``--workers`` / ``--ray`` (None for one worker: the writer runs in this process);
+    with ``--ray``, stdout goes to stderr inside (:func:`_ray_notes_to_stderr`): print the summary after."""
     if args.ray is None and args.workers in (None, 1):
         yield None
         return
     from reconstruction.executor import executor_from_arguments
 
-    with executor_from_arguments(args) as executor:
+    with _ray_notes_to_stderr(args), executor_from_arguments(args) as executor:
         yield executor
 
 
@@ -301,7 +313,8 @@ def _run_release(args) -> int:
         from builders.faceformer_cli import run_faceformer_release
 
         with _executor(args) as executor:
-            return _print_summary(run_faceformer_release(args, executor, _writer_options(args)))
+            report = run_faceformer_release(args, executor, _writer_options(args))
+        return _print_summary(report)
     from builders.faceformer_cli import refuse_layout_options
 
     refuse_layout_options(args)

@@ -203,6 +203,12 @@ def _session_takes(sessions, withdrawn_actors: set[str]) -> tuple[list, dict[str
     return takes, left_out
 
 
+def _lost_staging(folder: Path, run) -> list[str]:
+    """After a stage whose takes were retried: the hidden staging folders their lost attempts left (the
+    stage is over, so no worker of this run writes there any more)."""
+    return _remove_staging_leftovers(folder) if run.retried else []
+
+
 def _remove_staging_leftovers(folder: Path) -> list[str]:
     """Hidden staging folders of a killed run (its own writers' names) in ``folder``."""
     removed = []
@@ -370,8 +376,14 @@ def _run(
     from reconstruction.executor import Job
     from reconstruction.pipeline import OUTPUT_MARKER, prepare_output
 
+    from reconstruction.executor import SHARED_PROBE
+
     converted, reconstructed = work / CONVERTED, work / RECONSTRUCTED
     leftovers = _remove_staging_leftovers(converted) + _remove_staging_leftovers(reconstructed)
+    # On a cluster every node must see the work folder, the recordings and the release's parent folder
+    # as this machine does: told now, not after hours (a no-op for a local executor).
+    output.will_write(work / SHARED_PROBE)
+    executor.check_shared(work, [out.parent, *(t.recordings[0] for t in takes[:1])])
     summary = {
         "out": str(out),
         "work": str(work),
@@ -407,7 +419,7 @@ def _run(
     ]
     t0 = time.perf_counter()
     run = executor.run(jobs, progress=progress, description="convert")
-    summary["stages"]["convert"] = _stage_summary(run, time.perf_counter() - t0)
+    summary["stages"]["convert"] = _stage_summary(run, time.perf_counter() - t0, staging_leftovers_removed=_lost_staging(converted, run))
 
     # 2. reconstruct (the converted takes of these sessions)
     ready = [t.take_id for t in takes if (converted / t.take_id).is_dir()]
@@ -416,7 +428,9 @@ def _run(
     jobs = [Job(key, reconstruct_job, (str(converted / key), str(reconstructed), face_model), reconstructed / key) for key in ready]
     t0 = time.perf_counter()
     run = executor.run(jobs, progress=progress, description="reconstruct")
-    summary["stages"]["reconstruct"] = _stage_summary(run, time.perf_counter() - t0)
+    summary["stages"]["reconstruct"] = _stage_summary(
+        run, time.perf_counter() - t0, staging_leftovers_removed=_lost_staging(reconstructed, run)
+    )
 
     # 3. release
     summary["stages"]["release"] = _release_stage(
@@ -497,6 +511,7 @@ def _release_stage(
             "note": "the release is complete and its inputs are unchanged",
         }
     t0 = time.perf_counter()
+    losses_before = len(executor.losses)
     try:
         report = build_release(
             reconstructed,
@@ -525,13 +540,15 @@ def _release_stage(
     atomic_write_bytes(record, json_bytes({"inputs": fingerprint, "info_sha256": info_sha}))
     done = sorted(sequence.split("/")[-1] for sequence in report.sequences)
     failed = {s.take_id: s.reason for s in report.skipped}
+    lost = executor.losses[losses_before:]
     return {
         "done": done,
         "skipped": [],
         "failed": dict(sorted(failed.items())),
+        "retried": [f"{loss['description']} #{loss['item']}: {loss['error']}" for loss in lost],
         "withdrawn": sorted(report.withdrawn),
         "resumed_from_staging": sorted(report.resumed),
         "split_counts": report.split_counts,
         "seconds": round(seconds, 3),
-        "counts": {"done": len(done), "skipped": 0, "failed": len(failed)},
+        "counts": {"done": len(done), "skipped": 0, "failed": len(failed), "retried": len(lost)},
     }

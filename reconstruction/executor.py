@@ -12,13 +12,21 @@ One executor serves every per-take stage (convert, reconstruct, encode into a re
 - :meth:`Executor.run` takes :class:`Job` objects, each naming the file it produces: a job whose
   output exists is skipped (a rerun resumes), the job itself writes its output atomically (temp name,
   rename), a job that raises is reported by key with its error and the others go on, and a job whose
-  worker process died (killed, out of memory, segfault) is run again up to ``retries`` times (Ray's
-  ``max_retries``; the local pool is rebuilt after a ``BrokenProcessPool``). It returns a
-  :class:`RunSummary` (done, skipped, failed).
+  worker process or node was lost (killed, out of memory, segfault; on Ray also a dead node, a
+  lost object) is run again up to ``retries`` times, each loss counted and named in the
+  :class:`RunSummary` (done, skipped, failed, retried). On Ray the executor resubmits such a task
+  itself (Ray's own ``max_retries`` is 0, so no retry goes unseen) and Ray schedules it on a live
+  node; the local pool is rebuilt after a ``BrokenProcessPool``.
+- No result lives only in a node's object store: a job writes its output into the shared work
+  folder itself, and returns a small summary, which Ray keeps in the driver's memory.
+  :meth:`Executor.check_shared` tells at start, not after hours, when a cluster's nodes do not see
+  the same work folder.
 - :meth:`Executor.map` is the plain form the core's release writer takes (``write_release(map=...)``):
   results in input order, the raised exception in place of the result of an item that failed.
 
-Ray is imported only when ``ray`` is given (the ``scale`` extra).
+Ray is imported only when ``ray`` is given (the ``scale`` extra). Connecting to a cluster with token
+authentication finds the token where Ray's clients look (:data:`RAY_TOKEN_PLACES`); a missing one is a
+:class:`RayTokenMissing` naming them.
 """
 
 from __future__ import annotations
@@ -26,9 +34,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections import deque
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -47,14 +55,30 @@ THREAD_ENV = {
     "NUMEXPR_NUM_THREADS": "1",
 }
 DEFAULT_RETRIES = 3
+#: Where Ray's clients look for the token of a cluster with token authentication, in this order.
+RAY_TOKEN_PLACES = (
+    "the RAY_AUTH_TOKEN environment variable",
+    "the file named by the RAY_AUTH_TOKEN_PATH environment variable",
+    "~/.ray/auth_token",
+)
+#: The probe file :meth:`Executor.check_shared` writes into the work folder (and removes).
+SHARED_PROBE = ".shared-folder-check"
 
 
 class ExecutorError(MMFace4DError):
     """The executor could not start (bad worker count, Ray missing or unreachable)."""
 
 
+class RayTokenMissing(ExecutorError):
+    """The Ray cluster uses token authentication and no token was found where Ray looks."""
+
+
+class NotShared(ExecutorError):
+    """A node of the Ray cluster does not see the work folder (or an input) as this machine does."""
+
+
 class WorkerDied(MMFace4DError):
-    """The process running a job died (killed, out of memory, crashed) more often than retries allow."""
+    """The process (or node) running a job was lost more often than retries allow."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +97,13 @@ class Job:
 
 @dataclass
 class RunSummary:
-    """What :meth:`Executor.run` did: keys done, skipped (output already there) and failed (key -> error)."""
+    """What :meth:`Executor.run` did: keys done, skipped (output already there), failed (key -> error)
+    and retried (key -> why each earlier attempt was lost: its worker process or node died)."""
 
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    retried: dict[str, list[str]] = field(default_factory=dict)
     results: dict[str, object] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict:
@@ -85,7 +111,13 @@ class RunSummary:
             "done": sorted(self.done),
             "skipped": sorted(self.skipped),
             "failed": dict(sorted(self.failed.items())),
-            "counts": {"done": len(self.done), "skipped": len(self.skipped), "failed": len(self.failed)},
+            "retried": dict(sorted(self.retried.items())),
+            "counts": {
+                "done": len(self.done),
+                "skipped": len(self.skipped),
+                "failed": len(self.failed),
+                "retried": sum(len(v) for v in self.retried.values()),
+            },
         }
 
 
@@ -185,6 +217,8 @@ class Executor:
         self.workers = workers
         self.retries = retries
         self.ray_address = ray
+        #: Every lost attempt of this executor's jobs: {"description", "item" (key or index), "error", "time"}.
+        self.losses: list[dict] = []
         self._ray = None
         self._ray_started_here = False
         self._pool: ProcessPoolExecutor | None = None
@@ -195,7 +229,8 @@ class Executor:
     def describe(self) -> str:
         if self._ray is not None:
             cpus = int(self._ray.cluster_resources().get("CPU", 0))
-            return f"Ray ({self.ray_address}, {cpus} CPUs)"
+            nodes = sum(1 for node in self._ray.nodes() if node.get("Alive"))
+            return f"Ray ({self.ray_address}, {cpus} CPUs on {nodes} node{'s' if nodes != 1 else ''})"
         return "this process" if self.workers == 1 else f"a local pool of {self.workers} processes"
 
     def map(self, function: Callable, items: Iterable[tuple], *, progress: bool = False, description: str = "takes") -> list:
@@ -203,7 +238,12 @@ class Executor:
         function raised (or whose worker died ``retries + 1`` times) gives its exception instead."""
         items = [tuple(args) for args in items]
         bar = _bar(len(items), description) if progress and items else None
-        outcomes = self._execute(function, items, lambda index, outcome: bar is not None and bar.update(1))
+        outcomes = self._execute(
+            function,
+            items,
+            lambda index, outcome: bar is not None and bar.update(1),
+            lambda index, reason: self._lost(description, index, reason),
+        )
         if bar is not None:
             bar.close()
         return outcomes
@@ -234,11 +274,73 @@ class Executor:
             if bar is not None:
                 bar.update(1)
 
+        def lost(index, reason):
+            job = todo[index]
+            summary.retried.setdefault(job.key, []).append(reason)
+            self._lost(description, job.key, reason)
+            if progress:
+                logging.getLogger(__name__).warning("mmface4d: take %r lost, running it again: %s", job.key, reason)
+
         # One function per run keeps the calls uniform: each job brings its own function.
-        self._execute(_job_call, [(job.function, job.args) for job in todo], record)
+        self._execute(_job_call, [(job.function, job.args) for job in todo], record, lost)
         if bar is not None:
             bar.close()
         return summary
+
+    def _lost(self, description: str, item, reason: str) -> None:
+        self.losses.append({"description": description, "item": item, "error": reason, "time": time.time()})
+
+    def check_shared(self, folder: str | os.PathLike, paths: Iterable[str | os.PathLike] = (), *, timeout: float = 120.0) -> None:
+        """On a Ray cluster: check that every live node sees ``folder`` (a probe file written here into
+        it, read back on each node) and each of ``paths`` (a file: the same size; a folder: there) as
+        this machine does; raise :class:`NotShared` naming the nodes and paths that do not. The jobs
+        pass paths, not data, so a cluster without a shared file system must fail here, at start.
+        Nothing to check for a local executor."""
+        if self._ray is None:
+            return
+        import secrets
+
+        from mmface4d_datasets.files import atomic_write_bytes
+
+        ray = self._ray
+        folder = Path(folder).resolve()
+        probe = folder / SHARED_PROBE
+        token = secrets.token_hex(16)
+        expected = {str(probe): len(token)}
+        for path in paths:
+            path = Path(path).resolve()
+            expected[str(path)] = path.stat().st_size if path.is_file() else -1
+        atomic_write_bytes(probe, token.encode())
+        try:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            nodes = [node for node in ray.nodes() if node.get("Alive")]
+            remote = ray.remote(_seen_here)
+            refs = {
+                remote.options(
+                    num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+                ).remote(expected, str(probe), token): node
+                for node in nodes
+            }
+            ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+            problems = []
+            for ref in ready:
+                node = refs[ref]
+                try:
+                    missing = ray.get(ref)
+                except Exception as exc:  # the check itself could not run there
+                    missing = [f"(the check failed: {_describe(_ray_cause(exc))})"]
+                if missing:
+                    problems.append(f"node {_node_name(node)}: " + "; ".join(missing))
+            problems += [f"node {_node_name(refs[ref])}: no answer in {timeout:.0f} s" for ref in late]
+        finally:
+            probe.unlink(missing_ok=True)
+        if problems:
+            raise NotShared(
+                f"--ray {self.ray_address}: the cluster's nodes do not share this machine's folders "
+                "(the jobs pass paths: the work folder, the inputs and the release must be on a file "
+                "system every node mounts at the same path, e.g. NFS): " + " | ".join(problems)
+            )
 
     def close(self) -> None:
         if self._pool is not None:
@@ -255,14 +357,15 @@ class Executor:
         self.close()
 
     # ----------------------------------------------------------------- engines
-    def _execute(self, function, items: list[tuple], record) -> list:
+    def _execute(self, function, items: list[tuple], record, lost) -> list:
+        """``record(index, outcome)`` once per item; ``lost(index, reason)`` for each lost attempt."""
         if not items:
             return []
         if self._ray is not None:
-            return self._execute_ray(function, items, record)
+            return self._execute_ray(function, items, record, lost)
         if self.workers == 1:
             return self._execute_here(function, items, record)
-        return self._execute_pool(function, items, record)
+        return self._execute_pool(function, items, record, lost)
 
     def _execute_here(self, function, items, record) -> list:
         outcomes = []
@@ -276,7 +379,7 @@ class Executor:
                 record(index, outcome)
         return outcomes
 
-    def _execute_pool(self, function, items, record) -> list:
+    def _execute_pool(self, function, items, record, lost) -> list:
         """At most `workers` items in flight, so a worker's death implicates only those. A death with
         one item in flight counts one crash against it; with several, none is charged (the pool kills
         the bystanders too) and each of them runs again alone, so the next death names its take. An
@@ -317,6 +420,8 @@ class Executor:
             retry = []
             if len(broken) > 1:
                 alone.update(broken)
+                for index in sorted(broken):
+                    lost(index, "a worker process of the pool died while this take was in flight (not charged)")
                 queue.extendleft(reversed(sorted(broken)))
                 continue
             for index in broken:
@@ -326,6 +431,7 @@ class Executor:
                     outcomes[index] = outcome
                     record(index, outcome)
                 else:
+                    lost(index, "the worker process running this take died")
                     retry.append(index)
             queue.extendleft(reversed(retry))
         return outcomes
@@ -344,21 +450,36 @@ class Executor:
             )
         return self._pool
 
-    def _execute_ray(self, function, items, record) -> list:
+    def _execute_ray(self, function, items, record, lost) -> list:
+        """One task per item, all submitted at once (Ray queues them for free CPUs). A task lost with
+        its worker or node (:func:`_lost_reason`) is submitted again, up to `retries` times, and Ray
+        places it on a live node; the function travels inline with each task (a module-level function
+        pickles by name: bytes), never through one node's object store."""
         ray = self._ray
-        remote = ray.remote(_call).options(num_cpus=1, max_retries=self.retries, retry_exceptions=False)
-        function_ref = ray.put(function)
-        refs = {remote.remote(function_ref, args): index for index, args in enumerate(items)}
+        remote = ray.remote(_call).options(num_cpus=1, max_retries=0, retry_exceptions=False)
+        refs = {remote.remote(function, args): index for index, args in enumerate(items)}
         outcomes: list = [None] * len(items)
+        losses: list[list[str]] = [[] for _ in items]
         remaining = list(refs)
         while remaining:
             finished, remaining = ray.wait(remaining, num_returns=1)
             for ref in finished:
-                index = refs[ref]
+                index = refs.pop(ref)
                 try:
                     outcome = ray.get(ref)
                 except Exception as exc:
-                    outcome = _ray_cause(exc)
+                    reason = _lost_reason(exc)
+                    if reason is not None:
+                        losses[index].append(reason)
+                        if len(losses[index]) <= self.retries:
+                            lost(index, reason)
+                            again = remote.remote(function, items[index])
+                            refs[again] = index
+                            remaining.append(again)
+                            continue
+                        outcome = WorkerDied(f"lost {len(losses[index])} times running this take: " + " | ".join(losses[index]))
+                    else:
+                        outcome = _ray_cause(exc)
                 outcomes[index] = outcome
                 record(index, outcome)
         return outcomes
@@ -387,6 +508,37 @@ def _job_call(function: Callable, args: tuple):
     return function(*args)
 
 
+def _seen_here(expected: dict[str, int], probe: str, token: str) -> list[str]:
+    """On one node: the paths of ``expected`` (path -> size; -1: a folder) it does not see alike."""
+    missing = []
+    for path, size in expected.items():
+        p = Path(path)
+        if size == -1:
+            if not p.is_dir():
+                missing.append(f"{path}: no such folder")
+        elif not p.is_file():
+            missing.append(f"{path}: no such file")
+        elif p.stat().st_size != size or (path == probe and p.read_text() != token):
+            missing.append(f"{path}: another file than this machine's")
+    return missing
+
+
+def _node_name(node: dict) -> str:
+    return f"{node.get('NodeManagerAddress', '?')} ({str(node.get('NodeID', ''))[:12]})"
+
+
+def _lost_reason(exc: BaseException) -> str | None:
+    """Why a Ray task was lost (its worker process or node died, its result was lost), or None when
+    the error is the job's own (not retried)."""
+    import ray.exceptions as rex
+
+    lost = (rex.WorkerCrashedError, rex.NodeDiedError, rex.LocalRayletDiedError, rex.ObjectLostError, rex.OutOfMemoryError)
+    if isinstance(exc, lost):
+        text = str(exc).strip().splitlines()[0].split(" This can happen")[0]
+        return f"{type(exc).__name__}: {text[:300]}"
+    return None
+
+
 def _ray_cause(exc: BaseException) -> BaseException:
     """The job's own exception from a Ray error (a worker's death becomes :class:`WorkerDied`)."""
     import ray.exceptions
@@ -401,21 +553,62 @@ def _ray_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+def ray_token_found() -> str | None:
+    """Where a Ray token is found, searching as Ray's clients do (:data:`RAY_TOKEN_PLACES`), or None."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        try:
+            return f"RAY_AUTH_TOKEN_PATH={path}" if Path(path).expanduser().read_text().strip() else None
+        except OSError:
+            return None
+    default = Path.home() / ".ray" / "auth_token"
+    try:
+        return str(default) if default.is_file() and default.stat().st_size > 0 else None
+    except OSError:
+        return None
+
+
+def _token_message(address: str) -> str:
+    return (
+        f"--ray {address}: cannot connect, and no Ray token was found here: a cluster with token "
+        "authentication (Ray's default once its head has a token) refuses a client without one. Ray looks in "
+        + ", then ".join(RAY_TOKEN_PLACES)
+        + f" (here {Path.home() / '.ray' / 'auth_token'}). Copy the head node's token (`ray get-auth-token` "
+        "on the head) into one of these; see docs/scale.md"
+    )
+
+
 def _connect_ray(address: str, workers: int):
-    """``(ray module, started_here)``."""
+    """``(ray module, started_here)``. For an explicit cluster address, a token found where Ray looks
+    turns token authentication on for this client (``RAY_AUTH_MODE=token``), as ``ray.init("auto")``
+    does by itself; ``RAY_AUTH_MODE`` set by the user is kept."""
+    if address not in ("local", "auto") and "RAY_AUTH_MODE" not in os.environ and ray_token_found():
+        os.environ["RAY_AUTH_MODE"] = "token"  # before Ray reads its configuration
     try:
         import ray
     except ImportError:
         raise ExecutorError("--ray needs Ray: pip install 'mmface4d-datasets[scale]' (the scale extra)") from None
     if ray.is_initialized():  # connected already (by the caller): use it, leave it running
         return ray, False
+    import ray.exceptions
+
     runtime_env = {"env_vars": dict(THREAD_ENV)}
     try:
         if address == "local":
             ray.init(num_cpus=workers, include_dashboard=False, runtime_env=runtime_env, logging_level="ERROR", log_to_driver=False)
         else:
             ray.init(address=address, runtime_env=runtime_env, logging_level="ERROR", log_to_driver=False)
+    except ray.exceptions.AuthenticationError as exc:
+        if ray_token_found() is None:
+            raise RayTokenMissing(_token_message(address)) from None
+        raise ExecutorError(f"--ray {address}: the cluster refused the token found in {ray_token_found()} ({exc})") from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
+        # Ray reports a refused token only in its log ("InvalidAuthToken"); the exception says "Failed
+        # to connect". Without a token here, that is the likely cause on a cluster of Ray >= 2.5x.
+        if address not in ("local", "auto") and ray_token_found() is None and os.environ.get("RAY_AUTH_MODE") != "disabled":
+            raise RayTokenMissing(f"{_token_message(address)} (Ray: {exc})") from None
         raise ExecutorError(f"--ray {address}: cannot connect to a Ray cluster ({exc})") from None
     return ray, True
 
@@ -437,8 +630,11 @@ def add_executor_arguments(parser) -> None:
         default=None,
         metavar="ADDRESS",
         help="run takes as Ray tasks on an existing cluster: `auto` (the cluster this machine "
-        "belongs to) or an address such as `ray://head:10001`; `local` starts a Ray "
-        "instance on this machine. Needs the scale extra (pip install '.[scale]')",
+        "belongs to) or an address such as `head:6379` or `ray://head:10001`; `local` starts a Ray "
+        "instance on this machine. A cluster with token authentication needs its token where Ray "
+        "looks: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token. Every node must "
+        "see the work folder, inputs and release at the same paths (checked at start). Needs the "
+        "scale extra (pip install '.[scale]'); see docs/scale.md",
     )
 
 

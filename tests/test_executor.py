@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mmface4d_datasets.files import atomic_write_bytes
-from reconstruction.executor import Executor, ExecutorError, Job, WorkerDied
+from reconstruction.executor import SHARED_PROBE, Executor, ExecutorError, Job, WorkerDied
 
 
 # Jobs (module level, so a worker process can import them by name).
@@ -67,7 +67,7 @@ def _check_run(executor: Executor, tmp_path: Path) -> None:
     assert summary.results["take3"] == 9
     again = executor.run(jobs)  # a rerun skips what is done and retries what failed
     assert sorted(again.skipped) == ["take3", "take4"] and list(again.failed) == ["take-1"] and not again.done
-    assert again.as_dict()["counts"] == {"done": 0, "skipped": 2, "failed": 1}
+    assert again.as_dict()["counts"] == {"done": 0, "skipped": 2, "failed": 1, "retried": 0}
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -86,6 +86,7 @@ def test_local_pool_reruns_a_take_whose_worker_died(tmp_path):
         assert outcomes == [2, 11]
         summary = executor.run([Job("doomed", always_die_job), Job("fine", square_job, (5,))])
     assert summary.done == ["fine"] and "died 3 times" in summary.failed["doomed"]
+    assert len(summary.retried["doomed"]) >= 2 and summary.as_dict()["counts"]["retried"] >= 2  # each loss counted
 
 
 def test_threads_are_pinned_and_results_equal_in_process_and_pool():
@@ -106,7 +107,14 @@ def test_ray_cluster_runs_retries_and_reports(ray_executor, tmp_path):
     assert "Ray" in ray_executor.describe()
     _check_run(ray_executor, tmp_path)
     outcomes = ray_executor.map(die_once_job, [(str(tmp_path / "a"), 1), (str(tmp_path / "b"), 10)])
-    assert outcomes == [2, 11]  # each task's worker died once and Ray ran it again
+    assert outcomes == [2, 11]  # each task's worker died once and the executor ran it again
+    summary = ray_executor.run([Job("once", die_once_job, (str(tmp_path / "c"), 3))])
+    assert summary.results["once"] == 4 and summary.retried["once"][0].startswith("WorkerCrashedError")
+    assert summary.as_dict()["counts"]["retried"] == 1 and ray_executor.losses[-1]["item"] == "once"
+    recording = tmp_path / "recording.mkv"
+    recording.write_bytes(b"x" * 10)
+    ray_executor.check_shared(tmp_path, [recording, tmp_path])  # one node, one file system: seen alike
+    assert not (tmp_path / SHARED_PROBE).exists()
     crashed = ray_executor.map(always_die_job, [()])[0]
     assert isinstance(crashed, WorkerDied)
     pinned = ray_executor.map(threads_job, [()])[0]
@@ -224,3 +232,36 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return "\nState:\tZ" not in status  # a zombie has ended
+
+
+def test_a_node_that_sees_other_files_is_named(tmp_path):
+    """The check each node runs for `Executor.check_shared`: what it does not see as the driver does."""
+    from reconstruction.executor import _seen_here
+
+    probe = tmp_path / SHARED_PROBE
+    probe.write_text("token-b")
+    (tmp_path / "take.mkv").write_bytes(b"12345")
+    expected = {str(probe): 7, str(tmp_path / "take.mkv"): 5, str(tmp_path / "sessions"): -1}
+    assert _seen_here(expected | {str(tmp_path): -1, str(probe): 7}, str(probe), "token-b") == [f"{tmp_path / 'sessions'}: no such folder"]
+    missing = _seen_here(expected | {str(tmp_path / "take.mkv"): 6}, str(probe), "token-a")
+    assert missing[0] == f"{probe}: another file than this machine's" and "take.mkv: another file" in missing[1]
+
+
+def test_ray_token_is_found_where_ray_looks_and_a_missing_one_names_the_places(tmp_path, monkeypatch):
+    from reconstruction.executor import RAY_TOKEN_PLACES, _token_message, ray_token_found
+
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ray_token_found() is None
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("abc")
+    assert ray_token_found() == str(tmp_path / ".ray" / "auth_token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "elsewhere"))  # named but absent: Ray stops there too
+    assert ray_token_found() is None
+    (tmp_path / "elsewhere").write_text("def")
+    assert ray_token_found() == f"RAY_AUTH_TOKEN_PATH={tmp_path / 'elsewhere'}"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "ghi")
+    assert ray_token_found() == "RAY_AUTH_TOKEN"
+    message = _token_message("10.0.0.1:6379")
+    assert all(place in message for place in RAY_TOKEN_PLACES) and str(tmp_path / ".ray" / "auth_token") in message
