@@ -299,3 +299,79 @@ def test_cli_help_and_a_named_error_with_exit_2(tmp_path):
         text=True,
     )
     assert out.returncode == 2 and "recording session folder not found" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_a_multi_node_ray_cluster_survives_a_killed_worker_node(simulated, built, tmp_path):
+    """A real cluster started with the `ray` command in a loopback-only network namespace: a head (no
+    CPU) and two worker nodes of one CPU each (own resources and temp dirs), token authentication on.
+    `build from-recordings --ray 127.0.0.1:PORT` redoes two takes; one worker node's raylet is killed
+    (by pid) while it reconstructs one of them. The run finishes with every take released, the loss
+    and its retry counted in the summary, and the release byte-identical to the one-process run; a
+    client without the token gets a named error; every node started is stopped."""
+    pytest.importorskip("ray", reason="Ray is not installed (the `scale` extra: pip install -e '.[scale]')")
+    from reconstruction.local_cluster import loopback_namespace_command, loopback_namespace_problem
+
+    problem = loopback_namespace_problem()
+    if problem is not None:
+        pytest.skip(f"a multi-node Ray cluster needs a loopback-only network namespace: {problem}")
+    out, first = built
+    work = tmp_path / "release.work"
+    shutil.copytree(Path(first["work"]), work)
+    redo = first["takes"][:2]
+    for key in redo:  # two takes to redo, one per worker node: both stages
+        shutil.rmtree(work / "converted" / key)
+        shutil.rmtree(work / "reconstructed" / key)
+    report_path = tmp_path / "cluster.json"
+    driver = [
+        sys.executable,
+        str(Path(__file__).with_name("ray_cluster_run.py")),
+        str(simulated / "session"),
+        "--out",
+        str(tmp_path / "release"),
+        "--work",
+        str(work),
+        "--vertices",
+        str(VERTICES),
+        "--redo",
+        ",".join(redo),
+        "--folder",
+        str(tmp_path / "run"),
+        "--report",
+        str(report_path),
+        "--deadline",
+        "300",
+    ]
+    process = subprocess.Popen(loopback_namespace_command(driver), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = process.communicate(timeout=380)
+    except subprocess.TimeoutExpired:
+        process.terminate()  # the driver stops its nodes on SIGTERM
+        output, _ = process.communicate(timeout=30)
+    assert report_path.is_file(), f"the cluster driver wrote no report: {output[-3000:]}"
+    report = json.loads(report_path.read_text())
+    print("cluster run:", json.dumps({k: v for k, v in report.items() if k not in ("build", "no_token")}))
+    assert "error" not in report, report["error"]
+    assert report["only_loopback"] and report["leftover_process_groups"] == [], report
+    assert not report.get("timed_out"), report["build"]["stderr"]
+
+    refused = report["no_token"]
+    assert not (tmp_path / "run" / "refused.work").exists()  # refused before any work
+    assert refused["returncode"] == 2 and "no Ray token was found here" in refused["stderr"], refused
+    assert "RAY_AUTH_TOKEN_PATH" in refused["stderr"] and ".ray/auth_token" in refused["stderr"], refused
+
+    build = report["build"]
+    assert report["killed"] is not None, f"no take was seen in flight on a worker node: {build['stderr']}"
+    assert report["killed_node_ended"], report["killed"]
+    assert build["returncode"] == 0, build["stderr"]
+    summary = json.loads(build["stdout"])
+    assert summary["ok"] and "on 3 nodes" in summary["executor"], summary["executor"]
+    reconstruct = summary["stages"]["reconstruct"]
+    assert reconstruct["done"] == redo and not reconstruct["failed"], reconstruct
+    lost = reconstruct["retried"]  # the take in flight on the killed node: lost once, run again
+    assert len(lost) == 1 and set(lost) <= set(redo) and reconstruct["counts"]["retried"] == 1, reconstruct
+    assert next(iter(lost.values()))[0].startswith(("NodeDiedError", "WorkerCrashedError")), lost
+    assert summary["stages"]["release"]["done"] == first["takes"]
+    assert not any(p.name.startswith(".") and "partial" in p.name for p in (work / "reconstructed").iterdir())
+    assert _release_files(tmp_path / "release") == _release_files(out)
