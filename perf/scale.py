@@ -23,6 +23,18 @@ reconstruct: the mean of the per-take job times the summary reports), the releas
 whole run's wall clock, and takes per hour.
 
     .venv/bin/python perf/scale.py --from-recordings 4 --sim-frames 5 --vertices 2000
+
+With ``--nodes``: a real multi-node Ray cluster on this machine (``ray start --head`` and ``ray start
+--address`` per node, :mod:`reconstruction.local_cluster`, run inside a loopback-only network namespace:
+the script re-runs itself under ``unshare -rn``), the same total of ``--cpus`` CPUs split over 1, 2
+and 3 nodes (1: the head holds them all; 2: head + one worker node; 3: a head without CPUs + two
+worker nodes), the executor connected by address with token authentication: takes per hour of the
+same ``--takes`` encode jobs, scheduling overhead per task (``--noop`` empty tasks), how long the
+cluster took to start, and, on 3 nodes, the time a killed node costs: one worker node's raylet is
+SIGKILLed ``--kill-after`` s into the run; the run's wall clock against the unkilled 3-node run,
+how long until the loss was reported, and the retries counted.
+
+    .venv/bin/python perf/scale.py --nodes --takes 12 --vertices 5023 --noop 100
 """
 
 from __future__ import annotations
@@ -77,20 +89,24 @@ def noop_job(value: int) -> int:
     return value
 
 
-def measure(executor, takes: int, num_vertices: int, seed: int) -> dict:
+def measure(executor, takes: int, num_vertices: int, seed: int, warm_each: int | None = None, on_start=None) -> dict:
+    """The encode jobs' figures; ``warm_each`` warm-up jobs first (default: one per worker);
+    ``on_start()`` just before the timed run."""
     from reconstruction.executor import Job
 
     folder = Path(tempfile.mkdtemp(prefix="mmface4d-perf-scale-"))
     try:
         warm = [
             Job(f"warm{i}", encode_take_job, (99, i, seed, num_vertices, str(folder / f"warm{i}.npz")))
-            for i in range(max(1, executor.workers))
+            for i in range(max(1, warm_each or executor.workers))
         ]
         executor.run(warm)  # workers started, model loaded in each
         jobs = [
             Job(f"{i:03d}", encode_take_job, (i // 3, i % 3, seed, num_vertices, str(folder / f"{i:03d}.npz")), folder / f"{i:03d}.npz")
             for i in range(takes)
         ]
+        if on_start is not None:
+            on_start()
         start = time.perf_counter()
         summary = executor.run(jobs)
         seconds = time.perf_counter() - start
@@ -186,6 +202,75 @@ def from_recordings(takes: int, frames: int, resolution: str, num_vertices: int,
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _cluster_run(cpus_split: tuple, takes: int, num_vertices: int, seed: int, noop: int, folder: Path, kill_after: float | None) -> dict:
+    """One cluster (``cpus_split`` = (head CPUs, worker node CPUs...)): start, connect, measure, stop."""
+    import threading
+
+    from reconstruction.executor import Executor
+    from reconstruction.local_cluster import LocalCluster
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    head, *workers = cpus_split
+    cluster = LocalCluster(folder, tuple(workers), head_cpus=head, env=env, token=folder.parent / "auth_token")
+    start = time.perf_counter()
+    try:
+        cluster.start()
+        started = time.perf_counter() - start
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(cluster.token_path)
+        os.environ.pop("RAY_AUTH_MODE", None)
+        start = time.perf_counter()
+        executor = Executor(ray=cluster.address)
+        connect = time.perf_counter() - start
+        try:
+            out = {"nodes": 1 + len(workers), "cpus_per_node": list(cpus_split), "cluster_start_s": round(started, 2)}
+            out["connect_s"] = round(connect, 2)
+            out["executor"] = executor.describe()
+            killed: dict = {}
+
+            def kill():
+                time.sleep(kill_after)
+                for node in cluster.nodes[1:]:
+                    if node.busy_workers("_call"):
+                        killed.update(node=node.name, raylet_pid=cluster.kill_raylet(node.name), time=time.time())
+                        return
+
+            on_start = None if kill_after is None else (lambda: threading.Thread(target=kill, daemon=True).start())
+            out |= measure(executor, takes, num_vertices, seed, warm_each=sum(cpus_split), on_start=on_start)
+            if kill_after is not None:
+                losses = executor.losses
+                out["killed"] = {k: v for k, v in killed.items() if k != "time"}
+                out["retried"] = len(losses)
+                if killed and losses:
+                    out["loss_reported_after_s"] = round(losses[0]["time"] - killed["time"], 2)
+            else:
+                out["overhead_ms_per_task"] = overhead(executor, noop)
+            return out
+        finally:
+            executor.close()
+    finally:
+        cluster.stop()
+
+
+def nodes(takes: int, num_vertices: int, seed: int, noop: int, cpus: int, kill_after: float) -> dict:
+    """The ``--nodes`` figures (see the module docstring)."""
+    folder = Path(tempfile.mkdtemp(prefix="mmface4d-perf-nodes-"))
+    splits = {3: (0, cpus - cpus // 2, cpus // 2), 2: (cpus - cpus // 2, cpus // 2), 1: (cpus,)}
+    report = {"job": f"synthesise + canonicalize + encode one synthetic take at {num_vertices} vertices", "runs": {}}
+    try:
+        for count, split in splits.items():
+            report["runs"][f"nodes_{count}"] = _cluster_run(split, takes, num_vertices, seed, noop, folder / f"n{count}", None)
+        killed = _cluster_run(splits[3], takes, num_vertices, seed, noop, folder / "killed", kill_after)
+        # the extra wall clock: the lost attempt redone, Ray's detection, and the rest of the run on the
+        # CPUs left (no replacement node here)
+        killed["lost_s"] = round(killed["seconds"] - report["runs"]["nodes_3"]["seconds"], 2)
+        report["runs"]["nodes_3_one_killed"] = killed
+        return report
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--takes", type=int, default=12)
@@ -198,7 +283,27 @@ def main() -> None:
     )
     parser.add_argument("--sim-frames", type=int, default=5)
     parser.add_argument("--sim-resolution", default="720p-binned")
+    parser.add_argument("--nodes", action="store_true", help="measure a 1-, 2- and 3-node local Ray cluster instead")
+    parser.add_argument("--cpus", type=int, default=2, help="with --nodes: the cluster's CPUs in total")
+    parser.add_argument("--kill-after", type=float, default=3.0, help="with --nodes: seconds into the run a worker node is killed")
     args = parser.parse_args()
+    if args.nodes:
+        from reconstruction.local_cluster import loopback_namespace_command, only_loopback
+
+        if not only_loopback():  # every node on 127.0.0.1: run again in a loopback-only namespace
+            import subprocess
+            import sys
+
+            raise SystemExit(subprocess.run(loopback_namespace_command([sys.executable, *sys.argv])).returncode)
+        import contextlib
+        import sys
+
+        report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average_at_start": os.getloadavg()}}
+        with contextlib.redirect_stdout(sys.stderr):  # Ray's driver prints a lost node's log on stdout
+            report |= nodes(args.takes, args.vertices, args.seed, args.noop, args.cpus, args.kill_after)
+        report["machine"]["load_average_at_end"] = os.getloadavg()
+        print(json.dumps(report, indent=2))
+        return
     if args.from_recordings:
         report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average_at_start": os.getloadavg()}}
         report |= from_recordings(args.from_recordings, args.sim_frames, args.sim_resolution, args.vertices, ray=not args.no_ray)

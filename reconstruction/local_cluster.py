@@ -105,7 +105,9 @@ class LocalCluster:
     workers), e.g. ``PYTHONPATH`` so that they import the same code as the driver. ``token``: token
     authentication (Ray's default for a head that finds a token): every node runs with
     ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH`` = ``folder/auth_token`` (made here, 256 random
-    bits, as ``ray get-auth-token --generate`` makes one); a client needs that token to connect."""
+    bits, as ``ray get-auth-token --generate`` makes one), or the token file given; a client needs
+    that token to connect (one process keeps the first token it loaded: give clusters that one
+    client connects to in turn the same token file)."""
 
     def __init__(
         self,
@@ -114,7 +116,7 @@ class LocalCluster:
         *,
         head_cpus: int = 0,
         env: dict | None = None,
-        token: bool = True,
+        token: bool | str | os.PathLike = True,
         object_store_mb: int = 200,
         ray: str | None = None,
     ):
@@ -125,7 +127,7 @@ class LocalCluster:
         self.env = {**os.environ, **(env or {})}
         self.token_path: Path | None = None
         if token:
-            self.token_path = self.folder / "auth_token"
+            self.token_path = self.folder / "auth_token" if token is True else Path(token)
             self.env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path)}
         else:
             self.env["RAY_AUTH_MODE"] = "disabled"
