@@ -94,6 +94,8 @@ def _face_model(spec: FaceModelSpec):
 
 
 _DETECTOR: dict = {}
+#: The note of a take whose stage output an earlier, lost attempt had finished.
+_DONE_BY_LOST_ATTEMPT = "complete already (written by an earlier attempt whose worker or node was lost)"
 
 
 def detect_landmarks(colour_video: Path):
@@ -130,9 +132,13 @@ def convert_job(
     crf: int | None,
     detect: bool,
 ) -> dict:
-    """Stage 1 for one take (runs in a worker): ``rig convert`` into ``out_dir/ID``, one FFmpeg thread."""
+    """Stage 1 for one take (runs in a worker): ``rig convert`` into ``out_dir/ID``, one FFmpeg thread.
+    A take already there (an earlier attempt that renamed it into place and then lost its worker or
+    node before reporting) is kept as it is: the outputs are the same bytes wherever they were made."""
     from capture_rig.convert import convert_take
 
+    if (Path(out_dir) / take_id).is_dir():
+        return {"seconds": 0.0, "frames": None, "notes": [_DONE_BY_LOST_ATTEMPT]}
     report = convert_take(
         recordings,
         take_id,
@@ -153,11 +159,14 @@ def convert_job(
 
 
 def reconstruct_job(take_folder: str, out_dir: str, model: FaceModelSpec) -> dict:
-    """Stage 2 for one take (runs in a worker): fit it and write ``out_dir/ID``."""
+    """Stage 2 for one take (runs in a worker): fit it and write ``out_dir/ID`` (kept when there
+    already, as :func:`convert_job` does)."""
     from reconstruction.pipeline import reconstruct_folder
 
     started = time.perf_counter()
-    folder = reconstruct_folder(take_folder, out_dir, _face_model(model))
+    folder = Path(out_dir) / Path(take_folder).name
+    if not folder.is_dir():
+        folder = reconstruct_folder(take_folder, out_dir, _face_model(model))
     seconds = time.perf_counter() - started
     report = json.loads((folder / "fit_report.json").read_text(encoding="utf-8"))
     frames = int(report["num_frames"])

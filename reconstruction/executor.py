@@ -633,7 +633,8 @@ def add_executor_arguments(parser) -> None:
         "belongs to) or an address such as `head:6379` or `ray://head:10001`; `local` starts a Ray "
         "instance on this machine. A cluster with token authentication needs its token where Ray "
         "looks: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token. Every node must "
-        "see the work folder, inputs and release at the same paths (checked at start). Needs the "
+        "see the inputs, work folder and release at the same paths (`build from-recordings` checks "
+        "this at start). Needs the "
         "scale extra (pip install '.[scale]'); see docs/scale.md",
     )
 

@@ -118,10 +118,18 @@ def main() -> None:
         Path(args.report).write_text(json.dumps(report, indent=1))
 
 
+_CONVERTED_AT: list[float] = []
+
+
 def _kill_a_worker_node(cluster: LocalCluster, converted: Path, redo: list[str]) -> dict | None:
-    """Once the takes to redo are converted (the reconstruct stage runs), SIGKILL the raylet of the first
-    worker node one of whose Ray workers runs a job."""
-    if not all((converted / key).is_dir() for key in redo):
+    """Once the takes to redo are converted and a second has passed (the reconstruct stage runs: a fit
+    takes several seconds), SIGKILL the raylet of the first worker node one of whose Ray workers runs
+    a job."""
+    if not _CONVERTED_AT:
+        if all((converted / key).is_dir() for key in redo):
+            _CONVERTED_AT.append(time.monotonic())
+        return None
+    if time.monotonic() < _CONVERTED_AT[0] + 1.0:
         return None
     for node in cluster.nodes:
         busy = node.busy_workers("_call") if node.name.startswith("worker") else []

@@ -375,3 +375,13 @@ def test_a_multi_node_ray_cluster_survives_a_killed_worker_node(simulated, built
     assert summary["stages"]["release"]["done"] == first["takes"]
     assert not any(p.name.startswith(".") and "partial" in p.name for p in (work / "reconstructed").iterdir())
     assert _release_files(tmp_path / "release") == _release_files(out)
+
+
+def test_a_retried_job_keeps_the_output_a_lost_attempt_finished(tmp_path):
+    """A worker or node lost after its take was renamed into place: the retry finds it and keeps it
+    (rig convert would refuse an existing take; the bytes are the same wherever they were made)."""
+    from builders.from_recordings import convert_job
+
+    (tmp_path / "converted" / "000123").mkdir(parents=True)
+    result = convert_job("000123", ["missing.mkv"], [0], None, None, {}, str(tmp_path / "converted"), None, False)
+    assert result["seconds"] == 0.0 and "earlier attempt" in result["notes"][0]
