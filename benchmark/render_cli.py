@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mmface4d_datasets.arguments import add_release_argument
+
 
 def register(bench, score) -> None:
     """Add ``bench render`` to the ``bench`` sub-parsers and ``--render-worst`` to ``score``."""
@@ -16,7 +18,7 @@ def register(bench, score) -> None:
         "and the sequence's four metrics in the frame; H.264 MP4 with the take's audio.",
     )
     render.add_argument("prediction", metavar="PRED", help="submission .parquet file")
-    render.add_argument("--data", required=True, help="release folder (local path)")
+    add_release_argument(render)
     render.add_argument("--id", dest="sequence_id", required=True, help="sequence id to draw")
     render.add_argument("--out", help="video path (default: <id>.mp4 in the current folder)")
     render.add_argument("--panel-size", type=int, default=384, help="pixels per panel side (default 384)")
@@ -36,12 +38,18 @@ def handle_render(args) -> int:
     from benchmark.render import render_submission_sequence, video_name
     from mmface4d_datasets.errors import MMFace4DError
     from mmface4d_datasets.release.reader import Release
+    from mmface4d_datasets.release.resolve import resolve_release
 
     if not 16 <= args.panel_size <= 4096:
         raise MMFace4DError(f"--panel-size must be 16..4096, got {args.panel_size}")
     out = Path(args.out) if args.out else Path(video_name(args.sequence_id))
     result = render_submission_sequence(
-        args.prediction, Release(args.data), args.sequence_id, out, panel_size=args.panel_size, progress=not args.quiet
+        args.prediction,
+        Release(resolve_release(args.data, progress=not args.quiet)),
+        args.sequence_id,
+        out,
+        panel_size=args.panel_size,
+        progress=not args.quiet,
     )
     values = "  ".join(f"{k} {v * 1000:.3f} mm" for k, v in result["metrics"].items())
     print(f"wrote {out} ({result['num_frames']} frames; {values}; colour scale 0-{result['vmax_mm']:g} mm)")

@@ -11,7 +11,7 @@ import contextlib
 import json
 import sys
 
-from mmface4d_datasets.arguments import positive_number, seed, whole_number
+from mmface4d_datasets.arguments import add_release_argument, positive_number, seed, whole_number
 
 
 def _add_writer_options(parser: argparse.ArgumentParser) -> None:
@@ -351,7 +351,8 @@ def register_stats(subparsers) -> None:
     stats = subparsers.add_parser(
         "stats",
         help="draw a release's statistics figures (the paper's Figure 4) as PNG, with the numbers as JSON",
-        description="Read a release (a folder, or `mini` for the small synthetic release built offline) and "
+        description="Read a release (a folder, `mini` for the small synthetic release built offline, a release in the "
+        "cache or a Hub name) and "
         "write into DIR: velocity.png, V(region, axis) per sequence over V(lips, x/y/z) with the "
         "nearest-centroid accuracy of telling subjects apart against chance; ages_by_gender.png; "
         "durations.png with min, median and max; motion_correlation.png, the correlation graph of "
@@ -361,7 +362,7 @@ def register_stats(subparsers) -> None:
         ".mmface4d-stats marker); files already there are replaced by name, nothing else is "
         "deleted. PNG bytes are deterministic. Needs matplotlib (the viz extra). See docs/stats.md.",
     )
-    stats.add_argument("release", metavar="RELEASE", help="release folder (meta/info.json inside), or `mini`")
+    add_release_argument(stats, "release")
     stats.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and stats.json")
     stats.add_argument("--quiet", action="store_true", help="no progress bar")
     stats.set_defaults(func=_run_stats)

@@ -101,7 +101,8 @@ def train(
     style_frames = max(1, int(round(config.style_seconds * FPS)))
     started, losses, last_saved = time.monotonic(), {}, None
     model.train()
-    bar = tqdm(total=config.steps, initial=step, desc=f"train {name}", unit="step", disable=not progress)
+    bound = f" (at most {max_seconds:.0f} s)" if max_seconds is not None else ""
+    bar = tqdm(total=config.steps, initial=step, desc=f"train {name}{bound}", unit="step", disable=not progress)
     while step < config.steps:
         batch = data.sample_batch(config.batch_size, window_frames, style_frames, generator)
         terms = training_loss(model, batch, config.velocity_weight, config.regional_weight if getattr(model, "regional", False) else 0.0)
