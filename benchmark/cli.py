@@ -39,7 +39,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="validate a submission file and score it against a release",
         description="Validate PRED (every test id once, frame and vertex counts, finite values, "
         "header, sizes) and, when it passes, score it. Writes a JSON report (and a "
-        "Markdown one beside it). Exit 1 when validation fails.",
+        "Markdown one beside it), replacing an earlier report of that name. Exit 1 when validation fails: "
+        "the problems are listed on stderr and nothing is written.",
     )
     score.add_argument("prediction", metavar="PRED", help="submission .parquet file")
     _release_arguments(score)
@@ -184,7 +185,11 @@ def _scoring_options(args) -> dict:
 def _print_scored(scored, args) -> int:
     """The result of ``bench score`` / ``bench run``: the Markdown report on stdout (or the failure on stderr)."""
     if not scored.ok:
-        print(f"{scored.prediction}: {scored.num_errors} validation error(s); not scored. Report: {scored.json_path}", file=sys.stderr)
+        print(
+            f"{scored.prediction}: {scored.num_errors} validation error(s), listed above; not scored, no report written "
+            f"(`mmface4d bench validate` lists them again)",
+            file=sys.stderr,
+        )
         return 1
     from benchmark.render_cli import render_worst_after_score
     from benchmark.report import render_markdown

@@ -19,9 +19,15 @@ def _add_writer_options(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         metavar="DIR",
-        help="release folder to write: new, empty, or a release mmface4d built there (its "
-        "unfinished build is resumed); a folder holding other files, or inside SRC, is "
-        "refused; one build at a time (lock file DIR/.mmface4d.lock)",
+        help="release folder to write: new, empty, or a release mmface4d built there with the same "
+        "arguments (an unfinished build is resumed, a finished one rebuilt in place); one built with "
+        "other arguments is refused unless --overwrite; a folder holding other files, inside SRC or "
+        "inside another release is refused; one build at a time (lock file DIR/.mmface4d.lock)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a release built in --out with other arguments (only the files mmface4d wrote there are removed)",
     )
     parser.add_argument(
         "--seed",
@@ -235,25 +241,27 @@ def _register_from_recordings(commands) -> None:
 
 def _run_from_recordings(args) -> int:
     from builders.from_recordings import FaceModelSpec, build_from_recordings
+    from mmface4d_datasets.cli import library_output_to_stderr
 
     model = FaceModelSpec("bfm", path=args.face_model_bfm) if args.face_model_bfm else FaceModelSpec("default", args.vertices)
     shard_size = None if args.shard_size is None else int(args.shard_size * 1_000_000)
-    summary = build_from_recordings(
-        args.sessions,
-        args.out,
-        work=args.work,
-        workers=args.workers,
-        ray=args.ray,
-        face_model=model,
-        detect=not args.no_detector,
-        withdrawals=args.withdrawals,
-        manifest=args.manifest,
-        seed=args.seed,
-        max_error=args.max_error,
-        shard_size_bytes=shard_size,
-        crf=args.crf,
-        progress=not args.quiet,
-    )
+    with library_output_to_stderr():  # stdout holds only the JSON summary (Ray's processes get stderr)
+        summary = build_from_recordings(
+            args.sessions,
+            args.out,
+            work=args.work,
+            workers=args.workers,
+            ray=args.ray,
+            face_model=model,
+            detect=not args.no_detector,
+            withdrawals=args.withdrawals,
+            manifest=args.manifest,
+            seed=args.seed,
+            max_error=args.max_error,
+            shard_size_bytes=shard_size,
+            crf=args.crf,
+            progress=not args.quiet,
+        )
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0 if summary["ok"] else 1
 
@@ -273,9 +281,11 @@ def _executor(args):
     if args.ray is None and args.workers in (None, 1):
         yield None
         return
+    from mmface4d_datasets.cli import library_output_to_stderr
     from reconstruction.executor import executor_from_arguments
 
-    with executor_from_arguments(args) as executor:
+    # Ray's processes (and their log lines) keep the stdout they start with: give them stderr.
+    with library_output_to_stderr(), executor_from_arguments(args) as executor:
         yield executor
 
 
@@ -303,6 +313,7 @@ def _run_release(args) -> int:
             raw=not args.no_raw,
             withdrawals=args.withdrawals,
             executor=executor,
+            overwrite=args.overwrite,
             **_writer_options(args),
         )
     if args.withdrawals is not None:
@@ -321,6 +332,7 @@ def _run_synthetic(args) -> int:
             num_vertices=args.vertices,
             on_error=args.on_error,
             executor=executor,
+            overwrite=args.overwrite,
             **_writer_options(args),
         )
     return _print_summary(report)

@@ -14,7 +14,9 @@ plain lines, so that stdout holds only what a command prints as its result (e.g.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import re
 import sys
 from importlib.metadata import entry_points
@@ -83,6 +85,29 @@ def log_to_stderr(packages: list[str] | None = None) -> None:
             logger.addHandler(_CurrentStderr())
         if logger.level == logging.NOTSET or logger.level > logging.INFO:
             logger.setLevel(logging.INFO)
+
+
+@contextlib.contextmanager
+def library_output_to_stderr():
+    """Inside, whatever writes to file descriptor 1 (a library's C code, or a child process started
+    here, such as Ray's raylet and workers, which keep the descriptor) goes to stderr instead, so that
+    stdout holds only the result the command prints after the block (e.g. its JSON summary)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout descriptor at all: nothing to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -91,7 +91,10 @@ def test_a_rebuild_removes_only_what_the_earlier_build_wrote(source, tmp_path):
     assert "data/test/shard-00000.parquet" in many
     for path in source.glob("000002*"):
         path.unlink()
-    second = cli("build", "release", str(source), "--out", str(out), "--quiet")
+    refused = cli("build", "release", str(source), "--out", str(out), "--quiet")  # other arguments: no silent replacement
+    assert refused.returncode == 2 and "built with other parameters" in refused.stderr and "--overwrite" in refused.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.glob("data/*/*.parquet")) == many + ["data/train/users.parquet"]
+    second = cli("build", "release", str(source), "--out", str(out), "--quiet", "--overwrite")
     assert second.returncode == 0, second.stderr
     assert sorted(p.relative_to(out).as_posix() for p in out.glob("data/*/shard-*.parquet")) == [
         "data/train/shard-00000.parquet",

@@ -55,6 +55,8 @@ from mmface4d_datasets.release.info import INFO_FILE, Counts, FileEntry, FrozenM
 from mmface4d_datasets.release.splits import assign_splits, split_of_subjects
 
 DEFAULT_SHARD_SIZE_BYTES = 256 * 2**20
+#: The codec's per-coordinate bound of a release, metres, unless the caller gives another.
+DEFAULT_MAX_ERROR = 1e-5
 DEFAULT_ROW_GROUP_SIZE_BYTES = 128 * 2**20
 STAGING = ".staging"
 #: Fingerprint of the inputs whose takes are staged in `.staging/` (kept beside it, in the release folder).
@@ -117,7 +119,7 @@ def _write_release(
     output,
     topology: TopologyInfo,
     seed: int = 0,
-    max_error: float = 1e-5,
+    max_error: float = DEFAULT_MAX_ERROR,
     shard_size_bytes: int = DEFAULT_SHARD_SIZE_BYTES,
     row_group_size_bytes: int = DEFAULT_ROW_GROUP_SIZE_BYTES,
     on_error: str = "stop",
