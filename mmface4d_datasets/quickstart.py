@@ -7,8 +7,9 @@ folder. Steps pass objects to later steps through ``QuickstartContext.state``; a
 run (its input is absent) returns ``{"status": "skipped", "reason": ...}`` instead of failing, so
 later steps can be added without reordering the earlier ones.
 
-The core's steps use the authors' sample take when it is present (``$MMFACE4D_FIXTURES`` or
-``../shared/fixtures/official_sample``; see :mod:`mmface4d_datasets.paths`): find the take, decode its
+The core's steps use the authors' sample take when it is present (``--fixtures DIR``, else
+``$MMFACE4D_FIXTURES``, else the project's CI copy; see :mod:`mmface4d_datasets.paths`, whose
+``SAMPLE_SOURCE`` says where a user gets it): find the take, decode its
 mesh sequence, audio, calibration and landmarks, and export the frames as PLY files; then they build
 (or reuse) the synthetic mini release and load it with ``load_dataset``. Packages above the core add
 their steps through the entry-point group ``mmface4d.quickstart`` (each entry point names a list of
