@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmface4d_datasets.arguments import whole_number
+from mmface4d_datasets.arguments import add_release_argument, whole_number
 from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES
 
 #: Output formats and the file suffix of each.
@@ -201,27 +201,54 @@ def export_mesh_files(
     return ExportResult(len(vertices), paths, len(faces), decoded - start, time.perf_counter() - decoded)
 
 
+def export_release_row(
+    release: str | os.PathLike, sequence_id: str, out_dir: str | os.PathLike, *, fmt: str = "ply", frames: str | None = None
+) -> ExportResult:
+    """Decode the sequence ``sequence_id`` of a release (any name of `mmface4d_datasets.release.resolve`;
+    canonical head frame, metres) and write its frames with the release's triangles, as :func:`export_mesh_files`."""
+    import time
+
+    import numpy as np
+
+    from mmface4d_datasets.errors import MMFace4DError
+    from mmface4d_datasets.release.reader import Release
+    from mmface4d_datasets.release.resolve import resolve_release
+
+    opened = Release(resolve_release(release))
+    start = time.perf_counter()
+    vertices = opened.record(sequence_id)["vertices"]
+    faces = np.asarray(opened.topology["triangles"], dtype=np.int64)
+    decoded = time.perf_counter()
+    try:
+        selected = parse_frames(frames, len(vertices))
+    except ValueError as exc:
+        raise MMFace4DError(str(exc)) from None
+    paths = export_sequence(vertices, faces, out_dir, fmt=fmt, frames=selected)
+    return ExportResult(len(vertices), paths, len(faces), decoded - start, time.perf_counter() - decoded)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
         help="write a .nut mesh sequence as one PLY/OBJ mesh per frame (MeshLab, Blender)",
         description=(
-            "Decode a mesh sequence in the authors' .nut encoding (PREFIX_0.nut, PREFIX_1.nut, PREFIX_2.nut) "
-            "and write one mesh per frame, frame_00000.ply, ..., into DIR, vertex order kept. "
-            "Binary PLY stores the decoded float32 coordinates (metres) exactly."
+            "Decode a mesh sequence in the authors' .nut encoding (PREFIX_0.nut, PREFIX_1.nut, PREFIX_2.nut; "
+            "give --num-vertices and --faces), or one sequence of a release (--data RELEASE --id ID: its "
+            "triangles come from the release), and write one mesh per frame, frame_00000.ply, ..., into DIR, "
+            "vertex order kept. Binary PLY stores the decoded float32 coordinates (metres) exactly."
         ),
     )
-    parser.add_argument("prefix", metavar="PREFIX", help="mesh files are PREFIX_0.nut, PREFIX_1.nut, PREFIX_2.nut")
+    parser.add_argument("prefix", nargs="?", metavar="PREFIX", help="mesh files are PREFIX_0.nut, PREFIX_1.nut, PREFIX_2.nut")
+    add_release_argument(parser, required=False, what="export a release's sequence instead (with --id)")
+    parser.add_argument("--id", dest="sequence_id", metavar="ID", help="sequence id in the release (with --data)")
     parser.add_argument(
         "--num-vertices",
         type=whole_number(1),
-        required=True,
         metavar="N",
-        help=f"vertices per frame ({BFM_NUM_VERTICES} for the BFM front topology)",
+        help=f"vertices per frame of PREFIX ({BFM_NUM_VERTICES} for the BFM front topology)",
     )
     parser.add_argument(
         "--faces",
-        required=True,
         metavar="FILE",
         help="triangles: .npy (0-based), the authors' bfm_faces.pkl (restricted unpickling) or a BFM facemodel_info.mat ('tri', 1-based)",
     )
@@ -237,12 +264,23 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    result = export_mesh_files(args.prefix, args.faces, args.out, num_vertices=args.num_vertices, fmt=args.format, frames=args.frames)
+    from mmface4d_datasets.errors import MMFace4DError
+
+    if (args.prefix is None) == (args.data is None):
+        raise MMFace4DError("give either PREFIX (with --num-vertices and --faces) or --data RELEASE --id ID")
+    if args.data is not None:
+        if not args.sequence_id:
+            raise MMFace4DError("--data needs --id ID, the sequence to export")
+        result = export_release_row(args.data, args.sequence_id, args.out, fmt=args.format, frames=args.frames)
+        source = f"{args.data} id {args.sequence_id}"
+    else:
+        missing = [flag for flag, value in (("--num-vertices", args.num_vertices), ("--faces", args.faces)) if value is None]
+        if missing:
+            raise MMFace4DError(f"PREFIX needs {' and '.join(missing)}")
+        result = export_mesh_files(args.prefix, args.faces, args.out, num_vertices=args.num_vertices, fmt=args.format, frames=args.frames)
+        source = f"{args.prefix}_{{0,1,2}}.nut"
     paths = result.paths
-    print(
-        f"decoded {result.num_frames} frames x {args.num_vertices} vertices from {args.prefix}_{{0,1,2}}.nut "
-        f"in {result.decode_seconds:.2f} s"
-    )
+    print(f"decoded {result.num_frames} frames from {source} in {result.decode_seconds:.2f} s")
     print(
         f"wrote {len(paths)} {args.format.upper()} files ({paths[0].name} .. {paths[-1].name}, "
         f"{result.num_triangles} triangles each) to {args.out} in {result.export_seconds:.2f} s"

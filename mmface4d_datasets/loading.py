@@ -4,7 +4,8 @@ Where the release comes from, in this order:
 1. `name="mini"`: a small synthetic release (8 subjects x 3 sentences, 1,000 vertices) built on first
    use into `mmface4d_datasets.paths.cache_dir()` (under `HF_HOME`), then reused. Needs no network.
 2. `data_dir=...`, else the environment variable `MMFACE4D_DATA_DIR`: a local release folder.
-3. `path` naming an existing folder: that release folder.
+3. `path` naming an existing folder, `"mini"` or a release in the cache: the names every command takes
+   (`mmface4d_datasets.release.resolve.resolve_release`).
 4. The Hub: repository `path` when it contains "/", else `$MMFACE4D_REPO_ID`, else `DEFAULT_REPO_ID`;
    only the README, `meta/` and the files of the asked config and split are downloaded; with
    `streaming=True` only the README and `meta/`, and the shards are read remotely (`hf://` paths).

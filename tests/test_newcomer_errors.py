@@ -161,3 +161,21 @@ def test_out_inside_another_release_is_refused(synthetic_release):
     assert done.returncode == 2 and f"--out {inner} is inside the release {synthetic_release}" in done.stderr
     assert not inner.exists()
     assert main(["validate", str(synthetic_release)]) == 0  # no stray files
+
+
+def test_export_takes_a_release_name_too(mini_release, monkeypatch, tmp_path, capsys):
+    import trimesh
+
+    from mmface4d_datasets.release.reader import Release
+
+    folder, home = mini_release
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("MMFACE4D_CACHE", raising=False)
+    release = Release(folder)
+    sequence_id = release.sequences("test")["id"][0]
+    assert main(["export", "--data", "mini", "--id", sequence_id, "--frames", "0:2", "--out", str(tmp_path / "ply")]) == 0
+    assert "wrote 2 PLY files" in capsys.readouterr().out
+    mesh = trimesh.load(tmp_path / "ply" / "frame_00001.ply", process=False)
+    assert (mesh.vertices == release.record(sequence_id)["vertices"][1]).all() and len(mesh.faces) == len(release.topology["triangles"])
+    assert main(["export", "--out", str(tmp_path / "none")]) == 2
+    assert "give either PREFIX" in capsys.readouterr().err and not (tmp_path / "none").exists()
