@@ -192,13 +192,22 @@ def export_mesh_files(
     faces = load_faces(faces_path, num_vertices)
     start = time.perf_counter()
     vertices = read_mesh_sequence(prefix, num_vertices)
-    decoded = time.perf_counter()
+    return _export_decoded(vertices, faces, out_dir, fmt, frames, time.perf_counter() - start)
+
+
+def _export_decoded(vertices, faces, out_dir, fmt: str, frames: str | None, decode_seconds: float) -> ExportResult:
+    """The frames ``frames`` (:func:`parse_frames`) of decoded ``vertices`` written by :func:`export_sequence`."""
+    import time
+
+    from mmface4d_datasets.errors import MMFace4DError
+
+    start = time.perf_counter()
     try:
         selected = parse_frames(frames, len(vertices))
     except ValueError as exc:
         raise MMFace4DError(str(exc)) from None
     paths = export_sequence(vertices, faces, out_dir, fmt=fmt, frames=selected)
-    return ExportResult(len(vertices), paths, len(faces), decoded - start, time.perf_counter() - decoded)
+    return ExportResult(len(vertices), paths, len(faces), decode_seconds, time.perf_counter() - start)
 
 
 def export_release_row(
@@ -210,7 +219,6 @@ def export_release_row(
 
     import numpy as np
 
-    from mmface4d_datasets.errors import MMFace4DError
     from mmface4d_datasets.release.reader import Release
     from mmface4d_datasets.release.resolve import resolve_release
 
@@ -218,13 +226,7 @@ def export_release_row(
     start = time.perf_counter()
     vertices = opened.record(sequence_id)["vertices"]
     faces = np.asarray(opened.topology["triangles"], dtype=np.int64)
-    decoded = time.perf_counter()
-    try:
-        selected = parse_frames(frames, len(vertices))
-    except ValueError as exc:
-        raise MMFace4DError(str(exc)) from None
-    paths = export_sequence(vertices, faces, out_dir, fmt=fmt, frames=selected)
-    return ExportResult(len(vertices), paths, len(faces), decoded - start, time.perf_counter() - decoded)
+    return _export_decoded(vertices, faces, out_dir, fmt, frames, time.perf_counter() - start)
 
 
 def register(subparsers) -> None:
