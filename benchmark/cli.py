@@ -90,7 +90,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     run.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="loader option (JSON value, e.g. threads=2); repeatable"
     )
-    run.add_argument("--out", default=None, help="output folder (default: bench-<model>)")
+    run.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: bench-<model>): new, empty or an earlier `bench run`'s, whose submission and "
+        "reports are replaced; a folder holding other files, or inside the release, is refused",
+    )
     run.add_argument("--encoding", choices=("codec", "float32le"), default="codec", help="submission encoding")
     _release_arguments(run)
     _report_arguments(run, with_out=False)
@@ -143,7 +148,11 @@ def _release_arguments(parser: argparse.ArgumentParser) -> None:
 def _report_arguments(parser: argparse.ArgumentParser, with_out: bool = True) -> None:
     parser.add_argument("--convention", choices=("authors", "codetalker"), default="authors", help=_CONVENTION_HELP)
     if with_out:
-        parser.add_argument("--out", help="report JSON path (default: PRED with .report.json); Markdown beside it")
+        parser.add_argument(
+            "--out",
+            help="report JSON path (default: PRED with .report.json); Markdown beside it; an existing report "
+            "there is replaced, and nothing is written when PRED is rejected",
+        )
     parser.add_argument(
         "--compare",
         action="append",
