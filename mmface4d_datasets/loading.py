@@ -70,8 +70,6 @@ def load_dataset(
     path = os.fspath(path)
     if config == MINI:  # name="mini": the default config of the mini release
         folder, config = mini_release(), "default"
-    elif path == MINI:  # load_dataset("mini", name=...): any config of it, as the commands name it
-        folder = mini_release()
     elif data_dir is not None or os.environ.get(DATA_DIR_ENV):
         folder = Path(data_dir if data_dir is not None else os.environ[DATA_DIR_ENV]).expanduser()
         if not (folder / "meta" / "info.json").is_file():
@@ -81,7 +79,7 @@ def load_dataset(
                 f"meta/info.json. Build one with `mmface4d build release`."
             )
     elif path not in ("mmface4d", "") and not (is_hub_id(path) and not Path(path).expanduser().exists()):
-        folder = resolve_release(path)  # a folder, or a release in the cache: the commands' names
+        folder = resolve_release(path)  # a folder, "mini" or a release in the cache: the names every command takes
     else:
         repo_id = path if "/" in path else os.environ.get(REPO_ENV, DEFAULT_REPO_ID)
         # Streaming downloads only the card and meta/; the shards are read remotely through hf:// paths.
