@@ -70,7 +70,8 @@ def resolve_release(
     progress: show the mini build's progress bars. announce: where to say which folder a name stood
     for (default: INFO records of this module's logger, which the `mmface4d` command shows on stderr).
     revision, patterns: of a Hub download (`patterns` None: the whole release).
-    require_info: False returns an existing folder even without meta/info.json (`validate` lists what is wrong).
+    require_info: False returns any existing path as it is, even a file or a folder without meta/info.json
+        (`validate` lists what is wrong with it).
     """
     say = announce if announce is not None else _log.info
     text = os.fspath(name)
@@ -78,9 +79,11 @@ def resolve_release(
         raise ReleaseNotFoundError(f"no release given; expected {RELEASE_HELP}")
     path = Path(text).expanduser()
     if path.exists():
+        if not require_info:  # validate lists what is wrong with whatever is there
+            return path
         if not path.is_dir():
             raise ReleaseNotFoundError(f"{text}: is a file, not a release folder (expected {RELEASE_HELP})")
-        if require_info and not _is_release(path):
+        if not _is_release(path):
             raise ReleaseNotFoundError(
                 f"{text}: not a release folder (it has no {INFO_FILE}); build one with `mmface4d build release` or "
                 f"`mmface4d build synthetic`, or give {RELEASE_HELP}"
