@@ -127,9 +127,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     models = bench.add_parser("models", help="list the registered model names")
     models.set_defaults(func=handle_models)
 
+    from benchmark.faceformer_cli import register as register_faceformer
     from benchmark.render_cli import register as register_render
 
     register_render(bench, score)
+    register_faceformer(bench)
 
     try:
         from benchmark.train_cli import register as register_train

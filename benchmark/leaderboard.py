@@ -58,6 +58,14 @@ class Entry:
         return self.source == PAPER_SOURCE
 
 
+def printable(text) -> str:
+    """`text` with control characters (newlines, escape sequences) written as escapes, as the leaderboard prints
+    names that come from other people's files; at most 200 characters."""
+    text = str(text)
+    escaped = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return escaped if len(escaped) <= 200 else escaped[:199] + "…"
+
+
 def release_key(report: dict) -> tuple:
     """The release identity of a report (benchmark.scoring.RELEASE_IDENTITY), as a sortable tuple."""
     from benchmark.scoring import RELEASE_IDENTITY
@@ -73,16 +81,18 @@ def entry_from_report(report: dict, source: str = "", verified: bool = False) ->
     ci = values.get("lip_max", {}).get("ci")
     content = release.get("content_hash")
     return Entry(
-        model=report.get("model") or "unnamed",
+        model=printable(report.get("model") or "unnamed"),
         values={name: values.get(name, {}).get("value") for name in METRIC_NAMES},
         lip_max_ci=tuple(ci) if isinstance(ci, list) and len(ci) == 2 and None not in ci else None,
         num_sequences=report.get("num_sequences"),
-        source=source or report.get("submission", {}).get("path", ""),
-        release=f"format {release.get('format_version')}, splits {release.get('splits_version')}, "
-        f"codec {release.get('codec_version')}, regions {release.get('region_rule_version')}, "
-        f"topology {release.get('topology')} ({release.get('num_vertices')} vertices), "
-        f"content {str(content)[:12] if content else 'unknown'}",
-        split=str(release.get("split", "")),
+        source=printable(source or report.get("submission", {}).get("path", "")),
+        release=printable(
+            f"format {release.get('format_version')}, splits {release.get('splits_version')}, "
+            f"codec {release.get('codec_version')}, regions {release.get('region_rule_version')}, "
+            f"topology {release.get('topology')} ({release.get('num_vertices')} vertices), "
+            f"content {str(content)[:12] if content else 'unknown'}"
+        ),
+        split=printable(release.get("split", "")),
         verified=bool(verified),
         release_key=release_key(report),
     )

@@ -601,6 +601,9 @@ def load_report(path: str | os.PathLike) -> dict:
     """Read a report JSON written by :func:`write_report`; FormatError names the file otherwise."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_REPORT_BYTES:  # checked before reading: a report is a few MB at the full release's size
+            raise FormatError(f"{path}: {size:,} bytes, more than a report can be ({MAX_REPORT_BYTES:,}); not read")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{path}: not a readable report JSON ({exc})") from None
@@ -608,4 +611,16 @@ def load_report(path: str | os.PathLike) -> dict:
         raise FormatError(f"{path}: the report JSON is nested too deeply to be a report") from None
     if not isinstance(data, dict) or data.get("kind") != REPORT_KIND:
         raise FormatError(f"{path}: not an MMFace4D benchmark report (kind {data.get('kind') if isinstance(data, dict) else None!r})")
+    sequences = data.get("sequences", [])
+    if not isinstance(sequences, list) or len(sequences) > MAX_REPORT_SEQUENCES:
+        count = len(sequences) if isinstance(sequences, list) else type(sequences).__name__
+        raise FormatError(
+            f"{path}: 'sequences' holds {count} entries; a report lists at most {MAX_REPORT_SEQUENCES:,} (the release's size)"
+        )
     return data
+
+
+#: Bounds of what `load_report` reads (the leaderboard reads reports from other people): the whole release has
+#: 35,904 sequences, and a report of all of them is a few MB.
+MAX_REPORT_BYTES = 64 << 20
+MAX_REPORT_SEQUENCES = 100_000

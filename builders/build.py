@@ -152,10 +152,12 @@ def run_writer(
 
 
 def _all_writer_options(writer_options: dict) -> dict:
-    """The writer's options with its own defaults filled in (so that giving a default explicitly changes nothing)."""
+    """The codec bound and shard size of ``writer_options``, the writer's own defaults filled in (so that giving
+    a default explicitly changes nothing)."""
     from mmface4d_datasets.release.writer import DEFAULT_MAX_ERROR, DEFAULT_SHARD_SIZE_BYTES
 
-    return {"max_error": DEFAULT_MAX_ERROR, "shard_size_bytes": DEFAULT_SHARD_SIZE_BYTES} | dict(writer_options)
+    defaults = {"max_error": DEFAULT_MAX_ERROR, "shard_size_bytes": DEFAULT_SHARD_SIZE_BYTES}
+    return {key: writer_options.get(key, default) for key, default in defaults.items()}
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -314,6 +316,72 @@ def build_release(
 
 def _absolute(path) -> str | None:
     return None if path is None else str(Path(path).resolve())
+
+
+def build_faceformer_release(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    faces: str | os.PathLike | None = None,
+    keypoints: str | os.PathLike | None = None,
+    fps: int | None = None,
+    manifest: str | os.PathLike | None = None,
+    topology_name: str | None = None,
+    on_error: str = "stop",
+    seed: int = 0,
+    max_error: float | None = None,
+    shard_size_bytes: int | None = None,
+    progress: bool = True,
+    duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S,
+    executor=None,
+    overwrite: bool = False,
+) -> BuildSummary:
+    """Build a release in ``out_dir`` from a FaceFormer-layout folder ``source`` (``vertices_npy/``, ``wav/``,
+    ``templates.pkl``; see :mod:`builders.faceformer_source` for ``faces``, ``keypoints``, ``fps``,
+    ``manifest`` and ``topology_name``). The other options as :func:`build_release`."""
+    from builders.faceformer_source import scan_faceformer_folder
+    from mmface4d_datasets.output_folders import refuse_inside_inputs
+
+    _check_on_error(on_error)
+    writer_options = _writer_options(max_error, shard_size_bytes)
+    refuse_inside_inputs(out_dir, [source])
+    plan = scan_faceformer_folder(
+        source,
+        faces=faces,
+        keypoints=keypoints,
+        fps=fps,
+        manifest=manifest,
+        topology_name=topology_name,
+        duration_tolerance_s=duration_tolerance_s,
+    )
+    if on_error == "stop" and plan.problems:
+        listed = [plan.problems[key] for key in sorted(plan.problems)]
+        raise MMFace4DError(
+            f"{source}: {len(listed)} sequence(s) cannot be built (--on-error skip leaves them out):\n  " + "\n  ".join(listed[:20])
+        )
+    return run_writer(
+        plan.sources,
+        out_dir,
+        topology=plan.topology,
+        source_description=f"a FaceFormer-layout folder ({len(plan.sources)} sequences)",
+        on_error=on_error,
+        seed=seed,
+        progress=progress,
+        writer_options=writer_options | {"given_templates": plan.templates},
+        inputs=[source],
+        executor=executor,
+        parameters={
+            "command": "faceformer",
+            "source": _absolute(source),
+            "faces": _absolute(faces),
+            "keypoints": _absolute(keypoints),
+            "fps": fps,
+            "manifest": _absolute(manifest),
+            "topology": plan.topology.name,
+            "seed": int(seed),
+        },
+        overwrite=overwrite,
+    )
 
 
 def _leave_out_withdrawn(plan, withdrawals) -> list[str]:

@@ -82,9 +82,15 @@ def register(subparsers) -> None:
         "reconstruct_filt_{0,1,2}.nut). Metadata comes from --manifest CSV "
         "(take_id,subject_id,sentence_id,text,gender,age), else from each take's ID.meta.json; "
         "the CSV wins for the takes it lists. Every take is checked before it is written; a bad "
-        "take is reported by its id.",
+        "take is reported by its id. With --layout faceformer, SRC is a FaceFormer-layout folder instead "
+        "(vertices_npy/, wav/, templates.pkl; docs/faceformer.md).",
     )
-    release.add_argument("source", metavar="SRC", help="folder of takes (searched recursively)")
+    release.add_argument(
+        "source", metavar="SRC", help="folder of takes (searched recursively), or a FaceFormer-layout folder with --layout faceformer"
+    )
+    from builders.faceformer_cli import add_layout_arguments
+
+    add_layout_arguments(release)
     release.add_argument(
         "--manifest", metavar="CSV", default=None, help="metadata of the takes: take_id,subject_id,sentence_id,text,gender,age"
     )
@@ -300,6 +306,15 @@ def _print_summary(report) -> int:
 
 def _run_release(args) -> int:
     from builders.build import build_release
+
+    if args.layout == "faceformer":
+        from builders.faceformer_cli import run_faceformer_release
+
+        with _executor(args) as executor:
+            return _print_summary(run_faceformer_release(args, executor, _writer_options(args)))
+    from builders.faceformer_cli import refuse_layout_options
+
+    refuse_layout_options(args)
 
     # Progress bars and the library's notes (logging, see mmface4d_datasets.cli) go to stderr, so that
     # stdout holds only the JSON summary.

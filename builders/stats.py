@@ -155,6 +155,7 @@ def compute_statistics(release, *, small_region_count: int = SMALL_REGIONS, prog
 
     if not isinstance(release, Release):
         release = Release(release)
+    release.splits  # noqa: B018 -- a damaged split manifest is a named error before any work
     table = release.sequences()
     if len(table) == 0:
         raise MMFace4DError(f"{release.path}: the release has no sequences (meta/sequences.parquet is empty)")

@@ -35,7 +35,13 @@ def register(subparsers) -> None:
         "no depth / black, never shifted. The take appears only when complete.",
     )
     convert.add_argument("recordings", nargs="*", metavar="REC.mkv", help="recordings of cameras 0, 1, 2 (1 to 3)")
-    convert.add_argument("--take", metavar="ID", help="six-digit take id (not with --session)")
+    convert.add_argument("--take", metavar="ID", help="six-digit take id, ASCII digits 0-9 (not with --session)")
+    convert.add_argument(
+        "--allow-damaged",
+        action="store_true",
+        help="keep a take in which a camera lacks more than 1%% of the frames (dropped or damaged captures; "
+        "written as no depth and a black image, counted in the notes and ID.meta.json); default: such a take fails",
+    )
     convert.add_argument("--session", metavar="DIR", help="a recording session folder (takes/ID/ID_c.mkv ...)")
     convert.add_argument("--out", required=True, metavar="DIR", help="folder the take folder(s) go into")
     convert.add_argument("--audio", metavar="WAV", help="the take's speech, 16 kHz mono")
@@ -203,6 +209,7 @@ def _run_convert(args) -> int:
         progress=progress,
         threads=args.threads,
         workers=args.workers,
+        allow_damaged=args.allow_damaged,
     )
     print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
     return 0

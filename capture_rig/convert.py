@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from capture_rig import mkv
-from capture_rig.errors import AudioError, LandmarkError, ModeMismatch, RigError, TakeExists
+from capture_rig.errors import AudioError, DamagedTake, LandmarkError, ModeMismatch, RigError, TakeExists
 from capture_rig.sync import align_audio, audio_offset, match_frames
 from mmface4d_datasets.vocabulary import EMOTION_OF_PREFIX
 
@@ -71,8 +71,8 @@ class ConvertReport:
 
 
 def _check_take_id(take_id: str) -> str:
-    if not re.fullmatch(r"\d{6}", str(take_id)):
-        raise RigError(f"take id must be six digits (DESIGN.md, Takes), got {take_id!r}")
+    if not re.fullmatch(r"[0-9]{6}", str(take_id)):
+        raise RigError(f"take id must be six ASCII digits 0-9 (DESIGN.md, Takes), got {take_id!r}")
     return str(take_id)
 
 
@@ -145,6 +145,7 @@ def convert_take(
     landmarks: dict | None = None,
     detect_landmarks=None,
     require_landmarks: bool = False,
+    allow_damaged: bool = False,
 ) -> ConvertReport:
     """Convert one take; see the module docstring. Returns a :class:`ConvertReport`.
 
@@ -158,6 +159,8 @@ def convert_take(
     where present). ``detect_landmarks(colour_video_path) -> (T, 68, 2)``: called for a camera
     without a landmark file (the caller brings the detector; this layer has none).
     ``require_landmarks``: a camera left without landmarks is a :class:`LandmarkError` (nothing written).
+    ``allow_damaged``: keep a take in which a camera lacks more than ``DAMAGED_LIMIT`` of the frames (dropped
+    captures, or captures without colour or depth); by default that is a :class:`DamagedTake` (nothing written).
     """
     from mmface4d_datasets.camera import k4a_cameras, take_json_fields
     from mmface4d_datasets.files import atomic_write_bytes, json_bytes
@@ -222,6 +225,7 @@ def convert_take(
             )
             notes.append(note)
             log(f"mmface4d rig convert: take {take_id}: {note}")
+    _check_damage(take_id, {c: len(set(missing[c]) | set(incomplete[c])) for c in camera_ids}, timeline.num_frames, allow_damaged)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{take_id}.converting-{os.getpid()}"
@@ -457,7 +461,7 @@ def find_session_takes(session: str | os.PathLike) -> list[SessionTake]:
     session = Path(session)
     root = session / "takes" if (session / "takes").is_dir() else session
     found = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"\d{6}", p.name)):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"[0-9]{6}", p.name)):
         take_id = folder.name
         mkvs = sorted(folder.glob(f"{take_id}_[012].mkv"))
         if not mkvs:
@@ -473,6 +477,21 @@ def find_session_takes(session: str | os.PathLike) -> list[SessionTake]:
     if not found:
         raise RigError(f"{session}: no recorded take (expected takes/ID/ID_c.mkv)")
     return found
+
+
+#: The share of a take's frames a camera may lack (dropped or damaged captures) before the take fails.
+DAMAGED_LIMIT = 0.01
+
+
+def _check_damage(take_id: str, lacking: dict[int, int], frames: int, allow_damaged: bool) -> None:
+    over = {c: n for c, n in lacking.items() if n > DAMAGED_LIMIT * frames}
+    if over and not allow_damaged:
+        listed = ", ".join(f"camera {c}: {n} of {frames} frames" for c, n in sorted(over.items()))
+        raise DamagedTake(
+            f"take {take_id}: frames dropped or damaged above the {DAMAGED_LIMIT:.0%} limit ({listed}); "
+            "re-record the take, or keep it with --allow-damaged (the frames are written as no depth and a black "
+            "image and listed in ID.meta.json)"
+        )
 
 
 def convert_session(

@@ -51,6 +51,10 @@ class AudioError(RigError, FormatError):
     """The take's WAV is not 16 kHz mono, or cannot be read."""
 
 
+class DamagedTake(RigError):
+    """More of a take's frames are dropped or damaged than the limit allows (``--allow-damaged`` keeps it)."""
+
+
 class TakeExists(RigError):
     """The take folder already exists (conversion never overwrites a finished take)."""
 

@@ -165,6 +165,60 @@ def check_complete(path: Path) -> None:
             f"{offset + n + m + segment_size}; the recording was cut off (copy it again, "
             "or re-record the take)"
         )
+    check_elements(path, offset + n + m, size)
+
+
+_CLUSTER = 0x1F43B675
+#: Elements that end a Cluster of unknown size (the Segment's own children, DESIGN: Matroska's level 1).
+_LEVEL_1 = {0x114D9B74, 0x1549A966, 0x1654AE6B, _CLUSTER, 0x1C53BB6B, 0x1941A469, 0x1043A770, 0x1254C367}
+
+
+def check_elements(path: Path, start: int, size: int) -> None:
+    """Walk the Segment's elements from byte ``start`` (and the blocks of every Cluster) reading only their
+    headers, and raise :class:`TruncatedRecording` for one whose declared size runs past the file's end (a
+    block cut off: a live recording's unknown-size Segment has no total to compare with, and the demuxer
+    drops such a block silently). Bounded: it seeks past payloads, never allocates a declared size."""
+
+    def header(handle, at: int, limit: int):
+        handle.seek(at)
+        head = handle.read(12)
+        try:
+            element, n = _read_vint(head, 0, keep_marker=True)
+            length, m = _read_vint(head, n, keep_marker=False)
+        except (ValueError, IndexError):
+            raise TruncatedRecording(f"{path}: the file ends inside an element header at byte {at} (cut off?)") from None
+        if length >= 0 and at + n + m + length > limit:
+            what = "a Cluster" if element == _CLUSTER else ("a block" if element in (0xA3, 0xA0) else f"element 0x{element:X}")
+            raise TruncatedRecording(
+                f"{path}: {what} at byte {at} declares {length} bytes, the file ends {limit - at - n - m} bytes into it "
+                "(the recording was cut off: copy it again, or re-record the take)"
+            )
+        return element, n + m, length
+
+    with open(path, "rb") as handle:
+        at = start
+        while at < size:
+            if size - at < 2:
+                break  # a stray byte of padding
+            element, head, length = header(handle, at, size)
+            if element == _CLUSTER:
+                end = size if length < 0 else at + head + length
+                child = at + head
+                while child < end:
+                    handle.seek(child)
+                    if length < 0 and size - child >= 4:
+                        peek = handle.read(4)
+                        if int.from_bytes(peek, "big") in _LEVEL_1:
+                            break
+                    inner, inner_head, inner_length = header(handle, child, end)
+                    if inner_length < 0:
+                        return  # an unknown-size child: nothing more can be walked
+                    child += inner_head + inner_length
+                at = child if length < 0 else end
+                continue
+            if length < 0:
+                return  # another element of unknown size: nothing more can be walked
+            at += head + length
 
 
 def _open(path: Path):
@@ -319,8 +373,8 @@ def iter_frames(
 
         try:
             for packet in container.demux(colour, depth):
-                if packet.pts is None or packet.size == 0:
-                    continue
+                if packet.pts is None:
+                    continue  # the demuxer's flush packets (no data, no time)
                 t = _usec(packet) + info.start_offset_usec
                 if packet.stream.index == depth.index:
                     if packet.size != expected:
@@ -331,6 +385,8 @@ def iter_frames(
                     image = np.frombuffer(bytes(packet), dtype=">u2").reshape(height, width).astype(np.uint16)
                     pending_depth.append((t, image))
                 else:
+                    if packet.size == 0:
+                        raise TruncatedRecording(f"{path}: colour block at {t} us holds no bytes (file damaged?)")
                     pending_colour.append((t, packet))
                 yield from emit()
         except av.error.FFmpegError as exc:

@@ -37,7 +37,15 @@ from collections.abc import Mapping, MutableMapping
 import numpy as np
 
 from mmface4d_datasets.vocabulary import SAMPLE_RATE
-from mmface4d_datasets.release.rows import DECODED_FIELDS, decode_row, encode_fields
+from mmface4d_datasets.release.checksums import CHECKSUM_COLUMN, mismatched_columns, refreshed
+from mmface4d_datasets.release.rows import DECODED_FIELDS, RowDecodeError, decode_row, encode_fields, verify_row
+from mmface4d_datasets.release.schema import DATA_COLUMNS, RAW_COLUMNS, TEMPLATE_COLUMNS
+
+#: Columns that a `checksums` struct covers, per config.
+_CHECKED = {
+    config: tuple(c for c in columns if c != CHECKSUM_COLUMN)
+    for config, columns in (("default", DATA_COLUMNS), ("raw", RAW_COLUMNS), ("templates", TEMPLATE_COLUMNS))
+}
 
 _DECODED_FORMATS = {None: "numpy", "numpy": "numpy", "np": "numpy", "python": "numpy", "torch": "torch", "pt": "torch"}
 _STORED_FORMATS = {"pandas", "arrow", "pd", "pa", "polars"}
@@ -83,19 +91,34 @@ class RowDecoder:
         return {back.get(key, key): value for key, value in row.items()}
 
     def row(self, stored: Mapping) -> dict:
-        """A decoded copy of one stored row (as stored when `decode` is False)."""
-        if not self.decode:
-            return dict(stored)
+        """A decoded copy of one stored row (as stored, checksums checked, when `decode` is False)."""
         fields = self._to_field_names(stored)
         try:
+            if not self.decode:
+                if mismatched_columns(fields):
+                    verify_row(fields, where=self.where(fields))
+                return dict(stored)
             decoded = decode_row(fields, self.config, where=self.where(fields), sample_rate=self.sample_rate)
-        except Exception as exc:
-            from mmface4d_datasets.release.rows import RowDecodeError
-
-            if isinstance(exc, RowDecodeError) and self.release is not None:
-                raise RowDecodeError(f"{exc} -- run `mmface4d validate {self.release}` to check the whole release") from exc
+        except RowDecodeError as exc:
+            if self.release is not None:
+                raise type(exc)(f"{exc} -- run `mmface4d validate {self.release}` to check the whole release") from exc
             raise
         return self._from_field_names(decoded)
+
+    def checksums_after_map(self, output: Mapping, before: Mapping | None) -> dict | None:
+        """`output` (a map function's row, stored forms, current names) with its `checksums` brought up to date
+        from the stored row `before`: digests of changed values recomputed, the rest kept. A row whose old
+        checksums are not at hand (input_columns) and whose checked columns changed is left unchecked (None)."""
+        fields = self._to_field_names(output)
+        new = refreshed(fields, self._to_field_names(before) if before is not None else None)
+        back = {field: current for current, field in self.names.items()}
+        name = back.get(CHECKSUM_COLUMN, CHECKSUM_COLUMN)
+        if new is not None:
+            return {**output, name: new}
+        if before is not None and CHECKSUM_COLUMN in self._to_field_names(before):
+            return dict(output)  # the input row holds no checksums (a 1.0 row, or None after an earlier map)
+        checked = [f for f in fields if f != CHECKSUM_COLUMN and f in _CHECKED.get(self.config, ())]
+        return {**output, name: None} if checked else dict(output)
 
     def where(self, fields: Mapping) -> str:
         """Names the row for an error: release, shard, row and id (shard and row from meta/sequences.parquet)."""
@@ -255,9 +278,9 @@ class DecodedBatch(Mapping):
 class _Function:
     """A user's map/filter function made to see decoded rows; picklable (module level, no closure)."""
 
-    def __init__(self, function, decoder: RowDecoder, batched: bool, input_columns, is_map: bool):
+    def __init__(self, function, decoder: RowDecoder, batched: bool, input_columns, is_map: bool, has_checksums: bool = False):
         self.function, self.decoder, self.batched = function, decoder, batched
-        self.input_columns, self.is_map = input_columns, is_map
+        self.input_columns, self.is_map, self.has_checksums = input_columns, is_map, has_checksums
 
     def __call__(self, *args):
         if self.input_columns is not None:  # the function takes column values positionally
@@ -278,9 +301,15 @@ class _Function:
         if not isinstance(result, Mapping):
             return result
         if self.batched:
-            rows = [self.decoder.encode(row) for row in _columns_to_rows(result)]
+            before = _columns_to_rows(view.stored) if self.input_columns is None else [None] * len(_columns_to_rows(result))
+            rows = [self._checked(self.decoder.encode(row), old) for row, old in zip(_columns_to_rows(result), before)]
             return _rows_to_columns(rows, list(rows[0])) if rows else dict(result)
-        return self.decoder.encode(result)
+        return self._checked(self.decoder.encode(result), view.stored if self.input_columns is None else None)
+
+    def _checked(self, output: dict, before: Mapping | None) -> dict:
+        if not self.has_checksums:
+            return output
+        return self.decoder.checksums_after_map(output, before)
 
 
 class _Operations:
@@ -323,7 +352,9 @@ class _Operations:
     def map(self, function=None, with_indices: bool = False, input_columns=None, batched: bool = False, **kwargs):
         """Apply `function` to decoded rows and store what it returns (module docstring: decoded fields it
         returns are encoded back to their stored form; new columns are stored as `datasets` stores them)."""
-        wrapped = None if function is None else _Function(function, self.decoder, batched, input_columns, is_map=True)
+        known = self.column_names or list(self.features or ())  # a streamed dataset may know only its features
+        has_checksums = CHECKSUM_COLUMN in {self.decoder.names.get(c, c) for c in known}
+        wrapped = None if function is None else _Function(function, self.decoder, batched, input_columns, True, has_checksums)
         return self._wrap(self.hf_dataset.map(wrapped, with_indices=with_indices, input_columns=input_columns, batched=batched, **kwargs))
 
 
@@ -528,6 +559,42 @@ def _torch_iterable_base():
         return None
 
 
+def _named_read_errors(rows, decoder: RowDecoder):
+    """`rows`, with a failure of the underlying reader (pyarrow's error for a damaged page or a broken
+    connection, as `datasets` passes it on) raised as a `ShardReadError` naming the release and, for a
+    local release, the damaged shard."""
+    from mmface4d_datasets.errors import MMFace4DError
+
+    while True:
+        try:
+            stored = next(rows)
+        except StopIteration:
+            return
+        except MMFace4DError:
+            raise
+        except Exception as exc:
+            raise _stream_failure(decoder, exc) from exc
+        yield stored
+
+
+def _stream_failure(decoder: RowDecoder, exc: Exception):
+    from pathlib import Path
+
+    from mmface4d_datasets.release.integrity import ShardReadError, read_failure, root_cause
+
+    if decoder.release is not None and (Path(decoder.release) / "meta" / "info.json").is_file():
+        from mmface4d_datasets.release.reader import Release
+
+        try:
+            release = Release(decoder.release)
+            folder = {"raw": "raw/", "templates": "templates/"}.get(decoder.config, "data/")
+            return read_failure(release, release.info.listed(folder, ".parquet"), exc, "streaming")
+        except Exception:  # the release itself no longer opens: the read error alone names the failure
+            pass
+    cause = root_cause(exc)
+    return ShardReadError(f"release {decoder.release or '?'}: streaming: a shard cannot be read ({type(cause).__name__}: {cause})")
+
+
 class MMFace4DIterableDataset(_Operations):
     """A streamed split: a plain `datasets.IterableDataset` (`hf_dataset`) decoded row by row as it is read."""
 
@@ -550,7 +617,7 @@ class MMFace4DIterableDataset(_Operations):
         if self.format in _STORED_FORMATS:
             yield from self.hf_dataset.with_format(self.format)
             return
-        for stored in self.hf_dataset:
+        for stored in _named_read_errors(iter(self.hf_dataset), self.decoder):
             row = self.decoder.row(stored)
             if self.columns is not None:
                 row = {k: v for k, v in row.items() if k in self.columns}

@@ -1,4 +1,5 @@
-"""`mmface4d export`: a mesh sequence to one PLY or OBJ file per frame, for MeshLab or Blender.
+"""`mmface4d export`: a mesh sequence to one PLY or OBJ file per frame, for MeshLab or Blender; and
+`mmface4d export faceformer RELEASE`, a release in the FaceFormer layout (mmface4d_datasets.faceformer.export).
 
 Vertex order is kept exactly (trimesh with ``process=False``), so frame files of one sequence
 share their topology and any per-vertex data (masks, errors) still lines up. Binary PLY stores the
@@ -12,6 +13,7 @@ level; numpy, trimesh and the readers are imported by the functions that use the
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +50,9 @@ def load_faces(path: str | os.PathLike, num_vertices: int | None = None):
         raise FormatError(f"{path}: faces file is missing")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            faces = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise FormatError(f"{path}: not a plain .npy array: {exc}") from exc
+        from mmface4d_datasets.files import read_npy
+
+        faces = read_npy(path)  # header checked against the file's size; objects refused
     elif suffix == ".pkl":
         faces = load_array(path, kinds="iuf")
     elif suffix == ".mat":
@@ -232,59 +233,152 @@ def export_release_row(
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="write a .nut mesh sequence as one PLY/OBJ mesh per frame (MeshLab, Blender)",
+        help="write a .nut mesh sequence as PLY/OBJ meshes, or a release in the FaceFormer layout",
+        usage=(
+            "mmface4d export PREFIX --num-vertices N --faces FILE --out DIR [--format ply|obj] [--frames A:B]\n"
+            "       mmface4d export --data RELEASE --id ID --out DIR [--format ply|obj] [--frames A:B]\n"
+            "       mmface4d export faceformer RELEASE --out DIR [--split train,test] [--fps 30|25|60] [--val-subjects K] [--seed S]"
+        ),
         description=(
-            "Decode a mesh sequence in the authors' .nut encoding (PREFIX_0.nut, PREFIX_1.nut, PREFIX_2.nut; "
-            "give --num-vertices and --faces), or one sequence of a release (--data RELEASE --id ID: its "
-            "triangles come from the release), and write one mesh per frame, frame_00000.ply, ..., into DIR, "
-            "vertex order kept. Binary PLY stores the decoded float32 coordinates (metres) exactly."
+            "Two exports. (1) `export PREFIX`: decode a mesh sequence in the authors' .nut encoding (PREFIX_0.nut, "
+            "PREFIX_1.nut, PREFIX_2.nut) and write one mesh per frame, frame_00000.ply, ..., into DIR, vertex order kept; "
+            "binary PLY stores the decoded float32 coordinates (metres) exactly. "
+            "(2) `export faceformer RELEASE`: write a release in the layout FaceFormer, CodeTalker, SelfTalk and "
+            "FaceDiffuser read: vertices_npy/<name>.npy float32 (T, N*3) in the canonical head frame (metres, the "
+            "release's vertex order), wav/<name>.wav at 16 kHz, templates.pkl (a dict of numpy arrays for "
+            "pickle.load(f, encoding='latin1')), subjects/{train,val,test}.txt, options.txt (their main.py option "
+            "strings), names.csv, topology.npz and a README.md with the conventions. The release's test split is their "
+            "test; its train split their train minus --val-subjects held-out subjects (their val). --fps 30 keeps the "
+            "release's frames; 25 (BIWI mode) and 60 (vocaset mode, whose loader keeps every second frame) resample "
+            "linearly in time, and the README says so. See docs/faceformer.md. "
+            "(3) `export --data RELEASE --id ID`: one sequence of a release (any release name: a folder, mini, a cached "
+            "release or a Hub name) as in (1), with the release's triangles."
         ),
     )
-    parser.add_argument("prefix", nargs="?", metavar="PREFIX", help="mesh files are PREFIX_0.nut, PREFIX_1.nut, PREFIX_2.nut")
-    add_release_argument(parser, required=False, what="export a release's sequence instead (with --id)")
-    parser.add_argument("--id", dest="sequence_id", metavar="ID", help="sequence id in the release (with --data)")
     parser.add_argument(
-        "--num-vertices",
-        type=whole_number(1),
-        metavar="N",
-        help=f"vertices per frame of PREFIX ({BFM_NUM_VERTICES} for the BFM front topology)",
-    )
-    parser.add_argument(
-        "--faces",
-        metavar="FILE",
-        help="triangles: .npy (0-based), the authors' bfm_faces.pkl (restricted unpickling) or a BFM facemodel_info.mat ('tri', 1-based)",
+        "prefix",
+        nargs="*",
+        metavar="PREFIX | faceformer RELEASE",
+        help="mesh files PREFIX_0.nut, PREFIX_1.nut, PREFIX_2.nut; or the word faceformer and a release (folder, mini, "
+        "a cached release or a Hub name); none with --data",
     )
     parser.add_argument(
         "--out",
         required=True,
         metavar="DIR",
-        help="folder for the frame files: new, empty, or an earlier export's (a folder holding other files is refused)",
+        help="folder to write: new, empty, or an earlier export of the same kind (a folder holding other files is refused)",
     )
-    parser.add_argument("--format", choices=FORMATS, default="ply", help="ply (binary, default) or obj (text, slower)")
-    parser.add_argument("--frames", metavar="A:B", default=None, help="export only frames A to B-1 (Python slice rules); default: all")
+    meshes = parser.add_argument_group("PLY/OBJ export (export PREFIX)")
+    meshes.add_argument(
+        "--num-vertices", type=whole_number(1), metavar="N", help=f"vertices per frame ({BFM_NUM_VERTICES} for the BFM front topology)"
+    )
+    add_release_argument(meshes, required=False, what="export a release's sequence instead of PREFIX (with --id)")
+    meshes.add_argument("--id", dest="sequence_id", metavar="ID", help="sequence id in the release (with --data)")
+    meshes.add_argument(
+        "--faces",
+        metavar="FILE",
+        help="triangles: .npy (0-based), the authors' bfm_faces.pkl (restricted unpickling) or a BFM facemodel_info.mat ('tri', 1-based)",
+    )
+    meshes.add_argument("--format", choices=FORMATS, default=None, help="ply (binary, default) or obj (text, slower)")
+    meshes.add_argument("--frames", metavar="A:B", default=None, help="export only frames A to B-1 (Python slice rules); default: all")
+    faceformer = parser.add_argument_group("FaceFormer layout (export faceformer RELEASE)")
+    faceformer.add_argument(
+        "--split", default=None, metavar="SPLITS", help="release splits to export, comma-separated (default: train,test)"
+    )
+    faceformer.add_argument(
+        "--fps",
+        type=int,
+        choices=(30, 25, 60),
+        default=None,
+        help="frame rate of vertices_npy: 30 the release's frames (default), 25 for BIWI-mode scripts, 60 for vocaset-mode "
+        "scripts (their loader's [::2] gives the 30 fps frames back exactly); 25 and 60 are resampled linearly in time",
+    )
+    faceformer.add_argument(
+        "--val-subjects",
+        type=whole_number(0),
+        default=None,
+        metavar="K",
+        help="train subjects held out as their val split (default: 5%% of the train subjects, at least 1)",
+    )
+    faceformer.add_argument("--seed", type=whole_number(0), default=0, help="seed of the choice of val subjects (default: 0)")
+    faceformer.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from mmface4d_datasets.errors import MMFace4DError
 
-    if (args.prefix is None) == (args.data is None):
-        raise MMFace4DError("give either PREFIX (with --num-vertices and --faces) or --data RELEASE --id ID")
-    if args.data is not None:
-        if not args.sequence_id:
-            raise MMFace4DError("--data needs --id ID, the sequence to export")
-        result = export_release_row(args.data, args.sequence_id, args.out, fmt=args.format, frames=args.frames)
-        source = f"{args.data} id {args.sequence_id}"
-    else:
-        missing = [flag for flag, value in (("--num-vertices", args.num_vertices), ("--faces", args.faces)) if value is None]
-        if missing:
-            raise MMFace4DError(f"PREFIX needs {' and '.join(missing)}")
-        result = export_mesh_files(args.prefix, args.faces, args.out, num_vertices=args.num_vertices, fmt=args.format, frames=args.frames)
-        source = f"{args.prefix}_{{0,1,2}}.nut"
+    mesh_options = {"--num-vertices": args.num_vertices, "--faces": args.faces, "--format": args.format, "--frames": args.frames}
+    layout_options = {"--split": args.split, "--fps": args.fps, "--val-subjects": args.val_subjects}
+    if args.data is not None or args.sequence_id is not None:
+        return _run_release_row(args, layout_options)
+    if not args.prefix:
+        raise MMFace4DError("give PREFIX (with --num-vertices and --faces), faceformer RELEASE, or --data RELEASE --id ID")
+    if args.prefix[0] == "faceformer":
+        if len(args.prefix) != 2:
+            raise MMFace4DError("export faceformer takes one release folder: mmface4d export faceformer RELEASE --out DIR")
+        wrong = [name for name, value in mesh_options.items() if value is not None]
+        if wrong:
+            raise MMFace4DError(f"{', '.join(wrong)}: options of the PLY/OBJ export, not of export faceformer")
+        return _run_faceformer(args)
+    if len(args.prefix) != 1:
+        raise MMFace4DError(
+            f"export takes one PREFIX, got {len(args.prefix)} ({' '.join(args.prefix)}); for a release: export faceformer RELEASE"
+        )
+    wrong = [name for name, value in layout_options.items() if value is not None]
+    if wrong:
+        raise MMFace4DError(f"{', '.join(wrong)}: options of export faceformer, not of the PLY/OBJ export")
+    missing = [name for name in ("--num-vertices", "--faces") if mesh_options[name] is None]
+    if missing:
+        raise MMFace4DError(f"export PREFIX needs {' and '.join(missing)}")
+    fmt = args.format or "ply"
+    prefix = args.prefix[0]
+    result = export_mesh_files(prefix, args.faces, args.out, num_vertices=args.num_vertices, fmt=fmt, frames=args.frames)
     paths = result.paths
-    print(f"decoded {result.num_frames} frames from {source} in {result.decode_seconds:.2f} s")
+    print(f"decoded {result.num_frames} frames x {args.num_vertices} vertices from {prefix}_{{0,1,2}}.nut in {result.decode_seconds:.2f} s")
     print(
-        f"wrote {len(paths)} {args.format.upper()} files ({paths[0].name} .. {paths[-1].name}, "
+        f"wrote {len(paths)} {fmt.upper()} files ({paths[0].name} .. {paths[-1].name}, "
         f"{result.num_triangles} triangles each) to {args.out} in {result.export_seconds:.2f} s"
     )
+    return 0
+
+
+def _run_release_row(args: argparse.Namespace, layout_options: dict) -> int:
+    from mmface4d_datasets.errors import MMFace4DError
+
+    if args.prefix or args.data is None or not args.sequence_id:
+        raise MMFace4DError("export --data RELEASE --id ID takes no PREFIX and needs both --data and --id")
+    wrong = [
+        name for name, value in {**layout_options, "--num-vertices": args.num_vertices, "--faces": args.faces}.items() if value is not None
+    ]
+    if wrong:
+        raise MMFace4DError(f"{', '.join(wrong)}: not options of export --data (the release gives the triangles)")
+    fmt = args.format or "ply"
+    result = export_release_row(args.data, args.sequence_id, args.out, fmt=fmt, frames=args.frames)
+    paths = result.paths
+    print(f"decoded {result.num_frames} frames of {args.sequence_id} from {args.data} in {result.decode_seconds:.2f} s")
+    print(
+        f"wrote {len(paths)} {fmt.upper()} files ({paths[0].name} .. {paths[-1].name}, "
+        f"{result.num_triangles} triangles each) to {args.out} in {result.export_seconds:.2f} s"
+    )
+    return 0
+
+
+def _run_faceformer(args: argparse.Namespace) -> int:
+    import json
+
+    from mmface4d_datasets.faceformer.export import export_faceformer
+    from mmface4d_datasets.release.resolve import resolve_release
+
+    result = export_faceformer(
+        str(resolve_release(args.prefix[1], progress=not args.quiet)),
+        args.out,
+        splits=args.split,
+        fps=30 if args.fps is None else args.fps,
+        val_subjects=args.val_subjects,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+    print(f"wrote {sum(result.sequences.values())} sequences to {result.out_dir}; see {result.out_dir / 'README.md'}", file=sys.stderr)
     return 0

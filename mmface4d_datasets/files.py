@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmface4d_datasets.errors import FileSystemError, output_error
+from mmface4d_datasets.errors import FileSystemError, FormatError, output_error
 
 # A fixed zip timestamp keeps .npz files byte-identical between builds (numpy's savez stamps "now").
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -98,8 +98,63 @@ def npz_bytes(arrays: dict[str, np.ndarray], *, compressed: bool = False, sort: 
     return buffer.getvalue()
 
 
+def npy_header(handle, available: int, where) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """(shape, dtype, fortran_order) of the .npy stream at `handle`'s position, checked BEFORE anything is
+    allocated: a known numeric or string dtype (no objects: those need pickle), and a declared size that the
+    `available` bytes (file size, or an .npz member's size) can hold. The one bounded reader of .npy headers:
+    a header may declare any shape, and numpy allocates it before reading. Raises `FormatError` naming `where`."""
+    from numpy.lib import format as npy_format
+
+    try:
+        version = npy_format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = npy_format.read_array_header_1_0(handle)
+        else:
+            shape, fortran, dtype = npy_format.read_array_header_2_0(handle, max_header_size=10000)
+    except (ValueError, OSError, SyntaxError, EOFError) as exc:
+        raise FormatError(f"{where}: not a .npy array ({exc})") from None
+    if dtype.hasobject:
+        raise FormatError(f"{where}: not a plain numeric array: it holds Python objects (dtype {dtype}), which need pickle: refused")
+    if any(int(n) < 0 for n in shape):
+        raise FormatError(f"{where}: declares the negative shape {shape}")
+    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    header = handle.tell()
+    if needed > available - header:
+        raise FormatError(
+            f"{where}: its header declares shape {shape} of {dtype} ({needed:,} bytes), the file holds "
+            f"{max(0, available - header):,}: truncated or damaged"
+        )
+    return tuple(int(n) for n in shape), dtype, bool(fortran)
+
+
+def read_npy(path: str | Path) -> np.ndarray:
+    """One .npy file, without pickles, its header checked against the file's size first (`npy_header`).
+    Raises `FormatError` naming the file (missing files raise FileNotFoundError as `np.load` does)."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        npy_header(handle, os.fstat(handle.fileno()).st_size, path)
+        handle.seek(0)
+        try:
+            return np.load(handle, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise FormatError(f"{path}: not a readable .npy array ({exc})") from None
+
+
+#: Deflate expands at most about 1032:1; an .npz member declaring more than this per compressed byte lies.
+_DEFLATE_RATIO = 1100
+
+
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz file, loaded without pickles."""
+    """Every array of an .npz file, loaded without pickles; each member's .npy header is checked against the
+    member's size before it is read (`npy_header`), so a damaged file is a `FormatError`, not a huge allocation."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            limit = info.compress_size * _DEFLATE_RATIO + 4096 if info.compress_type != zipfile.ZIP_STORED else info.compress_size
+            if info.file_size > limit:
+                raise FormatError(f"{path}: member {info.filename} declares {info.file_size:,} bytes from {info.compress_size:,}")
+            if info.filename.endswith(".npy"):
+                with archive.open(info) as member:
+                    npy_header(member, info.file_size, f"{path}: member {info.filename}")
     with np.load(path, allow_pickle=False) as data:
         return {name: data[name] for name in data.files}
 

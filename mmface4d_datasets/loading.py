@@ -23,6 +23,7 @@ rate), as numpy arrays; `.with_format("torch")` gives torch tensors with the sam
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +41,13 @@ DEFAULT_REPO_ID = "mmface4d/mmface4d"
 CONFIGS = ("default", "templates", "raw", "mini")
 
 
+_log = logging.getLogger(__name__)
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in str(path)
+
+
 def load_dataset(
     path: str = "mmface4d",
     name: str | None = None,
@@ -49,6 +57,7 @@ def load_dataset(
     revision: str | None = None,
     *,
     decode: bool = True,
+    verification_mode=None,
 ):
     """Load an MMFace4D release (see the module docstring for where it is found and what rows hold).
 
@@ -60,8 +69,17 @@ def load_dataset(
     streaming: an IterableDataset that reads the shards as it goes.
     revision: Hub revision (branch, tag or commit); ignored for local folders.
     decode: False returns the stored bytes (codec `vertices`, WAV/FLAC `audio`).
-    Raises `DatasetNotAvailableError` (with the ways out) when no release can be found.
+    verification_mode: as `datasets` names them: "basic_checks" (default: listed sizes, row counts and Parquet
+        footers on open, page CRCs and per-row checksums on read), "all_checks" (also the sha256 of every shard
+        before the first read, remembered by path, size and modification time), "no_checks" (no file checks
+        on open; page and row checksums stay on). Local releases only; Hub downloads are checked by the Hub client.
+    Raises `DatasetNotAvailableError` (with the ways out) when no release can be found, `ReleaseMismatchError` /
+    `ShardReadError` for files that are not the ones meta/info.json lists, `RowChecksumError` (on reading a row)
+    for a damaged row.
     """
+    from mmface4d_datasets.release.integrity import verification_mode_name
+
+    verification_mode = verification_mode_name(verification_mode)
     from mmface4d_datasets.release.resolve import MINI, is_hub_id, mini_release, resolve_release
 
     config = "default" if name in (None, "default") else name
@@ -89,7 +107,7 @@ def load_dataset(
 
             remote = hub_stream_files(repo_id, revision, Release(folder).info, config, split)
             return _open_files(remote, config, split, streaming=True, decode=decode, release=Release(folder))
-    return open_release_dataset(folder, config, split, streaming=streaming, decode=decode)
+    return open_release_dataset(folder, config, split, streaming=streaming, decode=decode, verification_mode=verification_mode)
 
 
 def hub_patterns(config: str, split: str | None) -> list[str]:
@@ -132,16 +150,18 @@ class ReleaseMismatchError(FormatError):
     """The files of a release folder are not the ones its meta/info.json lists (names, sizes, row counts)."""
 
 
-def check_listed_shards(release, config: str, split: str) -> list[Path]:
+def check_listed_shards(release, config: str, split: str, verification_mode: str = "basic_checks") -> list[Path]:
     """The listed shard files of one config and split, after the cheap checks against meta/info.json.
 
-    Each listed file must exist with the listed size, and the Parquet footers must hold the split's
-    sequence count (and each shard its listed row count, where info.json records one). Full checksums
-    are `mmface4d validate`'s job. Raises `ReleaseMismatchError` naming the file and saying to validate.
+    Each listed file must exist with the listed size, its Parquet footer must be the one info.json records
+    (format 1.1) and the footers must hold the split's sequence count (and each shard its listed row count).
+    "all_checks" adds the sha256 of each file (`integrity.verify_full_sha256`, remembered); "no_checks" only
+    lists the files. Raises `ReleaseMismatchError` / `ShardReadError` naming the file and saying to validate.
     """
     import pyarrow.parquet as pq
 
     from mmface4d_datasets.release.info import FileEntry
+    from mmface4d_datasets.release.integrity import footer_problem, verify_full_sha256
 
     info = release.info
     paths, total = [], 0
@@ -158,6 +178,8 @@ def check_listed_shards(release, config: str, split: str) -> list[Path]:
         relatives = [p.relative_to(release.path).as_posix() for p in release.shards(split, "raw" if config == "raw" else "data")]
     if not relatives:
         raise mismatch(f"meta/info.json lists no {config} shards for split {split!r}")
+    if verification_mode == "no_checks":
+        return [release.path / relative for relative in relatives]
     for relative in relatives:
         path = release.path / relative
         if not path.is_file():
@@ -166,6 +188,9 @@ def check_listed_shards(release, config: str, split: str) -> list[Path]:
         size = path.stat().st_size
         if expected.size is not None and size != expected.size:
             raise mismatch(f"{relative} has {size} bytes, meta/info.json says {expected.size}")
+        problem = footer_problem(path, expected.footer_sha256)
+        if problem is not None:
+            raise mismatch(f"{relative}: {problem}")
         try:
             rows = pq.ParquetFile(path).metadata.num_rows
         except Exception as exc:  # ArrowInvalid / OSError for a file that is no Parquet file
@@ -177,28 +202,60 @@ def check_listed_shards(release, config: str, split: str) -> list[Path]:
     sequences = info.splits[split].sequences if split in info.splits else None
     if config != "templates" and sequences is not None and total != sequences:
         raise mismatch(f"the {config} shards of split {split!r} hold {total} rows, meta/info.json says {sequences} sequences")
+    if verification_mode == "all_checks":
+        verify_full_sha256(release.path, relatives, info)
     return paths
 
 
-def _data_files(release, config: str, split: str | None) -> dict[str, list[str]]:
+def _data_files(release, config: str, split: str | None, verification_mode: str = "basic_checks") -> dict[str, list[str]]:
     if config == "templates":
         if split not in (None, "train"):
             raise MMFace4DError(f"{release.path}: the templates config has one split, 'train' (asked: {split!r})")
-        return {"train": [str(p) for p in check_listed_shards(release, config, "train")]}
+        return {"train": [str(p) for p in check_listed_shards(release, config, "train", verification_mode)]}
     splits = [split] if split is not None else release.split_names
-    return {name: [str(p) for p in check_listed_shards(release, config, name)] for name in splits}
+    return {name: [str(p) for p in check_listed_shards(release, config, name, verification_mode)] for name in splits}
 
 
-def open_release_dataset(folder, config: str = "default", split: str | None = None, *, streaming: bool = False, decode: bool = True):
+def open_release_dataset(
+    folder,
+    config: str = "default",
+    split: str | None = None,
+    *,
+    streaming: bool = False,
+    decode: bool = True,
+    verification_mode: str = "basic_checks",
+):
     """A local release folder's config, decoded (see `load_dataset`); only the shards meta/info.json lists."""
     from mmface4d_datasets.release.reader import Release
 
     release = Release(folder)  # checks the format version first
-    return _open_files(_data_files(release, config, split), config, split, streaming=streaming, decode=decode, release=release)
+    files = _data_files(release, config, split, verification_mode)
+    return _open_files(files, config, split, streaming=streaming, decode=decode, release=release)
+
+
+def note_unchecked(release) -> None:
+    """One line, once per release folder and process, for a release written before per-row checksums."""
+    from mmface4d_datasets.release.schema import UNCHECKED_FORMAT_VERSIONS
+
+    key = str(release.path)
+    if release.info.format_version in UNCHECKED_FORMAT_VERSIONS and key not in _NOTED:
+        _NOTED.add(key)
+        _log.warning(
+            "mmface4d: %s is a format %s release: its rows carry no checksums, so damaged bytes may go unnoticed "
+            "(rebuild it with `mmface4d build release` for checked rows; `mmface4d validate` checks its sha256s)",
+            release.path,
+            release.info.format_version,
+        )
+
+
+_NOTED: set[str] = set()
 
 
 def _open_files(files: dict[str, list[str]], config: str, split: str | None, *, streaming: bool, decode: bool, release=None):
     import datasets
+
+    from mmface4d_datasets.release.checksums import fragment_scan_options
+    from mmface4d_datasets.release.integrity import read_failure
 
     from mmface4d_datasets.decoded_dataset import (
         MMFace4DDataset,
@@ -208,7 +265,15 @@ def _open_files(files: dict[str, list[str]], config: str, split: str | None, *, 
         RowDecoder,
     )
 
-    loaded = datasets.load_dataset("parquet", data_files=files, streaming=streaming)
+    if release is not None:
+        note_unchecked(release)
+    try:  # page CRCs verified as pages are read (map-style: now, into the Arrow cache; streaming: as rows go)
+        loaded = datasets.load_dataset("parquet", data_files=files, streaming=streaming, fragment_scan_options=fragment_scan_options())
+    except Exception as exc:  # pyarrow's errors for damaged pages, wrapped by datasets: name the release and the shard
+        if release is None or isinstance(exc, MMFace4DError):
+            raise
+        relatives = [Path(p).relative_to(release.path).as_posix() for paths in files.values() for p in paths if _is_local(p)]
+        raise read_failure(release, relatives, exc, f"loading {config} split(s) {', '.join(files)}") from exc
     max_error = float(release.info.max_error) if release is not None else 1e-5
     decoder = RowDecoder(
         config, decode, release=str(release.path) if release is not None else None, sample_rate=SAMPLE_RATE, max_error=max_error

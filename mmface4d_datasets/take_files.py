@@ -262,9 +262,13 @@ def write_landmarks(path: str | os.PathLike, landmarks: np.ndarray) -> Path:
 
 def read_landmarks(path: str | os.PathLike) -> np.ndarray:
     """Read ``ID_c.landmarks.npy`` (no pickles), checked to be float32 (T, 68 or 98, 2)."""
+    from mmface4d_datasets.files import read_npy
+
     path = Path(path)
     try:
-        landmarks = np.load(path, allow_pickle=False)
+        landmarks = read_npy(path)  # the header's shape is checked against the file's size before allocating
+    except FormatError as exc:
+        raise FormatError(f"{exc} (a .npy landmark file)") from None
     except (OSError, ValueError) as exc:
         raise FormatError(f"{path}: not a readable .npy landmark file ({exc})") from None
     if landmarks.dtype != np.float32:

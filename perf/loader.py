@@ -69,6 +69,22 @@ def fixture_sources(fixture: Path, copies: int):
     return [source(i) for i in range(copies)], topology
 
 
+def build_fixture_release(release_dir: Path, copies: int, max_error: float = 1e-5):
+    """Write the release of `fixture_sources` into `release_dir`; returns (topology, build seconds), or
+    None (after printing the skip as JSON) when the authors' sample take is absent."""
+    from mmface4d_datasets.paths import official_sample_dir
+    from mmface4d_datasets.release.writer import write_release
+
+    fixture = official_sample_dir()
+    if fixture is None:
+        print(json.dumps({"skipped": "the authors' sample take is absent; set MMFACE4D_FIXTURES"}))
+        return None
+    sources, topology = fixture_sources(fixture, copies)
+    start = time.perf_counter()
+    write_release(sources, release_dir, topology=topology, max_error=max_error, progress=False)
+    return topology, time.perf_counter() - start
+
+
 def vertices_only(batch):
     """Collate for batch size 1: the sequence's vertex tensor (module level: picklable for workers)."""
     return batch[0]["vertices"]
@@ -139,24 +155,17 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", default=None, help="work in this folder and keep it (default: a temporary folder)")
     args = parser.parse_args(argv)
 
-    from mmface4d_datasets.paths import official_sample_dir
-
-    fixture = official_sample_dir()
-    if fixture is None:
-        print(json.dumps({"skipped": "the authors' sample take is absent; set MMFACE4D_FIXTURES"}))
-        return 1
     import torch
 
     from mmface4d_datasets.loading import load_dataset
     from mmface4d_datasets.release.reader import Release
-    from mmface4d_datasets.release.writer import write_release
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mmface4d-perf-loader-"))
     release_dir, npy_dir = work / "release", work / "npy"
-    sources, topology = fixture_sources(fixture, args.copies)
-    start = time.perf_counter()
-    write_release(sources, release_dir, topology=topology, max_error=args.max_error, progress=False)
-    build_seconds = time.perf_counter() - start
+    built = build_fixture_release(release_dir, args.copies, args.max_error)
+    if built is None:
+        return 1
+    topology, build_seconds = built
 
     release = Release(release_dir)
     npy_dir.mkdir(parents=True, exist_ok=True)

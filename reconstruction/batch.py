@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES, SYNTHETIC_TOPOLOGY_PREFIX, parse_synthetic_topology
+from mmface4d_datasets.errors import FormatError
+from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES, BFM_TOPOLOGY, parse_synthetic_topology
 
 #: Vertex count of the embedded model when neither the take's meta nor the caller names one.
 DEFAULT_VERTICES = BFM_NUM_VERTICES
@@ -50,9 +51,17 @@ def model_for(face_model: Sequence[str], vertices: int | None, take_meta: dict, 
     if name not in ("default", "synthetic", "embedded") or len(face_model) != 1:
         raise MMFace4DError(f"unknown --face-model {' '.join(face_model)!r}; use 'default' or 'bfm PATH'")
     n = vertices
+    topology = take_meta.get("topology")
+    if topology not in (None, ""):  # a name the face model cannot make is refused, not replaced by the default
+        if topology == BFM_TOPOLOGY:
+            raise MMFace4DError(f"take meta topology {topology!r} needs the BFM model: --face-model bfm PATH")
+        try:
+            named = parse_synthetic_topology(str(topology))
+        except FormatError as exc:
+            raise MMFace4DError(f"take meta.json: {exc}") from None
+        n = named if n is None else n
     if n is None:
-        topology = str(take_meta.get("topology", ""))
-        n = parse_synthetic_topology(topology) if topology.startswith(SYNTHETIC_TOPOLOGY_PREFIX) else DEFAULT_VERTICES
+        n = DEFAULT_VERTICES
     if n not in cache:
         cache[n] = load_face_model("default", num_vertices=n)
     return cache[n]

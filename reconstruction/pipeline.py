@@ -395,6 +395,7 @@ def write_reconstruction(out: Path, take, result: Reconstruction) -> Path:
         meta = dict(take.meta)
         meta.setdefault("take_id", take_id)
         meta["topology"] = result.report["face_model"]  # the release builder reads the topology from here
+        meta["num_frames"] = int(result.vertices.shape[0])  # the frames fitted (a max_frames run fits fewer)
         meta["reconstruction"] = {
             "face_model": result.report["face_model"],
             "report": "fit_report.json",

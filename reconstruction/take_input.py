@@ -115,6 +115,7 @@ def read_take_input(folder: str | os.PathLike, *, max_frames: int | None = None)
                 f"take {take_id}: {dpath} is {frames.shape[2]}x{frames.shape[1]} pixels but "
                 f"{calib.name} says {colour.width}x{colour.height} (depth must be registered to colour)"
             )
+        recorded = int(lm.shape[0])  # the take's frame count (landmarks are never cut by max_frames)
         if max_frames is not None:
             lm = lm[:max_frames]
         if lm.shape[0] != frames.shape[0]:
@@ -130,7 +131,43 @@ def read_take_input(folder: str | os.PathLike, *, max_frames: int | None = None)
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise TakeInputError(f"take {take_id}: {meta_path} is not readable JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise TakeInputError(f"take {take_id}: {meta_path} holds a JSON {type(meta).__name__}, not an object")
+    frames_stated = meta.get("num_frames")
+    if frames_stated is not None and frames_stated != recorded:
+        raise TakeInputError(f"take {take_id}: {meta_path.name} says num_frames {frames_stated!r}, the take's files hold {recorded} frames")
+    _check_audio(folder / f"{take_id}.wav", take_id, recorded, meta.get("fps", 30))
     return TakeInput(take_id, folder, cameras, depth, landmarks, missing, meta, time.perf_counter() - started)
+
+
+#: How far a take's speech may run past or fall short of its video, in frames (the rig aligns it to the grid).
+AUDIO_SLACK_FRAMES = 2
+
+
+def _check_audio(path: Path, take_id: str, frames: int, fps) -> None:
+    """The take's WAV decodes (16 kHz mono, `official.read_audio`) and lasts as long as its video, within
+    AUDIO_SLACK_FRAMES frames; a `TakeInputError` naming the file otherwise. An absent WAV is left to the
+    writer, which names it."""
+    import soundfile
+
+    from mmface4d_datasets import official
+
+    if not path.exists():
+        return
+    try:
+        official.read_audio(path)
+        seconds = soundfile.info(os.fspath(path)).duration
+    except (FormatError, RuntimeError) as exc:
+        raise TakeInputError(f"take {take_id}: {exc}") from None
+    try:
+        video = frames / float(fps)
+    except (TypeError, ValueError, ZeroDivisionError):
+        raise TakeInputError(f"take {take_id}: meta.json fps {fps!r} is not a frame rate") from None
+    if abs(seconds - video) > AUDIO_SLACK_FRAMES / float(fps):
+        raise TakeInputError(
+            f"take {take_id}: {path} lasts {seconds:.3f} s, the video {video:.3f} s ({frames} frames at {fps} fps); "
+            f"they must agree within {AUDIO_SLACK_FRAMES} frames"
+        )
 
 
 def _first_depth_frames(path: Path, count: int) -> np.ndarray:

@@ -256,3 +256,23 @@ def test_a_prediction_of_1e20_metres_fails_with_its_id(scored, tmp_path, capsys)
 def test_leaderboard_library_refuses_an_unscored_report():
     with pytest.raises(report_module.ReportError, match="not scored"):
         build_leaderboard([{"ok": False, "model": "broken"}])
+
+
+def test_the_leaderboard_bounds_what_it_reads_and_escapes_control_characters(scored, tmp_path, capsys, monkeypatch):
+    """Issue 24: a report far larger than any report (a repeated `sequences` list) is refused before it is read;
+    a name holding a newline or an escape sequence is printed escaped, never raw."""
+    _, reports = scored
+    monkeypatch.setattr(report_module, "MAX_REPORT_BYTES", 4096)
+    big = tmp_path / "big.json"
+    big.write_text(reports["near"].read_text() + " " * 8192)
+    code, _, err = run(capsys, "bench", "leaderboard", big)
+    assert code == 2 and "big.json" in err and "more than a report can be" in err
+    monkeypatch.setattr(report_module, "MAX_REPORT_BYTES", 64 << 20)
+    monkeypatch.setattr(report_module, "MAX_REPORT_SEQUENCES", 1)
+    code, _, err = run(capsys, "bench", "leaderboard", reports["near"])
+    assert code == 2 and "at most 1" in err
+    monkeypatch.setattr(report_module, "MAX_REPORT_SEQUENCES", 100_000)
+    path = edited(tmp_path, reports["near"], lambda r: r.update(model="mine\n\x1b[31mred"))
+    code, out, err = run(capsys, "bench", "leaderboard", path, "--no-paper")
+    assert code == 0, err
+    assert "\x1b" not in out and "mine\n" not in out and "x1b" in out  # escaped (and markdown-escaped)

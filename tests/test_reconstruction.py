@@ -211,6 +211,43 @@ def test_bad_take_inputs_give_named_errors(rendered, tmp_path, case):
     assert tid in str(info.value)
 
 
+@pytest.mark.parametrize("case", ["garbage_wav", "short_wav", "frames_absurd", "huge_landmark_header"])
+def test_damaged_take_inputs_are_refused_before_fitting(rendered, tmp_path, case):
+    """Issue 24: what `reconstruct` used to copy or pass on to `build release` is refused by name."""
+    import json
+
+    from mmface4d_datasets import official
+
+    folder = _copy(rendered, tmp_path)
+    tid = rendered.take_id
+    if case == "garbage_wav":
+        (folder / f"{tid}.wav").write_bytes(b"RIFF\x00\x00garbage!")
+        match = rf"{tid}\.wav"
+    elif case == "short_wav":
+        official.write_audio(folder / f"{tid}.wav", np.zeros(160, np.float32))
+        match = "lasts 0.010 s"
+    elif case == "frames_absurd":
+        meta = json.loads((folder / f"{tid}.meta.json").read_text())
+        (folder / f"{tid}.meta.json").write_text(json.dumps(dict(meta, num_frames=10**9)))
+        match = "num_frames 1000000000"
+    else:
+        path = folder / f"{tid}_0.landmarks.npy"
+        data = path.read_bytes()
+        path.write_bytes(data.replace(b"'shape': (", b"'shape': (1000000000", 1))
+        match = "header declares shape"
+    with pytest.raises(TakeInputError, match=match):
+        read_take_input(folder)
+
+
+@pytest.mark.parametrize("topology", ["bfm", "../../etc@1000", "bfm_front"])
+def test_a_topology_name_the_model_cannot_make_is_refused(topology):
+    from mmface4d_datasets.errors import MMFace4DError
+    from reconstruction.batch import model_for
+
+    with pytest.raises(MMFace4DError, match="topology|bfm"):
+        model_for(["default"], None, {"topology": topology}, {})
+
+
 @pytest.mark.slow
 def test_face_lost_frames_are_filled_and_reported(rendered, tmp_path, model):
     from mmface4d_datasets.take_files import read_landmarks, write_landmarks

@@ -42,7 +42,7 @@ def test_the_written_file_parses_into_typed_fields_and_writes_back_byte_identica
     path = release / INFO_FILE
     info = ReleaseInfo.from_file(path)
     assert json_bytes(info.to_json()) == path.read_bytes()
-    assert info.format_version == "1.0" and info.topology == "synthetic_v1@480" and info.num_vertices == 480
+    assert info.format_version == "1.1" and info.topology == "synthetic_v1@480" and info.num_vertices == 480
     assert info.fps == 30 and info.uniform_fps == 30 and info.sample_rate == 16000 and info.codec_version == "2"
     assert info.split_names == ["train", "test"]
     train = info.splits["train"]
@@ -105,7 +105,7 @@ def test_mistyped_fields_are_named(copy):
 
 def test_another_major_version_is_a_version_error_before_anything_else(copy):
     edit_info(copy, lambda i: [i.update(format_version="2.0"), i.pop("files")])
-    with pytest.raises(ReleaseVersionError, match=r"format version '2.0'; this package reads 1.0.*mmface4d build release"):
+    with pytest.raises(ReleaseVersionError, match=r"format version '2.0'; this package reads 1.1.*mmface4d build release"):
         Release(copy)
     (copy / INFO_FILE).write_text("not json")
     with pytest.raises(InfoFormatError, match=r"info.json: cannot be read as JSON"):
@@ -143,6 +143,6 @@ def test_the_benchmark_states_the_fields_the_writer_writes(release):
     assert (
         (context["format_version"], context["topology"], context["num_vertices"], context["codec_version"])
         == (info.format_version, info.topology, info.num_vertices, info.codec_version)
-        == ("1.0", "synthetic_v1@480", 480, "2")
+        == ("1.1", "synthetic_v1@480", 480, "2")
     )
     assert context["region_rule_version"] == "test-grid" and len(context["content_hash"]) == 64

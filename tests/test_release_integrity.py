@@ -8,11 +8,12 @@ import json
 import shutil
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from mmface4d_datasets.loading import ReleaseMismatchError, load_dataset
-from mmface4d_datasets.release.rows import RowDecodeError
+from mmface4d_datasets.release.rows import RowChecksumError
 from mmface4d_datasets.release.validate import validate_release
 from mmface4d_datasets.release.writer import shard_count, shard_plan, write_release
 from test_release_support import make_topology, small_sources
@@ -78,20 +79,50 @@ def _row_vertices_offset(shard, row: int = 0) -> int:
     return offset + len(payload) // 2
 
 
-def test_corrupted_vertex_payload_names_release_shard_row_and_id(release):
+def test_corrupted_vertex_payload_names_the_shard_on_load(release):
+    from mmface4d_datasets.release.integrity import ShardReadError
+
     shard = release / "data" / "test" / "shard-00001.parquet"
     record_id = pq.read_table(shard, columns=["id"]).column("id")[0].as_py()
     data = bytearray(shard.read_bytes())
     data[_row_vertices_offset(shard)] ^= 0x40
     shard.write_bytes(bytes(data))
-    test = load_dataset(data_dir=release, split="test")  # same size and rows: the cheap checks pass
-    position = test["id"].index(record_id)
-    with pytest.raises(RowDecodeError) as caught:
-        test[position]
+    # same size, rows and footer: the cheap checks pass, the page CRC catches it as the split is read
+    for streaming in (False, True):
+        with pytest.raises(ShardReadError) as caught:
+            list(load_dataset(data_dir=release, split="test", streaming=streaming))
+        message = str(caught.value)
+        assert str(release) in message and "data/test/shard-00001.parquet is damaged" in message and "CRC" in message
+        assert "mmface4d validate" in message
+    assert any(record_id in str(p) and "shard-00001" in str(p) for p in validate_release(release))
+
+
+def _rewritten_with_stale_checksums(shard, row: int, column: str, value) -> None:
+    """The shard written again (fresh page CRCs) with one value changed and its old checksum kept: damage that
+    happened before the pages were written (memory, a cache), which only the per-row checksum can see."""
+    table = pq.read_table(shard)
+    values = table.column(column).to_pylist()
+    values[row] = value
+    table = table.set_column(table.schema.get_field_index(column), column, pa.array(values, table.schema.field(column).type))
+    pq.write_table(table, shard, write_page_checksum=True)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_value_that_differs_from_its_row_checksum_names_shard_row_id_and_column(release, streaming):
+    shard = release / "data" / "test" / "shard-00001.parquet"
+    record_id = pq.read_table(shard, columns=["id"]).column("id")[0].as_py()
+    audio = bytearray(pq.read_table(shard, columns=["audio"]).column("audio")[0].as_py())
+    audio[len(audio) // 2] ^= 0x01  # one sample off by a bit: the WAV still decodes
+    _rewritten_with_stale_checksums(shard, 0, "audio", bytes(audio))
+    test = load_dataset(data_dir=release, split="test", streaming=streaming, verification_mode="no_checks")
+    with pytest.raises(RowChecksumError) as caught:
+        list(test)
     message = str(caught.value)
     assert str(release) in message and "data/test/shard-00001.parquet row 0" in message and record_id in message
-    assert "CRC-32" in message and "mmface4d validate" in message
-    assert any(record_id in str(p) and "shard-00001" in str(p) for p in validate_release(release))
+    assert "'audio'" in message and "xxh3-64" in message and "mmface4d validate" in message
+    with pytest.raises(ReleaseMismatchError, match="shard-00001.parquet has .* bytes"):  # the default checks see the new file
+        load_dataset(data_dir=release, split="test")
+    assert any("'audio'" in str(p) and "checksum" in str(p) and p.row == 0 for p in validate_release(release))
 
 
 def test_validate_reports_a_corrupted_page_header(release):

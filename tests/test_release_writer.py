@@ -78,7 +78,7 @@ def test_info_sequences_and_record_lookup(built):
     sources, out, report = built
     release = Release(out)
     info = release.info
-    assert info["format_version"] == "1.0" and info["num_vertices"] == 480
+    assert info["format_version"] == "1.1" and info["num_vertices"] == 480
     assert info["counts"]["sequences"] == 15 and info["counts"]["subjects"] == 5
     assert sum(s["sequences"] for s in info["splits"].values()) == 15
     table = release.sequences()

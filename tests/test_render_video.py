@@ -163,3 +163,30 @@ def test_release_row_and_unknown_id(tmp_path, capsys):
     assert (image != 255).any(axis=2).sum() > 300  # the face is drawn, seen from the front (+z)
     assert main(["render", "--data", str(release), "--id", "nope", "--out", str(tmp_path / "x.mp4")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_render_replaces_only_its_own_files_and_refuses_what_it_would_ignore(tmp_path, capsys):
+    """Issue 24: an existing file the renderer did not write is never replaced; negative frame indices and
+    options it would ignore are refused by name."""
+    from mmface4d_datasets.errors import MMFace4DError
+    from mmface4d_datasets.export import export_sequence
+
+    seq = _sphere_sequence(4)
+    mine = render_sequence(seq, tmp_path / "mine.mp4", size=(64, 64), progress=False)
+    assert render_sequence(seq, mine, size=(64, 64), progress=False) == mine  # its own video: replaced
+    still = render_sequence(seq, tmp_path / "mine.png", still=1, size=(64, 64))
+    assert render_sequence(seq, still, still=2, size=(64, 64)) == still
+    for name in ("holiday.png", "talk.mp4"):
+        theirs = tmp_path / name
+        theirs.write_bytes(b"the user's own file")
+        with pytest.raises(MMFace4DError, match="not written by mmface4d render"):
+            render_sequence(seq, theirs, still=0 if name.endswith(".png") else None, size=(64, 64), progress=False)
+        assert theirs.read_bytes() == b"the user's own file"
+    with pytest.raises(MMFace4DError, match="no negative indices"):
+        render_sequence(seq, tmp_path / "x.png", still=-1, size=(64, 64))
+    folder = tmp_path / "plys"
+    export_sequence(seq.vertices, seq.triangles, folder)
+    with pytest.raises(MMFace4DError, match="--faces is for a take folder"):
+        load_source(folder, faces=tmp_path / "faces.npy")
+    with pytest.raises(MMFace4DError, match="--faces cannot be used with --data"):
+        load_source(data=tmp_path, sequence_id="S/1", faces=tmp_path / "faces.npy")

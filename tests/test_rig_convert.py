@@ -199,7 +199,7 @@ def test_three_cameras_missing_frame_reported_and_audio_aligned(tmp_path, captur
         "master": {"first_capture_host_s": 10.0, "first_capture_device_usec": 2_000_000},
     }
     notes = []
-    report = convert_take(recs, "000002", tmp_path / "out", audio=wav, take_log=log, progress=False, log=notes.append)
+    report = convert_take(recs, "000002", tmp_path / "out", audio=wav, take_log=log, progress=False, log=notes.append, allow_damaged=True)
     assert report.num_frames == 4 and report.missing_frames == {0: [], 1: [], 2: [2]}
     assert any("camera 2: 1 frame(s) missing" in n for n in notes)
     take = Path(report.folder)
@@ -228,7 +228,7 @@ def test_landmark_files_beside_the_recordings_are_carried_onto_the_frame_grid(tm
     rows = np.arange(3 * 68 * 2, dtype=np.float32).reshape(3, 68, 2)
     np.save(tmp_path / "c2.landmarks.npy", rows)
     np.save(tmp_path / "c1.landmarks.npy", np.ones((4, 68, 2), np.float32))
-    report = convert_take(recs, "000007", tmp_path / "out", camera_ids=[1, 2], progress=False, log=lambda line: None)
+    report = convert_take(recs, "000007", tmp_path / "out", camera_ids=[1, 2], progress=False, log=lambda line: None, allow_damaged=True)
     carried = read_landmarks(Path(report.folder) / "000007_2.landmarks.npy")
     assert carried.shape == (4, 68, 2) and np.isnan(carried[2]).all()
     assert np.array_equal(carried[[0, 1, 3]], rows)
@@ -236,7 +236,7 @@ def test_landmark_files_beside_the_recordings_are_carried_onto_the_frame_grid(tm
     assert meta["cameras"]["2"]["landmarks"] == "carried from c2.landmarks.npy"
     np.save(tmp_path / "c2.landmarks.npy", rows[:2])
     with pytest.raises(LandmarkError, match=r"c2\.landmarks\.npy has 2 rows but its recording has 3 captures"):
-        convert_take(recs, "000008", tmp_path / "out", camera_ids=[1, 2], progress=False, log=lambda line: None)
+        convert_take(recs, "000008", tmp_path / "out", camera_ids=[1, 2], progress=False, log=lambda line: None, allow_damaged=True)
     assert not (tmp_path / "out" / "000008").exists() and not list((tmp_path / "out").glob(".000008*"))
 
 
@@ -291,3 +291,41 @@ def test_cli_prints_a_named_error_and_exits_2(tmp_path, capsys):
     code = main(["rig", "convert", str(junk), "--take", "000005", "--out", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "junk.mkv" in err and "Traceback" not in err
+
+
+def _unknown_size_segment(data: bytes) -> bytearray:
+    """The recording as a writer that died leaves it: its Segment's size is "unknown" (all ones)."""
+    data = bytearray(data)
+    at = data.find(b"\x18\x53\x80\x67") + 4
+    length = 9 - data[at].bit_length()
+    data[at : at + length] = bytes([(0xFF >> (length - 1)) | (0x80 >> (length - 1))] + [0xFF] * (length - 1))
+    return data
+
+
+def test_damaged_inputs_the_checks_used_to_let_through(tmp_path, capture, recording):
+    """Issue 24: a take id in non-ASCII digits, a depth block cut off in a live recording (unknown-size
+    Segment, so no total to compare with), and frames dropped above the limit are named errors."""
+    from capture_rig.errors import DamagedTake, RigError
+
+    good = _camera(tmp_path, capture, "good.mkv", [0, 1])
+    with pytest.raises(RigError, match="six ASCII digits"):
+        convert_take([good], "\u0660\u0660\u0660\u0660\u0660\u0661", tmp_path / "out", progress=False)
+    cut = tmp_path / "live.mkv"
+    depth_block = next(p for p in _packets(recording) if p[0] == "DEPTH")
+    cut.write_bytes(bytes(_unknown_size_segment(recording.read_bytes())[: depth_block[1] + depth_block[2] // 2]))
+    with pytest.raises(TruncatedRecording, match="cut off"):
+        convert_take([cut], "000008", tmp_path / "out", progress=False)
+    recs = [
+        _camera(tmp_path, capture, "c1.mkv", [0, 1, 2, 3], sync="MASTER"),
+        _camera(tmp_path, capture, "c2.mkv", [0, 1, 3], sync="SUBORDINATE", delay=320),
+    ]
+    with pytest.raises(DamagedTake, match=r"camera 2: 1 of 4 frames.*--allow-damaged"):
+        convert_take(recs, "000009", tmp_path / "out", camera_ids=[1, 2], progress=False, log=lambda line: None)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def _packets(path: Path) -> list[tuple[str, int, int]]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [(p.stream.metadata.get("title"), p.pos, p.size) for p in container.demux() if p.pts is not None]

@@ -50,7 +50,13 @@ def read_plan(path: str | os.PathLike) -> dict:
     seen = set()
     for n, item in enumerate(items):
         take_id = str(item.get("take_id", ""))
-        if len(take_id) != 6 or not take_id.isdigit() or take_id in seen or not item.get("text") or not item.get("sentence_id"):
+        if (
+            len(take_id) != 6
+            or not (take_id.isascii() and take_id.isdigit())
+            or take_id in seen
+            or not item.get("text")
+            or not item.get("sentence_id")
+        ):
             raise PlanError(f"{path}: item {n} needs a unique six-digit take_id, a sentence_id and a text: {item}")
         seen.add(take_id)
     return plan

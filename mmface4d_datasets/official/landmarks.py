@@ -46,10 +46,14 @@ def read_landmarks(path: str | os.PathLike) -> np.ndarray:
 
     path = Path(path)
     if path.name.endswith(".npy"):
+        from mmface4d_datasets.files import read_npy
+
         try:
-            array = np.load(path, allow_pickle=False)
+            array = read_npy(path)  # header checked against the file's size before allocating
         except FileNotFoundError:
             raise FormatError(f"{path}: landmark file is missing") from None
+        except FormatError:
+            raise
         except ValueError as exc:  # object arrays need pickle: refused
             raise FormatError(f"{path}: not a plain numeric .npy array: {exc}") from exc
         if array.dtype.kind not in "iuf":

@@ -36,6 +36,14 @@ TEMPLATE_RULE = (
     "(out of the face), metres"
 )
 
+#: The rule of a template the source brings (`write_release(given_templates=...)`), e.g. a FaceFormer
+#: layout's templates.pkl: step 4 only.
+GIVEN_TEMPLATE_RULE = (
+    "given: the source's own neutral template of the subject (e.g. a FaceFormer-layout templates.pkl), put into "
+    "the canonical frame by template-v1 step 4 (origin at the stable vertices' centroid, +x keypoint 36->45, +y "
+    "chin(8)->brows(19,24) orthogonalised, +z = x cross y), metres"
+)
+
 _FALLBACK_STABLE_KEYPOINTS = (27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45)
 _FRAME_CHUNK = 64  # frames processed together in float64 (memory: 64 x N x 3 x 8 bytes)
 
@@ -159,7 +167,12 @@ def canonical_axes(template: np.ndarray, keypoints: np.ndarray, stable: np.ndarr
 
 def canonical_template(references: list[np.ndarray], keypoints: np.ndarray, stable: np.ndarray) -> np.ndarray:
     """Rule steps 3 and 4: the subject's template in its canonical frame, (N, 3) float32, metres."""
-    source = subject_template_source(references, stable)
+    return canonical_frame_template(subject_template_source(references, stable), keypoints, stable)
+
+
+def canonical_frame_template(template: np.ndarray, keypoints: np.ndarray, stable: np.ndarray) -> np.ndarray:
+    """Rule step 4 alone: a given source-frame template (N, 3) in its canonical frame, (N, 3) float32."""
+    source = np.asarray(template, dtype=np.float64)
     axes, origin = canonical_axes(source, keypoints, stable)
     return ((source - origin) @ axes.T).astype(np.float32)
 

@@ -89,14 +89,16 @@ class FrozenMapping(Mapping):
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One file of `files`: size in bytes, sha256 (hex), and row count for Parquet files; each may be absent (None)."""
+    """One file of `files`: size in bytes, sha256 (hex), and for Parquet files the row count and the sha256 of the
+    footer (format 1.1: `release.checksums.footer_sha256`, checked on every open); each may be absent (None)."""
 
     size: int | None = None
     sha256: str | None = None
     rows: int | None = None
+    footer_sha256: str | None = None
 
     def to_json(self) -> dict:
-        pairs = (("bytes", self.size), ("sha256", self.sha256), ("rows", self.rows))
+        pairs = (("bytes", self.size), ("sha256", self.sha256), ("rows", self.rows), ("footer_sha256", self.footer_sha256))
         return {key: value for key, value in pairs if value is not None}
 
 
@@ -379,13 +381,15 @@ def _files(value, name, problems):
     table = _table(value, name, problems)
     if table is None:
         return FrozenMapping()
-    optional = (("bytes", _integer), ("sha256", _string), ("rows", _integer))
+    optional = (("bytes", _integer), ("sha256", _string), ("rows", _integer), ("footer_sha256", _string))
     files = {}
     for path, entry in table.items():
         before = len(problems)
         parsed = {key: parse(entry[key], f"{name}.{path}.{key}", problems) for key, parse in optional if key in entry}
         if len(problems) == before:
-            files[path] = FileEntry(size=parsed.get("bytes"), sha256=parsed.get("sha256"), rows=parsed.get("rows"))
+            files[path] = FileEntry(
+                size=parsed.get("bytes"), sha256=parsed.get("sha256"), rows=parsed.get("rows"), footer_sha256=parsed.get("footer_sha256")
+            )
     return FrozenMapping(files)
 
 

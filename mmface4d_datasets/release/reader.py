@@ -45,9 +45,17 @@ class Release:
         """The split manifest (meta/splits.json)."""
         path = self.path / "meta" / "splits.json"
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            manifest = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise FormatError(f"{path}: cannot be read ({exc})") from exc
+        if not isinstance(manifest, dict):
+            raise FormatError(f"{path}: holds a JSON {type(manifest).__name__}, not the split manifest object (run `mmface4d validate`)")
+        for key in ("train", "test"):
+            if not isinstance(manifest.get(key, []), list):
+                raise FormatError(f"{path}: field {key!r} is not a list of subject ids")
+        if not isinstance(manifest.get("style_reference", {}), dict):
+            raise FormatError(f"{path}: field 'style_reference' is not an object of sequence ids")
+        return manifest
 
     @cached_property
     def topology(self) -> dict[str, np.ndarray]:
@@ -56,9 +64,13 @@ class Release:
 
         path = self.path / "meta" / "topology.npz"
         try:
-            return read_npz(path)
-        except (OSError, ValueError) as exc:
-            raise FormatError(f"{path}: cannot be read ({exc})") from exc
+            arrays = read_npz(path)
+        except Exception as exc:  # OSError, ValueError, zipfile.BadZipFile, a damaged member (zlib.error, EOFError)
+            raise FormatError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
+        for key in ("triangles", "keypoints"):
+            if key not in arrays:
+                raise FormatError(f"{path}: has no {key!r} array")
+        return arrays
 
     def region_masks(self) -> dict[str, np.ndarray]:
         """Region name -> int64 vertex ids (lips, upper_face, face, eyes, nose, forehead)."""
@@ -105,54 +117,103 @@ class Release:
         decode=True: `vertices`, `head_pose`, `audio` decoded (`rows.decode_row`, audio at its stored rate); False: the stored
         bytes. `emotion` is the ClassLabel index (names in `info.emotions`).
         """
-        import pyarrow.parquet as pq
 
         for shard in self.shards(split):
-            parquet = pq.ParquetFile(shard)
+            parquet = self._open_shard(shard)
             row = 0
-            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
+            batches = parquet.iter_batches(batch_size=_BATCH_ROWS)
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                except Exception as exc:  # a damaged page (CRC, header, compression)
+                    raise self._read_error(shard, exc, f"reading past row {row}") from exc
                 for record in batch.to_pylist():
-                    yield self._decoded(record, shard, row) if decode else record
+                    yield self._decoded(record, shard, row) if decode else self._checked(record, shard, row)
                     row += 1
+
+    def _open_shard(self, shard: Path):
+        """`pq.ParquetFile` of a listed shard with page CRCs verified; a `ShardReadError` naming it otherwise."""
+        import pyarrow.parquet as pq
+
+        from mmface4d_datasets.release.checksums import PAGE_VERIFICATION
+        from mmface4d_datasets.release.integrity import footer_problem
+
+        relative = shard.relative_to(self.path).as_posix()
+        entry = self.info.files.get(relative)
+        problem = footer_problem(shard, entry.footer_sha256) if entry is not None and shard.is_file() else None
+        if problem is not None:
+            from mmface4d_datasets.release.integrity import ShardReadError
+
+            raise ShardReadError(f"release {self.path}: {relative}: {problem}; run `mmface4d validate {self.path}`")
+        try:
+            return pq.ParquetFile(shard, **PAGE_VERIFICATION)
+        except Exception as exc:  # missing, not Parquet
+            raise self._read_error(shard, exc, "opening") from exc
+
+    def _read_error(self, shard: Path, exc: BaseException, what: str):
+        from mmface4d_datasets.release.integrity import ShardReadError, root_cause
+
+        cause = root_cause(exc)
+        return ShardReadError(
+            f"release {self.path}: {shard.relative_to(self.path).as_posix()}: {what}: cannot be read "
+            f"({type(cause).__name__}: {cause}); run `mmface4d validate {self.path}`"
+        )
+
+    def _checked(self, stored: dict, shard: Path, row: int) -> dict:
+        from mmface4d_datasets.release.rows import verify_row
+
+        verify_row(stored, where=self._where(stored, shard, row))
+        return stored
 
     def record(self, id: str, decode: bool = True) -> dict:
         """One record by id, read from its shard's row group only."""
-        import pyarrow.parquet as pq
 
         if id not in self._locations:
             raise MMFace4DError(f"{self.path}: no sequence with id {id!r}")
         relative, row = self._locations[id]
         shard = self.path / relative
-        parquet = pq.ParquetFile(shard)
+        parquet = self._open_shard(shard)
         start = 0
         for group in range(parquet.num_row_groups):
             count = parquet.metadata.row_group(group).num_rows
             if row < start + count:
                 # Keep the last row group read: lookups (style references) tend to hit the same one again.
                 if self._last_group[0] != (relative, group):
-                    self._last_group = ((relative, group), parquet.read_row_group(group))
+                    try:
+                        self._last_group = ((relative, group), parquet.read_row_group(group))
+                    except Exception as exc:  # a damaged page
+                        raise self._read_error(shard, exc, f"row group {group}") from exc
                 stored = self._last_group[1].slice(row - start, 1).to_pylist()[0]
                 if stored["id"] != id:
                     raise FormatError(f"{shard} row {row}: holds {stored['id']!r}, meta/sequences.parquet says {id!r}")
-                return self._decoded(stored, shard, row) if decode else stored
+                return self._decoded(stored, shard, row) if decode else self._checked(stored, shard, row)
             start += count
         raise FormatError(f"{shard}: has no row {row} (meta/sequences.parquet points there for {id!r})")
 
     def _decoded(self, stored: dict, shard: Path, row: int) -> dict:
         from mmface4d_datasets.release.rows import decode_row
 
-        where = f"release {self.path}: {shard.relative_to(self.path).as_posix()} row {row} (id {stored.get('id')!r})"
-        return decode_row(stored, "default", where=where)
+        return decode_row(stored, "default", where=self._where(stored, shard, row))
+
+    def _where(self, stored: dict, shard: Path, row: int) -> str:
+        return f"release {self.path}: {shard.relative_to(self.path).as_posix()} row {row} (id {stored.get('id')!r})"
 
     def templates(self) -> dict[str, np.ndarray]:
         """subject_id -> template (N, 3) float32, metres, canonical frame (templates/templates.parquet)."""
-        import pyarrow.parquet as pq
 
         path = self.path / "templates" / "templates.parquet"
         from mmface4d_datasets.release.rows import decode_row
 
+        try:
+            rows = self._open_shard(path).read().to_pylist()
+        except Exception as exc:  # a damaged page
+            if isinstance(exc, MMFace4DError):
+                raise
+            raise self._read_error(path, exc, "reading") from exc
         result = {}
-        for index, row in enumerate(pq.read_table(path).to_pylist()):
+        for index, row in enumerate(rows):
             decoded = decode_row(row, "templates", where=f"release {self.path}: templates/templates.parquet row {index}")
             result[row["subject_id"]] = decoded["vertices"]
         return result

@@ -11,6 +11,9 @@ Stored forms (DESIGN.md, The record; docs/release_format.md):
 - config "raw": `landmarks` float64 bytes + `landmarks_shape` -> a list of (T, K, 2) float64 arrays, one
   per camera; `intrinsics` / `extrinsics` nested lists -> (C, 3, 3) / (C, 4, 4) float64.
 A field missing from the row (a removed column) is skipped; a value that is already decoded is kept.
+Before decoding, every stored value is checked against the row's `checksums` struct (format 1.1,
+`release.checksums`): a mismatch is a `RowChecksumError` naming the row and the column. The decoded row
+does not hold `checksums` (it is of the stored bytes); `verify_row` checks a stored row without decoding it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from mmface4d_datasets.errors import FormatError
+from mmface4d_datasets.release.checksums import ALGORITHM, CHECKSUM_COLUMN, mismatched_columns
 
 #: Columns that hold a stored form, per config.
 DECODED_FIELDS = {
@@ -33,18 +37,40 @@ class RowDecodeError(FormatError):
     """A stored value of a row cannot be decoded; the message names where (release, shard, row, id)."""
 
 
+class RowChecksumError(RowDecodeError):
+    """A stored value of a row differs from the digest the release writer recorded for it (damaged bytes on disk,
+    in a cache or on the network); the message names where (release, shard, row, id) and the column."""
+
+
+def verify_row(row: Mapping, *, where: str = "row") -> None:
+    """Raise `RowChecksumError` naming `where` and the column(s) when a stored value of `row` does not match
+    its `checksums` entry; a row without checksums (format 1.0, column removed) passes unchecked."""
+    bad = mismatched_columns(row)
+    if bad:
+        columns = ", ".join(
+            f"{name!r} (stored {expected & (1 << 64) - 1:016x}, read {actual & (1 << 64) - 1:016x})" for name, expected, actual in bad
+        )
+        raise RowChecksumError(
+            f"{where}: column {columns} does not match its {ALGORITHM} checksum: the stored bytes are damaged "
+            f"(a bad disk, an interrupted copy or download); fetch the shard again"
+        )
+
+
 def decode_row(row: Mapping, config: str = "default", *, where: str = "row", sample_rate: int | None = None) -> dict:
     """A copy of `row` with its stored fields decoded (see the module docstring).
 
     config: "default", "templates" or "raw". where: prefix of error messages (e.g. "release X: shard Y
     row 3 ('S1/000001')"). sample_rate: resample audio to this rate (polyphase) and set the row's
     `sample_rate` to it; None keeps the stored rate.
-    Raises `RowDecodeError` naming `where` and the field for a value that does not decode or whose
-    shape disagrees with the row's `num_frames` / `num_vertices`.
+    Raises `RowChecksumError` (a `RowDecodeError`) for a stored value that does not match the row's checksums,
+    `RowDecodeError` naming `where` and the field for a value that does not decode or whose shape disagrees
+    with the row's `num_frames` / `num_vertices`.
     """
     if config not in DECODED_FIELDS:
         raise ValueError(f"decode_row: unknown config {config!r} (known: {', '.join(DECODED_FIELDS)})")
     record = dict(row)
+    verify_row(record, where=where)
+    record.pop(CHECKSUM_COLUMN, None)
     try:
         if config == "default":
             _decode_sequence_fields(record, where, sample_rate)

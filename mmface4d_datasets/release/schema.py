@@ -30,7 +30,9 @@ from mmface4d_datasets.errors import FormatError
 
 #: Version of the on-disk release layout. Separate from the package version; bumped on any change
 #: that an older reader could misread.
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
+#: Format versions before per-row checksums (`checksums` column, page CRCs, footer digests): still read, unchecked.
+UNCHECKED_FORMAT_VERSIONS = ("1.0",)
 
 #: Emotion class names, in ClassLabel order (DESIGN.md, The record), and the sentence-id prefixes
 #: that carry them.
@@ -56,7 +58,8 @@ def emotion_of(sentence_id: str, *, where: str = "") -> int:
 
 # --------------------------------------------------------------------------- tables
 # The columns of every table of a release, in file order, with their `datasets` feature: a dtype name is a
-# `Value`, a one-element list a `List` of it, EMOTION_FEATURE the ClassLabel of the emotion names. The Arrow
+# `Value`, a one-element list a `List` of it, a dict a struct
+# (the last column of each table, `checksums`: `release.checksums`), EMOTION_FEATURE the ClassLabel of the emotion names. The Arrow
 # schemas are built from these through `datasets.Features(...).arrow_schema` (imported on first use:
 # `import mmface4d_datasets` stays light).
 
@@ -81,6 +84,7 @@ DATA_FIELDS = (
     ("vertices", "binary"),
     ("head_pose", "binary"),
 )
+DATA_FIELDS += (("checksums", {name: "int64" for name, _ in DATA_FIELDS}),)
 #: `raw/{split}/shard-*.parquet`.
 RAW_FIELDS = (
     ("id", "string"),
@@ -90,6 +94,7 @@ RAW_FIELDS = (
     ("landmarks", "binary"),
     ("landmarks_shape", [["int32"]]),
 )
+RAW_FIELDS += (("checksums", {name: "int64" for name, _ in RAW_FIELDS}),)
 #: `templates/templates.parquet`.
 TEMPLATE_FIELDS = (
     ("subject_id", "string"),
@@ -99,6 +104,7 @@ TEMPLATE_FIELDS = (
     ("rule", "string"),
     ("vertices", "binary"),
 )
+TEMPLATE_FIELDS += (("checksums", {name: "int64" for name, _ in TEMPLATE_FIELDS}),)
 #: `meta/sequences.parquet` (emotion by name here; stored without `datasets` metadata).
 SEQUENCE_FIELDS = (
     ("id", "string"),
@@ -129,6 +135,8 @@ def _feature(kind):
         return datasets.ClassLabel(names=list(EMOTION_NAMES))
     if isinstance(kind, list):
         return datasets.List(_feature(kind[0]))
+    if isinstance(kind, dict):  # a struct (the `checksums` column: one digest per other column)
+        return {name: _feature(inner) for name, inner in kind.items()}
     return datasets.Value(kind)
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from mmface4d_datasets.errors import FileSystemError, FormatError, MMFace4DError, output_error
 from mmface4d_datasets.release import canonical
 from mmface4d_datasets.release.audio import encode_audio
+from mmface4d_datasets.release.checksums import CHECKSUM_COLUMN, PAGE_CHECKSUMS, footer_sha256, row_checksums
 from mmface4d_datasets.files import atomic_write_bytes, discard, json_bytes, npz_bytes, read_npz, sha256_file, temporary_path
 from mmface4d_datasets.release.schema import (
     EMOTION_NAMES,
@@ -127,6 +128,7 @@ def _write_release(
     card_info: dict | None = None,
     keep_staging: bool = False,
     map=None,
+    given_templates: dict[str, np.ndarray] | None = None,
 ) -> BuildReport:
     """Write a release folder from `sources` (the module docstring lists the stages).
 
@@ -149,6 +151,10 @@ def _write_release(
         is a module-level function and the items are picklable, so a process pool or a cluster can
         run them (builders passes `reconstruction.executor.Executor.map`). Default: in this process.
         Each staged file is written atomically, so the output bytes do not depend on the map.
+    given_templates: subject_id -> (N, 3) template in the subject's SOURCE frame that the source brings
+        (a FaceFormer-layout templates.pkl): used instead of rule steps 2-3 for those subjects, put into
+        the canonical frame by step 4 (`canonical.canonical_frame_template`); its row's rule says so.
+        Sources whose rows depend on it must say so in their `fingerprint()`.
     Returns a `BuildReport`. Raises `BuildError` when no take is left to write.
     """
     if on_error not in ("stop", "skip"):
@@ -194,7 +200,7 @@ def _write_release(
         metas[key] = json.loads(read_npz(staging / "takes" / f"{key}.npz")["meta"].tobytes().decode("utf-8"))
 
     # 2. templates
-    templates = _templates(metas, staging, topology, stable, fail)
+    templates = _templates(metas, staging, topology, stable, fail, given_templates or {})
     metas = {key: meta for key, meta in metas.items() if meta["subject_id"] in templates}
     if not metas:
         raise BuildError(f"{out_dir}: no take could be written ({len(report.skipped)} skipped)")
@@ -230,7 +236,7 @@ def _write_release(
         sequence_rows += written
         _write_raw_shards(out_dir, split, split_metas, staging, plan, produced)
         report.split_counts[split] = len(split_metas)
-    _write_templates(out_dir, templates, metas, topology, produced)
+    _write_templates(out_dir, templates, metas, topology, produced, set(given_templates or ()))
     _write_parquet(out_dir / "meta" / "sequences.parquet", _sequences_table(sequence_rows), produced)
     atomic_write_bytes(out_dir / "meta" / "splits.json", json_bytes(manifest))
     atomic_write_bytes(out_dir / "meta" / "topology.npz", npz_bytes(_topology_arrays(topology)))
@@ -408,8 +414,10 @@ def _matrix_or_nan(matrices: dict, camera: int, size: int) -> np.ndarray:
     return matrix
 
 
-def _templates(metas, staging, topology, stable, fail) -> dict[str, np.ndarray]:
-    """subject_id -> canonical template (N, 3) float32; a subject whose template fails is skipped via `fail`."""
+def _templates(metas, staging, topology, stable, fail, given=None) -> dict[str, np.ndarray]:
+    """subject_id -> canonical template (N, 3) float32 (from `given` source-frame templates where there is one);
+    a subject whose template fails is skipped via `fail`."""
+    given = given or {}
     by_subject: dict[str, list[dict]] = defaultdict(list)
     for key, meta in metas.items():
         by_subject[meta["subject_id"]].append(dict(meta, key=key))
@@ -419,6 +427,9 @@ def _templates(metas, staging, topology, stable, fail) -> dict[str, np.ndarray]:
         chosen = [m for m in takes if m["emotion"] == 0] or takes
         references = [read_npz(staging / "takes" / f"{m['key']}.npz")["reference"] for m in chosen]
         try:
+            if subject in given:
+                templates[subject] = canonical.canonical_frame_template(given[subject], topology.keypoints, stable)
+                continue
             templates[subject] = canonical.canonical_template(references, topology.keypoints, stable)
         except ValueError as exc:
             for meta in takes:
@@ -452,6 +463,7 @@ def _writer(path: Path, schema):
         write_statistics=[f.name for f in schema if f.name not in binary],
         version="2.6",
         data_page_version="1.0",
+        **PAGE_CHECKSUMS,
     )
 
 
@@ -470,7 +482,7 @@ def _shard_path(out_dir: Path, config: str, split: str, index: int) -> Path:
 
 
 def _data_row(meta: dict, audio: bytes, row: dict) -> dict:
-    return {
+    stored = {
         "id": meta["id"],
         "subject_id": meta["subject_id"],
         "take_id": meta["take_id"],
@@ -488,6 +500,13 @@ def _data_row(meta: dict, audio: bytes, row: dict) -> dict:
         "vertices": row["vertices"].tobytes(),
         "head_pose": np.ascontiguousarray(row["head_pose"], dtype="<f4").tobytes(),
     }
+    return _with_checksums(stored)
+
+
+def _with_checksums(row: dict) -> dict:
+    """`row` with its `checksums` struct (one digest per column: `release.checksums`)."""
+    row[CHECKSUM_COLUMN] = row_checksums(row, [name for name in row if name != CHECKSUM_COLUMN])
+    return row
 
 
 SHARD_MULTIPLE = 8
@@ -581,21 +600,23 @@ def _write_raw_shards(out_dir, split, metas, staging, plan, produced) -> None:
         landmarks = [staged[f"raw_landmarks_{c}"] for c in cameras]
         blob = b"".join(np.ascontiguousarray(a, dtype="<f8").tobytes() for a in landmarks)
         rows.append(
-            {
-                "id": meta["id"],
-                "cameras": cameras,
-                "intrinsics": [m.reshape(-1).tolist() for m in staged["raw_intrinsics"]],
-                "extrinsics": [m.reshape(-1).tolist() for m in staged["raw_extrinsics"]],
-                "landmarks": blob,
-                "landmarks_shape": [list(a.shape) for a in landmarks],
-            }
+            _with_checksums(
+                {
+                    "id": meta["id"],
+                    "cameras": cameras,
+                    "intrinsics": [m.reshape(-1).tolist() for m in staged["raw_intrinsics"]],
+                    "extrinsics": [m.reshape(-1).tolist() for m in staged["raw_extrinsics"]],
+                    "landmarks": blob,
+                    "landmarks_shape": [list(a.shape) for a in landmarks],
+                }
+            )
         )
         if len(rows) == plan[shard_index]:
             _write_parquet(_shard_path(out_dir, "raw", split, shard_index), pa.Table.from_pylist(rows, schema=raw_schema()), produced)
             rows, shard_index = [], shard_index + 1
 
 
-def _write_templates(out_dir, templates, metas, topology, produced) -> None:
+def _write_templates(out_dir, templates, metas, topology, produced, given=frozenset()) -> None:
     import pyarrow as pa
 
     counts: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
@@ -608,14 +629,16 @@ def _write_templates(out_dir, templates, metas, topology, produced) -> None:
             continue
         neutral, total = counts[subject]
         rows.append(
-            {
-                "subject_id": subject,
-                "num_vertices": int(topology.num_vertices),
-                "topology": topology.name,
-                "num_sequences": int(neutral or total),
-                "rule": canonical.TEMPLATE_RULE,
-                "vertices": np.ascontiguousarray(templates[subject], dtype="<f4").tobytes(),
-            }
+            _with_checksums(
+                {
+                    "subject_id": subject,
+                    "num_vertices": int(topology.num_vertices),
+                    "topology": topology.name,
+                    "num_sequences": int(neutral or total),
+                    "rule": canonical.GIVEN_TEMPLATE_RULE if subject in given else canonical.TEMPLATE_RULE,
+                    "vertices": np.ascontiguousarray(templates[subject], dtype="<f4").tobytes(),
+                }
+            )
         )
     _write_parquet(
         out_dir / "templates" / "templates.parquet", pa.Table.from_pylist(rows, schema=template_schema()), produced, row_group_rows=256
@@ -715,7 +738,10 @@ def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> Relea
             import pyarrow.parquet as pq
 
             rows = pq.ParquetFile(path).metadata.num_rows
-        files[path.relative_to(out_dir).as_posix()] = FileEntry(size=path.stat().st_size, sha256=sha256_file(path), rows=rows)
+        footer = footer_sha256(path) if path.suffix == ".parquet" else None
+        files[path.relative_to(out_dir).as_posix()] = FileEntry(
+            size=path.stat().st_size, sha256=sha256_file(path), rows=rows, footer_sha256=footer
+        )
     return ReleaseInfo(
         format_version=FORMAT_VERSION,
         writer=f"mmface4d-datasets {__version__}",

@@ -132,6 +132,11 @@ def load_source(source=None, *, data=None, sequence_id=None, faces=None, audio=N
     if data is not None or sequence_id is not None:
         if data is None or sequence_id is None:
             raise MMFace4DError("a release row needs both --data RELEASE and --id ID")
+        ignored = [name for name, value in (("SOURCE", source), ("--faces", faces), ("--audio", audio)) if value is not None]
+        if ignored:
+            raise MMFace4DError(
+                f"{' and '.join(ignored)} cannot be used with --data: a release row brings its own triangles (meta/topology.npz) and audio"
+            )
         seq = load_release_row(data, sequence_id)
     else:
         if source is None:
@@ -139,7 +144,12 @@ def load_source(source=None, *, data=None, sequence_id=None, faces=None, audio=N
         path = Path(source)
         if not path.is_dir():
             raise MMFace4DError(f"{path}: no such folder (a take folder or a folder of .ply frames)")
-        seq = load_ply_folder(path, audio) if any(path.glob("*.ply")) else load_take(path, faces)
+        ply = any(path.glob("*.ply"))
+        if ply and faces is not None:
+            raise MMFace4DError(f"{path}: --faces is for a take folder; a folder of .ply frames carries its own triangles")
+        if not ply and audio is not None:
+            raise MMFace4DError(f"{path}: --audio is for a folder of .ply frames; a take folder's audio is its ID.wav")
+        seq = load_ply_folder(path, audio) if ply else load_take(path, faces)
     check_sequence(seq)
     return seq
 
@@ -257,6 +267,7 @@ def encode_video(
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temporary_path(path)
         container = av.open(str(tmp), "w", format="mp4")
+        container.metadata["comment"] = RENDER_TAG  # how a later render knows this file is its own to replace
     except OSError as exc:
         raise MMFace4DError(f"{path}: cannot write the video there ({exc.strerror or exc})") from exc
     try:
@@ -314,6 +325,40 @@ def _progress(total: int, name: str, enabled: bool):
     return tqdm(total=total, desc=f"render {name}", unit="frame", disable=not enabled, leave=False)
 
 
+#: Written into every PNG (tEXt Software) and MP4 (comment) that `mmface4d render` makes.
+RENDER_TAG = "mmface4d render"
+
+
+def _ours(path: Path) -> bool:
+    """Whether the existing file at `path` is a PNG or MP4 that `mmface4d render` wrote (its tag inside)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError:
+        return False
+    if head.startswith(b"\x89PNG"):
+        return b"tEXtSoftware\x00" + RENDER_TAG.encode() in head
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            return container.metadata.get("comment") == RENDER_TAG
+    except Exception:  # not a media file at all
+        return False
+
+
+def check_output_file(path) -> None:
+    """Refuse `path` when it exists and is not a file `mmface4d render` wrote (the output-folder rule, for one
+    file): a user's own image or video is never replaced."""
+    path = Path(path)
+    if path.is_dir():
+        raise MMFace4DError(f"{path}: --out is a folder; give a file name (.mp4, or .png with --still)")
+    if path.exists() and not _ours(path):
+        raise MMFace4DError(
+            f"{path}: exists and was not written by mmface4d render; it is left as it is (choose another --out, or remove it)"
+        )
+
+
 def write_png(path, image: np.ndarray) -> Path:
     """A PNG (temporary name, then rename) without dates or version strings in it."""
     import io
@@ -322,8 +367,12 @@ def write_png(path, image: np.ndarray) -> Path:
 
     from mmface4d_datasets.files import atomic_write_bytes
 
+    from PIL.PngImagePlugin import PngInfo
+
+    tag = PngInfo()
+    tag.add_text("Software", RENDER_TAG)  # how a later render knows this file is its own to replace
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG", pnginfo=tag)
     try:
         atomic_write_bytes(path, buffer.getvalue())
     except OSError as exc:
@@ -346,9 +395,10 @@ def render_sequence(
     background = parse_background(background)
     camera = sequence_camera(seq, view, size)
     T = len(seq.vertices)
+    check_output_file(out)
     if still is not None:
-        if not -T <= still < T:
-            raise MMFace4DError(f"--still {still}: {seq.name} has frames 0..{T - 1}")
+        if not 0 <= still < T:
+            raise MMFace4DError(f"--still {still}: {seq.name} has frames 0..{T - 1} (counted from 0; no negative indices)")
         image, frags = render_frame(seq.vertices[still], seq.triangles, camera, background, backend=backend)
         if not frags.mask.any():
             raise RenderError(f"{seq.name}: the camera sees nothing of frame {still}")

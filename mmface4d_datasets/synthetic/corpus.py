@@ -261,7 +261,7 @@ def sentences_by_emotion() -> dict[str, tuple[Sentence, ...]]:
 
 def emotion_of_sentence_id(sentence_id: str) -> str:
     """The emotion carried by a six-digit sentence id's two-digit prefix; ValueError for an unknown prefix."""
-    if len(sentence_id) != 6 or not sentence_id.isdigit():
+    if len(sentence_id) != 6 or not (sentence_id.isascii() and sentence_id.isdigit()):
         raise ValueError(f"sentence id {sentence_id!r} is not six digits")
     try:
         return EMOTION_PREFIXES[sentence_id[:2]]
