@@ -178,4 +178,7 @@ def test_export_takes_a_release_name_too(mini_release, monkeypatch, tmp_path, ca
     mesh = trimesh.load(tmp_path / "ply" / "frame_00001.ply", process=False)
     assert (mesh.vertices == release.record(sequence_id)["vertices"][1]).all() and len(mesh.faces) == len(release.topology["triangles"])
     assert main(["export", "--out", str(tmp_path / "none")]) == 2
-    assert "give either PREFIX" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    assert (
+        "give PREFIX (with --num-vertices and --faces), faceformer RELEASE, or --data RELEASE --id ID" in capsys.readouterr().err
+        and not (tmp_path / "none").exists()
+    )
