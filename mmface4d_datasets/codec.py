@@ -165,7 +165,8 @@ def encode(vertices, max_error: float = 1e-5, *, level: int = DEFAULT_LEVEL, ver
         return _pack(_MODE_EMPTY, num_frames, num_vertices, max_error, 0.0, (0.0, 0.0, 0.0), [], fmt=fmt)
     if max_error > 0.0:
         if fmt >= 3:
-            best = _encode_lowrank(array, max_error, level)
+            with _one_blas_thread():
+                best = _encode_lowrank(array, max_error, level)
             if best is None or _worth_trying_the_grid(best, array):
                 grid = _encode_grid(array, max_error, level, fmt)
                 if grid is not None and (best is None or len(grid) < len(best)):
@@ -463,14 +464,16 @@ _MAX_CHUNK_FRAMES = 128
 #: Most temporal components of one chunk (the decoder refuses more).
 _MAX_COMPONENTS = 64
 #: Quantisation steps of the mean shape and of the spatial maps, in grid steps (2 * max_error).
-_MEAN_STEP = 0.25
-_MAP_STEP = 1.0
+_MEAN_STEP = 0.125
+_MAP_STEP = 0.9
 #: float32 unit roundoff: the decoder's product and its additions run in float32.
 _UNIT_ROUNDOFF = 2.0**-24
 #: The low-rank mode is used only while the float32 rounding margin is at most this share of the bound.
 _MAX_MARGIN_SHARE = 0.5
 #: Every n-th coordinate serves to estimate the residual's cost while the encoder chooses the rank.
 _RANK_SAMPLE = 29
+#: Every n-th coordinate enters the Gram matrix whose eigenvectors are the temporal basis (from 2**15 coordinates a frame).
+_GRAM_SAMPLE = 5
 #: Map symbols at or above this byte value are escapes whose remainder lies in ``MAPX``.
 _MAP_ESCAPE = 255
 #: The grid mode is tried as well when the input is this small, or the low-rank stream spends more bits per coordinate.
@@ -500,6 +503,20 @@ def _chunk_bounds(num_frames: int) -> list[tuple[int, int]]:
     count = -(-num_frames // _MAX_CHUNK_FRAMES)
     edges = [round(i * num_frames / count) for i in range(count + 1)]
     return list(zip(edges[:-1], edges[1:]))
+
+
+def _map_residual(rows: np.ndarray, starts: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """The spatial prediction of map rows (R, 3, N): the grid mode's (predecessor, or a segment start's
+    reference), then that residual minus the one two places back.
+
+    The second step removes what is left of the gradient along a scan row and the alternation between
+    neighbours that the BFM front face's two kinds of vertex (4 and 8 triangle neighbours, alternating
+    along a row) leave in the maps. It is undone by a cumulative sum over each parity.
+    """
+    first = _spatial_residual(rows, starts, references)
+    second = first.copy()
+    second[..., 2:] -= first[..., :-2]
+    return second
 
 
 def _row_values(rows: np.ndarray, steps) -> np.ndarray:
@@ -539,16 +556,21 @@ def _fit_chunk(relative: np.ndarray, step: float, starts: np.ndarray, references
     """
     frames, width = relative.shape
     steps = (_MEAN_STEP * step, _MAP_STEP * step)
-    mean = np.rint(relative.mean(axis=0) / steps[0]).astype(np.int64)
+    average = relative.mean(axis=0)
+    mean = np.rint(average / steps[0]).astype(np.int64)
     centred = relative - _row_values(mean.reshape(1, -1, 3), steps)[0].reshape(-1)
     empty = _Chunk(np.zeros((frames, 0), dtype=np.int64), mean.reshape(1, -1, 3), steps)
     most = min(frames - 1, _MAX_COMPONENTS)
     if most <= 0:
         return empty
-    grid = np.rint(centred / step)
+    # centred on the exact average, so that the basis is orthogonal to the constant and the mean's
+    # rounding (constant in time) stays out of the maps; every _GRAM_SAMPLE-th coordinate finds the
+    # temporal subspace as well as all of them (the maps below use every coordinate)
+    stride = _GRAM_SAMPLE if width >= 2**15 else 1
+    grid = np.rint((relative[:, ::stride] - average[::stride]) / step)
     eigenvalues, vectors = np.linalg.eigh(grid @ grid.T)
     eigenvalues, vectors = eigenvalues[::-1][:most], vectors[:, ::-1][:, :most]
-    vectors = vectors[:, eigenvalues > 0.01 * width]  # below a tenth of a grid step (rms): noise only
+    vectors = vectors[:, eigenvalues > 0.01 * grid.shape[1]]  # below a tenth of a grid step (rms): noise only
     if vectors.shape[1] == 0:
         return empty
     largest = np.argmax(np.abs(vectors), axis=0)
@@ -603,7 +625,8 @@ def _rounding_margin(chunks: list[_Chunk], models, reach: float, remainder: floa
     """
     terms = max(chunk.components for chunk in chunks) + 1
     gamma = terms * _UNIT_ROUNDOFF / (1.0 - terms * _UNIT_ROUNDOFF)
-    sums = max(float((np.abs(basis) @ np.abs(rows)).max()) for basis, rows, _ in models)
+    # sum_k |a_tk| |b_kj| <= sum_k max_t |a_tk| |b_kj|: one vector-matrix product per chunk
+    sums = max(float((np.abs(basis).max(axis=0) @ np.abs(rows)).max()) for basis, rows, _ in models)
     product = gamma * sums * (1.0 + 1e-6)
     margin = 1.01 * (product + 2.01 * _UNIT_ROUNDOFF * (reach + product + remainder + 2.0 * max_error)) + 1e-300
     quantum = 2.0 ** (np.floor(np.log2(margin)) - 3)
@@ -621,7 +644,7 @@ def _encode_lowrank(array: np.ndarray, max_error: float, level: int) -> bytes | 
     if not np.all(np.isfinite(high - low)) or float((high - low).max()) / step >= 2.0**26:
         return None  # the grid mode serves such ranges (the maps' integer products must stay exact)
     origin = ((low + high) / 2).astype(np.float32)
-    relative = (array.astype(np.float64) - origin.astype(np.float64)).reshape(num_frames, -1)
+    relative = np.subtract(array, origin, dtype=np.float64).reshape(num_frames, -1)
     starts, references = _row_segments(relative[0].reshape(-1, 3))
     bounds = _chunk_bounds(num_frames)
     chunks = [_fit_chunk(relative[first:last], step, starts, references) for first, last in bounds]
@@ -639,8 +662,7 @@ def _encode_lowrank(array: np.ndarray, max_error: float, level: int) -> bytes | 
     residual = np.rint(np.divide(offset, residual_step, out=offset)).reshape(-1)
     places = np.flatnonzero(residual)
     rows = np.concatenate([chunk.rows for chunk in chunks])  # (R, N, 3)
-    spatial = _spatial_residual(rows.transpose(0, 2, 1), starts, references)
-    symbols = _zigzag(spatial)
+    symbols = _zigzag(_map_residual(rows.transpose(0, 2, 1), starts, references))
     map_bytes = np.minimum(symbols, _MAP_ESCAPE).astype(np.uint8)
     coefficients = np.concatenate([np.diff(chunk.coefficients, axis=0, prepend=0).reshape(-1) for chunk in chunks])
     sections = [
@@ -667,13 +689,40 @@ def _encode_lowrank(array: np.ndarray, max_error: float, level: int) -> bytes | 
     return data
 
 
+#: Zig-zag symbols 0..255 back to signed integers (255 is the escape, replaced from MAPX).
+_MAP_SYMBOLS = ((np.arange(256) >> 1) ^ -(np.arange(256) & 1)).astype(np.int32)
+
+
 def _product(basis: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
     """``out = basis @ rows`` in float32 (BLAS): the one step whose rounding may differ between machines.
 
     Its result is within the stream's rounding margin of the exact product whatever the order of the
-    additions (tests replace it by other orders to check that the bound still holds).
+    additions (tests replace it by other orders to check that the bound still holds). It runs on one
+    BLAS thread where threadpoolctl is installed: a decoder usually runs beside others (DataLoader
+    workers), where BLAS threads of their own only contend for the same cores.
     """
-    np.matmul(basis, rows, out=out)
+    with _one_blas_thread():
+        np.matmul(basis, rows, out=out)
+
+
+_BLAS_CONTROLLER: list = []
+
+
+def _one_blas_thread():
+    """A context limiting BLAS to one thread (threadpoolctl), or doing nothing where it is absent."""
+    if not _BLAS_CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS_CONTROLLER.append(ThreadpoolController())
+        except ImportError:
+            _BLAS_CONTROLLER.append(None)
+    controller = _BLAS_CONTROLLER[0]
+    if controller is None:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")
 
 
 def _worth_trying_the_grid(data: bytes, array: np.ndarray) -> bool:
@@ -702,27 +751,25 @@ def _decode_lowrank(sections, header: _Header) -> np.ndarray:
     ):
         raise CodecError(f"codec stream chunk table {table.tolist()} does not fit {num_frames} frames")
     steps = _section_array(sections, b"STPS", 2 * len(table), {6}).reshape(-1, 2)
-    if not np.all(np.isfinite(steps)) or np.any(steps <= 0.0) or header.grid_levels * float(steps.max()) > 1e36:
+    if not np.all(np.isfinite(steps)) or np.any(steps <= 0.0) or 2.0**31 * float(steps.max()) > 1e36:
         raise CodecError("codec stream declares map steps that are not finite and positive, or maps beyond float32")
     starts, references = _segment_table(sections, num_vertices)
     coefficients = _unzigzag(_section_array(sections, b"TCOF", int((frames * components).sum()), {0, 1, 2, 3}))
     row_count = int((components + 1).sum())
     map_bytes = _section_array(sections, b"MAPS", row_count * 3 * num_vertices, {0})
-    spatial = map_bytes.astype(np.int32)
-    sign = spatial & 1
-    np.negative(sign, out=sign)
-    spatial >>= 1
-    spatial ^= sign  # zig-zag undone in place
+    spatial = np.empty(map_bytes.size, dtype=np.int32)
+    for first in range(0, map_bytes.size, _UNPACK_CHUNK):  # pieces keep take's intp copy of the indices in cache
+        np.take(_MAP_SYMBOLS, map_bytes[first : first + _UNPACK_CHUNK], out=spatial[first : first + _UNPACK_CHUNK], mode="clip")
     escaped = np.flatnonzero(map_bytes == _MAP_ESCAPE)
     escapes = _section_array(sections, b"MAPX", escaped.size, {0, 1, 2, 3}).astype(np.uint64)
     spatial[escaped] = _unzigzag(escapes + np.uint64(_MAP_ESCAPE)).astype(np.int32)  # wraps if forged: caught below
     spatial = spatial.reshape(row_count, 3, num_vertices)
+    for parity in (0, 1):  # undo the difference two places back (see _map_residual)
+        np.cumsum(spatial[..., parity::2], axis=-1, out=spatial[..., parity::2])
     if starts.size:
         steps_at_starts = _segment_steps(spatial, starts, references)
         spatial[:, :, starts] += steps_at_starts
-    rows = np.cumsum(spatial, axis=-1, dtype=np.int32)  # intermediate sums may wrap; the final values fit
-    if int(np.abs(rows).max()) >= header.grid_levels:
-        raise CodecError(f"codec stream maps exceed the declared {header.grid_levels} levels")
+    rows = np.cumsum(spatial, axis=-1, dtype=np.int32, out=spatial)  # sums may wrap; int32 * step stays finite
     vertices = np.empty((num_frames, num_vertices, 3), dtype=np.float32)
     first_frame = first_row = first_coefficient = 0
     for (length, rank), chunk_steps in zip(table.tolist(), steps.tolist()):
