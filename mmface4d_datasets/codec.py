@@ -478,7 +478,7 @@ _GRAM_SAMPLE = 5
 _MAP_ESCAPE = 255
 #: The grid mode is tried as well when the input is this small, or the low-rank stream spends more bits per coordinate.
 _TRY_GRID_BELOW_COORDINATES = 1 << 20
-_TRY_GRID_ABOVE_BITS = 1.5
+_TRY_GRID_ABOVE_BITS = 3.5
 
 
 @dataclass(frozen=True)
@@ -689,6 +689,36 @@ def _encode_lowrank(array: np.ndarray, max_error: float, level: int) -> bytes | 
     return data
 
 
+#: Vertices per block of the decoder's product: the block's rows, product and output stay in cache.
+_PRODUCT_BLOCK = 1024
+
+
+def _reconstruct_chunk(basis: np.ndarray, rows: np.ndarray, steps, origin: np.ndarray, out: np.ndarray) -> None:
+    """``out = float32(float32(basis @ row values) + origin)`` for one chunk, a block of vertices at a time.
+
+    ``rows`` (1 + K, 3, N) int32; ``out`` (frames, N, 3) float32. Per block: the rows' float32 values in
+    (1 + K, block, 3) layout, one BLAS product into a scratch buffer, then the origin added on the
+    way into ``out``, so the output's memory is first touched in order, and only once.
+    """
+    frames, num_vertices = out.shape[0], out.shape[1]
+    count = rows.shape[0]
+    block = min(_PRODUCT_BLOCK, num_vertices)
+    scale = np.full((count, 1, 1), steps[1])
+    scale[0] = steps[0]
+    value_buffer = np.empty(count * block * 3, dtype=np.float32)
+    product_buffer = np.empty(frames * block * 3, dtype=np.float32)
+    tiled_origin = np.tile(origin, block)
+    flat_out = out.reshape(frames, -1)
+    with _one_blas_thread():
+        for first in range(0, num_vertices, block):
+            width = min(block, num_vertices - first)
+            values = value_buffer[: count * width * 3].reshape(count, width, 3)
+            np.multiply(rows[:, :, first : first + width].transpose(0, 2, 1), scale, out=values, dtype=np.float64, casting="same_kind")
+            product = product_buffer[: frames * width * 3].reshape(frames, width * 3)
+            _product(basis, values.reshape(count, width * 3), product)
+            np.add(product, tiled_origin[: width * 3], out=flat_out[:, 3 * first : 3 * (first + width)])
+
+
 #: Zig-zag symbols 0..255 back to signed integers (255 is the escape, replaced from MAPX).
 _MAP_SYMBOLS = ((np.arange(256) >> 1) ^ -(np.arange(256) & 1)).astype(np.int32)
 
@@ -697,12 +727,11 @@ def _product(basis: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
     """``out = basis @ rows`` in float32 (BLAS): the one step whose rounding may differ between machines.
 
     Its result is within the stream's rounding margin of the exact product whatever the order of the
-    additions (tests replace it by other orders to check that the bound still holds). It runs on one
-    BLAS thread where threadpoolctl is installed: a decoder usually runs beside others (DataLoader
-    workers), where BLAS threads of their own only contend for the same cores.
+    additions (tests replace it by other orders to check that the bound still holds). The caller runs
+    it on one BLAS thread where threadpoolctl is installed: a decoder usually runs beside others
+    (DataLoader workers), where BLAS threads of their own only contend for the same cores.
     """
-    with _one_blas_thread():
-        np.matmul(basis, rows, out=out)
+    np.matmul(basis, rows, out=out)
 
 
 _BLAS_CONTROLLER: list = []
@@ -771,19 +800,20 @@ def _decode_lowrank(sections, header: _Header) -> np.ndarray:
         spatial[:, :, starts] += steps_at_starts
     rows = np.cumsum(spatial, axis=-1, dtype=np.int32, out=spatial)  # sums may wrap; int32 * step stays finite
     vertices = np.empty((num_frames, num_vertices, 3), dtype=np.float32)
+    origin = np.asarray(header.origin, dtype=np.float32)
     first_frame = first_row = first_coefficient = 0
     for (length, rank), chunk_steps in zip(table.tolist(), steps.tolist()):
-        values = _row_values(rows[first_row : first_row + rank + 1].transpose(0, 2, 1), chunk_steps)
         chunk_coefficients = np.cumsum(coefficients[first_coefficient : first_coefficient + length * rank].reshape(length, rank), axis=0)
         if chunk_coefficients.size and np.abs(chunk_coefficients).max() > 2**_COEFFICIENT_BITS:
             raise CodecError("codec stream temporal coefficients exceed 1")
-        _product(
+        _reconstruct_chunk(
             _basis_matrix(chunk_coefficients),
-            values.reshape(rank + 1, -1),
-            vertices[first_frame : first_frame + length].reshape(length, -1),
+            rows[first_row : first_row + rank + 1],
+            chunk_steps,
+            origin,
+            vertices[first_frame : first_frame + length],
         )
         first_frame, first_row, first_coefficient = first_frame + length, first_row + rank + 1, first_coefficient + length * rank
-    vertices += np.asarray(header.origin, dtype=np.float32)
     place_count = _declared_count(sections, b"RPOS", count)
     places = np.cumsum(_unzigzag(_section_array(sections, b"RPOS", place_count, {0, 1, 2, 3})))
     if places.size and (places[0] < 0 or places[-1] >= count or np.any(np.diff(places) <= 0)):
