@@ -5,7 +5,16 @@ array whose every coordinate lies within ``max_error`` metres of the input:
 ``max |decode(encode(v, e)) - v| <= e``.  The encoder checks this on its own output with exactly the
 arithmetic the decoder uses, so the bound holds for every input it accepts, not on average.
 
-How (format version 2; docs/codec.md has the byte layout and the measurements):
+Format 3 (the default; docs/codec.md has the byte layout, the proof and the measurements) adds the
+LOW-RANK mode, chosen whenever it is smaller: per chunk of at most 128 frames, a mean shape plus K
+temporal components (eigenvectors of the frames' Gram matrix, rounded to 2**-15) times K spatial
+maps (integers, predicted along the vertex order like the grid mode's frames, then from two places
+back), decoded by one float32 BLAS product; then an exact L-infinity residual stage on a step that
+keeps back a proven bound on any float32 summation order's rounding (the margin), so the bound holds
+on every machine. Decoded bits of this mode may differ between BLAS builds within the margin.
+``encode(..., version="2")`` still writes format 2; ``decode`` reads both.
+
+The grid mode (all of format 2):
 
 1. Quantise. Every coordinate goes onto a uniform grid per axis,
    ``q = rint((v - origin) / step)`` with ``step = 2 * max_error * (1 - 2**-20)`` (slightly under
