@@ -768,8 +768,8 @@ def _worth_trying_the_grid(data: bytes, array: np.ndarray) -> bool:
     return array.size <= _TRY_GRID_BELOW_COORDINATES or 8 * len(data) > _TRY_GRID_ABOVE_BITS * array.size
 
 
-def _decode_lowrank(sections, header: _Header) -> np.ndarray:
-    """The low-rank reconstruction (T, N, 3) float32; every table and size is checked before use."""
+def _decode_lowrank(sections, header: _Header, out: np.ndarray | None = None) -> np.ndarray:
+    """The low-rank reconstruction (T, N, 3) float32 (into ``out`` when given); every table and size is checked before use."""
     num_frames, num_vertices = header.num_frames, header.num_vertices
     count = num_frames * num_vertices * 3
     if not (np.isfinite(header.step) and header.step > 0.0 and all(np.isfinite(header.origin))):
@@ -808,7 +808,7 @@ def _decode_lowrank(sections, header: _Header) -> np.ndarray:
         steps_at_starts = _segment_steps(spatial, starts, references)
         spatial[:, :, starts] += steps_at_starts
     rows = np.cumsum(spatial, axis=-1, dtype=np.int32, out=spatial)  # sums may wrap; int32 * step stays finite
-    vertices = np.empty((num_frames, num_vertices, 3), dtype=np.float32)
+    vertices = np.empty((num_frames, num_vertices, 3), dtype=np.float32) if out is None else out
     origin = np.asarray(header.origin, dtype=np.float32)
     first_frame = first_row = first_coefficient = 0
     for (length, rank), chunk_steps in zip(table.tolist(), steps.tolist()):
@@ -1003,14 +1003,39 @@ def peek(data) -> dict:
 # ---------------------------------------------------------------------------------------------- decode
 
 
-def decode(data) -> np.ndarray:
+def decode(data, *, out: np.ndarray | None = None) -> np.ndarray:
     """Decode bytes made by :func:`encode` into a (T, N, 3) float32 array (metres).
 
+    Args:
+        data: the stream (bytes, bytearray, memoryview, or a uint8 array such as an Arrow buffer's).
+        out: optional C-contiguous float32 array of the stream's shape to decode into (for example the
+            numpy view of a torch tensor in shared memory); the low-rank mode writes its product
+            straight into it, the other modes copy their result in. Returned when given.
+
     Raises:
-        CodecError: the stream is truncated, corrupted (CRC-32 mismatch), of an unknown version, or
-            declares a shape its payload cannot hold (refused before any large allocation).
+        CodecError: the stream is truncated, corrupted (CRC-32 mismatch), of an unknown version,
+            declares a shape its payload cannot hold (refused before any large allocation), or does
+            not match ``out``.
     """
     header, sections = _checked_sections(data)
+    shape = (header.num_frames, header.num_vertices, 3)
+    if out is not None and (
+        not isinstance(out, np.ndarray)
+        or out.shape != shape
+        or out.dtype != np.float32
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
+        found = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise CodecError(f"decode(out=...) needs a writeable C-contiguous float32 array of shape {shape}, got {found}")
+    vertices = _decoded(header, sections, out)
+    if out is not None and vertices is not out:
+        np.copyto(out, vertices)
+        return out
+    return vertices
+
+
+def _decoded(header: _Header, sections, out: np.ndarray | None) -> np.ndarray:
     shape = (header.num_frames, header.num_vertices, 3)
     count = header.num_frames * header.num_vertices * 3
     if header.mode == _MODE_EMPTY:
@@ -1022,7 +1047,7 @@ def decode(data) -> np.ndarray:
     if header.mode == _MODE_RAW:
         values = _section_array(sections, b"RAWF", count, {4})
         return values.reshape(shape)
-    vertices = _decode_lowrank(sections, header) if header.mode == _MODE_LOWRANK else _decode_grid(sections, header)
+    vertices = _decode_lowrank(sections, header, out) if header.mode == _MODE_LOWRANK else _decode_grid(sections, header)
     if b"EXIX" in sections:
         exception_count = _declared_count(sections, b"EXIX", count)
         positions = np.cumsum(_unzigzag(_section_array(sections, b"EXIX", exception_count, {0, 1, 2, 3})))

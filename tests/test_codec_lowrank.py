@@ -242,3 +242,20 @@ def test_authors_sample_take_lowrank_is_smaller_than_format_2(official_sample):
     assert peek(new)["mode"] == "lowrank"
     assert len(new) * 1.3 <= len(old)  # measured 1.44x (18,799 against 27,147 bytes per frame)
     assert max_error_of(vertices, new) <= 1e-5
+
+
+@pytest.mark.parametrize("version", ["2", "3"])
+def test_decode_into_a_given_array(version):
+    vertices = low_rank_motion(10, 300, 3, seed=5)
+    data = encode(vertices, 1e-5, version=version)
+    target = np.full(vertices.shape, np.nan, dtype=np.float32)
+    assert decode(data, out=target) is target
+    assert np.array_equal(target, decode(data))
+    assert decode(np.frombuffer(data, dtype=np.uint8)).tobytes() == target.tobytes()  # e.g. an Arrow buffer's view
+    for wrong in (
+        np.empty((10, 300, 3), np.float64),
+        np.empty((10, 299, 3), np.float32),
+        np.empty((300, 10, 3), np.float32).transpose(1, 0, 2),
+    ):
+        with pytest.raises(CodecError, match="out="):
+            decode(data, out=wrong)
