@@ -43,6 +43,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,7 @@ def _face_model(spec: FaceModelSpec):
 
 
 _DETECTOR: dict = {}
+_DETECTOR_LOCK = threading.RLock()
 
 
 def detect_landmarks(colour_video: Path, detector: str = "mediapipe"):
@@ -109,17 +111,19 @@ def detect_landmarks(colour_video: Path, detector: str = "mediapipe"):
     colour_video = Path(colour_video)
     take_camera = colour_video.name.split(".")[0]
     try:
-        if detector not in _DETECTOR:
-            import contextlib
+        with _DETECTOR_LOCK:
+            if detector not in _DETECTOR:
+                import contextlib
 
-            with contextlib.redirect_stdout(sys.stderr):  # torch.hub reports its download on stdout: keep it for the JSON
-                _DETECTOR[detector] = make_detector(detector)
+                with contextlib.redirect_stdout(sys.stderr):  # torch.hub reports its download on stdout: keep it for the JSON
+                    _DETECTOR[detector] = make_detector(detector)
     except DetectorUnavailable as exc:
         raise DetectorUnavailable(
             f"{take_camera}: no landmark file beside the recording "
             f"({take_camera}.landmarks.npy) and the {detector} landmark detector cannot run: {exc}"
         ) from None
-    found = detect_colour_video(_DETECTOR[detector], colour_video)
+    with _DETECTOR_LOCK:  # convert runs a take's cameras on threads; a detector runs one video at a time
+        found = detect_colour_video(_DETECTOR[detector], colour_video)
     summary = found.summary()
     print(f"{take_camera}: {detector} found a face in {summary['found']} of {summary['frames']} frames", file=sys.stderr)
     return found.landmarks

@@ -21,6 +21,7 @@ A detector that cannot run raises :class:`DetectorUnavailable` naming the cause.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -114,6 +115,10 @@ class _FaceMeshGraph:
         pts = np.array([(p.x, p.y, p.z) for p in faces[0].landmark[:468]], np.float64)
         return pts * (w, h, w)
 
+    def reset(self) -> None:
+        """Forget the tracked face (a new video starts)."""
+        self._graph.reset()
+
     def close(self) -> None:
         self._graph.close()
 
@@ -185,6 +190,7 @@ class MediaPipeDetector:
         self.crop_size = int(crop_size)
         self._track = _FaceMeshGraph(tracking=True)
         self._search = _FaceMeshGraph(tracking=False)
+        self._lock = threading.Lock()  # one video at a time: the graphs keep state and need increasing timestamps
         self.load_seconds = time.perf_counter() - started
 
     def close(self) -> None:
@@ -219,7 +225,13 @@ class MediaPipeDetector:
     def detect_take(self, frames: Iterable[np.ndarray], depth: Iterable[np.ndarray] | None = None, fx: float | None = None) -> Detection:
         """Landmarks of RGB frames (each (H, W, 3) uint8, an array or any iterable: frames are
         streamed); ``depth``: the same take's registered depth frames and ``fx`` its camera's
-        focal length in pixels, for crops where the previous frame has no face."""
+        focal length in pixels, for crops where the previous frame has no face. Safe to call from
+        several threads (videos are processed one at a time); each call starts with no tracked face."""
+        with self._lock:
+            self._track.reset()
+            return self._detect_take(frames, depth, fx)
+
+    def _detect_take(self, frames, depth, fx) -> Detection:
         started = time.perf_counter()
         depth_iter = iter(depth) if depth is not None and fx else None
         meshes, crops, box = [], [], None
