@@ -103,7 +103,7 @@ def detect_landmarks(colour_video: Path, detector: str = "mediapipe"):
     """68 landmarks (T, 68, 2) of a converted colour video with ``detector`` (``reconstruction.detector.DETECTORS``:
     MediaPipe's face mesh, offline, by default; crops seeded by the take's registered depth); raises
     :class:`~reconstruction.detector.DetectorUnavailable` naming the video when it cannot run. How many
-    frames had a face is written to stderr (the landmark file holds NaN rows for the others)."""
+    frames had a face is logged (info, on stderr; the landmark file holds NaN rows for the others)."""
     import sys
 
     from reconstruction.detector import DetectorUnavailable, detect_colour_video, make_detector
@@ -125,7 +125,9 @@ def detect_landmarks(colour_video: Path, detector: str = "mediapipe"):
     with _DETECTOR_LOCK:  # convert runs a take's cameras on threads; a detector runs one video at a time
         found = detect_colour_video(_DETECTOR[detector], colour_video)
     summary = found.summary()
-    print(f"{take_camera}: {detector} found a face in {summary['found']} of {summary['frames']} frames", file=sys.stderr)
+    import logging
+
+    logging.getLogger(__name__).info("%s: %s found a face in %d of %d frames", take_camera, detector, summary["found"], summary["frames"])
     return found.landmarks
 
 
