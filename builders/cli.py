@@ -173,9 +173,9 @@ def _register_from_recordings(commands) -> None:
         "per take on the executor (--workers, --ray); a take that fails is listed with its error and the "
         "others go on; a rerun skips takes whose stage output is complete, so a killed run resumes. "
         "Landmarks: a file ID_c.landmarks.npy beside a recording (float32 (captures, 68, 2) pixels, "
-        "from an external detector or annotation) is carried into the take; without one the "
-        "face-alignment detector runs if it can (it downloads weights), else the take fails naming the "
-        "file. WORK (default RELEASE.work beside RELEASE) keeps every stage's output: delete "
+        "from an external detector or annotation) is carried into the take; without one a landmark "
+        "detector runs on the converted colour video (--detector: MediaPipe's face mesh by default, offline, "
+        "docs/detector.md), else the take fails naming the file. WORK (default RELEASE.work beside RELEASE) keeps every stage's output: delete "
         "WORK/converted/ID or WORK/reconstructed/ID to redo that stage for that take. Prints a JSON "
         "summary (per stage: done, skipped, failed); exit status 1 when a take failed or the release "
         "does not validate. See docs/from-recordings.md.",
@@ -200,6 +200,13 @@ def _register_from_recordings(commands) -> None:
     )
     parser.add_argument(
         "--face-model-bfm", metavar="DIR", default=None, help="fit the BFM 2009 model from the files in DIR instead (docs/facemodel.md)"
+    )
+    parser.add_argument(
+        "--detector",
+        choices=("mediapipe", "face-alignment"),
+        default="mediapipe",
+        help="landmark detector for cameras without a landmark file: mediapipe (default; MediaPipe's face mesh, "
+        "offline, tracked on crops seeded by depth) or face-alignment (downloads its weights on first use)",
     )
     parser.add_argument(
         "--no-detector", action="store_true", help="never run the landmark detector: a camera without a landmark file fails its take"
@@ -259,7 +266,7 @@ def _run_from_recordings(args) -> int:
             workers=args.workers,
             ray=args.ray,
             face_model=model,
-            detect=not args.no_detector,
+            detect=False if args.no_detector else args.detector,
             withdrawals=args.withdrawals,
             manifest=args.manifest,
             seed=args.seed,

@@ -232,6 +232,41 @@ def test_a_failing_take_is_listed_and_the_others_go_on(simulated, built, tmp_pat
     assert not (work / "converted" / bad).exists() and not any(p.name.startswith(".") for p in (work / "converted").iterdir())
 
 
+@pytest.mark.slow
+def test_recordings_without_landmark_files_get_them_from_the_mediapipe_detector(simulated, tmp_path):
+    """The default detector (docs/detector.md) fills in the missing landmark files during convert.
+    The simulator's faces have no eyes, so only the frontal camera is asserted to find one."""
+    import functools
+
+    from builders.from_recordings import detect_landmarks
+    from capture_rig.convert import convert_take
+    from mmface4d_datasets.take_files import read_landmarks
+    from reconstruction.detector import DetectorUnavailable, MediaPipeDetector
+
+    try:
+        MediaPipeDetector().close()
+    except DetectorUnavailable as exc:
+        pytest.skip(f"MediaPipe is not installed here (setup.sh installs it): {exc}")
+    take = sorted((simulated / "session" / "takes").iterdir())[0]
+    folder = tmp_path / take.name
+    shutil.copytree(take, folder, ignore=shutil.ignore_patterns("*.landmarks.npy"))
+    convert_take(
+        sorted(folder.glob("*.mkv")),
+        take.name,
+        tmp_path / "out",
+        audio=folder / f"{take.name}.wav",
+        take_log=folder / f"{take.name}.take.json",
+        progress=False,
+        detect_landmarks=functools.partial(detect_landmarks, detector="mediapipe"),
+        require_landmarks=True,
+    )
+    out = tmp_path / "out" / take.name
+    frontal = read_landmarks(out / f"{take.name}_1.landmarks.npy")
+    assert frontal.shape == (FRAMES, 68, 2) and np.isfinite(frontal).all(axis=(1, 2)).sum() >= FRAMES - 1
+    meta = json.loads((out / f"{take.name}.meta.json").read_text())
+    assert "detected from the converted colour video" in json.dumps(meta)
+
+
 # ---------------------------------------------------------------------- fast: no simulation
 def _fake_session(root: Path, take_ids, landmarks=False) -> Path:
     for take_id in take_ids:
