@@ -140,7 +140,7 @@ class PredictionSource:
                 topology=release.info.topology,
                 release_format_version=release.info.format_version,
             )
-        problems = [issue for issue in submission.issues if issue.severity == "error" and issue.code != "missing_id"]
+        problems = [issue for issue in submission.issues if issue.severity == "error" and issue.rule != "missing_id"]
         if not submission.usable or problems:
             shown = "; ".join(str(issue) for issue in problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
             raise ViewerInputError(f"{self.path}: cannot be shown with the release {release.path}: {shown or 'unreadable'}")
@@ -162,13 +162,18 @@ class PredictionSource:
 class ViewerContent:
     """Every file of the page for one release (and optionally one submission), by relative URL path.
 
-    ``ids``: show only these takes (default: all). Thread-safe: one lock around the release and
+    ``ids``: show only these takes (default: all). ``level``: gzip level of the vertex files
+    (:data:`~benchmark.viewer.frames.SERVER_LEVEL` for the server, ``EXPORT_LEVEL`` for an export). Thread-safe: one lock around the release and
     submission readers; the last :data:`CACHED_TAKES` takes stay encoded in memory.
     """
 
-    def __init__(self, release_path: str | Path, *, name: str | None = None, prediction: str | Path | None = None, ids=None):
+    def __init__(
+        self, release_path: str | Path, *, name: str | None = None, prediction: str | Path | None = None, ids=None, level: int | None = None
+    ):
+        from benchmark.viewer.frames import SERVER_LEVEL
         from mmface4d_datasets.release.reader import Release
 
+        self.level = SERVER_LEVEL if level is None else int(level)
         self.release = Release(release_path)
         self.name = name or str(release_path)
         self.prediction = PredictionSource(prediction, self.release) if prediction is not None else None
@@ -257,7 +262,7 @@ class ViewerContent:
 
         record = self.release.record(sequence_id)
         truth = np.asarray(record["vertices"], dtype=np.float32)
-        files = {"truth.bin": encode_frames(truth)}
+        files = {"truth.bin": encode_frames(truth, self.level)}
         audio = record.get("audio")
         if isinstance(audio, dict) and audio.get("array") is not None:
             files["audio.wav"] = wav_bytes(audio["array"], audio["sampling_rate"])
@@ -265,7 +270,7 @@ class ViewerContent:
         error_scale = None
         if self.prediction is not None and sequence_id in self.prediction.ids():
             predicted = self.prediction.read(sequence_id)
-            files["prediction.bin"] = encode_frames(predicted)
+            files["prediction.bin"] = encode_frames(predicted, self.level)
             metrics, error_scale = self._metrics(truth, predicted)
         row = self.table[self.table["id"] == sequence_id].iloc[0].to_dict()
         document = {
@@ -341,6 +346,6 @@ def _nice_ceiling(value_mm: float) -> float:
         return 1.0
     power = 10.0 ** np.floor(np.log10(value_mm))
     for factor in (1.0, 2.0, 5.0, 10.0):
-        if value_mm <= factor * power * (1 + 1e-9):
+        if value_mm <= factor * power * (1 + 1e-4):  # float32 noise of a round number stays on it
             return float(factor * power)
     return float(10 * power)

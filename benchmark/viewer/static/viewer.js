@@ -9,8 +9,11 @@ const VIRIDIS = [
   [68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
   [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37],
 ];
-const SKIN = new THREE.Color(0.80, 0.74, 0.68);
-const PREDICTION_TINT = new THREE.Color(0.62, 0.72, 0.86);
+// the page's colours in sRGB; vertex colours are linear (three.js converts for output), hence VIRIDIS_LINEAR
+const toLinear = (c) => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+const VIRIDIS_LINEAR = VIRIDIS.map((rgb) => rgb.map((c) => toLinear(c / 255)));
+const SKIN = new THREE.Color(0xd8c8b8);
+const PREDICTION_TINT = new THREE.Color(0xb8c8e0);
 const BACKGROUND = 0xf4f4f2;
 
 // ------------------------------------------------------------------ binary forms (benchmark/viewer/frames.py)
@@ -82,7 +85,7 @@ function viridis(t, out, offset) {
   const x = Math.min(Math.max(t, 0), 1) * (VIRIDIS.length - 1);
   const i = Math.min(Math.floor(x), VIRIDIS.length - 2);
   const f = x - i;
-  for (let c = 0; c < 3; c++) out[offset + c] = ((1 - f) * VIRIDIS[i][c] + f * VIRIDIS[i + 1][c]) / 255;
+  for (let c = 0; c < 3; c++) out[offset + c] = (1 - f) * VIRIDIS_LINEAR[i][c] + f * VIRIDIS_LINEAR[i + 1][c];
 }
 
 // ------------------------------------------------------------------ page state
@@ -117,8 +120,8 @@ function setupScene() {
   scene = new THREE.Scene();
   scene.background = new THREE.Color(BACKGROUND);
   camera = new THREE.PerspectiveCamera(20, 1, 0.01, 20);
-  scene.add(new THREE.HemisphereLight(0xffffff, 0x666666, 1.6));
-  const key = new THREE.DirectionalLight(0xffffff, 1.6);
+  scene.add(new THREE.HemisphereLight(0xffffff, 0x808080, 0.45));
+  const key = new THREE.DirectionalLight(0xffffff, 0.85);
   key.position.set(0.4, 0.5, 1.0);
   camera.add(key);
   scene.add(camera);
