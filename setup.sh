@@ -23,4 +23,11 @@ if [ ! -x .venv-minimal/bin/python ]; then
 fi
 .venv-minimal/bin/python -m pip install --quiet --upgrade pip
 .venv-minimal/bin/python -m pip install --quiet -e .
+# `mmface4d view`'s browser tests (tests/test_viewer.py) drive the system Chromium through Playwright (the dev
+# extra pins playwright; Playwright's own browser download is not used). Install it where this can (root with
+# apt-get, e.g. Debian or CI); elsewhere those tests skip and say why. The font draws the mini release's Mandarin text.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null) \
+    || echo "setup.sh: chromium could not be installed; the viewer's browser tests will skip" >&2
+fi
 ./setup-rig.sh

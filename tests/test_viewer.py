@@ -392,3 +392,38 @@ def test_three_is_the_pinned_version():
     module = (STATIC_DIR / "vendor" / "three.core.js").read_text(encoding="utf-8")
     assert f"const REVISION = '{THREE_VERSION.split('.')[1]}'" in module
     assert "MIT" in (STATIC_DIR / "vendor" / "three-LICENSE.txt").read_text()
+
+
+# ------------------------------------------------------------------ the command
+def _view_parser():
+    import argparse
+
+    from benchmark.viewer.cli import register
+
+    parser = argparse.ArgumentParser(prog="mmface4d")
+    register(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_view_command_exports_and_is_declared(mini_release, release, test_takes, tmp_path, capsys):
+    import json
+    import tomllib
+
+    declared = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert declared["project"]["entry-points"]["mmface4d.commands"]["view"] == "benchmark.viewer.cli:register"
+    parser = _view_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["view", "--help"])
+    assert "--export" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["view", "mini", "--port", "70000"])
+    out = tmp_path / "site"
+    args = parser.parse_args(["view", str(release.path), "--export", str(out), "--ids", test_takes[0], "--quiet"])
+    assert args.func(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["takes"] == 1 and (out / "data" / "takes" / take_key(test_takes[0]) / "truth.bin").is_file()
+    catalogue = json.loads((out / "data" / "takes.json").read_text())
+    assert [take["id"] for take in catalogue["takes"]] == [test_takes[0]]
+    args = parser.parse_args(["view", str(tmp_path / "absent"), "--no-open"])
+    with pytest.raises(ViewerInputError, match="no such release"):
+        args.func(args)

@@ -67,14 +67,14 @@ def encode_frames(vertices: np.ndarray, level: int = EXPORT_LEVEL) -> bytes:
     array = np.asarray(vertices)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"encode_frames: expected (T, N, 3) vertices, got shape {array.shape}")
-    if array.size and not np.isfinite(array).all():
-        raise ValueError("encode_frames: the vertices hold NaN or infinite values")
     frames, count = array.shape[:2]
     if array.size == 0:
         origin, step = np.zeros(3), np.full(3, 1e-9 / LEVELS)
         codes = np.zeros((frames, count, 3), dtype=np.uint16)
     else:
         origin, step = quantisation_box(array)
+        if not (np.isfinite(origin).all() and np.isfinite(step).all()):  # NaN and infinities show in the box
+            raise ValueError("encode_frames: the vertices hold NaN or infinite values")
         scaled = (array.astype(np.float32, copy=False) - origin.astype(np.float32)) * (1.0 / step).astype(np.float32)
         codes = np.rint(scaled, out=scaled).clip(0, LEVELS).astype(np.uint16)
     deltas = codes.copy()
