@@ -52,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     from benchmark.viewer.content import ViewerContent, resolve_release
     from benchmark.viewer.frames import EXPORT_LEVEL, SERVER_LEVEL
 
-    folder = resolve_release(args.release)
+    folder = resolve_release(args.release, args.ids)
     level = EXPORT_LEVEL if args.export else SERVER_LEVEL
     content = ViewerContent(folder, name=args.release, prediction=args.prediction, ids=args.ids, level=level)
     if args.export:

@@ -50,10 +50,11 @@ class ViewerInputError(MMFace4DError):
     """A release or submission the viewer cannot show (the message says which file and why)."""
 
 
-def resolve_release(name: str) -> Path:
+def resolve_release(name: str, ids=None) -> Path:
     """The local folder of the release ``name``: ``mini`` (built offline on first use), a release
-    folder, or a Hub dataset id ``owner/name`` (downloaded). The one place the viewer resolves a
-    RELEASE argument, so a shared resolver can take its place."""
+    folder, or a Hub dataset id ``owner/name`` (downloaded: its card and meta/ first, then only the
+    shards that hold ``ids`` when given, else every sequence shard). The one place the viewer
+    resolves a RELEASE argument, so a shared resolver can take its place."""
     if name == "mini":
         from mmface4d_datasets.release.mini import ensure_mini_release
 
@@ -64,10 +65,28 @@ def resolve_release(name: str) -> Path:
             raise ViewerInputError(f"{folder}: not an MMFace4D release folder (it has no meta/info.json)")
         return folder
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) and not folder.exists():
-        from mmface4d_datasets.loading import download_release
-
-        return download_release(name, "default", None, None)
+        return _hub_release(name, ids)
     raise ViewerInputError(f"{name}: no such release folder (give `mini`, a release folder or a Hub id owner/name)")
+
+
+def _hub_release(repo_id: str, ids) -> Path:
+    from mmface4d_datasets.loading import DatasetNotAvailableError, download_release
+
+    if not ids:
+        return download_release(repo_id, "default", None, None)
+    import pandas as pd
+
+    folder = download_release(repo_id, "default", None, None, metadata_only=True)
+    table = pd.read_parquet(folder / "meta" / "sequences.parquet", columns=["id", "shard"])
+    shards = sorted(set(table[table["id"].isin(list(ids))]["shard"]))
+    if shards:
+        try:
+            from huggingface_hub import snapshot_download
+
+            snapshot_download(repo_id, repo_type="dataset", allow_patterns=shards)
+        except Exception as exc:  # offline, gated, no such file: what download_release says, with the cause
+            raise DatasetNotAvailableError(f"could not download {', '.join(shards)} of {repo_id!r} ({type(exc).__name__}: {exc})") from None
+    return folder
 
 
 def take_key(sequence_id: str) -> str:

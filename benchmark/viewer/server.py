@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -97,6 +98,10 @@ class _Handler(BaseHTTPRequestHandler):
         _log.debug("view: " + format, *args)
 
 
+class _ServerV6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 def make_server(content: ViewerContent, host: str = "127.0.0.1", port: int | None = DEFAULT_PORT) -> ThreadingHTTPServer:
     """A bound (not yet serving) server of ``content``; port None or 0 takes a free port. A non-loopback
     ``host`` logs a warning (the release holds faces and voices)."""
@@ -107,13 +112,17 @@ def make_server(content: ViewerContent, host: str = "127.0.0.1", port: int | Non
             "faces and voices (biometric data); use --host 127.0.0.1 to keep it on this machine",
             host,
         )
-    server = ThreadingHTTPServer((host, int(port or 0)), handler)
+    server_class = _ServerV6 if ":" in host else ThreadingHTTPServer
+    server = server_class((host, int(port or 0)), handler)
     server.daemon_threads = True
     return server
 
 
 def server_url(server: ThreadingHTTPServer) -> str:
+    """The URL to open: the bound address, or the loopback one when bound to every interface (0.0.0.0, ::)."""
     host, port = server.server_address[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
     shown = f"[{host}]" if ":" in str(host) else host
     return f"http://{shown}:{port}/"
 

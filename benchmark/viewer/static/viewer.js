@@ -15,6 +15,7 @@ const VIRIDIS_LINEAR = VIRIDIS.map((rgb) => rgb.map((c) => toLinear(c / 255)));
 const SKIN = new THREE.Color(0xd8c8b8);
 const PREDICTION_TINT = new THREE.Color(0xb8c8e0);
 const BACKGROUND = 0xf4f4f2;
+const LIST_LIMIT = 1000; // takes listed at once (a whole release has 35,904)
 
 // ------------------------------------------------------------------ binary forms (benchmark/viewer/frames.py)
 async function gunzip(bytes) {
@@ -230,7 +231,8 @@ function updateClock() {
 function tick() {
   if (viewer.playing && viewer.take) {
     const audio = $('audio');
-    viewer.time = viewer.take.has_audio ? audio.currentTime : viewer.time + (performance.now() - viewer.clockStart) / 1000;
+    const speed = Number($('speed').value);
+    viewer.time = viewer.take.has_audio ? audio.currentTime : viewer.time + (speed * (performance.now() - viewer.clockStart)) / 1000;
     viewer.clockStart = performance.now();
     const f = frameAt(viewer.time);
     if (f !== viewer.frame) {
@@ -339,6 +341,8 @@ function renderList() {
     if ((split && take.split !== split) || (subject && take.subject_id !== subject) || (emotion && take.emotion !== emotion)
       || (gender && take.gender !== gender)) continue;
     if (text && !(`${take.text || ''} ${take.id}`.toLowerCase().includes(text))) continue;
+    shown += 1;
+    if (shown > LIST_LIMIT) continue;
     const item = document.createElement('li');
     item.dataset.id = take.id;
     if (viewer.take && viewer.take.id === take.id) item.className = 'current';
@@ -351,9 +355,9 @@ function renderList() {
     item.append(first, second);
     item.addEventListener('click', () => { location.hash = `take=${encodeURIComponent(take.id)}`; });
     list.appendChild(item);
-    shown += 1;
   }
-  $('take-count').textContent = `${shown} of ${viewer.catalogue.takes.length} takes`;
+  const listed = shown > LIST_LIMIT ? ` (the first ${LIST_LIMIT} listed: filter or search to see others)` : '';
+  $('take-count').textContent = `${shown} of ${viewer.catalogue.takes.length} takes${listed}`;
 }
 
 function showFields(take) {
@@ -460,7 +464,14 @@ async function loadTake(id) {
 }
 
 function load(id) {
-  loading = loading.catch(() => {}).then(() => loadTake(String(id)));
+  loading = loading.catch(() => {}).then(async () => {
+    try {
+      return await loadTake(String(id));
+    } catch (error) {
+      if (!/^unknown take id/.test(error.message)) message(`The take ${id} could not be loaded: ${error.message}`);
+      throw error;
+    }
+  });
   return loading;
 }
 
@@ -523,10 +534,14 @@ async function start() {
   controls.addEventListener('change', () => renderer.render(scene, camera));
   document.addEventListener('keydown', (event) => {
     if (event.target instanceof HTMLInputElement && event.target.type === 'search') return;
+    if (event.target instanceof HTMLSelectElement && event.key !== ' ') return;
     if (event.key === ' ') { event.preventDefault(); viewer.playing ? pause() : play(); }
     else if (event.key === ',') step(-1);
     else if (event.key === '.') step(1);
     else if (event.key === 'r') resetView();
+  });
+  document.addEventListener('keyup', (event) => {
+    if (event.key === ' ' && event.target instanceof HTMLButtonElement) event.preventDefault(); // no second toggle by the button
   });
   window.addEventListener('hashchange', () => { const id = hashTake(); if (id) load(id).catch(() => {}); });
   requestAnimationFrame(tick);
