@@ -311,6 +311,17 @@ def test_the_page_offline_shows_the_release_frame_by_the_audio_clock(browser, se
         playing = [(frame, time, fps) for frame, time, fps, on in samples if on and time > 0]
         assert len(playing) >= 10 and playing[-1][1] > playing[0][1]  # the audio clock advanced
         assert all(abs(frame - np.floor(time * fps)) <= 1 for frame, time, fps in playing)
+        # the keys: '.' and ',' step one frame, space plays and pauses
+        page.evaluate("mmface4dViewer.seek(2.0)")
+        page.keyboard.press(".")
+        assert page.evaluate("mmface4dViewer.state()")["frame"] == 61
+        page.keyboard.press(",")
+        page.keyboard.press(",")
+        assert page.evaluate("mmface4dViewer.state()")["frame"] == 59
+        page.keyboard.press(" ")
+        assert page.evaluate("mmface4dViewer.state()")["playing"]
+        page.keyboard.press(" ")
+        assert not page.evaluate("mmface4dViewer.state()")["playing"]
         _check_unknown_id(page)
         assert not errors, errors
         assert requests and all(_local(url, served) for url in requests), requests  # nothing from outside the server
