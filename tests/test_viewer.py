@@ -436,23 +436,21 @@ def test_view_command_exports_and_is_declared(mini_release, release, test_takes,
     catalogue = json.loads((out / "data" / "takes.json").read_text())
     assert [take["id"] for take in catalogue["takes"]] == [test_takes[0]]
     args = parser.parse_args(["view", str(tmp_path / "absent"), "--no-open"])
-    with pytest.raises(ViewerInputError, match="no such release"):
+    from mmface4d_datasets.release.resolve import ReleaseNotFoundError
+
+    with pytest.raises(ReleaseNotFoundError, match="no such release"):
         args.func(args)
 
 
 def test_a_hub_name_downloads_meta_then_only_the_shards_of_the_ids(release, test_takes, monkeypatch):
-    import huggingface_hub
-
-    import mmface4d_datasets.loading as loading
     from benchmark.viewer.content import resolve_release
+    from mmface4d_datasets.release import resolve
 
     calls = []
-    monkeypatch.setattr(
-        loading, "download_release", lambda repo, config, split, revision, metadata_only=False: calls.append(metadata_only) or release.path
-    )
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, repo_type, allow_patterns: calls.append(sorted(allow_patterns)))
+    monkeypatch.setattr(resolve, "download_release", lambda repo, revision=None, patterns=None: calls.append(patterns) or release.path)
     assert resolve_release("owner/some-release", [test_takes[0]]) == release.path
     table = release.sequences()
-    assert calls == [True, [table[table["id"] == test_takes[0]]["shard"].iloc[0]]]
+    shard = table[table["id"] == test_takes[0]]["shard"].iloc[0]
+    assert calls == [["README.md", "meta/*"], ["README.md", "meta/*", shard]]
     calls.clear()
-    assert resolve_release("owner/some-release") == release.path and calls == [False]
+    assert resolve_release("owner/some-release") == release.path and calls == [None]

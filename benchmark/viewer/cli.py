@@ -12,8 +12,9 @@ DESCRIPTION = (
     "search the sentence), a player whose mesh frame follows the audio clock (frame = floor(time x fps)), orbit, "
     "zoom and reset, and with --prediction the modes prediction, side by side and error heatmap (per-vertex "
     "distance in mm, colour bar, the take's four metrics). With --export DIR the same viewer is written as a "
-    "static folder (relative URLs only) that any static host serves. RELEASE: `mini` (the small synthetic "
-    "release, built offline on first use), a release folder, or a Hub dataset id owner/name. The page loads "
+    "static folder (relative URLs only) that any static host serves. RELEASE: a release folder, `mini` (the small "
+    "synthetic release, built offline on first use), a release in the cache, or a Hub dataset owner/name (with --ids, "
+    "only the shards holding them are downloaded). The page loads "
     "nothing from outside (three.js ships in the package). Keys: space play/pause, comma and period step a "
     "frame, r reset the view."
 )
@@ -23,7 +24,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "view", help="browse a release (and a submission) in a 4D face viewer with audio", description=DESCRIPTION
     )
-    parser.add_argument("release", metavar="RELEASE", help="mini, a release folder or a Hub dataset id owner/name")
+    from mmface4d_datasets.arguments import RELEASE_HELP
+
+    parser.add_argument("release", metavar="RELEASE", help=RELEASE_HELP)
     parser.add_argument(
         "--prediction", metavar="SUBMISSION", help="a submission .parquet to show beside the truth (checked against RELEASE first)"
     )

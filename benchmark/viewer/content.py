@@ -51,42 +51,20 @@ class ViewerInputError(MMFace4DError):
 
 
 def resolve_release(name: str, ids=None) -> Path:
-    """The local folder of the release ``name``: ``mini`` (built offline on first use), a release
-    folder, or a Hub dataset id ``owner/name`` (downloaded: its card and meta/ first, then only the
-    shards that hold ``ids`` when given, else every sequence shard). The one place the viewer
-    resolves a RELEASE argument, so a shared resolver can take its place."""
-    if name == "mini":
-        from mmface4d_datasets.release.mini import ensure_mini_release
+    """The local folder of the release ``name``, by the core's rule (``mmface4d_datasets.release.resolve``:
+    a release folder, ``mini``, a cached release, a Hub ``owner/name``). For a Hub name with ``ids``, only
+    the card, ``meta/`` and the shards holding those takes are downloaded, not the whole release."""
+    from mmface4d_datasets.release import resolve
 
-        return ensure_mini_release()
-    folder = Path(name).expanduser()
-    if folder.is_dir():
-        if not (folder / "meta" / "info.json").is_file():
-            raise ViewerInputError(f"{folder}: not an MMFace4D release folder (it has no meta/info.json)")
-        return folder
-    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) and not folder.exists():
-        return _hub_release(name, ids)
-    raise ViewerInputError(f"{name}: no such release folder (give `mini`, a release folder or a Hub id owner/name)")
-
-
-def _hub_release(repo_id: str, ids) -> Path:
-    from mmface4d_datasets.loading import DatasetNotAvailableError, download_release
-
-    if not ids:
-        return download_release(repo_id, "default", None, None)
+    text = str(name)
+    if not ids or Path(text).expanduser().exists() or text == resolve.MINI or not resolve.is_hub_id(text):
+        return resolve.resolve_release(text)
     import pandas as pd
 
-    folder = download_release(repo_id, "default", None, None, metadata_only=True)
+    folder = resolve.resolve_release(text, patterns=["README.md", "meta/*"])
     table = pd.read_parquet(folder / "meta" / "sequences.parquet", columns=["id", "shard"])
     shards = sorted(set(table[table["id"].isin(list(ids))]["shard"]))
-    if shards:
-        try:
-            from huggingface_hub import snapshot_download
-
-            snapshot_download(repo_id, repo_type="dataset", allow_patterns=shards)
-        except Exception as exc:  # offline, gated, no such file: what download_release says, with the cause
-            raise DatasetNotAvailableError(f"could not download {', '.join(shards)} of {repo_id!r} ({type(exc).__name__}: {exc})") from None
-    return folder
+    return resolve.download_release(text, patterns=["README.md", "meta/*", *shards]) if shards else folder
 
 
 def take_key(sequence_id: str) -> str:

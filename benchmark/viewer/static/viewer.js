@@ -254,7 +254,13 @@ async function play() {
   viewer.clockStart = performance.now();
   if (viewer.take.has_audio) {
     audio.playbackRate = Number($('speed').value);
-    try { await audio.play(); } catch (error) { viewer.playing = false; message(`the audio cannot play: ${error.message}`); }
+    try {
+      await audio.play();
+    } catch (error) {
+      if (error.name === 'AbortError') return; // paused (or another take loaded) before playback began: not a fault
+      viewer.playing = false;
+      message(`The audio cannot play: ${error.message}`);
+    }
   }
   updateClock();
 }
