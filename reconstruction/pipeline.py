@@ -17,7 +17,7 @@ Rules (recorded in ``fit_report.json``):
 - a fit DIVERGES (:class:`~reconstruction.errors.FitDivergedError`, nothing written) when its energy
   is not finite, when the mean landmark error in camera 1 exceeds :data:`MAX_LANDMARK_ERROR` of the
   image width, when the depth RMS exceeds :data:`MAX_DEPTH_RMS_M`, or when a coefficient leaves
-  +-:data:`MAX_COEFFICIENT` standard deviations or the scale leaves [0.7, 1.4].
+  +-:data:`MAX_COEFFICIENT` standard deviations of its prior or the scale leaves [0.7, 1.4].
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ MIN_LANDMARKS = 20
 MAX_LOST_FRACTION = 0.25
 MAX_LANDMARK_ERROR = 0.02
 MAX_DEPTH_RMS_M = 0.006
-MAX_COEFFICIENT = 6.0
+#: In standard deviations of each coefficient's prior. 8 prior sd is stricter than the earlier 6 raw
+#: sd for the embedded model's identity (2.8 raw at its 0.35 spread) and leaves room for the MAP of
+#: one of ~660 coefficients (model, subject detail, per-frame detail): 5.7 was the largest measured
+#: on 3 x 2 simulator takes (perf/reconstruct.py), 4.1-4.4 on most.
+MAX_COEFFICIENT = 8.0
 REPORT_VERSION = 1
 #: Marker file that makes an output folder this command's own (it may then add takes to it).
 OUTPUT_MARKER = ".mmface4d-reconstruct"

@@ -133,7 +133,7 @@ def test_two_builds_at_once_never_leave_a_release_that_validate_rejects(source, 
     assert 0 in codes, results
     for code, stdout, stderr in results:
         if code != 0:  # the loser stopped at the lock and said so
-            assert code == 2 and "is in use by process" in stderr, stderr
+            assert code == 2 and "is in use by" in stderr, stderr  # by process N, or by one not yet named (the race)
         else:
             assert json.loads(stdout)["num_sequences"] == 3
     assert valid(out)
