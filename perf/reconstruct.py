@@ -8,8 +8,8 @@ outliers; shape detail outside the face model's span), then fitted by ``reconstr
 
 Per take and stage (stage 1, 2, 3, smoothed; model only = stage 2 smoothed, no stage 3): face mean,
 lips mean (mm), the four benchmark metrics (``benchmark.metrics.sequence_errors``), the mean error
-per region (forehead, nose, lips, eyes, upper face from ``meta/topology.npz``'s masks; cheeks, chin
-and the border ring by this script's rule, see ``extra_regions``), the surface error (mean distance
+per region (the masks of ``meta/topology.npz``: forehead, cheeks, nose, lips, chin, eyes, upper
+face, border ring; rule ``hop_bands_v2``, docs/facemodel.md), the surface error (mean distance
 to the truth surface's nearest vertex), and the largest coefficient in prior standard deviations.
 Also: camera 1 alone against three cameras (``--one-camera-seeds``), the code before the detail
 prior (``--before``: no detail modes, identity prior sd 1) as the anchor of the accuracy gain,
@@ -33,32 +33,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def extra_regions(model) -> dict:
-    """Cheeks, chin and border ring (vertex ids) by hop distance on the triangle graph: each vertex
-    goes to its nearest keypoint; ``chin`` = nearest to jaw keypoints 6..10, ``cheeks`` = nearest to
-    jaw keypoints 1..4 or 12..15 or to the nose wings 31 / 35; ``border`` = within 8 % of the largest
-    hop distance from the mesh boundary."""
-    import numpy as np
-    from scipy.sparse.csgraph import dijkstra
-
-    from mmface4d_datasets.facemodel.topology import adjacency
-
-    tri = np.asarray(model.triangles)
-    graph = adjacency(tri, model.num_vertices)
-    kp = np.asarray(model.keypoints)
-    d = dijkstra(graph, directed=False, indices=kp, unweighted=True)
-    nearest = np.argmin(d, axis=0)
-    edges = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), 1)
-    unique, count = np.unique(edges, axis=0, return_counts=True)
-    boundary = np.unique(unique[count == 1])
-    hop = dijkstra(graph, directed=False, indices=boundary, unweighted=True, min_only=True)
-    return {
-        "chin": np.flatnonzero(np.isin(nearest, range(6, 11))),
-        "cheeks": np.flatnonzero(np.isin(nearest, list(range(1, 5)) + list(range(12, 16)) + [31, 35])),
-        "border": np.flatnonzero(hop <= 0.08 * hop.max()),
-    }
 
 
 def simulate(folder: Path, seed: int, frames: int, vertices: int) -> Path:
@@ -133,7 +107,6 @@ def main() -> int:
     for nv in args.vertices:
         model = load_face_model("default", num_vertices=nv)
         masks = {k: v for k, v in model.region_masks().items() if k != "face"}
-        masks.update(extra_regions(model))
         for seed in args.seeds:
             folder = work / f"seed{seed}_v{nv}"
             t0 = time.perf_counter()
