@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from mmface4d_datasets.arguments import positive_number, seed, whole_number
+from mmface4d_datasets.arguments import add_release_argument, positive_number, seed, whole_number
 
 _CONVENTION_HELP = (
     "metric convention of the headline: 'authors' (the paper's four Euclidean metrics, always "
@@ -39,7 +39,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="validate a submission file and score it against a release",
         description="Validate PRED (every test id once, frame and vertex counts, finite values, "
         "header, sizes) and, when it passes, score it. Writes a JSON report (and a "
-        "Markdown one beside it). Exit 1 when validation fails.",
+        "Markdown one beside it), replacing an earlier report of that name. Exit 1 when validation fails: "
+        "the problems are listed on stderr and nothing is written.",
     )
     score.add_argument("prediction", metavar="PRED", help="submission .parquet file")
     _release_arguments(score)
@@ -68,7 +69,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         default="audio,template,style_reference",
         help="comma-separated protocol inputs the model used (default: audio,template,style_reference)",
     )
-    write.add_argument("--data", help="release folder: takes its format version and topology, and checks the ids")
+    add_release_argument(write, required=False, what="takes its format version and topology, and checks the ids")
     write.add_argument("--split", default="test", help="split the predictions are for (default: test)")
     write.add_argument("--release-format-version", help="release format version (when --data is not given)")
     write.add_argument(
@@ -89,7 +90,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     run.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="loader option (JSON value, e.g. threads=2); repeatable"
     )
-    run.add_argument("--out", default=None, help="output folder (default: bench-<model>)")
+    run.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: bench-<model>): new, empty or an earlier `bench run`'s, whose submission and "
+        "reports are replaced; a folder holding other files, or inside the release, is refused",
+    )
     run.add_argument("--encoding", choices=("codec", "float32le"), default="codec", help="submission encoding")
     _release_arguments(run)
     _report_arguments(run, with_out=False)
@@ -109,7 +115,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         "ranked in separate tables.",
     )
     board.add_argument("reports", nargs="+", metavar="REPORT", help="report .json files written by score or run")
-    board.add_argument("--data", metavar="RELEASE", help="release folder: re-score every report's submission against it")
+    add_release_argument(board, required=False, what="re-score every report's submission against it")
     board.add_argument(
         "--submissions", metavar="DIR", help="with --data: find each submission by its file name in DIR instead of its recorded path"
     )
@@ -137,14 +143,18 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _release_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="release folder (local path)")
+    add_release_argument(parser)
     parser.add_argument("--split", default="test", help="split to score (default: test)")
 
 
 def _report_arguments(parser: argparse.ArgumentParser, with_out: bool = True) -> None:
     parser.add_argument("--convention", choices=("authors", "codetalker"), default="authors", help=_CONVENTION_HELP)
     if with_out:
-        parser.add_argument("--out", help="report JSON path (default: PRED with .report.json); Markdown beside it")
+        parser.add_argument(
+            "--out",
+            help="report JSON path (default: PRED with .report.json); Markdown beside it; an existing report "
+            "there is replaced, and nothing is written when PRED is rejected",
+        )
     parser.add_argument(
         "--compare",
         action="append",
@@ -157,6 +167,16 @@ def _report_arguments(parser: argparse.ArgumentParser, with_out: bool = True) ->
     )
     parser.add_argument("--seed", type=seed, default=0, help="bootstrap seed, 0..2**32-1 (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def release_of(args, option: str = "data") -> str | None:
+    """The release folder the user named with ``--data`` (`mmface4d_datasets.release.resolve`), or None."""
+    value = getattr(args, option, None)
+    if not value:
+        return None
+    from mmface4d_datasets.release.resolve import resolve_release
+
+    return str(resolve_release(value, progress=not getattr(args, "quiet", False)))
 
 
 def _conventions(args) -> tuple[str, ...]:
@@ -176,7 +196,11 @@ def _scoring_options(args) -> dict:
 def _print_scored(scored, args) -> int:
     """The result of ``bench score`` / ``bench run``: the Markdown report on stdout (or the failure on stderr)."""
     if not scored.ok:
-        print(f"{scored.prediction}: {scored.num_errors} validation error(s); not scored. Report: {scored.json_path}", file=sys.stderr)
+        print(
+            f"{scored.prediction}: {scored.num_errors} validation error(s), listed above; not scored, no report written "
+            f"(`mmface4d bench validate` lists them again)",
+            file=sys.stderr,
+        )
         return 1
     from benchmark.render_cli import render_worst_after_score
     from benchmark.report import render_markdown
@@ -192,13 +216,13 @@ def handle_score(args) -> int:
 
     prediction = Path(args.prediction)
     json_path = Path(args.out) if args.out else prediction.with_name(prediction.stem + ".report.json")
-    return _print_scored(score_and_report(prediction, args.data, args.split, json_path, **_scoring_options(args)), args)
+    return _print_scored(score_and_report(prediction, release_of(args), args.split, json_path, **_scoring_options(args)), args)
 
 
 def handle_validate(args) -> int:
     from benchmark.runs import check_submission
 
-    report = check_submission(args.prediction, args.data, args.split)
+    report = check_submission(args.prediction, release_of(args), args.split)
     for issue in report.issues:
         print(issue)
     print(json.dumps({"ok": report.ok, "checked": report.checked, "errors": len(report.errors)}))
@@ -213,7 +237,7 @@ def handle_write_submission(args) -> int:
         args.input,
         args.out,
         model=args.model,
-        release_dir=args.data,
+        release_dir=release_of(args),
         release_format_version=args.release_format_version,
         url=args.url,
         inputs=inputs,
@@ -237,7 +261,7 @@ def handle_run(args) -> int:
     scoring = _scoring_options(args)
     scored = run_model(
         args.model,
-        args.data,
+        release_of(args),
         out,
         split=args.split,
         checkpoint=args.checkpoint,
@@ -255,7 +279,7 @@ def handle_leaderboard(args) -> int:
     from mmface4d_datasets.files import atomic_write_bytes
 
     ranked, references = leaderboard_from_reports(
-        args.reports, release_dir=args.data, submission_dir=args.submissions, include_paper=not args.no_paper
+        args.reports, release_dir=release_of(args), submission_dir=args.submissions, include_paper=not args.no_paper
     )
     table = render_markdown(ranked, references)
     if args.out:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from mmface4d_datasets.arguments import positive_number, whole_number
+from mmface4d_datasets.arguments import add_release_argument, positive_number, whole_number
 
 
 def register(bench) -> None:
@@ -26,7 +26,7 @@ def register(bench) -> None:
         "SUBMISSION --data RELEASE. See docs/faceformer.md.",
     )
     parser.add_argument("results", metavar="RESULT_DIR", help="their result/ folder")
-    parser.add_argument("--release", required=True, metavar="RELEASE", help="the release folder the export was made from")
+    add_release_argument(parser, "--release", what="the release the export was made from")
     parser.add_argument("--out", required=True, metavar="SUBMISSION", help="submission .parquet to write")
     parser.add_argument(
         "--fps",
@@ -58,10 +58,11 @@ def register(bench) -> None:
 
 def handle_submit(args) -> int:
     from benchmark.faceformer_results import submit_faceformer_results
+    from mmface4d_datasets.release.resolve import resolve_release
 
     result = submit_faceformer_results(
         args.results,
-        args.release,
+        str(resolve_release(args.release)),
         args.out,
         fps=args.fps,
         condition=args.condition,

@@ -24,9 +24,15 @@ DEFAULT_TRAIN_SECONDS = 120.0
 
 
 def _release(context: QuickstartContext):
+    """The release of the core's ``mini`` step; when that step did not run (``--only train``), the mini
+    release itself (`release.resolve.mini_release`: the cached one, or built now, saying so)."""
     from mmface4d_datasets.release.reader import Release
+    from mmface4d_datasets.release.resolve import mini_release
 
     path = context.state.get("release_dir")
+    if path is None and "mini" not in context.summaries:
+        path = mini_release(progress=True, announce=lambda message: context.line("release", message))
+        context.state["release_dir"] = path
     if path is None:
         return None
     return Release(path)
@@ -91,7 +97,8 @@ def step_train(context: QuickstartContext) -> dict:
         return {"status": "skipped", "reason": "no release"}
     config = load_config(None, **QUICK_TRAIN_OVERRIDES)
     front_end = build_front_end(config.front_end)
-    data = TrainingData.from_release(release.path, front_end)
+    context.line("training", f"up to {config.steps} steps or {_train_seconds(context):.0f} s, whichever comes first (progress on stderr)")
+    data = TrainingData.from_release(release.path, front_end, progress=True)
     out = context.out_dir / "benchmark" / f"{TRAINED_MODEL}-checkpoint"
     # A rerun of the quickstart resumes this run; once it reached its steps it trains no further.
     summary = train(
@@ -99,7 +106,7 @@ def step_train(context: QuickstartContext) -> dict:
         data,
         out,
         config,
-        progress=False,
+        progress=True,
         max_seconds=_train_seconds(context),
         front_end=front_end,
         extra_meta={"release": str(release.path)},

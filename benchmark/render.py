@@ -1,5 +1,6 @@
 """Error videos for submitters: ground truth and prediction side by side, a panel of the per-vertex
-error as a colour map (one scale in millimetres for the whole video, with its colour bar) and the
+error as a colour map (one scale in millimetres for the whole video, from the data's 99th percentile
+unless given, with its colour bar) and the
 sequence's four metrics in the frame, with the take's audio. ``mmface4d bench render`` and
 ``mmface4d bench score --render-worst K`` (render_cli.py) call these.
 
@@ -24,6 +25,9 @@ from mmface4d_datasets.render.views import framing_camera
 #: Heights (pixels) of the title band above the panels and the metrics band below them.
 TITLE_BAND, METRICS_BAND, BAR_WIDTH = 36, 40, 96
 COLORMAP = "viridis"
+#: The default top of the error scale: this percentile of the sequence's per-vertex errors, rounded up
+#: by :func:`nice_ceiling` (the largest errors, at the border, would otherwise darken everything else).
+SCALE_PERCENTILE = 99.0
 METRICS = ("lip_max", "lip_mean", "upper_max", "face_max")
 
 
@@ -38,13 +42,23 @@ def nice_ceiling(value: float) -> float:
     return float(10 ** (exponent + 1))
 
 
+def error_scale(error_mm: np.ndarray, vmax_mm: float | None = None, name: str = "sequence") -> tuple[float, str]:
+    """``(top of the colour scale in mm, how it was chosen)`` for per-vertex errors ``error_mm``: the given
+    ``vmax_mm``, else the :data:`SCALE_PERCENTILE` th percentile of the errors rounded up by :func:`nice_ceiling`."""
+    if vmax_mm is not None:
+        if not (np.isfinite(vmax_mm) and vmax_mm > 0):
+            raise MMFace4DError(f"{name}: the top of the error scale must be a positive number of millimetres, got {vmax_mm}")
+        return float(vmax_mm), "given"
+    return nice_ceiling(float(np.percentile(error_mm, SCALE_PERCENTILE))), f"p{SCALE_PERCENTILE:g} of the data"
+
+
 def _colormap_lut(name: str = COLORMAP) -> np.ndarray:
     import matplotlib
 
     return np.asarray(matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256)))[:, :3]
 
 
-def _overlay(panel_w: int, panel_h: int, titles, metric_line: str, vmax_mm: float, name: str) -> np.ndarray:
+def _overlay(panel_w: int, panel_h: int, titles, metric_line: str, vmax_mm: float, name: str, clipped: bool = False) -> np.ndarray:
     """The static frame (H, W, 3) uint8: white panels' places, titles, metrics, colour bar."""
     import matplotlib
 
@@ -63,8 +77,8 @@ def _overlay(panel_w: int, panel_h: int, titles, metric_line: str, vmax_mm: floa
     fig.text(0.5, METRICS_BAND / 2 / height, metric_line, ha="center", va="center", fontsize=10, family="monospace")
     fig.text(1 - 2 / width, 1 - 4 / height, name, ha="right", va="top", fontsize=7, color="0.4")
     cax = fig.add_axes([(3 * panel_w + 12) / width, (METRICS_BAND + 0.1 * panel_h) / height, 18 / width, 0.8 * panel_h / height])
-    ColorbarBase(cax, cmap=matplotlib.colormaps[COLORMAP], norm=Normalize(0.0, vmax_mm))
-    cax.set_ylabel("error (mm)", fontsize=9)
+    ColorbarBase(cax, cmap=matplotlib.colormaps[COLORMAP], norm=Normalize(0.0, vmax_mm), extend="max" if clipped else "neither")
+    cax.set_ylabel(f"error (mm), 0 to {vmax_mm:g}" + (" and above" if clipped else ""), fontsize=9)
     cax.tick_params(labelsize=8)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
@@ -88,8 +102,10 @@ def render_comparison(
     """Write the comparison video of one sequence; returns its metrics (metres) and the scale used.
 
     ``gt``/``pred`` (T, N, 3) metres (cut to the shorter, as the scorer does); ``masks`` holds
-    ``lips`` and ``upper_face`` vertex ids; ``vmax_mm`` the top of the colour scale (default: the
-    sequence's largest error rounded up by :func:`nice_ceiling`).
+    ``lips`` and ``upper_face`` vertex ids; ``vmax_mm`` the top of the colour scale in millimetres
+    (default: the :data:`SCALE_PERCENTILE` th percentile of the sequence's per-vertex errors rounded up
+    by :func:`nice_ceiling`; larger errors get the top colour, and the colour bar's arrow says so).
+    The result's ``vmax_mm`` and ``scale`` (``"p99 of the data"`` or ``"given"``) say which was used.
     """
     T = min(len(gt), len(pred))
     if T == 0:
@@ -101,12 +117,13 @@ def render_comparison(
         raise MMFace4DError(f"{name}: the prediction holds NaN or infinite values")
     values = metrics.sequence_errors(gt, pred, masks["lips"], masks["upper_face"])
     error_mm = np.linalg.norm(gt.astype(np.float64) - pred, axis=2) * 1000.0  # (T, N)
-    vmax = float(vmax_mm) if vmax_mm else nice_ceiling(float(error_mm.max()))
+    vmax, scale = error_scale(error_mm, vmax_mm, name)
     lut = _colormap_lut()
     panel_size -= panel_size % 2
     camera = framing_camera(np.concatenate([gt, pred]), panel_size, panel_size, "front", facing=facing)
     line = "   ".join(f"{k} {values[k] * 1000:.3f} mm" for k in METRICS)
-    background = _overlay(panel_size, panel_size, ("ground truth", "prediction", "per-vertex error"), line, vmax, name)
+    clipped = bool(error_mm.max() > vmax)
+    background = _overlay(panel_size, panel_size, ("ground truth", "prediction", "per-vertex error"), line, vmax, name, clipped)
     H, W = background.shape[:2]
     if W % 2 or H % 2:
         background = np.pad(background, ((0, H % 2), (0, W % 2), (0, 0)), constant_values=255)
@@ -124,7 +141,14 @@ def render_comparison(
             yield frame
 
     encode_video(out, frames(), T, W, H, fps, audio, progress, name=name)
-    return {"metrics": values, "vmax_mm": vmax, "num_frames": T, "path": str(out)}
+    return {
+        "metrics": values,
+        "vmax_mm": vmax,
+        "scale": scale,
+        "max_error_mm": float(error_mm.max()),
+        "num_frames": T,
+        "path": str(out),
+    }
 
 
 def video_name(sequence_id: str) -> str:
@@ -132,7 +156,9 @@ def video_name(sequence_id: str) -> str:
     return str(sequence_id).replace("/", "_").replace(os.sep, "_") + ".mp4"
 
 
-def render_submission_sequence(prediction_path, release, sequence_id: str, out, *, panel_size: int = 384, progress: bool = True) -> dict:
+def render_submission_sequence(
+    prediction_path, release, sequence_id: str, out, *, panel_size: int = 384, progress: bool = True, vmax_mm: float | None = None
+) -> dict:
     """:func:`render_comparison` of one id of a submission file against the release's ground truth."""
     submission = open_submission(prediction_path)
     try:
@@ -163,6 +189,7 @@ def render_submission_sequence(prediction_path, release, sequence_id: str, out, 
         name=str(sequence_id),
         panel_size=panel_size,
         progress=progress,
+        vmax_mm=vmax_mm,
     )
 
 
@@ -173,13 +200,23 @@ def worst_sequences(report: dict, k: int, metric: str = "lip_max") -> list[str]:
 
 
 def render_worst(
-    report: dict, prediction_path, release, k: int, out_dir, *, metric: str = "lip_max", panel_size: int = 384, progress: bool = True
+    report: dict,
+    prediction_path,
+    release,
+    k: int,
+    out_dir,
+    *,
+    metric: str = "lip_max",
+    panel_size: int = 384,
+    progress: bool = True,
+    vmax_mm: float | None = None,
 ) -> list[Path]:
-    """Comparison videos of the ``k`` worst sequences into ``out_dir`` (``<id>.mp4``)."""
+    """Comparison videos of the ``k`` worst sequences into ``out_dir`` (``<id>.mp4``); ``vmax_mm``: one
+    error scale for all of them (default: each its own, :func:`render_comparison`)."""
     out_dir = Path(out_dir)
     written = []
     for sequence_id in worst_sequences(report, k, metric):
         path = out_dir / video_name(sequence_id)
-        render_submission_sequence(prediction_path, release, sequence_id, path, panel_size=panel_size, progress=progress)
+        render_submission_sequence(prediction_path, release, sequence_id, path, panel_size=panel_size, progress=progress, vmax_mm=vmax_mm)
         written.append(path)
     return written

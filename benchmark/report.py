@@ -242,20 +242,6 @@ def build_report(
     }
 
 
-def failed_report(validation: Any, *, release: dict | None = None) -> dict:
-    """A report for a submission that did not pass validation: no scores, every issue listed."""
-    data = validation.to_dict()
-    return {
-        "kind": REPORT_KIND,
-        "report_version": REPORT_VERSION,
-        "ok": False,
-        "model": (data.get("header") or {}).get("model", ""),
-        "submission": {"path": data["path"], "header": data.get("header")},
-        "release": dict(release or {}),
-        "notices": data["issues"],
-    }
-
-
 # ------------------------------------------------------------------------------------------ checking
 
 

@@ -28,8 +28,8 @@ _log = logging.getLogger(__name__)
 
 @dataclass
 class ScoredSubmission:
-    """What :func:`score_and_report` did: ``report`` (None when the submission failed validation, the
-    failed report is written anyway), where the reports are, and the validation's error count."""
+    """What :func:`score_and_report` did: ``report`` (None when the submission failed validation: then no
+    report is written), where the reports are (or would be), and the validation's error count."""
 
     prediction: Path
     json_path: Path
@@ -57,8 +57,8 @@ def score_and_report(
 ) -> ScoredSubmission:
     """Score ``prediction`` on ``split`` of ``release`` (a folder or a ``Release``) and write the reports
     ``json_path`` and its ``.md`` sibling; each report of ``compare`` is checked and compared with it."""
-    from benchmark.report import check_report, compare_reports, failed_report, load_report, write_report
-    from benchmark.scoring import release_context, score_submission
+    from benchmark.report import check_report, compare_reports, load_report, write_report
+    from benchmark.scoring import score_submission
     from mmface4d_datasets.release.reader import Release
 
     prediction, json_path = Path(prediction), Path(json_path)
@@ -67,9 +67,7 @@ def score_and_report(
         prediction, release, split, conventions=conventions, bootstrap_samples=bootstrap_samples, seed=seed, progress=progress
     )
     markdown_path = json_path.with_suffix(".md")
-    if result.report is None:
-        report = failed_report(result.validation, release=release_context(release, split))
-        write_report(report, json_path, markdown_path)
+    if result.report is None:  # a rejected submission: its issues are said, nothing is written
         for issue in result.validation.issues:
             _log.warning("%s", issue)
         return ScoredSubmission(prediction, json_path, markdown_path, None, release, len(result.validation.errors))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mmface4d_datasets.arguments import positive_number, seed, whole_number
+from mmface4d_datasets.arguments import add_release_argument, positive_number, seed, whole_number
 
 TRAINABLE = ("mmface4d", "mmface4d-no-composite", "mmface4d-no-regional", "faceformer")
 
@@ -27,7 +27,7 @@ def register(bench_subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--model", required=True, choices=TRAINABLE, help="model to train (faceformer checkpoints also serve faceformer-cached)"
     )
-    parser.add_argument("--data", required=True, help="release folder (the train split is used)")
+    add_release_argument(parser, what="the release whose train split is used")
     parser.add_argument("--out", required=True, help="run folder for checkpoints: new, empty or an earlier run's (created if absent)")
     parser.add_argument("--config", help="training options, a .json or .toml file (see docs/models.md)")
     parser.add_argument("--seed", type=seed, help="random seed (overrides the config)")
@@ -50,7 +50,9 @@ def register(bench_subparsers) -> argparse.ArgumentParser:
 def handle_train(args: argparse.Namespace) -> int:
     """Run the training described by ``args``; prints a JSON summary. Returns the exit code."""
     from mmface4d_datasets.output_folders import output_folder
+    from mmface4d_datasets.release.resolve import resolve_release
 
+    args.data = str(resolve_release(args.data, progress=not args.quiet))
     # New, empty or an earlier `bench train` run folder only (mmface4d_datasets.output_folders).
     with output_folder(args.out, "bench-train", inputs=[args.data]):
         return _train(args)

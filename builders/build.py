@@ -21,6 +21,8 @@ from mmface4d_datasets.release.card import SYNTHETIC_CARD_INFO
 from mmface4d_datasets.files import atomic_write_bytes, json_bytes
 
 REPORT_NAME = ".build-report.json"
+#: What the build in a folder was asked to make (hidden, never pushed): a rerun with other parameters is refused.
+PARAMETERS_NAME = ".build-parameters.json"
 ON_ERROR = ("stop", "skip")
 
 
@@ -104,8 +106,14 @@ def run_writer(
     withdrawn=(),
     inputs=(),
     executor=None,
+    parameters: dict | None = None,
+    overwrite: bool = False,
 ) -> BuildSummary:
     """Hand ``sources`` to the core's writer and turn its report into a :class:`BuildSummary`.
+
+    ``parameters``: what the caller was asked to build (JSON-able), kept in ``out/.build-parameters.json``;
+    a folder holding a build of other parameters is refused (:func:`check_build_parameters`) unless
+    ``overwrite``, which replaces it. A rerun with the same parameters resumes or rebuilds in place.
 
     ``card_info``: extra dataset-card fields for the writer (``pretty_name``, ...); ``source`` is
     always ``source_description``. ``inputs``: folders read by the build; ``out_dir`` may not be one
@@ -122,6 +130,8 @@ def run_writer(
     out = Path(out_dir)
     sources = list(sources)
     with output_folder(out, RELEASE_KIND, inputs=inputs) as output:
+        if parameters is not None:
+            check_build_parameters(out, output, parameters | {"writer": _all_writer_options(writer_options)}, overwrite=overwrite)
         summary = _write_and_report(
             sources,
             out,
@@ -139,6 +149,49 @@ def run_writer(
             executor=executor,
         )
     return summary
+
+
+def _all_writer_options(writer_options: dict) -> dict:
+    """The codec bound and shard size of ``writer_options``, the writer's own defaults filled in (so that giving
+    a default explicitly changes nothing)."""
+    from mmface4d_datasets.release.writer import DEFAULT_MAX_ERROR, DEFAULT_SHARD_SIZE_BYTES
+
+    defaults = {"max_error": DEFAULT_MAX_ERROR, "shard_size_bytes": DEFAULT_SHARD_SIZE_BYTES}
+    return {key: writer_options.get(key, default) for key, default in defaults.items()}
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{key}: {old.get(key)!r} then, {new.get(key)!r} now" for key in keys if old.get(key) != new.get(key)]
+
+
+def check_build_parameters(out: Path, output, parameters: dict, *, overwrite: bool = False) -> None:
+    """Refuse to write over a build of other ``parameters`` in ``out`` (unless ``overwrite``); record them.
+
+    The record is ``out/.build-parameters.json`` (listed in the folder's ownership marker, so it is
+    removed with the release and never pushed). A folder of an earlier version without a record is
+    taken as it is. Raises ``OutputFolderError`` naming the folder, what differs and the ways out.
+    """
+    import json
+
+    from mmface4d_datasets.output_folders import OutputFolderError
+
+    record = out / PARAMETERS_NAME
+    normalised = json.loads(json_bytes(parameters))
+    previous = None
+    if not output.new and record.is_file():
+        try:
+            previous = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = None  # unreadable: treated like an older build without a record
+    if isinstance(previous, dict) and previous != normalised and not overwrite:
+        changed = "; ".join(_differences(previous, normalised))
+        raise OutputFolderError(
+            f"{out}: holds a release built with other parameters ({changed}); nothing was changed. Rerun with the "
+            "same parameters to resume or rebuild it, give another --out, or add --overwrite to replace it."
+        )
+    output.will_write(record)
+    atomic_write_bytes(record, json_bytes(normalised))
 
 
 def _write_and_report(
@@ -206,6 +259,7 @@ def build_release(
     duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S,
     withdrawals: str | os.PathLike | None = None,
     executor=None,
+    overwrite: bool = False,
 ) -> BuildSummary:
     """Build a release in ``out_dir`` from the takes under ``source`` (the authors' layout).
 
@@ -218,6 +272,7 @@ def build_release(
     takes out and lists them in the summary and the build report. ``seed`` fixes the split and the
     style references; ``max_error`` (metres per coordinate) and ``shard_size_bytes`` default to the
     writer's. Rerunning after an interruption resumes the build. ``executor``: see :func:`run_writer`.
+    ``out_dir`` holding a build of other arguments is refused unless ``overwrite`` (:func:`check_build_parameters`).
     """
     from mmface4d_datasets.output_folders import refuse_inside_inputs
 
@@ -246,7 +301,21 @@ def build_release(
         withdrawn=withdrawn,
         inputs=[source],
         executor=executor,
+        parameters={
+            "command": "release",
+            "source": _absolute(source),
+            "manifest": _absolute(manifest),
+            "bfm_info": _absolute(bfm_info),
+            "raw": bool(raw),
+            "withdrawals": _absolute(withdrawals),
+            "seed": int(seed),
+        },
+        overwrite=overwrite,
     )
+
+
+def _absolute(path) -> str | None:
+    return None if path is None else str(Path(path).resolve())
 
 
 def build_faceformer_release(
@@ -265,6 +334,7 @@ def build_faceformer_release(
     progress: bool = True,
     duration_tolerance_s: float = DEFAULT_DURATION_TOLERANCE_S,
     executor=None,
+    overwrite: bool = False,
 ) -> BuildSummary:
     """Build a release in ``out_dir`` from a FaceFormer-layout folder ``source`` (``vertices_npy/``, ``wav/``,
     ``templates.pkl``; see :mod:`builders.faceformer_source` for ``faces``, ``keypoints``, ``fps``,
@@ -300,6 +370,17 @@ def build_faceformer_release(
         writer_options=writer_options | {"given_templates": plan.templates},
         inputs=[source],
         executor=executor,
+        parameters={
+            "command": "faceformer",
+            "source": _absolute(source),
+            "faces": _absolute(faces),
+            "keypoints": _absolute(keypoints),
+            "fps": fps,
+            "manifest": _absolute(manifest),
+            "topology": plan.topology.name,
+            "seed": int(seed),
+        },
+        overwrite=overwrite,
     )
 
 
@@ -327,9 +408,11 @@ def build_synthetic_release(
     shard_size_bytes: int | None = None,
     progress: bool = True,
     executor=None,
+    overwrite: bool = False,
 ) -> BuildSummary:
     """Build a release of ``subjects`` x ``sentences`` synthetic takes made in memory by the core's
-    generator (see :mod:`mmface4d_datasets.release.synthetic_source`); ``seed`` drives both the generator and the split."""
+    generator (see :mod:`mmface4d_datasets.release.synthetic_source`); ``seed`` drives both the generator and the split.
+    ``out_dir`` holding a build of other arguments is refused unless ``overwrite`` (:func:`check_build_parameters`)."""
     from mmface4d_datasets.release.synthetic_source import synthetic_sources
 
     _check_on_error(on_error)
@@ -346,4 +429,12 @@ def build_synthetic_release(
         writer_options=writer_options,
         card_info=SYNTHETIC_CARD_INFO | {"pretty_name": "MMFace4D synthetic (generated, no real person)"},
         executor=executor,
+        parameters={
+            "command": "synthetic",
+            "subjects": int(subjects),
+            "sentences": int(sentences),
+            "topology": topology.name,
+            "seed": int(seed),
+        },
+        overwrite=overwrite,
     )

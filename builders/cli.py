@@ -11,7 +11,7 @@ import contextlib
 import json
 import sys
 
-from mmface4d_datasets.arguments import positive_number, seed, whole_number
+from mmface4d_datasets.arguments import add_release_argument, positive_number, seed, whole_number
 
 
 def _add_writer_options(parser: argparse.ArgumentParser) -> None:
@@ -19,9 +19,15 @@ def _add_writer_options(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         metavar="DIR",
-        help="release folder to write: new, empty, or a release mmface4d built there (its "
-        "unfinished build is resumed); a folder holding other files, or inside SRC, is "
-        "refused; one build at a time (lock file DIR/.mmface4d.lock)",
+        help="release folder to write: new, empty, or a release mmface4d built there with the same "
+        "arguments (an unfinished build is resumed, a finished one rebuilt in place); one built with "
+        "other arguments is refused unless --overwrite; a folder holding other files, inside SRC or "
+        "inside another release is refused; one build at a time (lock file DIR/.mmface4d.lock)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a release built in --out with other arguments (only the files mmface4d wrote there are removed)",
     )
     parser.add_argument(
         "--seed",
@@ -167,9 +173,9 @@ def _register_from_recordings(commands) -> None:
         "per take on the executor (--workers, --ray); a take that fails is listed with its error and the "
         "others go on; a rerun skips takes whose stage output is complete, so a killed run resumes. "
         "Landmarks: a file ID_c.landmarks.npy beside a recording (float32 (captures, 68, 2) pixels, "
-        "from an external detector or annotation) is carried into the take; without one the "
-        "face-alignment detector runs if it can (it downloads weights), else the take fails naming the "
-        "file. WORK (default RELEASE.work beside RELEASE) keeps every stage's output: delete "
+        "from an external detector or annotation) is carried into the take; without one a landmark "
+        "detector runs on the converted colour video (--detector: MediaPipe's face mesh by default, offline, "
+        "docs/detector.md), else the take fails naming the file. WORK (default RELEASE.work beside RELEASE) keeps every stage's output: delete "
         "WORK/converted/ID or WORK/reconstructed/ID to redo that stage for that take. Prints a JSON "
         "summary (per stage: done, skipped, failed); exit status 1 when a take failed or the release "
         "does not validate. See docs/from-recordings.md.",
@@ -194,6 +200,13 @@ def _register_from_recordings(commands) -> None:
     )
     parser.add_argument(
         "--face-model-bfm", metavar="DIR", default=None, help="fit the BFM 2009 model from the files in DIR instead (docs/facemodel.md)"
+    )
+    parser.add_argument(
+        "--detector",
+        choices=("mediapipe", "face-alignment"),
+        default="mediapipe",
+        help="landmark detector for cameras without a landmark file: mediapipe (default; MediaPipe's face mesh, "
+        "offline, tracked on crops seeded by depth) or face-alignment (downloads its weights on first use)",
     )
     parser.add_argument(
         "--no-detector", action="store_true", help="never run the landmark detector: a camera without a landmark file fails its take"
@@ -240,33 +253,30 @@ def _register_from_recordings(commands) -> None:
 
 
 def _run_from_recordings(args) -> int:
-    with _ray_notes_to_stderr(args):
-        summary = _build_from_recordings(args)
-    print(json.dumps(summary, indent=2, sort_keys=True))
-    return 0 if summary["ok"] else 1
-
-
-def _build_from_recordings(args) -> dict:
     from builders.from_recordings import FaceModelSpec, build_from_recordings
+    from mmface4d_datasets.cli import library_output_to_stderr
 
     model = FaceModelSpec("bfm", path=args.face_model_bfm) if args.face_model_bfm else FaceModelSpec("default", args.vertices)
     shard_size = None if args.shard_size is None else int(args.shard_size * 1_000_000)
-    return build_from_recordings(
-        args.sessions,
-        args.out,
-        work=args.work,
-        workers=args.workers,
-        ray=args.ray,
-        face_model=model,
-        detect=not args.no_detector,
-        withdrawals=args.withdrawals,
-        manifest=args.manifest,
-        seed=args.seed,
-        max_error=args.max_error,
-        shard_size_bytes=shard_size,
-        crf=args.crf,
-        progress=not args.quiet,
-    )
+    with library_output_to_stderr():  # stdout holds only the JSON summary (Ray's processes get stderr)
+        summary = build_from_recordings(
+            args.sessions,
+            args.out,
+            work=args.work,
+            workers=args.workers,
+            ray=args.ray,
+            face_model=model,
+            detect=False if args.no_detector else args.detector,
+            withdrawals=args.withdrawals,
+            manifest=args.manifest,
+            seed=args.seed,
+            max_error=args.max_error,
+            shard_size_bytes=shard_size,
+            crf=args.crf,
+            progress=not args.quiet,
+        )
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0 if summary["ok"] else 1
 
 
 def _writer_options(args) -> dict:
@@ -278,22 +288,17 @@ def _writer_options(args) -> dict:
     return options
 
 
-def _ray_notes_to_stderr(args):
-    """With ``--ray``: what Ray's driver prints on stdout (a lost node's raylet log, worker errors) goes
-    to stderr for the duration, so that stdout holds only the JSON summary."""
-    return contextlib.redirect_stdout(sys.stderr) if getattr(args, "ray", None) else contextlib.nullcontext()
-
-
 @contextlib.contextmanager
 def _executor(args):
-    """The executor of ``--workers`` / ``--ray`` (None for one worker: the writer runs in this process);
-    with ``--ray``, stdout goes to stderr inside (:func:`_ray_notes_to_stderr`): print the summary after."""
+    """The executor of ``--workers`` / ``--ray`` (None for one worker: the writer runs in this process)."""
     if args.ray is None and args.workers in (None, 1):
         yield None
         return
+    from mmface4d_datasets.cli import library_output_to_stderr
     from reconstruction.executor import executor_from_arguments
 
-    with _ray_notes_to_stderr(args), executor_from_arguments(args) as executor:
+    # Ray's processes (and their log lines) keep the stdout they start with: give them stderr.
+    with library_output_to_stderr(), executor_from_arguments(args) as executor:
         yield executor
 
 
@@ -313,8 +318,7 @@ def _run_release(args) -> int:
         from builders.faceformer_cli import run_faceformer_release
 
         with _executor(args) as executor:
-            report = run_faceformer_release(args, executor, _writer_options(args))
-        return _print_summary(report)
+            return _print_summary(run_faceformer_release(args, executor, _writer_options(args)))
     from builders.faceformer_cli import refuse_layout_options
 
     refuse_layout_options(args)
@@ -331,6 +335,7 @@ def _run_release(args) -> int:
             raw=not args.no_raw,
             withdrawals=args.withdrawals,
             executor=executor,
+            overwrite=args.overwrite,
             **_writer_options(args),
         )
     if args.withdrawals is not None:
@@ -349,6 +354,7 @@ def _run_synthetic(args) -> int:
             num_vertices=args.vertices,
             on_error=args.on_error,
             executor=executor,
+            overwrite=args.overwrite,
             **_writer_options(args),
         )
     return _print_summary(report)
@@ -379,7 +385,8 @@ def register_stats(subparsers) -> None:
     stats = subparsers.add_parser(
         "stats",
         help="draw a release's statistics figures (the paper's Figure 4) as PNG, with the numbers as JSON",
-        description="Read a release (a folder, or `mini` for the small synthetic release built offline) and "
+        description="Read a release (a folder, `mini` for the small synthetic release built offline, a release in the "
+        "cache or a Hub name) and "
         "write into DIR: velocity.png, V(region, axis) per sequence over V(lips, x/y/z) with the "
         "nearest-centroid accuracy of telling subjects apart against chance; ages_by_gender.png; "
         "durations.png with min, median and max; motion_correlation.png, the correlation graph of "
@@ -389,7 +396,7 @@ def register_stats(subparsers) -> None:
         ".mmface4d-stats marker); files already there are replaced by name, nothing else is "
         "deleted. PNG bytes are deterministic. Needs matplotlib (the viz extra). See docs/stats.md.",
     )
-    stats.add_argument("release", metavar="RELEASE", help="release folder (meta/info.json inside), or `mini`")
+    add_release_argument(stats, "release")
     stats.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and stats.json")
     stats.add_argument("--quiet", action="store_true", help="no progress bar")
     stats.set_defaults(func=_run_stats)

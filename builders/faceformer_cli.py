@@ -56,6 +56,7 @@ def run_faceformer_release(args, executor, writer_options: dict):
         topology_name=args.topology_name,
         on_error=args.on_error,
         executor=executor,
+        overwrite=getattr(args, "overwrite", False),
         **writer_options,
     )
 

@@ -9,9 +9,10 @@ processes, or Ray tasks):
    recorder leaves them) into ``WORK/converted/ID/``. The reconstruction needs 2-D landmarks per
    camera and frame: a landmark file beside a recording (``ID_c.landmarks.npy``: float32
    (captures, 68, 2) pixels, from an external detector or annotation) is carried into the take;
-   without one, the face-alignment detector (``reconstruction.detector``) runs on the converted
-   colour video when it can (its weights are downloaded on first use), otherwise the take fails
-   with an error naming the missing file. Takes the recorder marked bad, and takes of actors on
+   without one, a landmark detector (``reconstruction.detector``: MediaPipe's face mesh by
+   default, offline, tracked over the take on crops seeded by the registered depth; or
+   face-alignment, whose weights are downloaded on first use) runs on the converted colour video,
+   otherwise the take fails with an error naming the missing file. Takes the recorder marked bad, and takes of actors on
    the withdrawal list, are left out before anything is read.
 2. **reconstruct** (``mmface4d reconstruct``, :func:`reconstruction.pipeline.reconstruct_folder`):
    every converted take into ``WORK/reconstructed/ID/`` (``ID_filt_{0,1,2}.nut``, ``ID.wav``,
@@ -42,6 +43,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,31 +96,41 @@ def _face_model(spec: FaceModelSpec):
 
 
 _DETECTOR: dict = {}
+_DETECTOR_LOCK = threading.RLock()
 #: The note of a take whose stage output an earlier, lost attempt had finished.
 _DONE_BY_LOST_ATTEMPT = "complete already (written by an earlier attempt whose worker or node was lost)"
 
 
-def detect_landmarks(colour_video: Path):
-    """68 landmarks (T, 68, 2) of a converted colour video with the face-alignment detector; raises
-    :class:`~reconstruction.detector.DetectorUnavailable` naming the video when it cannot run."""
-    from mmface4d_datasets.take_files import read_colour_video
-    from reconstruction.detector import DetectorUnavailable, FaceAlignmentDetector
+def detect_landmarks(colour_video: Path, detector: str = "mediapipe"):
+    """68 landmarks (T, 68, 2) of a converted colour video with ``detector`` (``reconstruction.detector.DETECTORS``:
+    MediaPipe's face mesh, offline, by default; crops seeded by the take's registered depth); raises
+    :class:`~reconstruction.detector.DetectorUnavailable` naming the video when it cannot run. How many
+    frames had a face is logged (info, on stderr; the landmark file holds NaN rows for the others)."""
+    import sys
+
+    from reconstruction.detector import DetectorUnavailable, detect_colour_video, make_detector
 
     colour_video = Path(colour_video)
+    take_camera = colour_video.name.split(".")[0]
     try:
-        if "detector" not in _DETECTOR:
-            import contextlib
-            import sys
+        with _DETECTOR_LOCK:
+            if detector not in _DETECTOR:
+                import contextlib
 
-            with contextlib.redirect_stdout(sys.stderr):  # torch.hub reports its download on stdout: keep it for the JSON
-                _DETECTOR["detector"] = FaceAlignmentDetector()
+                with contextlib.redirect_stdout(sys.stderr):  # torch.hub reports its download on stdout: keep it for the JSON
+                    _DETECTOR[detector] = make_detector(detector)
     except DetectorUnavailable as exc:
-        take_camera = colour_video.name.split(".")[0]
         raise DetectorUnavailable(
             f"{take_camera}: no landmark file beside the recording "
-            f"({take_camera}.landmarks.npy) and the landmark detector cannot run: {exc}"
+            f"({take_camera}.landmarks.npy) and the {detector} landmark detector cannot run: {exc}"
         ) from None
-    return _DETECTOR["detector"].detect(read_colour_video(colour_video))
+    with _DETECTOR_LOCK:  # convert runs a take's cameras on threads; a detector runs one video at a time
+        found = detect_colour_video(_DETECTOR[detector], colour_video)
+    summary = found.summary()
+    import logging
+
+    logging.getLogger(__name__).info("%s: %s found a face in %d of %d frames", take_camera, detector, summary["found"], summary["frames"])
+    return found.landmarks
 
 
 def convert_job(
@@ -130,11 +142,14 @@ def convert_job(
     landmarks: dict,
     out_dir: str,
     crf: int | None,
-    detect: bool,
+    detect: bool | str,
 ) -> dict:
     """Stage 1 for one take (runs in a worker): ``rig convert`` into ``out_dir/ID``, one FFmpeg thread.
-    A take already there (an earlier attempt that renamed it into place and then lost its worker or
-    node before reporting) is kept as it is: the outputs are the same bytes wherever they were made."""
+    ``detect``: False, True (the default detector) or a detector's name. A take already there (an
+    earlier attempt that renamed it into place and then lost its worker or node before reporting) is
+    kept as it is: the outputs are the same bytes wherever they were made."""
+    import functools
+
     from capture_rig.convert import convert_take
 
     if (Path(out_dir) / take_id).is_dir():
@@ -152,7 +167,7 @@ def convert_job(
         workers=1,
         log=lambda line: None,
         landmarks=landmarks,
-        detect_landmarks=detect_landmarks if detect else None,
+        detect_landmarks=functools.partial(detect_landmarks, detector="mediapipe" if detect is True else detect) if detect else None,
         require_landmarks=True,
     )
     return {"seconds": round(report.seconds, 3), "frames": report.num_frames, "notes": report.notes}
@@ -280,7 +295,7 @@ def build_from_recordings(
     ray: str | None = None,
     executor=None,
     face_model: FaceModelSpec = FaceModelSpec(),
-    detect: bool = True,
+    detect: bool | str = True,
     withdrawals: str | os.PathLike | None = None,
     manifest: str | os.PathLike | None = None,
     seed: int = 0,
@@ -294,7 +309,8 @@ def build_from_recordings(
     ``work``: the intermediate folder (default ``OUT.work`` beside ``out``). ``workers`` / ``ray``:
     the executor (``reconstruction.executor.executor_from_arguments``); or pass ``executor``.
     ``face_model``: the model of the fit. ``detect``: run the landmark detector for a camera
-    without a landmark file (else that take fails at once). ``withdrawals``: a consent registry
+    without a landmark file (True: MediaPipe's face mesh; or a name of
+    ``reconstruction.detector.DETECTORS``; False: that take fails at once). ``withdrawals``: a consent registry
     folder or its withdrawals.json. ``manifest``, ``seed``, ``max_error``, ``shard_size_bytes``: as
     ``build release``; ``crf``: H.264 quality of the converted colour videos.
 

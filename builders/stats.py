@@ -646,14 +646,10 @@ def add_figures_to_release(release_dir, card_info: dict | None = None, *, progre
 
 
 def main_stats(release: str, out: str, *, progress: bool = True) -> dict:
-    """What ``mmface4d stats`` runs: a release folder (or the name ``mini``) into ``out``."""
-    path = Path(release)
-    if release == "mini" and not path.exists():
-        from mmface4d_datasets.release.mini import ensure_mini_release
+    """What ``mmface4d stats`` runs: a release (any name of `mmface4d_datasets.release.resolve`) into ``out``."""
+    from mmface4d_datasets.release.resolve import resolve_release
 
-        path = ensure_mini_release(progress=progress)
-    if not path.exists():
-        raise MMFace4DError(f"{release}: no such release folder")
+    path = resolve_release(release, progress=progress)
     numbers = write_statistics(path, out, progress=progress)
     return {
         "release": str(path),

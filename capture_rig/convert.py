@@ -375,7 +375,7 @@ def _no_landmarks_message(take_id: str, recordings: list, camera_ids: list[int],
         f"take {take_id}: camera(s) {', '.join(map(str, lacking))} have no landmark file ({files}) and no "
         "landmark detector is available; the reconstruction needs 68 landmarks per camera and frame. Put "
         "float32 (captures, 68, 2) pixel landmarks there (NaN where unseen; from a detector or annotation), "
-        "or make the face-alignment detector work (the reconstruct extra and its downloaded weights)"
+        "or install the MediaPipe detector (docs/detector.md; setup.sh does)"
     )
 
 

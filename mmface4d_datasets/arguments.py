@@ -8,6 +8,7 @@ command. Only the standard library is imported here (every ``mmface4d`` call loa
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 
 #: Largest seed accepted: seeds reach numpy, torch and JSON files, and 32 bits are plenty.
@@ -54,3 +55,29 @@ def positive_number(maximum: float | None = None):
 
 #: ``--seed``: 0 .. 2**32 - 1.
 seed = whole_number(0, MAX_SEED)
+
+
+#: What every option or argument naming a release accepts (`mmface4d_datasets.release.resolve`).
+RELEASE_HELP = (
+    "a release folder (holding meta/info.json), `mini` (the small synthetic release, built into the cache on first use), "
+    "a folder name in the cache, or a Hub dataset `owner/name`"
+)
+
+
+def add_release_argument(parser: argparse.ArgumentParser, flag: str = "--data", *, required: bool = True, what: str = "") -> None:
+    """Add the option (or positional) ``flag`` naming a release; its value goes to
+    ``mmface4d_datasets.release.resolve.resolve_release`` in the handler."""
+    text = (what + ": " if what else "") + RELEASE_HELP
+    if flag.startswith("-"):
+        parser.add_argument(flag, required=required, metavar="RELEASE", help=text)
+    else:
+        parser.add_argument(flag, metavar="RELEASE", help=text)
+
+
+def did_you_mean(value: str, choices) -> str:
+    """ "; did you mean 'x'?" for the valid ``choices`` closest to ``value`` (empty when none is close)."""
+    choices = [str(choice) for choice in choices]
+    close = difflib.get_close_matches(value, choices, n=3, cutoff=0.6)
+    if not close and value:
+        close = [choice for choice in choices if choice.startswith(value)][:3]
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

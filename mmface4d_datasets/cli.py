@@ -14,10 +14,14 @@ plain lines, so that stdout holds only what a command prints as its result (e.g.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import re
 import sys
 from importlib.metadata import entry_points
 
+from mmface4d_datasets.arguments import did_you_mean
 from mmface4d_datasets.errors import MMFace4DError, describe_os_error
 
 COMMAND_GROUP = "mmface4d.commands"
@@ -38,6 +42,27 @@ class _CurrentStderr(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:  # StreamHandler.__init__ sets it; the current sys.stderr is always used
         pass
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '?(?P<value>.*?)'? \(choose from (?P<choices>.*)\)$")
+
+
+def suggest_choice(message: str) -> str:
+    """``message`` of argparse with "did you mean ...?" added when it is an invalid choice close to a valid one."""
+    found = _INVALID_CHOICE.search(message)
+    if not found:
+        return message
+    choices = [choice.strip().strip("'\"") for choice in found["choices"].split(",")]
+    return message + did_you_mean(found["value"], choices)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse's parser whose errors suggest the closest valid choice (sub-commands, ``--model`` names, ...).
+
+    ``error`` is argparse's documented hook for subclasses; sub-parsers are made of the same class."""
+
+    def error(self, message: str):
+        super().error(suggest_choice(message))
 
 
 def command_packages() -> list[str]:
@@ -62,8 +87,31 @@ def log_to_stderr(packages: list[str] | None = None) -> None:
             logger.setLevel(logging.INFO)
 
 
+@contextlib.contextmanager
+def library_output_to_stderr():
+    """Inside, whatever writes to file descriptor 1 (a library's C code, or a child process started
+    here, such as Ray's raylet and workers, which keep the descriptor) goes to stderr instead, so that
+    stdout holds only the result the command prints after the block (e.g. its JSON summary)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout descriptor at all: nothing to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="mmface4d",
         description="MMFace4D: audio-driven 3D face animation data, releases and benchmark.",
     )
@@ -101,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmface4d {args.command}: error: an input is nested too deeply to read (a hostile or broken JSON file?)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        # on a line of its own: a progress bar may have left the cursor at the end of its line
+        print("\nmmface4d: interrupted", file=sys.stderr)
         return 130
 
 

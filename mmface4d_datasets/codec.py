@@ -5,7 +5,16 @@ array whose every coordinate lies within ``max_error`` metres of the input:
 ``max |decode(encode(v, e)) - v| <= e``.  The encoder checks this on its own output with exactly the
 arithmetic the decoder uses, so the bound holds for every input it accepts, not on average.
 
-How (format version 2; docs/codec.md has the byte layout and the measurements):
+Format 3 (the default; docs/codec.md has the byte layout, the proof and the measurements) adds the
+LOW-RANK mode, chosen whenever it is smaller: per chunk of at most 128 frames, a mean shape plus K
+temporal components (eigenvectors of the frames' Gram matrix, rounded to 2**-15) times K spatial
+maps (integers, predicted along the vertex order like the grid mode's frames, then from two places
+back), decoded by one float32 BLAS product; then an exact L-infinity residual stage on a step that
+keeps back a proven bound on any float32 summation order's rounding (the margin), so the bound holds
+on every machine. Decoded bits of this mode may differ between BLAS builds within the margin.
+``encode(..., version="2")`` still writes format 2; ``decode`` reads both.
+
+The grid mode (all of format 2):
 
 1. Quantise. Every coordinate goes onto a uniform grid per axis,
    ``q = rint((v - origin) / step)`` with ``step = 2 * max_error * (1 - 2**-20)`` (slightly under
@@ -55,9 +64,11 @@ from mmface4d_datasets.errors import FormatError
 __all__ = ["CODEC_VERSION", "DEFAULT_LEVEL", "CodecError", "decode", "encode", "peek"]
 
 #: Version of the byte format written by :func:`encode` (bumped whenever the layout changes).
-CODEC_VERSION = "2"
-_FORMAT = 2
-_READABLE_FORMATS = (2,)
+CODEC_VERSION = "3"
+_FORMAT = 3
+_READABLE_FORMATS = (2, 3)
+#: Versions :func:`encode` can still write (``version=``): the newest by default, the previous one on request.
+WRITABLE_VERSIONS = ("2", "3")
 
 _MAGIC = b"MF4C"
 # magic, format, mode, temporal weight (quarters), T, N, max_error, step, grid levels, origin x y z,
@@ -70,12 +81,23 @@ _SECTION = struct.Struct("<4sBBQQ")
 _MODE_EMPTY = 0
 _MODE_RAW = 1
 _MODE_GRID = 2
-_MODE_NAMES = {_MODE_EMPTY: "empty", _MODE_RAW: "raw-float32", _MODE_GRID: "grid"}
+_MODE_LOWRANK = 3
+_MODE_NAMES = {_MODE_EMPTY: "empty", _MODE_RAW: "raw-float32", _MODE_GRID: "grid", _MODE_LOWRANK: "lowrank"}
+#: The modes each format defines (format 2 has no low-rank mode).
+_FORMAT_MODES = {2: (_MODE_EMPTY, _MODE_RAW, _MODE_GRID), 3: (_MODE_EMPTY, _MODE_RAW, _MODE_GRID, _MODE_LOWRANK)}
 
 _STORED = 0
 _ZSTD = 1
 
-_ELEMENT_DTYPES = {0: np.dtype("u1"), 1: np.dtype("<u2"), 2: np.dtype("<u4"), 3: np.dtype("<u8"), 4: np.dtype("<f4"), 5: np.dtype("<i8")}
+_ELEMENT_DTYPES = {
+    0: np.dtype("u1"),
+    1: np.dtype("<u2"),
+    2: np.dtype("<u4"),
+    3: np.dtype("<u8"),
+    4: np.dtype("<f4"),
+    5: np.dtype("<i8"),
+    6: np.dtype("<f8"),
+}
 _ELEMENT_CODES = {dtype: code for code, dtype in _ELEMENT_DTYPES.items()}
 
 #: The grid step is this fraction of twice the bound, so rounding to the grid stays inside the bound.
@@ -121,7 +143,7 @@ class _Header:
 # ---------------------------------------------------------------------------------------------- encode
 
 
-def encode(vertices, max_error: float = 1e-5, *, level: int = DEFAULT_LEVEL) -> bytes:
+def encode(vertices, max_error: float = 1e-5, *, level: int = DEFAULT_LEVEL, version: str = CODEC_VERSION) -> bytes:
     """Encode a (T, N, 3) mesh sequence (metres) so every decoded coordinate is within ``max_error``.
 
     Args:
@@ -130,25 +152,41 @@ def encode(vertices, max_error: float = 1e-5, *, level: int = DEFAULT_LEVEL) -> 
             lossless. Must be finite and >= 0.
         level: zstd level (1..22) of the payload: higher is smaller and slower to encode, never
             slower to decode.
+        version: the format to write, one of :data:`WRITABLE_VERSIONS` (default: the newest,
+            :data:`CODEC_VERSION`). Version "2" writes exactly the bytes the previous release did.
 
     Returns:
         Self-contained bytes: shape, bound and codec version travel inside.
 
     Raises:
-        CodecError: NaN or Inf in ``vertices``, a wrong shape, or an invalid ``max_error``.
+        CodecError: NaN or Inf in ``vertices``, a wrong shape, an invalid ``max_error``, ``level`` or
+            ``version``.
     """
+    if str(version) not in WRITABLE_VERSIONS:
+        raise CodecError(f"codec version {version!r} cannot be written (this package writes {', '.join(WRITABLE_VERSIONS)})")
+    fmt = int(version)
     array = _validated_input(vertices)
     max_error = _validated_bound(max_error)
     if not isinstance(level, int) or not 1 <= level <= 22:
         raise CodecError(f"level must be a zstd level from 1 to 22, got {level!r}")
     num_frames, num_vertices, _ = array.shape
     if array.size == 0:
-        return _pack(_MODE_EMPTY, num_frames, num_vertices, max_error, 0.0, (0.0, 0.0, 0.0), [])
+        return _pack(_MODE_EMPTY, num_frames, num_vertices, max_error, 0.0, (0.0, 0.0, 0.0), [], fmt=fmt)
     if max_error > 0.0:
-        grid = _encode_grid(array, max_error, level)
-        if grid is not None:
-            return grid
-    return _encode_raw(array, max_error, level)
+        if fmt >= 3:
+            with _one_blas_thread():
+                best = _encode_lowrank(array, max_error, level)
+            if best is None or _worth_trying_the_grid(best, array):
+                grid = _encode_grid(array, max_error, level, fmt)
+                if grid is not None and (best is None or len(grid) < len(best)):
+                    best = grid
+            if best is not None:
+                return best
+        else:
+            grid = _encode_grid(array, max_error, level, fmt)
+            if grid is not None:
+                return grid
+    return _encode_raw(array, max_error, level, fmt)
 
 
 def _validated_input(vertices) -> np.ndarray:
@@ -205,7 +243,7 @@ def _dequantise_frame(grid_index: np.ndarray, step: float, origin: np.ndarray, o
     np.add(scaled, origin[:, None], out=out.T, dtype=np.float64, casting="same_kind")
 
 
-def _encode_grid(array: np.ndarray, max_error: float, level: int) -> bytes | None:
+def _encode_grid(array: np.ndarray, max_error: float, level: int, fmt: int = _FORMAT) -> bytes | None:
     """The lossy grid mode, or None when the lossless mode must be used instead."""
     num_frames, num_vertices, _ = array.shape
     step = _grid_step(max_error)
@@ -234,7 +272,7 @@ def _encode_grid(array: np.ndarray, max_error: float, level: int) -> bytes | Non
         sections.append(_section(b"EXIX", _zigzag_narrow(np.diff(exception_index, prepend=0)), level))
         sections.append(_section(b"EXVL", _shuffle(exception_value.astype("<f4")), level))
     levels = int(grid_index.max()) + 1
-    data = _pack(_MODE_GRID, num_frames, num_vertices, max_error, step, tuple(origin.tolist()), sections, levels, weight)
+    data = _pack(_MODE_GRID, num_frames, num_vertices, max_error, step, tuple(origin.tolist()), sections, levels, weight, fmt)
     if len(data) >= array.nbytes or not _within_bound(data, array, max_error):
         return None  # the lossless mode is then smaller, or (never expected) the self-check failed
     return data
@@ -413,10 +451,10 @@ def _unpack_nibble_pairs(packed: np.ndarray, out: np.ndarray, table: np.ndarray,
     return positions[positions < count]
 
 
-def _encode_raw(array: np.ndarray, max_error: float, level: int) -> bytes:
+def _encode_raw(array: np.ndarray, max_error: float, level: int, fmt: int = _FORMAT) -> bytes:
     num_frames, num_vertices, _ = array.shape
     sections = [_section(b"RAWF", _shuffle(array.astype("<f4").reshape(-1)), level)]
-    return _pack(_MODE_RAW, num_frames, num_vertices, max_error, 0.0, (0.0, 0.0, 0.0), sections)
+    return _pack(_MODE_RAW, num_frames, num_vertices, max_error, 0.0, (0.0, 0.0, 0.0), sections, fmt=fmt)
 
 
 def _within_bound(data: bytes, array: np.ndarray, max_error: float) -> bool:
@@ -424,6 +462,375 @@ def _within_bound(data: bytes, array: np.ndarray, max_error: float) -> bool:
     decoded = decode(data)
     error = np.abs(decoded.astype(np.float64) - array.astype(np.float64))
     return decoded.shape == array.shape and bool(error.max() <= max_error)
+
+
+# ------------------------------------------------------------------------------ low-rank mode (format 3)
+
+#: Temporal coefficients are integers times 2**-_COEFFICIENT_BITS (entries of unit eigenvectors, |c| <= 1).
+_COEFFICIENT_BITS = 15
+#: Most frames per chunk; each chunk has its own temporal basis (bounds the encoder's eigenproblem and the rank).
+_MAX_CHUNK_FRAMES = 128
+#: Most temporal components of one chunk (the decoder refuses more).
+_MAX_COMPONENTS = 64
+#: Quantisation steps of the mean shape and of the spatial maps, in grid steps (2 * max_error).
+_MEAN_STEP = 0.125
+_MAP_STEP = 0.9
+#: float32 unit roundoff: the decoder's product and its additions run in float32.
+_UNIT_ROUNDOFF = 2.0**-24
+#: The low-rank mode is used only while the float32 rounding margin is at most this share of the bound.
+_MAX_MARGIN_SHARE = 0.5
+#: Every n-th coordinate serves to estimate the residual's cost while the encoder chooses the rank.
+_RANK_SAMPLE = 29
+#: Every n-th coordinate enters the Gram matrix whose eigenvectors are the temporal basis (from 2**15 coordinates a frame).
+_GRAM_SAMPLE = 5
+#: Map symbols at or above this byte value are escapes whose remainder lies in ``MAPX``.
+_MAP_ESCAPE = 255
+#: The grid mode is tried as well when the input is this small, or the low-rank stream spends more bits per coordinate.
+_TRY_GRID_BELOW_COORDINATES = 1 << 20
+_TRY_GRID_ABOVE_BITS = 3.5
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One chunk of the low-rank model: ``frames`` x (1 + K) coefficients times (1 + K) rows of (N, 3) integers.
+
+    ``coefficients`` (frames, K) int64, units 2**-15; ``rows`` (1 + K, N, 3) int64: the mean shape in
+    units of ``steps[0]``, then the K spatial maps in units of ``steps[1]`` (metres).
+    """
+
+    coefficients: np.ndarray
+    rows: np.ndarray
+    steps: tuple[float, float]
+
+    @property
+    def components(self) -> int:
+        return self.coefficients.shape[1]
+
+
+def _chunk_bounds(num_frames: int) -> list[tuple[int, int]]:
+    """Chunks of at most ``_MAX_CHUNK_FRAMES`` frames, as equal as possible."""
+    count = -(-num_frames // _MAX_CHUNK_FRAMES)
+    edges = [round(i * num_frames / count) for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _map_residual(rows: np.ndarray, starts: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """The spatial prediction of map rows (R, 3, N): the grid mode's (predecessor, or a segment start's
+    reference), then that residual minus the one two places back.
+
+    The second step removes what is left of the gradient along a scan row and the alternation between
+    neighbours that the BFM front face's two kinds of vertex (4 and 8 triangle neighbours, alternating
+    along a row) leave in the maps. It is undone by a cumulative sum over each parity.
+    """
+    first = _spatial_residual(rows, starts, references)
+    second = first.copy()
+    second[..., 2:] -= first[..., :-2]
+    return second
+
+
+def _row_values(rows: np.ndarray, steps) -> np.ndarray:
+    """The float32 rows the decoder multiplies, (1 + K, N, 3): ``float32(float64(integer) * step)``."""
+    scale = np.full((rows.shape[0], 1, 1), steps[1])
+    scale[0] = steps[0]
+    values = np.empty(rows.shape, dtype=np.float32)
+    np.multiply(rows, scale, out=values, dtype=np.float64, casting="same_kind")
+    return values
+
+
+def _basis_matrix(coefficients: np.ndarray) -> np.ndarray:
+    """(frames, 1 + K) float32: a column of ones (the mean row), then the coefficients times 2**-15 (exact)."""
+    basis = np.ones((coefficients.shape[0], coefficients.shape[1] + 1), dtype=np.float32)
+    basis[:, 1:] = coefficients * 2.0**-_COEFFICIENT_BITS
+    return basis
+
+
+def _entropy_bits(values: np.ndarray) -> float:
+    """Order-0 entropy of zig-zag integers in bits (values beyond 4,094 cost 16 more bits each)."""
+    symbols = _zigzag(values)
+    clipped = np.minimum(symbols, 4095).astype(np.intp)
+    counts = np.bincount(clipped, minlength=4096).astype(np.float64)
+    counts = counts[counts > 0]
+    total = counts.sum()
+    return float(-(counts * np.log2(counts / total)).sum()) + 16.0 * int(np.count_nonzero(clipped == 4095))
+
+
+def _fit_chunk(relative: np.ndarray, step: float, starts: np.ndarray, references: np.ndarray) -> _Chunk:
+    """Mean shape + K temporal components of one chunk ((frames, 3N) metres from the origin), K by estimated cost.
+
+    The temporal basis is the leading eigenvectors of the frames' Gram matrix on grid integers, each
+    signed so that its largest entry is positive and rounded to 2**-15 (orthonormal to about
+    2**-15). The maps are the projections of the data, in integers of 1/16 grid step, onto the
+    rounded basis, rounded to the map step. The integer products are exact in float64 whatever BLAS
+    computes them, so the maps do not depend on the machine.
+    """
+    frames, width = relative.shape
+    steps = (_MEAN_STEP * step, _MAP_STEP * step)
+    average = relative.mean(axis=0)
+    mean = np.rint(average / steps[0]).astype(np.int64)
+    centred = relative - _row_values(mean.reshape(1, -1, 3), steps)[0].reshape(-1)
+    empty = _Chunk(np.zeros((frames, 0), dtype=np.int64), mean.reshape(1, -1, 3), steps)
+    most = min(frames - 1, _MAX_COMPONENTS)
+    if most <= 0:
+        return empty
+    # centred on the exact average, so that the basis is orthogonal to the constant and the mean's
+    # rounding (constant in time) stays out of the maps; every _GRAM_SAMPLE-th coordinate finds the
+    # temporal subspace as well as all of them (the maps below use every coordinate)
+    stride = _GRAM_SAMPLE if width >= 2**15 else 1
+    grid = np.rint((relative[:, ::stride] - average[::stride]) / step)
+    eigenvalues, vectors = np.linalg.eigh(grid @ grid.T)
+    eigenvalues, vectors = eigenvalues[::-1][:most], vectors[:, ::-1][:, :most]
+    vectors = vectors[:, eigenvalues > 0.01 * grid.shape[1]]  # below a tenth of a grid step (rms): noise only
+    if vectors.shape[1] == 0:
+        return empty
+    largest = np.argmax(np.abs(vectors), axis=0)
+    vectors = vectors * np.where(vectors[largest, np.arange(vectors.shape[1])] < 0, -1.0, 1.0)
+    coefficients = np.rint(vectors * 2.0**_COEFFICIENT_BITS)
+    fine = np.rint(centred * (16.0 / steps[1]))  # |fine| < 2**31: the encoder keeps the range below 2**26 steps
+    maps = np.rint((coefficients.T @ fine) * 2.0 ** -(_COEFFICIENT_BITS + 4)).astype(np.int64)
+    coefficients = coefficients.astype(np.int64)
+    rank = _choose_rank(coefficients, maps, centred, step, steps[1], starts, references)
+    coefficients, maps = coefficients[:, :rank], maps[:rank]
+    rows = np.concatenate([mean.reshape(1, -1), maps]).reshape(rank + 1, -1, 3)
+    return _Chunk(coefficients, rows, steps)
+
+
+def _choose_rank(coefficients, maps, centred, step, map_step, starts, references) -> int:
+    """The number of components (0..K) that minimises the estimated bits: maps' plus residual's.
+
+    Map bits: order-0 entropy of each map's spatial residual; residual bits: order-0 entropy of the
+    rounded remainder on every ``_RANK_SAMPLE``-th coordinate, scaled up.
+    """
+    num_vertices = centred.shape[1] // 3
+    map_bits = [_entropy_bits(_spatial_residual(m.reshape(num_vertices, 3).T, starts, references)) for m in maps]
+    sample = centred[:, ::_RANK_SAMPLE].copy()
+    scale = centred.size / sample.size
+    rows = (maps[:, ::_RANK_SAMPLE] * map_step).astype(np.float32).astype(np.float64)
+    basis = coefficients * 2.0**-_COEFFICIENT_BITS
+    costs = [_entropy_bits(np.rint(sample / step)) * scale]
+    spent = 0.0
+    for k in range(maps.shape[0]):
+        sample -= np.outer(basis[:, k], rows[k])
+        spent += map_bits[k]
+        costs.append(spent + _entropy_bits(np.rint(sample / step)) * scale)
+    return int(np.argmin(costs))
+
+
+def _chunk_model(chunk: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(basis (frames, 1 + K), rows (1 + K, 3N), exact value of their product) as float64."""
+    basis = _basis_matrix(chunk.coefficients).astype(np.float64)
+    rows = _row_values(chunk.rows, chunk.steps).reshape(chunk.rows.shape[0], -1).astype(np.float64)
+    return basis, rows, basis @ rows
+
+
+def _rounding_margin(chunks: list[_Chunk], models, reach: float, remainder: float, max_error: float) -> float:
+    """An upper bound on how far the decoder's float32 arithmetic can land from the exact model value.
+
+    The decoder computes ``o = float32(float32 product + origin)``, then ``float32(o + float32(q * step))``.
+    A float32 inner product of n terms, in any order, with or without fused multiply-adds, is within
+    ``gamma_n * sum |a_i b_i|`` of the exact sum (gamma_n = n u / (1 - n u), u = 2**-24, Higham,
+    Accuracy and Stability of Numerical Algorithms, 3.1); each further float32 addition or rounding adds
+    at most u times its result. ``reach`` bounds |coordinate| and ``remainder`` |input - model|. The
+    bound is rounded up to 1/8 of its power of two so that the bytes do not hang on its last bits.
+    """
+    terms = max(chunk.components for chunk in chunks) + 1
+    gamma = terms * _UNIT_ROUNDOFF / (1.0 - terms * _UNIT_ROUNDOFF)
+    # sum_k |a_tk| |b_kj| <= sum_k max_t |a_tk| |b_kj|: one vector-matrix product per chunk
+    sums = max(float((np.abs(basis).max(axis=0) @ np.abs(rows)).max()) for basis, rows, _ in models)
+    product = gamma * sums * (1.0 + 1e-6)
+    margin = 1.01 * (product + 2.01 * _UNIT_ROUNDOFF * (reach + product + remainder + 2.0 * max_error)) + 1e-300
+    quantum = 2.0 ** (np.floor(np.log2(margin)) - 3)
+    return float(np.ceil(margin / quantum) * quantum)
+
+
+def _encode_lowrank(array: np.ndarray, max_error: float, level: int) -> bytes | None:
+    """Low-rank mode (format 3), or None when it cannot hold the bound economically (the caller falls back)."""
+    num_frames, num_vertices, _ = array.shape
+    step = _grid_step(max_error)
+    if num_frames < 2 or num_vertices < 2 or not step > 1e-30:
+        return None
+    flat = array.reshape(-1, 3)
+    low, high = flat.min(axis=0).astype(np.float64), flat.max(axis=0).astype(np.float64)
+    if not np.all(np.isfinite(high - low)) or float((high - low).max()) / step >= 2.0**26:
+        return None  # the grid mode serves such ranges (the maps' integer products must stay exact)
+    origin = ((low + high) / 2).astype(np.float32)
+    relative = np.subtract(array, origin, dtype=np.float64).reshape(num_frames, -1)
+    starts, references = _row_segments(relative[0].reshape(-1, 3))
+    bounds = _chunk_bounds(num_frames)
+    chunks = [_fit_chunk(relative[first:last], step, starts, references) for first, last in bounds]
+    models = [_chunk_model(chunk) for chunk in chunks]
+    offset = relative
+    for (first, last), (_, _, model) in zip(bounds, models):
+        offset[first:last] -= model
+    remainder = float(np.abs(offset).max())
+    margin = _rounding_margin(chunks, models, float(np.abs(flat).max()) + remainder, remainder, max_error)
+    residual_step = 2.0 * (max_error - margin) * _STEP_FRACTION
+    if margin > _MAX_MARGIN_SHARE * max_error or remainder >= 2.0**30 * residual_step:
+        return None  # float32 cannot carry the bound with room to spare, or the model is useless
+    # |offset - q * step| <= step / 2 < max_error - margin: the float64 rounding here (below
+    # remainder * 2**-52 <= step * 2**-22) stays inside the 2**-20 the step keeps in reserve
+    residual = np.rint(np.divide(offset, residual_step, out=offset)).reshape(-1)
+    places = np.flatnonzero(residual)
+    rows = np.concatenate([chunk.rows for chunk in chunks])  # (R, N, 3)
+    symbols = _zigzag(_map_residual(rows.transpose(0, 2, 1), starts, references))
+    map_bytes = np.minimum(symbols, _MAP_ESCAPE).astype(np.uint8)
+    coefficients = np.concatenate([np.diff(chunk.coefficients, axis=0, prepend=0).reshape(-1) for chunk in chunks])
+    sections = [
+        _section(b"SEGS", _zigzag_narrow(np.diff(starts, prepend=0)), level),
+        _section(b"SREF", _zigzag_narrow(starts - references), level),
+        _section(
+            b"CHNK",
+            _narrow(np.array([[last - first, chunk.components] for (first, last), chunk in zip(bounds, chunks)], dtype=np.uint64)),
+            level,
+        ),
+        _section(b"STPS", _shuffle(np.array([chunk.steps for chunk in chunks], dtype="<f8")), level),
+        _section(b"TCOF", _zigzag_narrow(coefficients), level),
+        _section(b"MAPS", _Stream(np.dtype("u1"), map_bytes.tobytes()), level),
+        _section(b"MAPX", _narrow(symbols[map_bytes == _MAP_ESCAPE] - np.uint64(_MAP_ESCAPE)), level),
+        _section(b"RPOS", _zigzag_narrow(np.diff(places, prepend=0)), level),
+        _section(b"RVAL", _zigzag_narrow(residual[places].astype(np.int64)), level),
+    ]
+    levels = int(np.abs(rows).max()) + 1
+    data = _pack(
+        _MODE_LOWRANK, num_frames, num_vertices, max_error, residual_step, tuple(origin.astype(np.float64).tolist()), sections, levels
+    )
+    if len(data) >= array.nbytes or not _within_bound(data, array, max_error):
+        return None
+    return data
+
+
+#: Vertices per block of the decoder's product: the block's rows, product and output stay in cache.
+_PRODUCT_BLOCK = 1024
+
+
+def _reconstruct_chunk(basis: np.ndarray, rows: np.ndarray, steps, origin: np.ndarray, out: np.ndarray) -> None:
+    """``out = float32(float32(basis @ row values) + origin)`` for one chunk, a block of vertices at a time.
+
+    ``rows`` (1 + K, 3, N) int32; ``out`` (frames, N, 3) float32. Per block: the rows' float32 values in
+    (1 + K, block, 3) layout, one BLAS product into a scratch buffer, then the origin added on the
+    way into ``out``, so the output's memory is first touched in order, and only once.
+    """
+    frames, num_vertices = out.shape[0], out.shape[1]
+    count = rows.shape[0]
+    block = min(_PRODUCT_BLOCK, num_vertices)
+    scale = np.full((count, 1, 1), steps[1])
+    scale[0] = steps[0]
+    value_buffer = np.empty(count * block * 3, dtype=np.float32)
+    product_buffer = np.empty(frames * block * 3, dtype=np.float32)
+    tiled_origin = np.tile(origin, block)
+    flat_out = out.reshape(frames, -1)
+    with _one_blas_thread():
+        for first in range(0, num_vertices, block):
+            width = min(block, num_vertices - first)
+            values = value_buffer[: count * width * 3].reshape(count, width, 3)
+            np.multiply(rows[:, :, first : first + width].transpose(0, 2, 1), scale, out=values, dtype=np.float64, casting="same_kind")
+            product = product_buffer[: frames * width * 3].reshape(frames, width * 3)
+            _product(basis, values.reshape(count, width * 3), product)
+            np.add(product, tiled_origin[: width * 3], out=flat_out[:, 3 * first : 3 * (first + width)])
+
+
+#: Zig-zag symbols 0..255 back to signed integers (255 is the escape, replaced from MAPX).
+_MAP_SYMBOLS = ((np.arange(256) >> 1) ^ -(np.arange(256) & 1)).astype(np.int32)
+
+
+def _product(basis: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+    """``out = basis @ rows`` in float32 (BLAS): the one step whose rounding may differ between machines.
+
+    Its result is within the stream's rounding margin of the exact product whatever the order of the
+    additions (tests replace it by other orders to check that the bound still holds). The caller runs
+    it on one BLAS thread where threadpoolctl is installed: a decoder usually runs beside others
+    (DataLoader workers), where BLAS threads of their own only contend for the same cores.
+    """
+    np.matmul(basis, rows, out=out)
+
+
+_BLAS_CONTROLLER: list = []
+
+
+def _one_blas_thread():
+    """A context limiting BLAS to one thread (threadpoolctl), or doing nothing where it is absent."""
+    if not _BLAS_CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS_CONTROLLER.append(ThreadpoolController())
+        except ImportError:
+            _BLAS_CONTROLLER.append(None)
+    controller = _BLAS_CONTROLLER[0]
+    if controller is None:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")
+
+
+def _worth_trying_the_grid(data: bytes, array: np.ndarray) -> bool:
+    """Whether the grid mode might be smaller than this low-rank stream (always tried on small inputs)."""
+    return array.size <= _TRY_GRID_BELOW_COORDINATES or 8 * len(data) > _TRY_GRID_ABOVE_BITS * array.size
+
+
+def _decode_lowrank(sections, header: _Header, out: np.ndarray | None = None) -> np.ndarray:
+    """The low-rank reconstruction (T, N, 3) float32 (into ``out`` when given); every table and size is checked before use."""
+    num_frames, num_vertices = header.num_frames, header.num_vertices
+    count = num_frames * num_vertices * 3
+    if not (np.isfinite(header.step) and header.step > 0.0 and all(np.isfinite(header.origin))):
+        raise CodecError(f"codec stream declares residual step {header.step} or origin {header.origin}")
+    if not 0 < header.grid_levels < 2**31:  # the encoder keeps maps below 2**28 (ranges below 2**26 steps)
+        raise CodecError(f"codec stream declares {header.grid_levels} map levels, the low-rank mode allows fewer than 2**31")
+    table_count = _declared_count(sections, b"CHNK", 2 * num_frames)
+    if table_count % 2:
+        raise CodecError(f"codec stream chunk table holds {table_count} numbers, not pairs")
+    table = _section_array(sections, b"CHNK", table_count, {0, 1, 2, 3}).astype(np.int64).reshape(-1, 2)
+    frames, components = table[:, 0], table[:, 1]
+    if (
+        frames.sum() != num_frames
+        or np.any(frames < 1)
+        or np.any(components < 0)
+        or np.any(components > np.minimum(frames, _MAX_COMPONENTS))
+    ):
+        raise CodecError(f"codec stream chunk table {table.tolist()} does not fit {num_frames} frames")
+    steps = _section_array(sections, b"STPS", 2 * len(table), {6}).reshape(-1, 2)
+    if not np.all(np.isfinite(steps)) or np.any(steps <= 0.0) or 2.0**31 * float(steps.max()) > 1e36:
+        raise CodecError("codec stream declares map steps that are not finite and positive, or maps beyond float32")
+    starts, references = _segment_table(sections, num_vertices)
+    coefficients = _unzigzag(_section_array(sections, b"TCOF", int((frames * components).sum()), {0, 1, 2, 3}))
+    row_count = int((components + 1).sum())
+    map_bytes = _section_array(sections, b"MAPS", row_count * 3 * num_vertices, {0})
+    spatial = np.empty(map_bytes.size, dtype=np.int32)
+    for first in range(0, map_bytes.size, _UNPACK_CHUNK):  # pieces keep take's intp copy of the indices in cache
+        np.take(_MAP_SYMBOLS, map_bytes[first : first + _UNPACK_CHUNK], out=spatial[first : first + _UNPACK_CHUNK], mode="clip")
+    escaped = np.flatnonzero(map_bytes == _MAP_ESCAPE)
+    escapes = _section_array(sections, b"MAPX", escaped.size, {0, 1, 2, 3}).astype(np.uint64)
+    spatial[escaped] = _unzigzag(escapes + np.uint64(_MAP_ESCAPE)).astype(np.int32)  # wraps if forged: caught below
+    spatial = spatial.reshape(row_count, 3, num_vertices)
+    for parity in (0, 1):  # undo the difference two places back (see _map_residual)
+        np.cumsum(spatial[..., parity::2], axis=-1, out=spatial[..., parity::2])
+    if starts.size:
+        steps_at_starts = _segment_steps(spatial, starts, references)
+        spatial[:, :, starts] += steps_at_starts
+    rows = np.cumsum(spatial, axis=-1, dtype=np.int32, out=spatial)  # sums may wrap; int32 * step stays finite
+    vertices = np.empty((num_frames, num_vertices, 3), dtype=np.float32) if out is None else out
+    origin = np.asarray(header.origin, dtype=np.float32)
+    first_frame = first_row = first_coefficient = 0
+    for (length, rank), chunk_steps in zip(table.tolist(), steps.tolist()):
+        chunk_coefficients = np.cumsum(coefficients[first_coefficient : first_coefficient + length * rank].reshape(length, rank), axis=0)
+        if chunk_coefficients.size and np.abs(chunk_coefficients).max() > 2**_COEFFICIENT_BITS:
+            raise CodecError("codec stream temporal coefficients exceed 1")
+        _reconstruct_chunk(
+            _basis_matrix(chunk_coefficients),
+            rows[first_row : first_row + rank + 1],
+            chunk_steps,
+            origin,
+            vertices[first_frame : first_frame + length],
+        )
+        first_frame, first_row, first_coefficient = first_frame + length, first_row + rank + 1, first_coefficient + length * rank
+    place_count = _declared_count(sections, b"RPOS", count)
+    places = np.cumsum(_unzigzag(_section_array(sections, b"RPOS", place_count, {0, 1, 2, 3})))
+    if places.size and (places[0] < 0 or places[-1] >= count or np.any(np.diff(places) <= 0)):
+        raise CodecError("codec stream residual positions are out of range")
+    values = _unzigzag(_section_array(sections, b"RVAL", place_count, {0, 1, 2, 3, 5}))
+    flat = vertices.reshape(-1)
+    flat[places] += (values * header.step).astype(np.float32)
+    return vertices
 
 
 # ------------------------------------------------------------------------------------ integer streams
@@ -490,13 +897,13 @@ def _element_code(dtype: np.dtype) -> int:
     return _ELEMENT_CODES[np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).itemsize > 1 else np.dtype(dtype)]
 
 
-def _pack(mode, num_frames, num_vertices, max_error, step, origin, sections, levels=0, weight=0) -> bytes:
+def _pack(mode, num_frames, num_vertices, max_error, step, origin, sections, levels=0, weight=0, fmt=_FORMAT) -> bytes:
     body = bytearray()
     for name, compression, stored, element_code, raw_bytes in sections:
         body += _SECTION.pack(name, compression, element_code, len(stored), raw_bytes)
         body += stored
     header = _HEADER.pack(
-        _MAGIC, _FORMAT, mode, weight, num_frames, num_vertices, max_error, step, levels, *origin, len(sections), len(body), 0
+        _MAGIC, fmt, mode, weight, num_frames, num_vertices, max_error, step, levels, *origin, len(sections), len(body), 0
     )
     crc = zlib.crc32(body, zlib.crc32(header[:-4]))
     return header[:-4] + struct.pack("<I", crc) + bytes(body)
@@ -549,8 +956,8 @@ def _checked_sections(data) -> tuple[_Header, dict[bytes, tuple[int, int, memory
     crc = zlib.crc32(view[_HEADER.size :], zlib.crc32(view[: _HEADER.size - 4]))
     if crc != header.crc32:
         raise CodecError(f"corrupted codec stream: CRC-32 {crc:#010x} does not match the stored {header.crc32:#010x}")
-    if header.mode not in _MODE_NAMES:
-        raise CodecError(f"codec stream has unknown mode {header.mode}")
+    if header.mode not in _FORMAT_MODES[header.format]:
+        raise CodecError(f"codec stream has unknown mode {header.mode} for format {header.format}")
     sections = {}
     offset = _HEADER.size
     for _ in range(header.num_sections):
@@ -596,14 +1003,39 @@ def peek(data) -> dict:
 # ---------------------------------------------------------------------------------------------- decode
 
 
-def decode(data) -> np.ndarray:
+def decode(data, *, out: np.ndarray | None = None) -> np.ndarray:
     """Decode bytes made by :func:`encode` into a (T, N, 3) float32 array (metres).
 
+    Args:
+        data: the stream (bytes, bytearray, memoryview, or a uint8 array such as an Arrow buffer's).
+        out: optional C-contiguous float32 array of the stream's shape to decode into (for example the
+            numpy view of a torch tensor in shared memory); the low-rank mode writes its product
+            straight into it, the other modes copy their result in. Returned when given.
+
     Raises:
-        CodecError: the stream is truncated, corrupted (CRC-32 mismatch), of an unknown version, or
-            declares a shape its payload cannot hold (refused before any large allocation).
+        CodecError: the stream is truncated, corrupted (CRC-32 mismatch), of an unknown version,
+            declares a shape its payload cannot hold (refused before any large allocation), or does
+            not match ``out``.
     """
     header, sections = _checked_sections(data)
+    shape = (header.num_frames, header.num_vertices, 3)
+    if out is not None and (
+        not isinstance(out, np.ndarray)
+        or out.shape != shape
+        or out.dtype != np.float32
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
+        found = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise CodecError(f"decode(out=...) needs a writeable C-contiguous float32 array of shape {shape}, got {found}")
+    vertices = _decoded(header, sections, out)
+    if out is not None and vertices is not out:
+        np.copyto(out, vertices)
+        return out
+    return vertices
+
+
+def _decoded(header: _Header, sections, out: np.ndarray | None) -> np.ndarray:
     shape = (header.num_frames, header.num_vertices, 3)
     count = header.num_frames * header.num_vertices * 3
     if header.mode == _MODE_EMPTY:
@@ -615,7 +1047,7 @@ def decode(data) -> np.ndarray:
     if header.mode == _MODE_RAW:
         values = _section_array(sections, b"RAWF", count, {4})
         return values.reshape(shape)
-    vertices = _decode_grid(sections, header)
+    vertices = _decode_lowrank(sections, header, out) if header.mode == _MODE_LOWRANK else _decode_grid(sections, header)
     if b"EXIX" in sections:
         exception_count = _declared_count(sections, b"EXIX", count)
         positions = np.cumsum(_unzigzag(_section_array(sections, b"EXIX", exception_count, {0, 1, 2, 3})))
@@ -636,19 +1068,7 @@ def _decode_grid(sections, header: _Header) -> np.ndarray:
     frame (sums over time) and the shared reconstruction.
     """
     count = header.num_frames * header.num_vertices * 3
-    segment_count = _declared_count(sections, b"SEGS", header.num_vertices)
-    if _declared_count(sections, b"SREF", header.num_vertices) != segment_count:
-        raise CodecError("codec sections SEGS and SREF disagree on the number of segments")
-    starts = np.cumsum(_unzigzag(_section_array(sections, b"SEGS", segment_count, {0, 1, 2, 3})))
-    references = starts - _unzigzag(_section_array(sections, b"SREF", segment_count, {0, 1, 2, 3}))
-    if starts.size and (
-        starts[0] < 1
-        or starts[-1] >= header.num_vertices
-        or np.any(np.diff(starts) <= 0)
-        or np.any(references < 0)
-        or np.any(references >= starts)
-    ):
-        raise CodecError("codec stream segment table is out of range")
+    starts, references = _segment_table(sections, header.num_vertices)
     if not 0 < header.grid_levels <= _MAX_GRID_INDEX:
         raise CodecError(f"codec stream declares {header.grid_levels} grid levels")
     integer = np.int32 if header.grid_levels < 2**31 else np.int64
@@ -693,6 +1113,24 @@ def _decode_grid(sections, header: _Header) -> np.ndarray:
         _dequantise_frame(current, header.step, origin, vertices[frame], scaled)
         current, previous = previous, current
     return vertices
+
+
+def _segment_table(sections, num_vertices: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (start, reference) pairs of ``SEGS`` and ``SREF``, checked: 0 < start < N increasing, 0 <= reference < start."""
+    segment_count = _declared_count(sections, b"SEGS", num_vertices)
+    if _declared_count(sections, b"SREF", num_vertices) != segment_count:
+        raise CodecError("codec sections SEGS and SREF disagree on the number of segments")
+    starts = np.cumsum(_unzigzag(_section_array(sections, b"SEGS", segment_count, {0, 1, 2, 3})))
+    references = starts - _unzigzag(_section_array(sections, b"SREF", segment_count, {0, 1, 2, 3}))
+    if starts.size and (
+        starts[0] < 1
+        or starts[-1] >= num_vertices
+        or np.any(np.diff(starts) <= 0)
+        or np.any(references < 0)
+        or np.any(references >= starts)
+    ):
+        raise CodecError("codec stream segment table is out of range")
+    return starts, references
 
 
 def _declared_count(sections, name: bytes, limit: int) -> int:

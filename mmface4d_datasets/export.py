@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmface4d_datasets.arguments import whole_number
+from mmface4d_datasets.arguments import add_release_argument, whole_number
 from mmface4d_datasets.vocabulary import BFM_NUM_VERTICES
 
 #: Output formats and the file suffix of each.
@@ -193,13 +193,41 @@ def export_mesh_files(
     faces = load_faces(faces_path, num_vertices)
     start = time.perf_counter()
     vertices = read_mesh_sequence(prefix, num_vertices)
-    decoded = time.perf_counter()
+    return _export_decoded(vertices, faces, out_dir, fmt, frames, time.perf_counter() - start)
+
+
+def _export_decoded(vertices, faces, out_dir, fmt: str, frames: str | None, decode_seconds: float) -> ExportResult:
+    """The frames ``frames`` (:func:`parse_frames`) of decoded ``vertices`` written by :func:`export_sequence`."""
+    import time
+
+    from mmface4d_datasets.errors import MMFace4DError
+
+    start = time.perf_counter()
     try:
         selected = parse_frames(frames, len(vertices))
     except ValueError as exc:
         raise MMFace4DError(str(exc)) from None
     paths = export_sequence(vertices, faces, out_dir, fmt=fmt, frames=selected)
-    return ExportResult(len(vertices), paths, len(faces), decoded - start, time.perf_counter() - decoded)
+    return ExportResult(len(vertices), paths, len(faces), decode_seconds, time.perf_counter() - start)
+
+
+def export_release_row(
+    release: str | os.PathLike, sequence_id: str, out_dir: str | os.PathLike, *, fmt: str = "ply", frames: str | None = None
+) -> ExportResult:
+    """Decode the sequence ``sequence_id`` of a release (any name of `mmface4d_datasets.release.resolve`;
+    canonical head frame, metres) and write its frames with the release's triangles, as :func:`export_mesh_files`."""
+    import time
+
+    import numpy as np
+
+    from mmface4d_datasets.release.reader import Release
+    from mmface4d_datasets.release.resolve import resolve_release
+
+    opened = Release(resolve_release(release))
+    start = time.perf_counter()
+    vertices = opened.record(sequence_id)["vertices"]
+    faces = np.asarray(opened.topology["triangles"], dtype=np.int64)
+    return _export_decoded(vertices, faces, out_dir, fmt, frames, time.perf_counter() - start)
 
 
 def register(subparsers) -> None:
@@ -208,6 +236,7 @@ def register(subparsers) -> None:
         help="write a .nut mesh sequence as PLY/OBJ meshes, or a release in the FaceFormer layout",
         usage=(
             "mmface4d export PREFIX --num-vertices N --faces FILE --out DIR [--format ply|obj] [--frames A:B]\n"
+            "       mmface4d export --data RELEASE --id ID --out DIR [--format ply|obj] [--frames A:B]\n"
             "       mmface4d export faceformer RELEASE --out DIR [--split train,test] [--fps 30|25|60] [--val-subjects K] [--seed S]"
         ),
         description=(
@@ -221,14 +250,17 @@ def register(subparsers) -> None:
             "strings), names.csv, topology.npz and a README.md with the conventions. The release's test split is their "
             "test; its train split their train minus --val-subjects held-out subjects (their val). --fps 30 keeps the "
             "release's frames; 25 (BIWI mode) and 60 (vocaset mode, whose loader keeps every second frame) resample "
-            "linearly in time, and the README says so. See docs/faceformer.md."
+            "linearly in time, and the README says so. See docs/faceformer.md. "
+            "(3) `export --data RELEASE --id ID`: one sequence of a release (any release name: a folder, mini, a cached "
+            "release or a Hub name) as in (1), with the release's triangles."
         ),
     )
     parser.add_argument(
         "prefix",
-        nargs="+",
+        nargs="*",
         metavar="PREFIX | faceformer RELEASE",
-        help="mesh files PREFIX_0.nut, PREFIX_1.nut, PREFIX_2.nut; or the word faceformer and a release folder",
+        help="mesh files PREFIX_0.nut, PREFIX_1.nut, PREFIX_2.nut; or the word faceformer and a release (folder, mini, "
+        "a cached release or a Hub name); none with --data",
     )
     parser.add_argument(
         "--out",
@@ -240,6 +272,8 @@ def register(subparsers) -> None:
     meshes.add_argument(
         "--num-vertices", type=whole_number(1), metavar="N", help=f"vertices per frame ({BFM_NUM_VERTICES} for the BFM front topology)"
     )
+    add_release_argument(meshes, required=False, what="export a release's sequence instead of PREFIX (with --id)")
+    meshes.add_argument("--id", dest="sequence_id", metavar="ID", help="sequence id in the release (with --data)")
     meshes.add_argument(
         "--faces",
         metavar="FILE",
@@ -276,6 +310,10 @@ def _run(args: argparse.Namespace) -> int:
 
     mesh_options = {"--num-vertices": args.num_vertices, "--faces": args.faces, "--format": args.format, "--frames": args.frames}
     layout_options = {"--split": args.split, "--fps": args.fps, "--val-subjects": args.val_subjects}
+    if args.data is not None or args.sequence_id is not None:
+        return _run_release_row(args, layout_options)
+    if not args.prefix:
+        raise MMFace4DError("give PREFIX (with --num-vertices and --faces), faceformer RELEASE, or --data RELEASE --id ID")
     if args.prefix[0] == "faceformer":
         if len(args.prefix) != 2:
             raise MMFace4DError("export faceformer takes one release folder: mmface4d export faceformer RELEASE --out DIR")
@@ -305,13 +343,35 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_release_row(args: argparse.Namespace, layout_options: dict) -> int:
+    from mmface4d_datasets.errors import MMFace4DError
+
+    if args.prefix or args.data is None or not args.sequence_id:
+        raise MMFace4DError("export --data RELEASE --id ID takes no PREFIX and needs both --data and --id")
+    wrong = [
+        name for name, value in {**layout_options, "--num-vertices": args.num_vertices, "--faces": args.faces}.items() if value is not None
+    ]
+    if wrong:
+        raise MMFace4DError(f"{', '.join(wrong)}: not options of export --data (the release gives the triangles)")
+    fmt = args.format or "ply"
+    result = export_release_row(args.data, args.sequence_id, args.out, fmt=fmt, frames=args.frames)
+    paths = result.paths
+    print(f"decoded {result.num_frames} frames of {args.sequence_id} from {args.data} in {result.decode_seconds:.2f} s")
+    print(
+        f"wrote {len(paths)} {fmt.upper()} files ({paths[0].name} .. {paths[-1].name}, "
+        f"{result.num_triangles} triangles each) to {args.out} in {result.export_seconds:.2f} s"
+    )
+    return 0
+
+
 def _run_faceformer(args: argparse.Namespace) -> int:
     import json
 
     from mmface4d_datasets.faceformer.export import export_faceformer
+    from mmface4d_datasets.release.resolve import resolve_release
 
     result = export_faceformer(
-        args.prefix[1],
+        str(resolve_release(args.prefix[1], progress=not args.quiet)),
         args.out,
         splits=args.split,
         fps=30 if args.fps is None else args.fps,

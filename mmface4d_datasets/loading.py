@@ -4,7 +4,8 @@ Where the release comes from, in this order:
 1. `name="mini"`: a small synthetic release (8 subjects x 3 sentences, 1,000 vertices) built on first
    use into `mmface4d_datasets.paths.cache_dir()` (under `HF_HOME`), then reused. Needs no network.
 2. `data_dir=...`, else the environment variable `MMFACE4D_DATA_DIR`: a local release folder.
-3. `path` naming an existing folder: that release folder.
+3. `path` naming an existing folder, `"mini"` or a release in the cache: the names every command takes
+   (`mmface4d_datasets.release.resolve.resolve_release`).
 4. The Hub: repository `path` when it contains "/", else `$MMFACE4D_REPO_ID`, else `DEFAULT_REPO_ID`;
    only the README, `meta/` and the files of the asked config and split are downloaded; with
    `streaming=True` only the README and `meta/`, and the shards are read remotely (`hf://` paths).
@@ -29,13 +30,14 @@ from typing import TYPE_CHECKING
 
 from mmface4d_datasets.vocabulary import SAMPLE_RATE
 from mmface4d_datasets.errors import FormatError, MMFace4DError
+from mmface4d_datasets.release.resolve import DATA_DIR_ENV, REPO_ENV, DatasetNotAvailableError
+
+__all__ = ["load_dataset", "open_release_dataset", "DatasetNotAvailableError", "DATA_DIR_ENV", "REPO_ENV", "DEFAULT_REPO_ID"]
 
 if TYPE_CHECKING:
     from mmface4d_datasets.release.info import ReleaseInfo
 
 DEFAULT_REPO_ID = "mmface4d/mmface4d"
-REPO_ENV = "MMFACE4D_REPO_ID"
-DATA_DIR_ENV = "MMFACE4D_DATA_DIR"
 CONFIGS = ("default", "templates", "raw", "mini")
 
 
@@ -44,10 +46,6 @@ _log = logging.getLogger(__name__)
 
 def _is_local(path: str) -> bool:
     return "://" not in str(path)
-
-
-class DatasetNotAvailableError(MMFace4DError):
-    """No release could be found or downloaded; the message says what to do."""
 
 
 def load_dataset(
@@ -82,18 +80,14 @@ def load_dataset(
     from mmface4d_datasets.release.integrity import verification_mode_name
 
     verification_mode = verification_mode_name(verification_mode)
+    from mmface4d_datasets.release.resolve import MINI, is_hub_id, mini_release, resolve_release
+
     config = "default" if name in (None, "default") else name
     if config not in CONFIGS:
         raise MMFace4DError(f"load_dataset: unknown config name {name!r} (known: {', '.join(CONFIGS)})")
-    if config == "mini":
-        from mmface4d_datasets.extras import require
-        from mmface4d_datasets.release.mini import ensure_mini_release, mini_release_dir
-
-        if not (mini_release_dir() / "meta" / "info.json").is_file():
-            for module in ("scipy", "espeakng_loader"):  # the synthetic generator builds it on first use
-                require(module, "synthetic", 'load_dataset(name="mini") (building the mini release)')
-
-        folder, config = ensure_mini_release(), "default"
+    path = os.fspath(path)
+    if config == MINI:  # name="mini": the default config of the mini release
+        folder, config = mini_release(), "default"
     elif data_dir is not None or os.environ.get(DATA_DIR_ENV):
         folder = Path(data_dir if data_dir is not None else os.environ[DATA_DIR_ENV]).expanduser()
         if not (folder / "meta" / "info.json").is_file():
@@ -102,8 +96,8 @@ def load_dataset(
                 f"{folder} (from {given}) is not an MMFace4D release folder: it has no "
                 f"meta/info.json. Build one with `mmface4d build release`."
             )
-    elif path not in ("mmface4d", "") and Path(path).expanduser().is_dir():
-        folder = Path(path).expanduser()
+    elif path not in ("mmface4d", "") and not (is_hub_id(path) and not Path(path).expanduser().exists()):
+        folder = resolve_release(path)  # a folder, "mini" or a release in the cache: the names every command takes
     else:
         repo_id = path if "/" in path else os.environ.get(REPO_ENV, DEFAULT_REPO_ID)
         # Streaming downloads only the card and meta/; the shards are read remotely through hf:// paths.
@@ -145,25 +139,11 @@ def hub_stream_files(repo_id: str, revision: str | None, info: ReleaseInfo, conf
 
 def download_release(repo_id: str, config: str, split: str | None, revision: str | None, *, metadata_only: bool = False) -> Path:
     """snapshot_download of only the needed files (only README.md and meta/ with `metadata_only`);
-    any failure becomes a `DatasetNotAvailableError` saying what to do."""
-    patterns = hub_patterns(config, split)[:2] if metadata_only else hub_patterns(config, split)
-    try:
-        from huggingface_hub import snapshot_download
+    any failure becomes one `DatasetNotAvailableError` saying what to do (`release.resolve.download_release`)."""
+    from mmface4d_datasets.release import resolve
 
-        folder = snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns)
-    except Exception as exc:  # offline mode, no network, no such repo, gated and not logged in: same ways out
-        raise DatasetNotAvailableError(
-            f"could not get the MMFace4D release {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}: {exc}). "
-            f"Ways out: (1) use a local release: load_dataset('mmface4d', data_dir=PATH) or set {DATA_DIR_ENV}=PATH "
-            f"(make one with `mmface4d build release`); (2) use the small synthetic release, built offline: "
-            f"load_dataset('mmface4d', name='mini'); (3) for the gated Hub release: accept its conditions at "
-            f"https://huggingface.co/datasets/{repo_id}, log in with `hf auth login`, make sure HF_HUB_OFFLINE is not set "
-            f"(another repository: set {REPO_ENV})."
-        ) from exc
-    folder = Path(folder)
-    if not (folder / "meta" / "info.json").is_file():
-        raise DatasetNotAvailableError(f"Hub repository {repo_id!r} has no meta/info.json: it is not an MMFace4D release")
-    return folder
+    patterns = hub_patterns(config, split)[:2] if metadata_only else hub_patterns(config, split)
+    return resolve.download_release(repo_id, revision=revision, patterns=patterns)
 
 
 class ReleaseMismatchError(FormatError):

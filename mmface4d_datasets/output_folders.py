@@ -14,7 +14,8 @@ Every command that writes a folder (``mmface4d build release|synthetic``, ``expo
 
 Only files listed in the marker are ever deleted (:meth:`OutputFolder.remove_written`), and a file
 the command did not write is never overwritten (:meth:`OutputFolder.will_write`). ``--out`` equal to
-one of the command's inputs, or inside one, is refused.
+one of the command's inputs, or inside one, is refused, and so is a folder inside a release folder
+(one holding ``meta/info.json``), which would otherwise carry files its release does not list.
 
 One writer at a time: the folder's lock file ``.mmface4d.lock`` is created with
 ``O_CREAT | O_EXCL`` (atomic on Linux, macOS and Windows, local and network file systems) and holds
@@ -429,6 +430,19 @@ def refuse_inside_inputs(out: str | os.PathLike, inputs: Iterable[str | os.PathL
             )
 
 
+def refuse_inside_release(out: str | os.PathLike, *, option: str = "--out") -> None:
+    """Raise :class:`OutputFolderError` when ``out`` lies inside a release folder (a folder above it holds
+    ``meta/info.json``): the release would then hold files it does not list, which ``mmface4d validate``
+    reports and ``build push`` leaves out."""
+    target = Path(out).resolve()
+    for parent in target.parents:
+        if (parent / "meta" / "info.json").is_file():
+            raise OutputFolderError(
+                f"{option} {out} is inside the release {parent}; nothing was written. Write to a folder outside it "
+                "(the release would otherwise hold files its meta/info.json does not list)"
+            )
+
+
 def _foreign_entries(folder: Path) -> list[str]:
     return sorted(
         entry.name + ("/" if entry.is_dir() else "")
@@ -448,6 +462,7 @@ def claim_output_folder(
     """
     folder = Path(path)
     refuse_inside_inputs(folder, inputs)
+    refuse_inside_release(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputFolderError(f"{folder}: exists and is not a folder; choose a new folder for the output")
     try:

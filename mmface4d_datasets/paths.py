@@ -10,6 +10,15 @@ FIXTURES_ENV = "MMFACE4D_FIXTURES"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+#: Where a user gets the authors' sample take, and how to point this package at it (said wherever it is absent).
+SAMPLE_SOURCE = (
+    "the authors' sample take 000337 is the test_data/ folder of their code repository, "
+    "https://github.com/wuhaozhe/4d_reconstruction (MMFace4D, Wu et al., https://arxiv.org/abs/2303.09797; "
+    "that repository states no licence, so its files stay the authors': use them for research, cite the paper, "
+    "do not redistribute them); clone it and point at that folder with "
+    f"{FIXTURES_ENV}=/path/to/4d_reconstruction/test_data or `mmface4d quickstart --fixtures DIR`"
+)
+
 
 def official_sample_candidates() -> list[Path]:
     """Folders searched, in order, for the authors' sample take (DESIGN.md, Fixture location)."""

@@ -7,8 +7,9 @@ folder. Steps pass objects to later steps through ``QuickstartContext.state``; a
 run (its input is absent) returns ``{"status": "skipped", "reason": ...}`` instead of failing, so
 later steps can be added without reordering the earlier ones.
 
-The core's steps use the authors' sample take when it is present (``$MMFACE4D_FIXTURES`` or
-``../shared/fixtures/official_sample``; see :mod:`mmface4d_datasets.paths`): find the take, decode its
+The core's steps use the authors' sample take when it is present (``--fixtures DIR``, else
+``$MMFACE4D_FIXTURES``, else the project's CI copy; see :mod:`mmface4d_datasets.paths`, whose
+``SAMPLE_SOURCE`` says where a user gets it): find the take, decode its
 mesh sequence, audio, calibration and landmarks, and export the frames as PLY files; then they build
 (or reuse) the synthetic mini release and load it with ``load_dataset``. Packages above the core add
 their steps through the entry-point group ``mmface4d.quickstart`` (each entry point names a list of
@@ -86,7 +87,7 @@ def _skipped(context: QuickstartContext, reason: str) -> dict:
 def step_find_sample(context: QuickstartContext) -> dict:
     """Locate the authors' sample take and list its files."""
     from mmface4d_datasets.official import read_take
-    from mmface4d_datasets.paths import official_sample_candidates, official_sample_dir
+    from mmface4d_datasets.paths import SAMPLE_SOURCE, official_sample_candidates, official_sample_dir
 
     if context.sample_dir is not None:
         looked_in = [context.sample_dir]
@@ -96,12 +97,10 @@ def step_find_sample(context: QuickstartContext) -> dict:
         folder = official_sample_dir()
     looked = [str(p) for p in looked_in]
     if folder is None:
-        context.line("looked in", "; ".join(looked))
-        summary = _skipped(
-            context,
-            "the authors' sample take is absent (set MMFACE4D_FIXTURES or pass --sample to a folder holding reconstruct_filt_0.nut)",
-        )
-        return {**summary, "looked_in": looked}
+        context.line("looked in", "; ".join(looked) + " (a folder holding reconstruct_filt_0.nut)")
+        summary = _skipped(context, "the authors' sample take is absent; the decode and export steps need it")
+        context.line("where to get it", SAMPLE_SOURCE)
+        return {**summary, "looked_in": looked, "where_to_get_it": SAMPLE_SOURCE}
     take = read_take(folder)
     context.state["take"] = take
     context.line("folder", folder)
@@ -230,13 +229,15 @@ def step_export_sample(context: QuickstartContext) -> dict:
 def step_mini_release(context: QuickstartContext) -> dict:
     """Build the synthetic mini release into the cache (or reuse it), validate it and load it."""
     from mmface4d_datasets.loading import load_dataset
-    from mmface4d_datasets.release.mini import ensure_mini_release, mini_release_dir
+    from mmface4d_datasets.release.mini import mini_release_dir
     from mmface4d_datasets.release.reader import Release
+    from mmface4d_datasets.release.resolve import mini_release
     from mmface4d_datasets.release.validate import validate_release
 
     reused = (mini_release_dir() / "meta" / "info.json").is_file()
     start = time.perf_counter()
-    path = ensure_mini_release(progress=False)
+    # building shows the writer's progress bars on stderr (about 20 s, once)
+    path = mini_release(progress=True, announce=lambda message: context.line("mini", message))
     build_seconds = time.perf_counter() - start
     problems = validate_release(path)
     release = Release(path)
@@ -298,7 +299,10 @@ def select_steps(only: list[str] | None) -> list[QuickstartStep]:
     names = [step.name for step in steps]
     unknown = sorted(set(only) - set(names))
     if unknown:
-        raise MMFace4DError(f"quickstart: unknown step(s) {unknown}; the steps are {names}")
+        from mmface4d_datasets.arguments import did_you_mean
+
+        hint = did_you_mean(unknown[0], names) if len(unknown) == 1 else ""
+        raise MMFace4DError(f"quickstart: unknown step(s) {unknown}{hint}; the steps are {names}")
     return [step for step in steps if step.name in only]
 
 
@@ -340,6 +344,7 @@ def _run_steps(out_dir: Path, steps, echo, sample_dir, options: dict[str, object
         step_start = time.perf_counter()
         summary = step.run(context)
         summary["seconds"] = round(time.perf_counter() - step_start, 4)
+        context.line("step took", f"{summary['seconds']:.1f} s")
         context.summaries[step.name] = summary
     total = time.perf_counter() - started
     summary = {
@@ -408,11 +413,13 @@ def register(subparsers) -> None:
         "--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder: new, empty or an earlier quickstart's (default: ./{DEFAULT_OUT})"
     )
     parser.add_argument(
+        "--fixtures",
         "--sample",
+        dest="sample",
         default=None,
         metavar="DIR",
-        help="folder of the authors' sample take (default: $MMFACE4D_FIXTURES, then "
-        "../shared/fixtures/official_sample beside the package's source tree)",
+        help="folder of the authors' sample take, the test_data/ folder of github.com/wuhaozhe/4d_reconstruction "
+        "(default: $MMFACE4D_FIXTURES; without it steps 1-3 say where to get it and are skipped)",
     )
     parser.add_argument(
         "--only",

@@ -1,22 +1,25 @@
 """Size and speed of our mesh-sequence codec on the authors' sample take (prints one JSON object).
 
 DESIGN.md, Performance: storage and decode. On the fixture take (67 frames, 35,709 vertices, read
-with ``mmface4d_datasets.official.read_mesh_sequence``), all in one run:
+with ``mmface4d_datasets.official.read_mesh_sequence``), all in one run, for the NEW format (3, the
+default: low-rank mode) beside the OLD one (format 2, ``encode(..., version="2")``: grid mode):
 
-- bytes per frame: ours at 10 um and at 2 um maximum per-coordinate error (every byte a decoder
-  needs: header, tables, payload), the authors' ``.nut`` encoding (the three files / frames) and raw
-  float32 (N * 3 * 4); the ratios between them; the maximum error actually measured;
+- bytes per frame: both formats at 10 um and at 2 um maximum per-coordinate error (every byte a
+  decoder needs: header, tables, payload), the authors' ``.nut`` encoding (the three files / frames)
+  and raw float32 (N * 3 * 4); the ratios between them; the maximum error actually measured; the
+  bytes of each section of the new format;
 - the same sizes at zstd level 19 (smallest, slowest to encode; decoding is as fast);
-- seconds (best of ``--repeats``, and the median): our encode and decode at both bounds, and the
-  previous decoder (the pre-speed-up copy kept in ``perf/codec_previous.py``,
-  timed interleaved with the current one on the same bytes, which it must match bit for bit); the authors'
-  way through PyAV (``read_mesh_sequence``: FFV1 decode + header parse + dequantise); the authors'
-  scripts' way (one ``ffmpeg`` process per axis piping raw gray16le, then the header parse) when an
-  ``ffmpeg`` binary is given (``--ffmpeg``) or on PATH; ``np.load`` of the same float32 array saved as ``.npy`` in a temporary
-  folder, read once before timing (warm page cache).
+- seconds (best of ``--repeats``, and the median): encode and decode of both formats at both bounds
+  (the decoders timed interleaved, call by call, so both see the same machine load), and format 2's
+  decoder before its speed-up (``perf/codec_previous.py``, on the format-2 bytes, which it must
+  match bit for bit); the authors' way through PyAV (``read_mesh_sequence``: FFV1 decode + header
+  parse + dequantise); the authors' scripts' way (one ``ffmpeg`` process per axis piping raw
+  gray16le, then the header parse) when an ``ffmpeg`` binary is given (``--ffmpeg``) or on PATH;
+  ``np.load`` of the same float32 array saved as ``.npy`` in a temporary folder, read once before
+  timing (warm page cache).
 
-The process is single-threaded numpy work (zstd decompression is single-threaded too); the load
-average is printed because the machine may be shared.
+The codec runs on one thread (its BLAS product on one BLAS thread where threadpoolctl is installed;
+zstd is single-threaded); the load average is printed because the machine may be shared.
 
     .venv/bin/python perf/codec.py [--repeats 7] [--ffmpeg /path/to/ffmpeg]
 
@@ -27,6 +30,7 @@ average is printed because the machine may be shared.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -81,11 +85,11 @@ def previous_decoder():
     return decode
 
 
-def timed_pair(first, second, repeats: int) -> tuple[dict, dict]:
-    """Like :func:`timed` for two functions, run alternately so both see the same machine load."""
-    times = ([], [])
+def timed_together(functions, repeats: int) -> tuple[dict, ...]:
+    """Like :func:`timed` for several functions, run in turn call by call so all see the same machine load."""
+    times = tuple([] for _ in functions)
     for _ in range(repeats):
-        for function, seconds in zip((first, second), times):
+        for function, seconds in zip(functions, times):
             start = time.perf_counter()
             function()
             seconds.append(time.perf_counter() - start)
@@ -122,12 +126,14 @@ def main(argv=None) -> int:
             "repeats": args.repeats,
             "cpu_count": os.cpu_count(),
             "load_average_1min": round(os.getloadavg()[0], 2),
-            "threads": "one (numpy element-wise work and zstd decompression are single-threaded)",
+            "threads": "one (numpy element-wise work, zstd, and the format-3 product on one BLAS thread)",
+            "threadpoolctl": importlib.util.find_spec("threadpoolctl") is not None,
             "python": platform.python_version(),
             "numpy": np.__version__,
             "zstandard": zstandard.__version__,
             "zstd_library": zstandard.ZSTD_VERSION and ".".join(map(str, zstandard.ZSTD_VERSION)),
-            "codec_version": codec.CODEC_VERSION,
+            "codec_version_new": codec.CODEC_VERSION,
+            "codec_version_old": "2",
             "zstd_level": f"{codec.DEFAULT_LEVEL} (default) and 19 (the *_level19 figures)",
             "ffmpeg": args.ffmpeg and subprocess.run([args.ffmpeg, "-version"], capture_output=True, text=True).stdout.split("\n")[0],
         },
@@ -136,22 +142,34 @@ def main(argv=None) -> int:
             "raw_float32": vertices[0].nbytes,
         },
         "max_error_measured_m": {},
+        "sections_bytes_per_frame_new": {},
         "seconds": {},
     }
     sizes = report["bytes_per_frame"]
     seconds = report["seconds"]
     for name, bound in BOUNDS.items():
-        seconds[f"ours_encode_{name}"], data = timed(lambda: codec.encode(vertices, bound), max(1, args.repeats // 2))
-        seconds[f"ours_decode_{name}"], seconds[f"previous_decoder_{name}"] = timed_pair(
-            lambda: codec.decode(data), lambda: reference_decode(data), args.repeats
-        )
-        decoded = codec.decode(data)
-        report.setdefault("decode_bit_identical_to_previous", {})[name] = decoded.tobytes() == reference_decode(data).tobytes()
-        sizes[f"ours_{name}"] = round(len(data) / num_frames, 1)
-        report["max_error_measured_m"][name] = float(np.abs(decoded.astype(np.float64) - vertices).max())
+        streams = {}
+        for label, version in (("new", codec.CODEC_VERSION), ("old", "2")):
+            seconds[f"{label}_encode_{name}"], streams[label] = timed(
+                lambda version=version: codec.encode(vertices, bound, version=version), max(1, args.repeats // 2)
+            )
+            decoded = codec.decode(streams[label])
+            sizes[f"{label}_{name}"] = round(len(streams[label]) / num_frames, 1)
+            report["max_error_measured_m"][f"{label}_{name}"] = float(np.abs(decoded.astype(np.float64) - vertices).max())
+            seconds[f"{label}_encode_{name}_level19"], smallest = timed(
+                lambda version=version: codec.encode(vertices, bound, level=19, version=version), 1
+            )
+            sizes[f"{label}_{name}_level19"] = round(len(smallest) / num_frames, 1)
         report["max_error_measured_m"][f"{name}_bound"] = bound
-        seconds[f"ours_encode_{name}_level19"], smallest = timed(lambda: codec.encode(vertices, bound, level=19), 1)
-        sizes[f"ours_{name}_level19"] = round(len(smallest) / num_frames, 1)
+        new, old = streams["new"], streams["old"]
+        report["sections_bytes_per_frame_new"][name] = {
+            key: round(value["stored_bytes"] / num_frames, 1) for key, value in codec.peek(new)["sections"].items()
+        }
+        report.setdefault("mode_new", {})[name] = codec.peek(new)["mode"]
+        seconds[f"new_decode_{name}"], seconds[f"old_decode_{name}"], seconds[f"old_previous_decoder_{name}"] = timed_together(
+            [lambda: codec.decode(new), lambda: codec.decode(old), lambda: reference_decode(old)], args.repeats
+        )
+        report.setdefault("old_decode_bit_identical_to_previous", {})[name] = codec.decode(old).tobytes() == reference_decode(old).tobytes()
 
     seconds["authors_pyav_read_mesh_sequence"], _ = timed(lambda: official.read_mesh_sequence(prefix, NUM_VERTICES), args.repeats)
     if args.ffmpeg:
@@ -164,22 +182,22 @@ def main(argv=None) -> int:
         seconds["np_load_warm"], _ = timed(lambda: np.load(path), args.repeats)
 
     best = {key: value["best_s"] for key, value in seconds.items()}
-    report["ratios"] = {
-        "authors_bytes_over_ours_10um": round(sizes["authors_nut"] / sizes["ours_10um"], 3),
-        "authors_bytes_over_ours_2um": round(sizes["authors_nut"] / sizes["ours_2um"], 3),
-        "float32_bytes_over_ours_10um": round(sizes["raw_float32"] / sizes["ours_10um"], 3),
-        "float32_bytes_over_ours_2um": round(sizes["raw_float32"] / sizes["ours_2um"], 3),
-        "authors_bytes_over_ours_10um_level19": round(sizes["authors_nut"] / sizes["ours_10um_level19"], 3),
-        "authors_bytes_over_ours_2um_level19": round(sizes["authors_nut"] / sizes["ours_2um_level19"], 3),
-        "authors_pyav_decode_over_ours_10um": round(best["authors_pyav_read_mesh_sequence"] / best["ours_decode_10um"], 2),
-        "authors_pyav_decode_over_ours_2um": round(best["authors_pyav_read_mesh_sequence"] / best["ours_decode_2um"], 2),
-        "previous_decoder_over_ours_10um": round(best["previous_decoder_10um"] / best["ours_decode_10um"], 3),
-        "previous_decoder_over_ours_2um": round(best["previous_decoder_2um"] / best["ours_decode_2um"], 3),
-        "ours_decode_10um_over_np_load": round(best["ours_decode_10um"] / best["np_load_warm"], 2),
-    }
-    if "authors_ffmpeg_per_axis" in best:
-        report["ratios"]["authors_ffmpeg_decode_over_ours_10um"] = round(best["authors_ffmpeg_per_axis"] / best["ours_decode_10um"], 2)
-        report["ratios"]["authors_ffmpeg_decode_over_ours_2um"] = round(best["authors_ffmpeg_per_axis"] / best["ours_decode_2um"], 2)
+    ratios = report["ratios"] = {}
+    for name in BOUNDS:
+        for label in ("new", "old"):
+            ratios[f"authors_bytes_over_{label}_{name}"] = round(sizes["authors_nut"] / sizes[f"{label}_{name}"], 3)
+            ratios[f"float32_bytes_over_{label}_{name}"] = round(sizes["raw_float32"] / sizes[f"{label}_{name}"], 3)
+            ratios[f"authors_pyav_decode_over_{label}_{name}"] = round(
+                best["authors_pyav_read_mesh_sequence"] / best[f"{label}_decode_{name}"], 2
+            )
+            if "authors_ffmpeg_per_axis" in best:
+                ratios[f"authors_ffmpeg_decode_over_{label}_{name}"] = round(
+                    best["authors_ffmpeg_per_axis"] / best[f"{label}_decode_{name}"], 2
+                )
+            ratios[f"{label}_decode_{name}_over_np_load"] = round(best[f"{label}_decode_{name}"] / best["np_load_warm"], 2)
+        ratios[f"old_bytes_over_new_{name}"] = round(sizes[f"old_{name}"] / sizes[f"new_{name}"], 3)
+        ratios[f"new_encode_over_old_{name}"] = round(best[f"new_encode_{name}"] / best[f"old_encode_{name}"], 3)
+        ratios[f"old_decode_over_new_{name}"] = round(best[f"old_decode_{name}"] / best[f"new_decode_{name}"], 3)
     report["conditions"]["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     json.dump(report, sys.stdout, indent=2)
     print()

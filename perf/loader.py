@@ -1,16 +1,18 @@
 """Loading speed and size of a release against raw float32 .npy files (DESIGN.md, Performance: loading).
 
-Builds a release from copies of the authors' sample take (each copy a different take of one subject,
-BFM front topology, 35,709 vertices), writes the same canonical frames as one raw float32 `.npy` per
-take, warms the page cache by reading every file once, then measures frames per second delivered as
-torch tensors by a `torch.utils.data.DataLoader` with 1 and 2 workers (batch size 1, one sequence per
-item), for:
-- `release`: `load_dataset(data_dir=..., split="train").with_format("torch")` (shard read + codec decode +
-  audio decode at 16 kHz);
+Builds two releases from copies of the authors' sample take (each copy a different take of one
+subject, BFM front topology, 35,709 vertices), one with the NEW vertex codec (format 3, the default)
+and one with the OLD (format 2, `write_release(..., codec_version="2")`), writes the same canonical
+frames as one raw float32 `.npy` per take, warms the page cache by reading every file once, then
+measures frames per second delivered as torch tensors by a `torch.utils.data.DataLoader` with 1 and
+2 workers (batch size 1, one sequence per item), for:
+- `release_new` / `release_old`: `load_dataset(data_dir=..., split="train").with_format("torch")`
+  (shard read + codec decode + audio decode at 16 kHz);
 - `npy`: a map-style dataset doing `torch.from_numpy(np.load(path))`.
-In-process rates (no DataLoader: codec decode alone, one dataset item, np.load) attribute the cost.
-Also: shard bytes per frame (whole shard: vertices, audio, head pose, metadata), vertex bytes per frame,
-.npy bytes per frame. Prints one JSON object.
+The three loaders run one after the other for each worker count, in the same process.
+In-process rates (no DataLoader: codec decode alone for each format, one dataset item, np.load)
+attribute the cost. Also: shard bytes per frame (whole shard: vertices, audio, head pose, metadata),
+vertex bytes per frame, .npy bytes per frame, for both releases. Prints one JSON object.
 
     .venv/bin/python perf/loader.py [--copies 10] [--epochs 3] [--max-error 1e-5] [--keep DIR]
 """
@@ -120,11 +122,9 @@ def frames_per_second(dataset, workers: int, epochs: int) -> dict:
     return {"frames": frames, "seconds": round(seconds, 4), "frames_per_s": round(frames / seconds, 1)}
 
 
-def in_process_rates(release, dataset, npy_paths, epochs: int) -> dict:
-    """Frames/s without a DataLoader, to attribute the cost: codec decode alone, dataset item, np.load."""
+def in_process_rates(stored: dict, dataset, npy_paths, epochs: int) -> dict:
+    """Frames/s without a DataLoader, to attribute the cost: codec decode alone (each format), dataset item, np.load."""
     from mmface4d_datasets.codec import decode
-
-    stored = [r["vertices"] for r in release.iter_records("train", decode=False)]
 
     def rate(step):
         frames = 0
@@ -133,11 +133,12 @@ def in_process_rates(release, dataset, npy_paths, epochs: int) -> dict:
             frames += step()
         return round(frames / (time.perf_counter() - start), 1)
 
-    return {
-        "codec_decode_only": rate(lambda: sum(decode(b).shape[0] for b in stored)),
-        "dataset_item_torch": rate(lambda: sum(int(dataset[i]["vertices"].shape[0]) for i in range(len(dataset)))),
-        "npy_load": rate(lambda: sum(np.load(p).shape[0] for p in npy_paths)),
+    rates = {
+        f"codec_decode_only_{label}": rate(lambda blobs=blobs: sum(decode(b).shape[0] for b in blobs)) for label, blobs in stored.items()
     }
+    rates["dataset_item_torch_new"] = rate(lambda: sum(int(dataset[i]["vertices"].shape[0]) for i in range(len(dataset))))
+    rates["npy_load"] = rate(lambda: sum(np.load(p).shape[0] for p in npy_paths))
+    return rates
 
 
 def warm(paths) -> None:
@@ -157,66 +158,81 @@ def main(argv=None) -> int:
 
     import torch
 
+    from mmface4d_datasets.codec import CODEC_VERSION, decode
     from mmface4d_datasets.loading import load_dataset
+    from mmface4d_datasets.paths import official_sample_dir
     from mmface4d_datasets.release.reader import Release
+    from mmface4d_datasets.release.writer import write_release
 
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mmface4d-perf-loader-"))
-    release_dir, npy_dir = work / "release", work / "npy"
-    built = build_fixture_release(release_dir, args.copies, args.max_error)
-    if built is None:
+    fixture = official_sample_dir()
+    if fixture is None:
+        print(json.dumps({"skipped": "the authors' sample take is absent; set MMFACE4D_FIXTURES"}))
         return 1
-    topology, build_seconds = built
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mmface4d-perf-loader-"))
+    npy_dir = work / "npy"
+    sources, topology = fixture_sources(fixture, args.copies)
+    versions = {"new": CODEC_VERSION, "old": "2"}
+    releases, build_seconds, sizes = {}, {}, {}
+    for label, version in versions.items():
+        folder = work / f"release_{label}"
+        start = time.perf_counter()
+        write_release(sources, folder, topology=topology, max_error=args.max_error, codec_version=version, progress=False)
+        build_seconds[label] = round(time.perf_counter() - start, 2)
+        releases[label] = Release(folder)
 
-    release = Release(release_dir)
     npy_dir.mkdir(parents=True, exist_ok=True)
-    npy_paths, vertex_bytes, frames = [], 0, 0
-    for record in release.iter_records("train", decode=False):
-        from mmface4d_datasets.codec import decode
-
-        array = decode(record["vertices"])
+    npy_paths, frames = [], 0
+    stored = {label: [r["vertices"] for r in release.iter_records("train", decode=False)] for label, release in releases.items()}
+    for record, data in zip(releases["new"].iter_records("train", decode=False), stored["new"]):
+        array = decode(data)
         path = npy_dir / f"{record['take_id']}.npy"
         np.save(path, array)
         npy_paths.append(path)
-        vertex_bytes += len(record["vertices"])
         frames += array.shape[0]
-    shards = sorted((release_dir / "data").glob("*/*.parquet"))
-    shard_bytes = sum(p.stat().st_size for p in shards)
     npy_bytes = sum(p.stat().st_size for p in npy_paths)
+    shards = {label: sorted((work / f"release_{label}" / "data").glob("*/*.parquet")) for label in versions}
+    for label in versions:
+        shard_bytes = sum(p.stat().st_size for p in shards[label])
+        sizes[label] = {
+            "shard_total": round(shard_bytes / frames, 1),
+            "vertices_codec": round(sum(len(b) for b in stored[label]) / frames, 1),
+            "npy_over_shard": round(npy_bytes / shard_bytes, 2),
+        }
+    sizes["npy_float32"] = round(npy_bytes / frames, 1)
 
-    dataset = load_dataset(data_dir=release_dir, split="train").with_format("torch")
+    datasets = {label: load_dataset(data_dir=work / f"release_{label}", split="train").with_format("torch") for label in versions}
     npy = NpyFrames(npy_paths)
-    warm(shards + npy_paths)
+    warm([p for paths in shards.values() for p in paths] + npy_paths)
     results = {}
     for workers in (1, 2):
-        results[f"release_{workers}_workers"] = frames_per_second(dataset, workers, args.epochs)
+        for label, dataset in datasets.items():
+            results[f"release_{label}_{workers}_workers"] = frames_per_second(dataset, workers, args.epochs)
         results[f"npy_{workers}_workers"] = frames_per_second(npy, workers, args.epochs)
-    results["in_process_frames_per_s"] = in_process_rates(release, dataset, npy_paths, args.epochs)
+    results["in_process_frames_per_s"] = in_process_rates(stored, datasets["new"], npy_paths, args.epochs)
     ratios = {
-        f"npy_over_release_{w}_workers": round(
-            results[f"npy_{w}_workers"]["frames_per_s"] / results[f"release_{w}_workers"]["frames_per_s"], 2
+        f"npy_over_release_{label}_{w}_workers": round(
+            results[f"npy_{w}_workers"]["frames_per_s"] / results[f"release_{label}_{w}_workers"]["frames_per_s"], 2
         )
+        for label in versions
         for w in (1, 2)
     }
     report = {
-        "what": "frames/s to torch tensors through a DataLoader (batch 1 sequence), release vs raw float32 .npy",
+        "what": "frames/s to torch tensors through a DataLoader (batch 1 sequence), releases (new and old codec) vs raw float32 .npy",
         "data": f"the authors' sample take x {args.copies} copies (one subject), {frames} frames",
         "num_vertices": BFM_VERTICES,
         "max_error_m": args.max_error,
+        "codec_versions": versions,
         "cache": "warm (every file read once before timing, one untimed warm-up epoch per loader)",
         "epochs_timed": args.epochs,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "build_seconds": round(build_seconds, 2),
+        "build_seconds": build_seconds,
         "results": results,
         "speed_ratios": ratios,
-        "bytes_per_frame": {
-            "shard_total": round(shard_bytes / frames, 1),
-            "vertices_codec": round(vertex_bytes / frames, 1),
-            "npy_float32": round(npy_bytes / frames, 1),
-            "npy_over_shard": round(npy_bytes / shard_bytes, 2),
-        },
+        "bytes_per_frame": sizes,
         "work_dir": str(work) if args.keep else None,
     }
     print(json.dumps(report, indent=2))

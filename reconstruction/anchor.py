@@ -58,6 +58,9 @@ def adam_track_frame(
         ]
     )
     s = float(start.scale)
+    precision = problem.prior_precision(weights)
+    prec_e = torch.from_numpy(precision[ki:]).to(dt)
+    fixed_prior = 0.5 * float(start.identity[:ki] @ (precision[:ki] * start.identity[:ki]))
     lm_obs = []
     for v in views:
         ok = np.isfinite(v.landmarks_norm).all(1)
@@ -97,7 +100,7 @@ def adam_track_frame(
         R = _rodrigues(w, torch) @ R0
         V = fixed + basis_exp @ e
         X = s * V @ R.T + t
-        energy = 0.5 * (e * e).sum() + 0.5 * float(start.identity[:ki] @ start.identity[:ki])
+        energy = 0.5 * (e * e * prec_e).sum() + fixed_prior
         for pos, obs, Rc, tc, focal in lm_obs:
             Xc = (X[pos] - tc) @ Rc
             r = Xc[:, :2] / Xc[:, 2:3] - obs

@@ -45,6 +45,10 @@ class Weights:
     landmarks_3d: bool = True
     landmarks_3d_stage2: bool = False
     depth: bool = True
+    #: prior standard deviations of the identity (None: the face model's ``identity_spread``) and
+    #: expression coefficients, in the model's standard deviations
+    identity_sd: float | None = None
+    expression_sd: float = 1.0
 
 
 @dataclass
@@ -101,21 +105,51 @@ class Problem:
     """The face model restricted to the vertices the energy looks at (``depth_vertices`` plus the
     68 keypoints), precomputed once per take."""
 
-    def __init__(self, model, depth_vertices: np.ndarray, *, num_identity: int | None = None, num_expression: int | None = None):
+    def __init__(
+        self,
+        model,
+        depth_vertices: np.ndarray,
+        *,
+        num_identity: int | None = None,
+        num_expression: int | None = None,
+        detail: np.ndarray | None = None,
+        frame_detail: np.ndarray | None = None,
+    ):
+        """``detail``: (kd, N, 3) modes of the shape outside the model (:mod:`reconstruction.detail`,
+        standard normal prior), appended to the identity block (one shape per subject, fixed while
+        tracking); ``frame_detail``: (kf, N, 3) modes appended to the expression block (the
+        per-frame part of that shape, standard normal prior: scale them to their prior sd)."""
         self.model = model
-        self.ki = model.num_identity if num_identity is None else num_identity
-        self.ke = model.num_expression if num_expression is None else num_expression
+        self.ki_model = model.num_identity if num_identity is None else num_identity
+        self.ke_model = model.num_expression if num_expression is None else num_expression
+        blocks_id = [model.identity_basis[: self.ki_model]]
+        blocks_exp = [model.expression_basis[: self.ke_model]]
+        self.kd = 0 if detail is None else len(detail)
+        self.kd_frame = 0 if frame_detail is None else len(frame_detail)
+        if self.kd:
+            blocks_id.append(np.asarray(detail, np.float32))
+        if self.kd_frame:
+            blocks_exp.append(np.asarray(frame_detail, np.float32))
+        self.ki = self.ki_model + self.kd
+        self.ke = self.ke_model + self.kd_frame
         keypoints = np.asarray(model.keypoints, dtype=np.int64)
         self.subset = np.unique(np.concatenate([np.asarray(depth_vertices, np.int64), keypoints]))
         position = {int(v): i for i, v in enumerate(self.subset)}
         self.kp_pos = np.array([position[int(v)] for v in keypoints])
         self.depth_pos = np.array([position[int(v)] for v in depth_vertices])
-        basis = np.concatenate([model.identity_basis[: self.ki], model.expression_basis[: self.ke]], 0)
+        basis = np.concatenate(blocks_id + blocks_exp, 0)
         self.basis_S = np.ascontiguousarray(basis[:, self.subset, :].transpose(1, 2, 0), dtype=np.float64)
         self.mean_S = np.asarray(model.mean, np.float64)[self.subset]
-        self.full_basis = basis.reshape(len(basis), -1)  # (K, 3N) float32
+        self.full_basis = np.ascontiguousarray(basis.reshape(len(basis), -1), dtype=np.float32)  # (K, 3N)
         self.mean = np.asarray(model.mean, np.float32)
         self.K = self.ki + self.ke
+
+    def zero_params(self, R, t, scale) -> "Params":
+        return Params(R, t, float(scale), np.zeros(self.ki), np.zeros(self.ke))
+
+    def model_coefficients(self, p: "Params") -> tuple[np.ndarray, np.ndarray]:
+        """The face model's own identity and expression coefficients of ``p`` (without detail)."""
+        return p.identity[: self.ki_model], p.expression[: self.ke_model]
 
     @property
     def normals(self) -> "Normals":
@@ -131,6 +165,16 @@ class Problem:
         if key not in cache:
             cache[key] = np.ascontiguousarray(self.basis_S[:, :, np.flatnonzero(free[7:])])
         return cache[key]
+
+    def prior_precision(self, w: "Weights") -> np.ndarray:
+        """(K,) inverse prior variances of the coefficients."""
+        return 1.0 / self.prior_sd(w) ** 2
+
+    def prior_sd(self, w: "Weights") -> np.ndarray:
+        """(K,) prior standard deviations of the coefficients (identity, detail, expression, frame detail)."""
+        identity = getattr(self.model, "identity_spread", 1.0) if w.identity_sd is None else w.identity_sd
+        blocks = [np.full(self.ki_model, identity), np.ones(self.kd), np.full(self.ke_model, w.expression_sd)]
+        return np.concatenate(blocks + [np.ones(self.kd_frame)])
 
     def coefficients(self, p: Params) -> np.ndarray:
         return np.concatenate([p.identity[: self.ki], p.expression[: self.ke]])
@@ -325,11 +369,12 @@ def assemble(
                 J = _rows(problem, p, Y, m.pos, m.normal, free)
                 add(J, r, w.depth_weight * _gm_weights(r, w.depth_scale_m))
     coeff = problem.coefficients(p)
-    terms.prior = 0.5 * float(coeff @ coeff) + (p.scale - 1) ** 2 / (2 * w.sigma_scale**2)
+    precision = problem.prior_precision(w)
+    terms.prior = 0.5 * float(coeff @ (precision * coeff)) + (p.scale - 1) ** 2 / (2 * w.sigma_scale**2)
     if want_jacobian:
         full_g = np.zeros(7 + problem.K)
         full_h = np.zeros(7 + problem.K)
-        full_h[7:], full_g[7:] = 1.0, coeff
+        full_h[7:], full_g[7:] = precision, precision * coeff
         full_h[6], full_g[6] = 1 / w.sigma_scale**2, (p.scale - 1) / w.sigma_scale**2
         H[np.diag_indices(P)] += full_h[free]
         g += full_g[free]
@@ -353,12 +398,15 @@ def apply_step(problem: Problem, p: Params, delta: np.ndarray, free: np.ndarray)
     return q
 
 
-def free_mask(problem: Problem, *, pose=True, scale=True, identity=True, expression=True) -> np.ndarray:
+def free_mask(problem: Problem, *, pose=True, scale=True, identity=True, expression=True, frame_detail=None) -> np.ndarray:
+    """``frame_detail`` (default: as ``expression``) frees the per-frame detail modes."""
     m = np.zeros(7 + problem.K, bool)
     m[:6] = pose
     m[6] = scale
     m[7 : 7 + problem.ki] = identity
     m[7 + problem.ki :] = expression
+    if problem.kd_frame:
+        m[7 + problem.ki + problem.ke_model :] = expression if frame_detail is None else frame_detail
     return m
 
 
@@ -412,7 +460,7 @@ def initial_params(problem: Problem, views: list[View], fit_scale: bool = False)
     keep = res < max(3 * np.median(res), 0.01)
     if keep.sum() >= 6:
         R, t, s = kabsch(src[keep], dst[keep], scale=fit_scale)
-    return Params(R, t, float(s), np.zeros(problem.model.num_identity), np.zeros(problem.model.num_expression))
+    return problem.zero_params(R, t, s)
 
 
 def landmark_errors_px(problem: Problem, p: Params, views: list[View], X_full: np.ndarray | None = None) -> dict:

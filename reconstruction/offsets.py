@@ -93,5 +93,5 @@ def offset_solver(model) -> OffsetSolver:
     if key not in _SOLVERS:
         if len(_SOLVERS) >= 4:
             _SOLVERS.pop(next(iter(_SOLVERS)))
-        _SOLVERS[key] = OffsetSolver(model.triangles, model.num_vertices)
+        _SOLVERS[key] = OffsetSolver(model.triangles, model.num_vertices, data=DATA, laplacian=LAPLACIAN, edge=EDGE, offset=OFFSET)
     return _SOLVERS[key]

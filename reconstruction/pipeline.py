@@ -17,7 +17,7 @@ Rules (recorded in ``fit_report.json``):
 - a fit DIVERGES (:class:`~reconstruction.errors.FitDivergedError`, nothing written) when its energy
   is not finite, when the mean landmark error in camera 1 exceeds :data:`MAX_LANDMARK_ERROR` of the
   image width, when the depth RMS exceeds :data:`MAX_DEPTH_RMS_M`, or when a coefficient leaves
-  +-:data:`MAX_COEFFICIENT` standard deviations or the scale leaves [0.7, 1.4].
+  +-:data:`MAX_COEFFICIENT` standard deviations of its prior or the scale leaves [0.7, 1.4].
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ MIN_LANDMARKS = 20
 MAX_LOST_FRACTION = 0.25
 MAX_LANDMARK_ERROR = 0.02
 MAX_DEPTH_RMS_M = 0.006
-MAX_COEFFICIENT = 6.0
+#: In standard deviations of each coefficient's prior. 8 prior sd is stricter than the earlier 6 raw
+#: sd for the embedded model's identity (2.8 raw at its 0.35 spread) and leaves room for the MAP of
+#: one of ~660 coefficients (model, subject detail, per-frame detail): 5.7 was the largest measured
+#: on 3 x 2 simulator takes (perf/reconstruct.py), 4.1-4.4 on most.
+MAX_COEFFICIENT = 8.0
 REPORT_VERSION = 1
 #: Marker file that makes an output folder this command's own (it may then add takes to it).
 OUTPUT_MARKER = ".mmface4d-reconstruct"
@@ -64,6 +68,9 @@ class Options:
     fit_scale: bool = False
     keep_stages: bool = False
     seed: int = 0
+    detail: bool = True
+    #: prior sd of the per-frame detail, relative to the subject's (reconstruction.detail)
+    frame_detail_sd: float = 0.8
 
 
 @dataclass
@@ -83,12 +90,13 @@ def _frame_lost(take, f: int) -> str | None:
     return None
 
 
-def _check(take_id, stage, f, p: fitting.Params, terms, views, problem, X, matches=None):
+def _check(take_id, stage, f, p: fitting.Params, terms, views, problem, X, matches=None, prior_sd=None):
     if not np.isfinite(terms.total) or not np.isfinite(X).all():
         raise FitDivergedError(take_id, stage, f, "the energy or the vertices are not finite")
-    coeff = problem.coefficients(p)
-    if np.abs(coeff).max() > MAX_COEFFICIENT or not 0.7 <= p.scale <= 1.4:
-        raise FitDivergedError(take_id, stage, f, f"coefficients reach {np.abs(coeff).max():.1f} sd, scale {p.scale:.3f}")
+    # in standard deviations of each coefficient's prior (a model's identity spread, the detail's prior)
+    z = np.abs(problem.coefficients(p) / (1.0 if prior_sd is None else prior_sd))
+    if z.max() > MAX_COEFFICIENT or not 0.7 <= p.scale <= 1.4:
+        raise FitDivergedError(take_id, stage, f, f"coefficients reach {z.max():.1f} prior sd, scale {p.scale:.3f}")
     ref = [v for v in views if v.index == 1][0]
     err = fitting.landmark_errors_px(problem, p, [ref], X)[1]
     if err is not None and err > MAX_LANDMARK_ERROR * ref.camera.width:
@@ -180,10 +188,9 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
     report["alignment"]["seconds"] = round(time.perf_counter() - t0, 4)
     rays = {c: fitting.camera_rays(cameras[c]) for c in use}
 
-    rng = np.random.default_rng(options.seed)
     N = model.num_vertices
-    depth_ids = np.sort(rng.choice(N, size=min(options.depth_samples, N), replace=False))
-    problem = fitting.Problem(model, depth_ids)
+    problem = make_problem(model, options)
+    prior_sd = problem.prior_sd(w)
     t0 = time.perf_counter()
     solver = offset_solver(model) if options.stage3 else None
     report["offset_factorisation_seconds"] = round(time.perf_counter() - t0, 4)
@@ -207,7 +214,7 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
         w1 = fitting.Weights(**{**w.__dict__, "depth": False})
         if first:
             p = fitting.initial_params(problem, views, fit_scale=options.fit_scale)
-            free = fitting.free_mask(problem, scale=options.fit_scale)
+            free = fitting.free_mask(problem, scale=options.fit_scale, frame_detail=False)
             steps = options.first_stage1_steps
         else:
             p = prev.copy()
@@ -219,7 +226,7 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
         else:  # tracked frames go straight to the joint fit (as the authors); stage 1 is the warm start
             terms = fitting.assemble(problem, p, views, None, w1, free, lm3d_mask, want_jacobian=False)
         X = problem.vertices(p)
-        _check(take.take_id, "stage 1 (landmarks)", f, p, terms, views, problem, X)
+        _check(take.take_id, "stage 1 (landmarks)", f, p, terms, views, problem, X, prior_sd=prior_sd)
         stats.add("stage1", fitting.landmark_errors_px(problem, p, views, X), None, time.perf_counter() - t0)
         if options.keep_stages:
             seqs["stage1"][f] = X
@@ -237,7 +244,7 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
             matches = fitting.depth_matches(problem, views, X, normals, gate, 1 if first else options.track_depth_stride)
             p, terms = fitting.levenberg_marquardt(problem, p, views, matches, w2, free, steps=steps, lm3d_mask=lm3d_mask)
             X = problem.vertices(p)
-        _check(take.take_id, "stage 2 (RGB-D)", f, p, terms, views, problem, X, matches)
+        _check(take.take_id, "stage 2 (RGB-D)", f, p, terms, views, problem, X, matches, prior_sd)
         stats.add(
             "stage2",
             fitting.landmark_errors_px(problem, p, views, X),
@@ -307,10 +314,54 @@ def reconstruct_take(take, model, options: Options | None = None, progress=None)
         "total_fit": round(time.perf_counter() - started, 4),
         "decode": round(take.decode_seconds, 4),
     }
-    report["identity"] = params[good[0]].identity.tolist()
+    report["identity"] = problem.model_coefficients(params[good[0]])[0].tolist()
+    report["detail"] = _detail_summary(problem, params[good[0]], options)
     report["scale"] = params[good[0]].scale
     report["extrinsics"] = {str(c): cameras[c].extrinsics.tolist() for c in use}
     return Reconstruction(take.take_id, final.astype(np.float32), report, seqs, params)
+
+
+def make_problem(model, options: Options | None = None) -> fitting.Problem:
+    """The fitting problem :func:`reconstruct_take` builds for ``model``: the depth-sampled vertices
+    (``options.depth_samples``, drawn with ``options.seed``) and the detail modes."""
+    options = options or Options()
+    rng = np.random.default_rng(options.seed)
+    N = model.num_vertices
+    depth_ids = np.sort(rng.choice(N, size=min(options.depth_samples, N), replace=False))
+    detail = frame_detail = None
+    if options.detail:
+        from reconstruction.detail import DETAIL_SD_M, model_detail_basis
+
+        detail = model_detail_basis(model)
+        if options.frame_detail_sd > 0:
+            frame_detail = model_detail_basis(model, per_frame=True) * np.float32(options.frame_detail_sd * DETAIL_SD_M)
+    return fitting.Problem(model, depth_ids, detail=detail, frame_detail=frame_detail)
+
+
+def _detail_summary(problem, p, options) -> dict:
+    """What the detail modes (:mod:`reconstruction.detail`) hold in the first fitted frame."""
+    if not problem.kd:
+        return {"modes": 0}
+    from reconstruction import detail
+
+    z = p.identity[problem.ki_model :]
+    field = np.tensordot(z, _detail_modes(problem), 1)
+    return {
+        "modes": int(problem.kd),
+        "per_frame_modes": int(problem.kd_frame),
+        "prior": {
+            "sd_mm": detail.DETAIL_SD_M * 1000,
+            "length_mm": detail.DETAIL_LENGTH_M * 1000,
+            "per_frame_sd_mm": options.frame_detail_sd * detail.DETAIL_SD_M * 1000,
+            "per_frame_length_mm": detail.FRAME_DETAIL_LENGTH_M * 1000,
+        },
+        "subject_rms_mm": round(float(np.sqrt((field**2).sum(1).mean()) * 1000), 4),
+        "max_coefficient": round(float(np.abs(z).max()), 3),
+    }
+
+
+def _detail_modes(problem) -> np.ndarray:
+    return problem.full_basis[problem.ki_model : problem.ki].reshape(problem.kd, -1, 3)
 
 
 def _landmark_3d_inliers(problem, p, views) -> dict:

@@ -30,7 +30,7 @@ def face_motion(model, num_frames: int, seed: int = 0):
     talking-like motion: smooth random expression curves (the named mouth modes strongest), a
     slowly turning and nodding head about 0.72 m in front of camera 1."""
     rng = np.random.default_rng(seed)
-    identity = rng.normal(0, 0.8, model.num_identity)
+    identity = rng.normal(0, model.identity_spread, model.num_identity)
     t = np.arange(num_frames) / 30.0
     K = model.num_expression
     expression = np.zeros((num_frames, K))

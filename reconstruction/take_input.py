@@ -3,8 +3,8 @@
 A take folder (DESIGN.md "Takes") holds ``ID_c.json``, ``ID_c.nut`` (depth registered to the
 colour camera, millimetres) and ``ID_c.landmarks.npy`` (float32 (T, 68 or 98, 2) pixels, NaN where
 missing) for cameras c = 0, 1, 2, plus ``ID.wav`` and ``ID.meta.json``. Camera 1 (frontal) is
-required; a side camera whose files are absent is left out (the fit then uses fewer views) and
-the fit report says so. 98-point WFLW landmarks are mapped to the iBUG 68.
+required; a side camera whose files are absent, or whose landmark file is all NaN (a detector
+found no face in that view), is left out (the fit then uses fewer views) and the fit report says so. 98-point WFLW landmarks are mapped to the iBUG 68.
 """
 
 from __future__ import annotations
@@ -103,6 +103,9 @@ def read_take_input(folder: str | os.PathLike, *, max_frames: int | None = None)
         except FormatError as exc:
             raise TakeInputError(f"take {take_id}: {exc}") from None
         if lm.shape[0] == 0 or np.isnan(lm).all():
+            if c != REFERENCE and lm.shape[0]:  # a side view where the detector found no face: fit without it
+                missing[c] = f"{lpath.name} holds no landmarks (no face found in any frame)"
+                continue
             raise TakeInputError(f"take {take_id}: {lpath} holds no landmarks (empty or all NaN)")
         try:
             frames = take_files.read_depth_video(dpath) if max_frames is None else _first_depth_frames(dpath, max_frames)

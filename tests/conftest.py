@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmface4d_datasets.paths import official_sample_candidates, official_sample_dir
+from mmface4d_datasets.paths import SAMPLE_SOURCE, official_sample_candidates, official_sample_dir
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,7 +24,7 @@ def official_sample() -> Path:
     path = official_sample_dir()
     if path is None:
         where = ", ".join(str(p) for p in official_sample_candidates())
-        pytest.skip(f"the authors' sample take is absent (looked in: {where}); set MMFACE4D_FIXTURES")
+        pytest.skip(f"the authors' sample take is absent (looked in: {where}); {SAMPLE_SOURCE}")
     return path
 
 

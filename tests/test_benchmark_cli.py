@@ -100,8 +100,10 @@ def test_score_reports_a_bad_file_and_exits_1(release_dir, tmp_path):
     out = bench("score", bad, "--data", release_dir, "--out", tmp_path / "bad.json", "--quiet")
     assert out.returncode == 1
     assert "unreadable" in out.stderr and "Traceback" not in out.stderr
-    report = json.loads((tmp_path / "bad.json").read_text())
-    assert report["ok"] is False and report["notices"][0]["rule"] == "unreadable"
+    assert "no report written" in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet"]  # a rejected file writes nothing
+    default = bench("score", bad, "--data", release_dir, "--quiet")  # nor beside it (<name>.report.json / .md)
+    assert default.returncode == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet"]
     validate = bench("validate", bad, "--data", release_dir)
     assert validate.returncode == 1 and "unreadable" in validate.stdout
 

@@ -59,8 +59,8 @@ def test_bench_render_one_sequence(static_run, tmp_path, capsys):
         == 0
     )
     printed = capsys.readouterr().out
-    # the metrics drawn are the scorer's
-    assert f"lip_max {row['lip_max'] * 1000:.3f} mm" in printed
+    # the metrics drawn are the scorer's; the colour scale comes from the data and is said
+    assert f"lip_max {row['lip_max'] * 1000:.3f} mm" in printed and "p99 of the data" in printed
     frames, has_audio = _video(out)
     record = Release(release_dir).record(row["id"])
     assert len(frames) == len(record["vertices"]) and has_audio
@@ -128,6 +128,18 @@ def test_bench_render_unknown_id(static_run, tmp_path, capsys):
     )
     assert "nope" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_error_scale_comes_from_the_data_unless_given():
+    from benchmark.render import error_scale
+
+    rng = np.random.default_rng(0)
+    errors = rng.uniform(1.0, 3.0, (30, 1000))  # typical errors of 1-3 mm ...
+    errors[:, :5] = 20.0  # ... and a few border vertices far off (0.5 %)
+    assert error_scale(errors) == (5.0, "p99 of the data")  # not 20: the 1-3 mm errors keep their colours
+    assert error_scale(errors, 7.5) == (7.5, "given")  # --error-max, for comparisons
+    with pytest.raises(Exception, match="positive number of millimetres"):
+        error_scale(errors, -1.0)
 
 
 def test_nice_ceiling():

@@ -250,9 +250,10 @@ def test_authors_sample_take_round_trips_within_both_bounds(official_sample):
     vertices = official.read_mesh_sequence(official_sample / "reconstruct_filt", 35709)
     for max_error in (1e-5, 2e-6):
         data = encode(vertices, max_error)
-        decoded = assert_within_bound(vertices, max_error)
+        decoded = decode(data)
         assert len(data) < vertices.nbytes
-        assert decoded.shape == vertices.shape
+        assert decoded.shape == vertices.shape and decoded.dtype == np.float32
+        assert float(np.abs(decoded.astype(np.float64) - vertices).max()) <= max_error
 
 
 # --------------------------------------------------------------------------- modelling paths
@@ -270,10 +271,11 @@ def scanned_surface(num_frames: int, row_lengths: list[int]) -> np.ndarray:
     return (shape[None] + motion).astype(np.float32)
 
 
-def test_row_structured_meshes_get_segment_references():
+@pytest.mark.parametrize("version", ["2", "3"])
+def test_row_structured_meshes_get_segment_references(version):
     vertices = scanned_surface(12, [60 + (row % 7) for row in range(40)])
-    info = peek(encode(vertices))
-    assert info["mode"] == "grid"
+    info = peek(encode(vertices, version=version))
+    assert info["mode"] == ("grid" if version == "2" else "lowrank")
     assert info["sections"]["SEGS"]["raw_bytes"] >= 39  # one segment per row after the first
     assert_within_bound(vertices, 1e-5)
     assert_within_bound(vertices[:1], 1e-5)
@@ -288,15 +290,16 @@ def test_grids_beyond_int32_decode_with_64_bit_sums():
 
 
 def test_a_failing_self_check_falls_back_to_lossless(monkeypatch):
-    """If the grid path ever decoded wrongly, the encoder must not emit it."""
-    real = codec._decode_grid
+    """If the grid or low-rank path ever decoded wrongly, the encoder must not emit it."""
+    for name in ("_decode_grid", "_decode_lowrank"):
+        real = getattr(codec, name)
 
-    def off_by_a_step(*args):
-        values = real(*args)
-        values.reshape(-1)[7] += 2e-5
-        return values
+        def off_by_a_step(*args, real=real):
+            values = real(*args)
+            values.reshape(-1)[7] += 2e-5
+            return values
 
-    monkeypatch.setattr(codec, "_decode_grid", off_by_a_step)
+        monkeypatch.setattr(codec, name, off_by_a_step)
     vertices = talking_face(6, 40)
     data = encode(vertices, 1e-5)
     assert peek(data)["mode"] == "raw-float32"
@@ -322,13 +325,13 @@ def test_authors_sample_take_is_at_least_3x_smaller_than_their_encoding(official
 def test_every_temporal_weight_round_trips(monkeypatch, weight):
     monkeypatch.setattr(codec, "_best_temporal_weight", lambda residual: weight)
     vertices = scanned_surface(9, [50 + (row % 5) for row in range(20)])
-    data = encode(vertices, 2e-6)
+    data = encode(vertices, 2e-6, version="2")
     assert peek(data)["temporal_weight"] == weight / 4
     assert np.abs(decode(data).astype(np.float64) - vertices).max() <= 2e-6
 
 
 def test_undefined_temporal_weight_is_refused():
-    data = _rewrite_header(encode(scanned_surface(5, [30] * 10)), reserved=9)
+    data = _rewrite_header(encode(scanned_surface(5, [30] * 10), version="2"), reserved=9)
     with pytest.raises(CodecError, match="temporal weight 9"):
         decode(data)
 
@@ -344,7 +347,7 @@ def test_higher_levels_are_no_larger_and_decode_the_same():
 
 def test_forged_section_sizes_are_refused_before_allocating():
     """Header and section both claim 10**12 frames, CRC fixed: refused from the compressed size."""
-    data = bytearray(encode(scanned_surface(3, [10] * 4)))
+    data = bytearray(encode(scanned_surface(3, [10] * 4), version="2"))
     offset = codec._HEADER.size
     frames = 10**12
     num_vertices = 40

@@ -46,7 +46,7 @@ def test_info_of_the_bfm_topology_needs_only_the_public_file(official_sample, ca
     assert code == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["topology"] == "bfm_front" and facts["num_vertices"] == 35709 and facts["num_triangles"] == 70789
-    assert facts["region_rule_version"] == "hop_bands_v1" and facts["region_sizes"]["face"] == 35709
+    assert facts["region_rule_version"] == "hop_bands_v2" and facts["region_sizes"]["face"] == 35709
     assert len(facts["keypoints"]) == 68
 
 

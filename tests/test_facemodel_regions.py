@@ -13,10 +13,23 @@ from mmface4d_datasets.facemodel import REGION_NAMES, REGION_RULE_VERSION, load_
 from mmface4d_datasets.facemodel.embedded import EYE_Y, MOUTH_Y
 
 # sha256 over (name, int64 little-endian ids) of the sorted region names, for the BFM front
-# topology of the fixture's BFM/facemodel_info.mat under rule "hop_bands_v1". A change here
+# topology of the fixture's BFM/facemodel_info.mat under rule "hop_bands_v2". A change here
 # changes the benchmark's definition: bump REGION_RULE_VERSION and say so in the release notes.
-BFM_MASKS_SHA256 = "c7bb3ddeea395d10ca2d6837b0414c695dd8b3eb99669896386b91fadaf3f24d"
-BFM_MASK_SIZES = {"lips": 2049, "upper_face": 16199, "face": 35709, "eyes": 1842, "nose": 1527, "forehead": 5392}
+BFM_MASKS_SHA256 = "97437bc5c6fdde206f6cddc055b0a925307cf66626250b4f0671ca4a68fc79ed"
+# the six masks of "hop_bands_v1" (the benchmark's lips and upper_face among them), unchanged in v2
+BFM_V1_MASKS_SHA256 = "c7bb3ddeea395d10ca2d6837b0414c695dd8b3eb99669896386b91fadaf3f24d"
+V1_NAMES = ("lips", "upper_face", "face", "eyes", "nose", "forehead")
+BFM_MASK_SIZES = {
+    "lips": 2049,
+    "upper_face": 16199,
+    "face": 35709,
+    "eyes": 1842,
+    "nose": 1527,
+    "forehead": 5392,
+    "chin": 2455,
+    "cheeks": 10055,
+    "border": 2916,
+}
 
 
 def _masks_digest(masks) -> str:
@@ -55,6 +68,14 @@ def test_embedded_masks_hold_their_invariants_and_sit_where_their_names_say(embe
     assert np.all(y[masks["forehead"]] > EYE_Y)
     assert np.all(np.abs(y[masks["eyes"]] - EYE_Y) < 0.02)
     assert np.all(np.abs(embedded.mean[masks["nose"], 0]) < 0.03)
+    assert np.all(y[masks["chin"]] < MOUTH_Y - 0.01)  # below the mouth
+    assert np.all(np.abs(embedded.mean[masks["cheeks"], 0]) > 0.01) and np.all(y[masks["cheeks"]] < EYE_Y)
+    assert not np.intersect1d(masks["cheeks"], masks["lips"]).size and not np.intersect1d(masks["chin"], masks["lips"]).size
+    # the border ring holds the mesh's boundary and is a thin share of the face
+    from mmface4d_datasets.facemodel.regions import boundary_vertices
+
+    assert np.isin(np.flatnonzero(boundary_vertices(embedded.triangles, embedded.num_vertices)), masks["border"]).all()
+    assert 0.05 < len(masks["border"]) / embedded.num_vertices < 0.2
     # every lip landmark is a lips vertex; every eye landmark an eyes vertex
     assert np.isin(embedded.keypoints[48:68], masks["lips"]).all()
     assert np.isin(embedded.keypoints[36:48], masks["eyes"]).all()
@@ -70,7 +91,7 @@ def test_masks_are_stable_and_about_resolution_independent(embedded):
     assert _masks_digest(region_masks(shuffled, embedded.keypoints, embedded.num_vertices)) == _masks_digest(first)
     coarse = load_face_model(num_vertices=1500)
     coarse_masks = coarse.region_masks()
-    for name in ("lips", "upper_face", "eyes", "nose", "forehead"):
+    for name in ("lips", "upper_face", "eyes", "nose", "forehead", "chin", "cheeks", "border"):
         fine_share = len(first[name]) / embedded.num_vertices
         coarse_share = len(coarse_masks[name]) / coarse.num_vertices
         assert coarse_share == pytest.approx(fine_share, rel=0.4), name
@@ -95,9 +116,10 @@ def test_bfm_masks_from_the_fixture_topology_are_pinned(official_sample):
     topology = bfm_topology(official_sample / "BFM" / "facemodel_info.mat")
     masks = region_masks(topology.triangles, topology.keypoints, topology.num_vertices)
     _check_mask_invariants(masks, 35709)
-    assert REGION_RULE_VERSION == "hop_bands_v1"
+    assert REGION_RULE_VERSION == "hop_bands_v2"
     assert {name: len(ids) for name, ids in masks.items()} == BFM_MASK_SIZES
     assert _masks_digest(masks) == BFM_MASKS_SHA256
+    assert _masks_digest({name: masks[name] for name in V1_NAMES}) == BFM_V1_MASKS_SHA256
     # the authors' own eye masks lie inside our eyes, their nostrils inside our nose
     authors = json.loads((official_sample / "bfm_mask.json").read_text())
     assert np.isin(authors["left_eye"], masks["eyes"]).mean() > 0.95

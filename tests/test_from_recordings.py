@@ -183,18 +183,11 @@ def test_a_killed_run_resumes_with_two_workers_to_the_same_release(simulated, bu
         assert again["stages"][stage]["skipped"] == first["takes"] and not again["stages"][stage]["done"], stage
 
 
-@pytest.fixture(scope="module")
-def ray_executor():
-    pytest.importorskip("ray", reason="Ray is not installed (the `scale` extra: pip install -e '.[scale]')")
-    from reconstruction.executor import Executor
-
-    executor = Executor(workers=2, ray="local", retries=2)
-    yield executor
-    executor.close()
-
-
 @pytest.mark.slow
-def test_a_local_ray_cluster_redoes_removed_takes_to_the_same_release(simulated, built, ray_executor, tmp_path):
+def test_a_local_ray_cluster_redoes_removed_takes_to_the_same_release(simulated, built, tmp_path):
+    """Through the command, as a maintainer runs it: stdout is the JSON summary alone (Ray's own log
+    lines go to stderr), so `... | jq` works."""
+    pytest.importorskip("ray", reason="Ray is not installed (the `scale` extra: pip install -e '.[scale]')")
     out, first = built
     work = tmp_path / "release.work"
     shutil.copytree(Path(first["work"]), work)
@@ -202,14 +195,16 @@ def test_a_local_ray_cluster_redoes_removed_takes_to_the_same_release(simulated,
     shutil.rmtree(work / "converted" / first_take)  # redo stage 1 and 2 for one take, stage 2 for another
     shutil.rmtree(work / "reconstructed" / first_take)
     shutil.rmtree(work / "reconstructed" / second_take)
-    summary = build_from_recordings(
-        [simulated / "session"],
-        tmp_path / "release",
-        executor=ray_executor,
-        face_model=FaceModelSpec("default", VERTICES),
-        detect=False,
-        progress=False,
+    done = subprocess.run(
+        [sys.executable, "-m", "mmface4d_datasets", "build", "from-recordings", str(simulated / "session")]
+        + ["--out", str(tmp_path / "release"), "--work", str(work), "--ray", "local", "--workers", "2"]
+        + ["--vertices", str(VERTICES), "--no-detector", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)  # nothing but the summary on stdout
     assert summary["ok"] and summary["executor"].startswith("Ray")
     assert summary["stages"]["convert"]["done"] == [first_take]
     assert summary["stages"]["reconstruct"]["done"] == [first_take, second_take]
@@ -235,6 +230,41 @@ def test_a_failing_take_is_listed_and_the_others_go_on(simulated, built, tmp_pat
     assert summary["stages"]["release"]["done"] == good
     assert not summary["ok"] and summary["stages"]["validate"]["ok"]
     assert not (work / "converted" / bad).exists() and not any(p.name.startswith(".") for p in (work / "converted").iterdir())
+
+
+@pytest.mark.slow
+def test_recordings_without_landmark_files_get_them_from_the_mediapipe_detector(simulated, tmp_path):
+    """The default detector (docs/detector.md) fills in the missing landmark files during convert.
+    The simulator's faces have no eyes, so only the frontal camera is asserted to find one."""
+    import functools
+
+    from builders.from_recordings import detect_landmarks
+    from capture_rig.convert import convert_take
+    from mmface4d_datasets.take_files import read_landmarks
+    from reconstruction.detector import DetectorUnavailable, MediaPipeDetector
+
+    try:
+        MediaPipeDetector().close()
+    except DetectorUnavailable as exc:
+        pytest.skip(f"MediaPipe is not installed here (setup.sh installs it): {exc}")
+    take = sorted((simulated / "session" / "takes").iterdir())[0]
+    folder = tmp_path / take.name
+    shutil.copytree(take, folder, ignore=shutil.ignore_patterns("*.landmarks.npy"))
+    convert_take(
+        sorted(folder.glob("*.mkv")),
+        take.name,
+        tmp_path / "out",
+        audio=folder / f"{take.name}.wav",
+        take_log=folder / f"{take.name}.take.json",
+        progress=False,
+        detect_landmarks=functools.partial(detect_landmarks, detector="mediapipe"),
+        require_landmarks=True,
+    )
+    out = tmp_path / "out" / take.name
+    frontal = read_landmarks(out / f"{take.name}_1.landmarks.npy")
+    assert frontal.shape == (FRAMES, 68, 2) and np.isfinite(frontal).all(axis=(1, 2)).sum() >= FRAMES - 1
+    meta = json.loads((out / f"{take.name}.meta.json").read_text())
+    assert "detected from the converted colour video" in json.dumps(meta)
 
 
 # ---------------------------------------------------------------------- fast: no simulation

@@ -215,6 +215,9 @@ def test_every_folder_writing_command_refuses_a_folder_of_user_files(tmp_path, c
     out = tmp_path / "theirs"
     user_files(out)
     before = snapshot(out)
+    # a folder the release resolver takes as a release (it is never read: the output folder is refused first)
+    (tmp_path / "release" / "meta").mkdir(parents=True)
+    (tmp_path / "release" / "meta" / "info.json").write_text("{}")
     arguments = {
         "export": lambda: ["export", *_export_inputs(tmp_path / "in")],
         "synth": lambda: ["synth", "--subjects", "1", "--sentences", "1", "--vertices", "500", "--quiet"],

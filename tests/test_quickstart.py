@@ -49,7 +49,9 @@ def test_absent_sample_is_skipped_with_where_it_looked(tmp_path):
     assert steps["decode"]["status"] == "skipped" and steps["export"]["status"] == "skipped"
     printed = "\n".join(lines)
     assert f"looked in                    {tmp_path / 'empty'}" in printed
-    assert "set MMFACE4D_FIXTURES" in printed
+    assert "MMFACE4D_FIXTURES=" in printed and "--fixtures DIR" in printed  # how to point at it
+    assert "github.com/wuhaozhe/4d_reconstruction" in printed and "test_data" in printed  # where it comes from
+    assert "step took" in printed  # every step says how long it took
     assert json.loads((tmp_path / "qs" / "summary.json").read_text())["steps"] == steps
 
 

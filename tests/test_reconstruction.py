@@ -197,8 +197,8 @@ def test_bad_take_inputs_give_named_errors(rendered, tmp_path, case):
     if case == "no_camera_1":
         (folder / f"{tid}_1.nut").unlink()
         match = "camera 1"
-    elif case == "empty_landmarks":
-        write_landmarks(folder / f"{tid}_0.landmarks.npy", np.full((3, 68, 2), np.nan, np.float32))
+    elif case == "empty_landmarks":  # camera 1 (a side camera's is left out: the next test)
+        write_landmarks(folder / f"{tid}_1.landmarks.npy", np.full((3, 68, 2), np.nan, np.float32))
         match = "no landmarks"
     elif case == "depth_zero":
         write_depth_video(folder / f"{tid}_2.nut", np.zeros((3, 180, 320), np.uint16))
@@ -209,6 +209,16 @@ def test_bad_take_inputs_give_named_errors(rendered, tmp_path, case):
     with pytest.raises(TakeInputError, match=match) as info:
         read_take_input(folder)
     assert tid in str(info.value)
+
+
+def test_a_side_camera_where_no_face_was_found_is_left_out(rendered, tmp_path):
+    """A detector that finds no face in a side view writes an all-NaN landmark file (docs/detector.md)."""
+    from mmface4d_datasets.take_files import write_landmarks
+
+    folder = _copy(rendered, tmp_path)
+    write_landmarks(folder / f"{rendered.take_id}_0.landmarks.npy", np.full((3, 68, 2), np.nan, np.float32))
+    take = read_take_input(folder)
+    assert take.views == [1, 2] and "no face found" in take.missing[0]
 
 
 @pytest.mark.parametrize("case", ["garbage_wav", "short_wav", "frames_absurd", "huge_landmark_header"])

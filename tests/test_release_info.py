@@ -43,7 +43,7 @@ def test_the_written_file_parses_into_typed_fields_and_writes_back_byte_identica
     info = ReleaseInfo.from_file(path)
     assert json_bytes(info.to_json()) == path.read_bytes()
     assert info.format_version == "1.1" and info.topology == "synthetic_v1@480" and info.num_vertices == 480
-    assert info.fps == 30 and info.uniform_fps == 30 and info.sample_rate == 16000 and info.codec_version == "2"
+    assert info.fps == 30 and info.uniform_fps == 30 and info.sample_rate == 16000 and info.codec_version == "3"
     assert info.split_names == ["train", "test"]
     train = info.splits["train"]
     assert train.shards == tuple(info.listed("data/train/", ".parquet")) and train.sequences == len(Release(release).sequences("train"))
@@ -143,6 +143,6 @@ def test_the_benchmark_states_the_fields_the_writer_writes(release):
     assert (
         (context["format_version"], context["topology"], context["num_vertices"], context["codec_version"])
         == (info.format_version, info.topology, info.num_vertices, info.codec_version)
-        == ("1.1", "synthetic_v1@480", 480, "2")
+        == ("1.1", "synthetic_v1@480", 480, "3")
     )
     assert context["region_rule_version"] == "test-grid" and len(context["content_hash"]) == 64

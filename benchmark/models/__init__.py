@@ -49,7 +49,11 @@ def load_model(name: str, checkpoint: str | None = None, **options) -> "Animatio
     """
     target = MODELS.get(name)
     if target is None:
-        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+        from mmface4d_datasets.arguments import did_you_mean
+
+        raise UnknownModelError(
+            f"unknown model {name!r}{did_you_mean(name, available_models())} (available: {', '.join(available_models())})"
+        )
     module_name, _, function_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)

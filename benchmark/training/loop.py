@@ -101,7 +101,8 @@ def train(
     style_frames = max(1, int(round(config.style_seconds * FPS)))
     started, losses, last_saved = time.monotonic(), {}, None
     model.train()
-    bar = tqdm(total=config.steps, initial=step, desc=f"train {name}", unit="step", disable=not progress)
+    bound = f" (at most {max_seconds:.0f} s)" if max_seconds is not None else ""
+    bar = tqdm(total=config.steps, initial=step, desc=f"train {name}{bound}", unit="step", disable=not progress)
     while step < config.steps:
         batch = data.sample_batch(config.batch_size, window_frames, style_frames, generator)
         terms = training_loss(model, batch, config.velocity_weight, config.regional_weight if getattr(model, "regional", False) else 0.0)
@@ -114,13 +115,17 @@ def train(
         if not math.isfinite(losses["loss"]):
             raise TrainingError(f"training {name} diverged at step {step} (loss {losses['loss']}); lower lr in the config")
         bar.update(1)
+        elapsed = time.monotonic() - started
+        # with a time bound, the bar's own estimate (for all steps) may end after the bound: say when it stops
+        bound_left = {} if max_seconds is None else {"stops_in": f"{max(0.0, max_seconds - elapsed):.0f}s"}
         bar.set_postfix(
             loss=f"{losses['loss']:.4g}",
             vertex=f"{losses['vertex']:.4g}",
             velocity=f"{losses['velocity']:.3g}",
             regional=f"{losses['regional']:.3g}",
+            **bound_left,
         )
-        out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
+        out_of_time = max_seconds is not None and elapsed >= max_seconds
         if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
             last_saved = save_checkpoint(
                 out_dir, {**meta_base, "step": step, "losses": losses}, model, optimizer, rng_state(generator), config.keep_checkpoints

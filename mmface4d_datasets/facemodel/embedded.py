@@ -57,6 +57,12 @@ TOPOLOGY_PREFIX = SYNTHETIC_TOPOLOGY_PREFIX
 #: of the motion (see the ``_mode_*`` functions for the amounts).
 EXPRESSION_NAMES = ("jaw_open", "lip_stretch", "lip_pucker", "lip_press", "smile", "brow_raise", "eye_blink")
 
+#: Where this model's plausible faces lie, in standard deviations of its identity modes: at a full
+#: standard deviation the 80 modes (about 13 mm RMS, much of it in the image plane) give implausible
+#: outlines; 0.35 keeps faces face-like. The synthetic actors are drawn at it and fits use it as the
+#: identity prior (``FaceModel.identity_spread``).
+IDENTITY_SPREAD = 0.35
+
 # Layout of the face, metres (x to the viewer's right, y up, z out of the face).
 HALF_WIDTH = 0.075
 HALF_HEIGHT = 0.10
@@ -456,6 +462,7 @@ def _build(num_vertices: int, seed: int) -> FaceModel:
         triangles=triangles,
         keypoints=keypoints,
         expression_names=EXPRESSION_NAMES,
+        identity_spread=IDENTITY_SPREAD,
         metadata={"seed": int(seed), "generator": "mmface4d_datasets.facemodel.embedded"},
     )
 

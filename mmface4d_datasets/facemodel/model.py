@@ -41,6 +41,9 @@ class FaceModel:
     triangles: (F, 3) int64, 0-based, counter-clockwise seen from the front (normals point +z).
     keypoints: (68,) int64, vertex ids of the iBUG 68 landmarks in iBUG order (0-based).
     expression_names: names of the first, meaningful expression modes (may be empty).
+    identity_spread: standard deviation of real (plausible) faces' identity coefficients: 1.0 for a
+    PCA model fitted to scans (the BFM); a model whose modes at one standard deviation give
+    implausible faces says where its faces lie (fits use it as the identity prior).
     texture_mean / texture_basis: optional (N, 3) / (K, N, 3) float32 RGB in 0..255 units.
     The arrays are read-only (models are cached and shared).
     """
@@ -52,6 +55,7 @@ class FaceModel:
     triangles: np.ndarray
     keypoints: np.ndarray
     expression_names: tuple[str, ...] = ()
+    identity_spread: float = 1.0
     texture_mean: np.ndarray | None = None
     texture_basis: np.ndarray | None = None
     metadata: dict = field(default_factory=dict)

@@ -18,6 +18,11 @@ triangle mesh (breadth-first search; ties never matter because only distances ar
   eyes 36..47) than to the lower ones (jaw 2..14, nose base 31..35, lips 48..67), minus ``lips``;
   a tie goes to the lower face. It holds forehead, brows, eyes, nose bridge and excludes mouth and jaw.
 - ``face``: every vertex.
+- ``chin``: vertices whose nearest keypoint is a chin keypoint of the jaw line (6..10), minus ``lips``.
+- ``cheeks``: vertices whose nearest keypoint is a jaw keypoint of the cheeks (1..5, 11..15) or a
+  nose wing (31, 35), minus ``lips``, ``nose`` and ``eyes``.
+- ``border``: the ring of vertices within ``0.04 * s`` of the mesh's boundary (where a fit has the
+  least data: the mask's edge meets the head, hair and neck).
 
 Masks are sorted int64 vertex-id arrays. The same triangles and keypoints always give the same
 masks, so BFM masks come from the public topology files, without the licence-gated mean shape.
@@ -32,11 +37,14 @@ from mmface4d_datasets.errors import MMFace4DError
 __all__ = ["REGION_RULE_VERSION", "REGION_NAMES", "region_masks"]
 
 #: Bump when the rule or one of its constants changes (releases record it in meta/topology.npz).
-REGION_RULE_VERSION = "hop_bands_v1"
-REGION_NAMES = ("lips", "upper_face", "face", "eyes", "nose", "forehead")
+REGION_RULE_VERSION = "hop_bands_v2"  # v2 adds chin, cheeks and border; v1's six masks are unchanged
+REGION_NAMES = ("lips", "upper_face", "face", "eyes", "nose", "forehead", "chin", "cheeks", "border")
 
 BAND_RADIUS = 0.06  # of the eye span d(36, 45); the mouth width is no scale (an open mouth lengthens it)
 FOREHEAD_MARGIN = 0.75  # of the brow-to-eye distance
+BORDER_RADIUS = 0.04  # of the eye span
+CHIN_KEYPOINTS = list(range(6, 11))
+CHEEK_KEYPOINTS = list(range(1, 6)) + list(range(11, 16)) + [31, 35]
 
 OUTER_LIP = list(range(48, 60)) + [48]
 INNER_LIP = list(range(60, 68)) + [60]
@@ -84,6 +92,16 @@ class _HopGraph:
         return self.from_keypoint[list(ids)].min(axis=0)
 
 
+def boundary_vertices(triangles, num_vertices: int) -> np.ndarray:
+    """Boolean mask of the vertices on the mesh's boundary (on an edge that only one triangle has)."""
+    tri = np.asarray(triangles, dtype=np.int64)
+    edges = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1)
+    unique, count = np.unique(edges, axis=0, return_counts=True)
+    mask = np.zeros(num_vertices, dtype=bool)
+    mask[unique[count == 1].ravel()] = True
+    return mask
+
+
 def region_masks(triangles, keypoints, num_vertices: int) -> dict[str, np.ndarray]:
     """The region masks of a topology by the rule of this module (see the module docstring).
 
@@ -121,6 +139,10 @@ def region_masks(triangles, keypoints, num_vertices: int) -> dict[str, np.ndarra
     forehead = (to_eyes - to_brows >= FOREHEAD_MARGIN * brow_to_eye) & ~eyes
 
     upper_face = (hops.from_keypoints(UPPER_KEYPOINTS) < hops.from_keypoints(LOWER_KEYPOINTS)) & ~lips
+    nearest = np.argmin(hops.from_keypoint, axis=0)  # the keypoint (iBUG index) nearest each vertex
+    chin = np.isin(nearest, CHIN_KEYPOINTS) & ~lips
+    cheeks = np.isin(nearest, CHEEK_KEYPOINTS) & ~lips & ~nose & ~eyes
+    border = hops.from_set(boundary_vertices(triangles, num_vertices)) <= BORDER_RADIUS * eye_span
     masks = {
         "lips": lips,
         "upper_face": upper_face,
@@ -128,5 +150,8 @@ def region_masks(triangles, keypoints, num_vertices: int) -> dict[str, np.ndarra
         "eyes": eyes,
         "nose": nose,
         "forehead": forehead,
+        "chin": chin,
+        "cheeks": cheeks,
+        "border": border,
     }
     return {name: np.flatnonzero(masks[name]).astype(np.int64) for name in REGION_NAMES}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from mmface4d_datasets.arguments import whole_number
+from mmface4d_datasets.arguments import RELEASE_HELP, whole_number
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
             "`mmface4d build push` does not upload them."
         ),
     )
-    parser.add_argument("release", help="the release folder (the one holding meta/info.json)")
+    parser.add_argument("release", metavar="RELEASE", help=RELEASE_HELP)
     parser.add_argument(
         "--max-problems", type=whole_number(0), default=200, metavar="N", help="print at most N problems (all are counted; default 200)"
     )
@@ -34,11 +34,14 @@ def register(subparsers) -> None:
 def handle(args: argparse.Namespace) -> int:
     from mmface4d_datasets.errors import FormatError
     from mmface4d_datasets.release.contents import unlisted_files
+    from mmface4d_datasets.release.resolve import resolve_release
     from mmface4d_datasets.release.validate import validate_release
 
-    problems = validate_release(args.release)
+    # A folder is checked as it is (a broken meta/info.json is a problem to list); a name is resolved first.
+    folder = resolve_release(args.release, require_info=False)
+    problems = validate_release(folder)
     try:
-        unlisted = unlisted_files(args.release)
+        unlisted = unlisted_files(folder)
     except FormatError:  # no readable meta/info.json: validate_release has said so
         unlisted = []
     for relative in unlisted[: args.max_problems]:

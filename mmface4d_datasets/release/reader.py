@@ -73,7 +73,7 @@ class Release:
         return arrays
 
     def region_masks(self) -> dict[str, np.ndarray]:
-        """Region name -> int64 vertex ids (lips, upper_face, face, eyes, nose, forehead)."""
+        """Region name -> int64 vertex ids (lips, upper_face, face, eyes, nose, forehead, chin, cheeks, border)."""
         return {name[len("mask_") :]: ids for name, ids in self.topology.items() if name.startswith("mask_")}
 
     @property

@@ -327,7 +327,7 @@ class TopologyInfo:
     num_vertices: N.
     triangles: (F, 3) int64, 0-based.
     keypoints: (68,) int64, iBUG 68-point order, 0-based vertex ids.
-    region_masks: name -> sorted int64 vertex ids (lips, upper_face, face, eyes, nose, forehead).
+    region_masks: name -> sorted int64 vertex ids (lips, upper_face, face, eyes, nose, forehead, chin, cheeks, border).
     region_rule_version: version of the rule that made the masks.
     """
 

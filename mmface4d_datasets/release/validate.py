@@ -58,7 +58,8 @@ def validate_release(path: str | Path) -> list[Problem]:
     root = Path(path).resolve()
     found = _Findings(root)
     if not root.is_dir():
-        found.add(root, "is a file, not a release folder" if root.exists() else "does not exist")
+        # named as the caller gave it (relative to itself it would read ".")
+        found.problems.append(Problem(str(path), "is a file, not a release folder" if root.exists() else "does not exist"))
         return found.problems
     try:
         info = ReleaseInfo.from_file(root / INFO_FILE)

@@ -56,6 +56,8 @@ from mmface4d_datasets.release.info import INFO_FILE, Counts, FileEntry, FrozenM
 from mmface4d_datasets.release.splits import assign_splits, split_of_subjects
 
 DEFAULT_SHARD_SIZE_BYTES = 256 * 2**20
+#: The codec's per-coordinate bound of a release, metres, unless the caller gives another.
+DEFAULT_MAX_ERROR = 1e-5
 DEFAULT_ROW_GROUP_SIZE_BYTES = 128 * 2**20
 STAGING = ".staging"
 #: Fingerprint of the inputs whose takes are staged in `.staging/` (kept beside it, in the release folder).
@@ -118,7 +120,8 @@ def _write_release(
     output,
     topology: TopologyInfo,
     seed: int = 0,
-    max_error: float = 1e-5,
+    max_error: float = DEFAULT_MAX_ERROR,
+    codec_version: str | None = None,
     shard_size_bytes: int = DEFAULT_SHARD_SIZE_BYTES,
     row_group_size_bytes: int = DEFAULT_ROW_GROUP_SIZE_BYTES,
     on_error: str = "stop",
@@ -137,6 +140,8 @@ def _write_release(
         only files an earlier build wrote are ever removed). output: its `OutputFolder`.
     topology: the topology every sequence must have (`TopologyInfo`).
     seed: seed of the split rule (splits.py). max_error: codec bound, metres per coordinate.
+    codec_version: the vertex codec's format to write (`codec.WRITABLE_VERSIONS`; None: the newest,
+        `codec.CODEC_VERSION`); "2" makes a release that packages before format 3 can read.
     shard_size_bytes: target largest shard (stored bytes: audio + vertices + head pose); the shard count
         of a split follows `shard_count` (a multiple of 8 from 8 rows on). row_group_size_bytes: a row
         group is closed once its rows' stored bytes reach this count.
@@ -167,7 +172,12 @@ def _write_release(
 
     report = BuildReport(out_dir=str(out_dir))
     _forget_stale_staging(out_dir, inputs_fingerprint(sources, topology), output)
-    _prepare_staging(staging, topology, max_error)
+    from mmface4d_datasets.codec import CODEC_VERSION, WRITABLE_VERSIONS
+
+    codec_version = CODEC_VERSION if codec_version is None else str(codec_version)
+    if codec_version not in WRITABLE_VERSIONS:
+        raise ValueError(f"codec_version must be one of {', '.join(WRITABLE_VERSIONS)}, got {codec_version!r}")
+    _prepare_staging(staging, topology, max_error, codec_version)
     stable = canonical.stable_vertex_ids(topology.region_masks, topology.keypoints)
 
     def fail(key: str, exc: BaseException) -> None:
@@ -209,7 +219,16 @@ def _write_release(
     outcomes = run(
         _stage_row_job,
         [
-            (by_key[key], key, staging / "rows" / f"{key}.npz", topology, templates[metas[key]["subject_id"]], stable, max_error)
+            (
+                by_key[key],
+                key,
+                staging / "rows" / f"{key}.npz",
+                topology,
+                templates[metas[key]["subject_id"]],
+                stable,
+                max_error,
+                codec_version,
+            )
             for key in todo
         ],
     )
@@ -240,7 +259,7 @@ def _write_release(
     atomic_write_bytes(out_dir / "meta" / "topology.npz", npz_bytes(_topology_arrays(topology)))
     produced |= {out_dir / "meta" / "splits.json", out_dir / "meta" / "topology.npz"}
     _remove_stale(out_dir, produced, output)
-    info = _info(out_dir, metas, sequence_rows, topology, max_error, produced)
+    info = _info(out_dir, metas, sequence_rows, topology, max_error, codec_version, produced)
     atomic_write_bytes(out_dir / INFO_FILE, json_bytes(info.to_json()))
 
     from mmface4d_datasets.release.card import render_card
@@ -275,12 +294,19 @@ def _stage_take_job(source: SequenceSource, key: str, staged: Path, topology: To
 
 
 def _stage_row_job(
-    source: SequenceSource, key: str, staged: Path, topology: TopologyInfo, template: np.ndarray, stable: np.ndarray, max_error: float
+    source: SequenceSource,
+    key: str,
+    staged: Path,
+    topology: TopologyInfo,
+    template: np.ndarray,
+    stable: np.ndarray,
+    max_error: float,
+    codec_version: str,
 ) -> None:
     """Row pass, one take: load again, move into the subject's canonical frame, encode, stage as `staged`."""
     sequence = source.load()
     _check_sequence(sequence, key, topology)
-    atomic_write_bytes(staged, npz_bytes(_stage_row(sequence, template, stable, max_error)))
+    atomic_write_bytes(staged, npz_bytes(_stage_row(sequence, template, stable, max_error, codec_version)))
 
 
 def _progress(items, enabled: bool, description: str):
@@ -335,13 +361,11 @@ def _forget_stale_staging(out_dir: Path, fingerprint: str | None, output) -> boo
     return removed
 
 
-def _prepare_staging(staging: Path, topology: TopologyInfo, max_error: float) -> None:
+def _prepare_staging(staging: Path, topology: TopologyInfo, max_error: float, codec_version: str) -> None:
     """Create `.staging/`; wipe it first when it was made with other settings (its files would not fit)."""
-    from mmface4d_datasets.codec import CODEC_VERSION
-
     settings = {
         "format_version": FORMAT_VERSION,
-        "codec_version": CODEC_VERSION,
+        "codec_version": codec_version,
         "max_error": float(max_error),
         "topology_hash": topology.hash,
         "template_rule": canonical.TEMPLATE_RULE_VERSION,
@@ -435,12 +459,14 @@ def _templates(metas, staging, topology, stable, fail, given=None) -> dict[str, 
     return templates
 
 
-def _stage_row(sequence: SourceSequence, template: np.ndarray, stable: np.ndarray, max_error: float) -> dict[str, np.ndarray]:
+def _stage_row(
+    sequence: SourceSequence, template: np.ndarray, stable: np.ndarray, max_error: float, codec_version: str
+) -> dict[str, np.ndarray]:
     from mmface4d_datasets.codec import encode
 
     vertices, head_pose = canonical.canonicalize(sequence.vertices, template, stable)
     return {
-        "vertices": np.frombuffer(encode(vertices, max_error=max_error), dtype=np.uint8),
+        "vertices": np.frombuffer(encode(vertices, max_error=max_error, version=codec_version), dtype=np.uint8),
         "head_pose": head_pose,
     }
 
@@ -712,9 +738,8 @@ def _remove_stale(out_dir: Path, produced: set[Path], output) -> None:
             )
 
 
-def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> ReleaseInfo:
+def _info(out_dir, metas, sequence_rows, topology, max_error, codec_version, produced) -> ReleaseInfo:
     from mmface4d_datasets import __version__
-    from mmface4d_datasets.codec import CODEC_VERSION
 
     def uniform(name):
         values = sorted({m[name] for m in metas.values()})
@@ -751,7 +776,7 @@ def _info(out_dir, metas, sequence_rows, topology, max_error, produced) -> Relea
         vertex_dtype="float32",
         units="metres",
         frame="canonical head frame of the subject (+y up, +z out of the face); head_pose maps it to the source camera",
-        codec_version=CODEC_VERSION,
+        codec_version=codec_version,
         max_error=float(max_error),
         template_rule=canonical.TEMPLATE_RULE_VERSION,
         emotions=tuple(EMOTION_NAMES),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from mmface4d_datasets.arguments import add_release_argument
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -31,7 +33,7 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("source", nargs="?", metavar="SOURCE", help="take folder or folder of .ply frames")
-    parser.add_argument("--data", metavar="RELEASE", help="a release folder (with --id)")
+    add_release_argument(parser, required=False, what="a release row's sequence (with --id)")
     parser.add_argument("--id", dest="sequence_id", metavar="ID", help="sequence id in the release (with --data)")
     parser.add_argument("--out", required=True, metavar="FILE", help="the video (.mp4), or the image (.png) with --still")
     parser.add_argument("--faces", metavar="FILE", help="triangles for a take folder (.npy, bfm_faces.pkl, facemodel_info.mat)")
@@ -63,7 +65,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from mmface4d_datasets.render.video import AudioLengthWarning, load_source, render_sequence
 
-    seq = load_source(args.source, data=args.data, sequence_id=args.sequence_id, faces=args.faces, audio=args.audio)
+    from mmface4d_datasets.release.resolve import resolve_release
+
+    data = str(resolve_release(args.data, progress=not args.quiet)) if args.data else None
+    seq = load_source(args.source, data=data, sequence_id=args.sequence_id, faces=args.faces, audio=args.audio)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AudioLengthWarning)
         path = render_sequence(

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmface4d_datasets.facemodel import embedded
 from mmface4d_datasets.synthetic.speech import FEMALE_VARIANTS, MALE_VARIANTS, Voice
 
 #: Paper statistics the metadata follow.
@@ -38,10 +39,8 @@ MALE_TO_FEMALE = 1.65
 _GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0  # 0.618...: additive recurrence for ages
 _SILVER = np.sqrt(2.0) - 1.0  # 0.414...: a second, independent recurrence for genders
 
-#: Standard deviation of the identity coefficients we draw, in units of the model's standard
-#: deviations. At a full standard deviation the embedded model's 80 modes (about 13 mm RMS,
-#: much of it in the image plane) give implausible face outlines; 0.35 keeps faces face-like.
-IDENTITY_SPREAD = 0.35
+#: Standard deviation of the identity coefficients we draw (the embedded model's plausible spread).
+IDENTITY_SPREAD = embedded.IDENTITY_SPREAD
 
 # Independent random streams of one generation seed (SeedSequence spawn keys).
 STREAM_ACTOR = 1
