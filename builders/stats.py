@@ -81,16 +81,10 @@ def small_regions(points: np.ndarray, count: int, start: int = 0) -> tuple[np.nd
     Returns ``(labels, seeds)``: (N,) int64 region index per vertex and (K,) int64 seed vertex ids,
     K = min(count, number of distinct points).
     """
+    from mmface4d_datasets.facemodel.topology import farthest_points
+
     points = np.asarray(points, dtype=np.float64)
-    count = max(1, min(int(count), len(points)))
-    seeds = [int(start)]
-    nearest = np.linalg.norm(points - points[start], axis=1)
-    for _ in range(count - 1):
-        if nearest.max() <= 0:  # fewer distinct points than regions asked for
-            break
-        seeds.append(int(np.argmax(nearest)))
-        nearest = np.minimum(nearest, np.linalg.norm(points - points[seeds[-1]], axis=1))
-    seeds = np.asarray(seeds, dtype=np.int64)
+    seeds = farthest_points(points, count, start)
     distance = np.linalg.norm(points[:, None, :] - points[seeds][None, :, :], axis=-1)
     return np.argmin(distance, axis=1).astype(np.int64), seeds
 

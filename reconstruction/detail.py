@@ -38,23 +38,13 @@ FRAME_DETAIL_LENGTH_M = 0.012
 FRAME_DETAIL_COUNT = 120
 
 
-def farthest_points(points: np.ndarray, count: int, start: int = 0) -> np.ndarray:
-    """Indices of ``count`` points of ``points`` (N, 3) chosen by farthest-point sampling."""
-    count = min(count, len(points))
-    chosen = np.empty(count, np.int64)
-    chosen[0] = start
-    dist = np.linalg.norm(points - points[start], axis=1)
-    for i in range(1, count):
-        chosen[i] = int(np.argmax(dist))
-        dist = np.minimum(dist, np.linalg.norm(points - points[chosen[i]], axis=1))
-    return chosen
-
-
 def detail_basis(
     mean: np.ndarray, normals: np.ndarray, *, count: int = DETAIL_COUNT, sd: float = DETAIL_SD_M, length: float = DETAIL_LENGTH_M
 ) -> np.ndarray:
     """(count, N, 3) float32 detail modes of the mean shape ``mean`` (N, 3) with unit ``normals``
     (N, 3), scaled so that their coefficients have a standard normal prior (module docstring)."""
+    from mmface4d_datasets.facemodel.topology import farthest_points
+
     mean = np.asarray(mean, np.float64)
     centres = mean[farthest_points(mean, count, start=int(np.argmin(mean[:, 1])))]
 

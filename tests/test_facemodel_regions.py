@@ -72,7 +72,7 @@ def test_embedded_masks_hold_their_invariants_and_sit_where_their_names_say(embe
     assert np.all(np.abs(embedded.mean[masks["cheeks"], 0]) > 0.01) and np.all(y[masks["cheeks"]] < EYE_Y)
     assert not np.intersect1d(masks["cheeks"], masks["lips"]).size and not np.intersect1d(masks["chin"], masks["lips"]).size
     # the border ring holds the mesh's boundary and is a thin share of the face
-    from mmface4d_datasets.facemodel.regions import boundary_vertices
+    from mmface4d_datasets.facemodel.topology import boundary_vertices
 
     assert np.isin(np.flatnonzero(boundary_vertices(embedded.triangles, embedded.num_vertices)), masks["border"]).all()
     assert 0.05 < len(masks["border"]) / embedded.num_vertices < 0.2

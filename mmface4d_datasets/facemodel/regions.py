@@ -92,16 +92,6 @@ class _HopGraph:
         return self.from_keypoint[list(ids)].min(axis=0)
 
 
-def boundary_vertices(triangles, num_vertices: int) -> np.ndarray:
-    """Boolean mask of the vertices on the mesh's boundary (on an edge that only one triangle has)."""
-    tri = np.asarray(triangles, dtype=np.int64)
-    edges = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1)
-    unique, count = np.unique(edges, axis=0, return_counts=True)
-    mask = np.zeros(num_vertices, dtype=bool)
-    mask[unique[count == 1].ravel()] = True
-    return mask
-
-
 def region_masks(triangles, keypoints, num_vertices: int) -> dict[str, np.ndarray]:
     """The region masks of a topology by the rule of this module (see the module docstring).
 
@@ -142,6 +132,8 @@ def region_masks(triangles, keypoints, num_vertices: int) -> dict[str, np.ndarra
     nearest = np.argmin(hops.from_keypoint, axis=0)  # the keypoint (iBUG index) nearest each vertex
     chin = np.isin(nearest, CHIN_KEYPOINTS) & ~lips
     cheeks = np.isin(nearest, CHEEK_KEYPOINTS) & ~lips & ~nose & ~eyes
+    from mmface4d_datasets.facemodel.topology import boundary_vertices
+
     border = hops.from_set(boundary_vertices(triangles, num_vertices)) <= BORDER_RADIUS * eye_span
     masks = {
         "lips": lips,

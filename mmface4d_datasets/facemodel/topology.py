@@ -41,6 +41,33 @@ def edges(triangles) -> np.ndarray:
     return np.unique(pairs, axis=0)
 
 
+def boundary_vertices(triangles, num_vertices: int) -> np.ndarray:
+    """Boolean mask (N,) of the vertices on the mesh's boundary (on an edge that only one triangle has)."""
+    tri = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
+    pairs = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]], axis=0), axis=1)
+    mask = np.zeros(num_vertices, dtype=bool)
+    if len(pairs):
+        unique, count = np.unique(pairs, axis=0, return_counts=True)
+        mask[unique[count == 1].ravel()] = True
+    return mask
+
+
+def farthest_points(points, count: int, start: int = 0) -> np.ndarray:
+    """(K,) int64 ids of points (N, 3) by farthest-point sampling: ``start`` first, then repeatedly the
+    point farthest (Euclidean) from every one chosen so far (the first such on ties); K = min(count,
+    number of distinct points)."""
+    points = np.asarray(points, dtype=np.float64)
+    count = max(1, min(int(count), len(points)))
+    chosen = [int(start)]
+    nearest = np.linalg.norm(points - points[start], axis=1)
+    for _ in range(count - 1):
+        if nearest.max() <= 0:  # fewer distinct points than asked for
+            break
+        chosen.append(int(np.argmax(nearest)))
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[chosen[-1]], axis=1))
+    return np.asarray(chosen, dtype=np.int64)
+
+
 def adjacency(triangles, num_vertices: int):
     """Symmetric vertex adjacency matrix (scipy CSR, float64, 1.0 per edge, zero diagonal).
 
