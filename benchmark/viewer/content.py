@@ -202,16 +202,7 @@ class ViewerContent:
             sequence_id = str(row["id"])
             takes.append(
                 {
-                    "id": sequence_id,
-                    "key": self.keys[sequence_id],
-                    "subject_id": str(row["subject_id"]),
-                    "take_id": str(row["take_id"]),
-                    "sentence_id": str(row["sentence_id"]),
-                    "split": str(row["split"]),
-                    "emotion": _text(row.get("emotion")),
-                    "gender": _text(row.get("gender")),
-                    "age": None if _missing(row.get("age")) else int(row["age"]),
-                    "text": _text(row.get("text")),
+                    **self._take_fields(sequence_id, row),
                     "num_frames": int(row["num_frames"]),
                     "duration_s": float(row["duration_s"]),
                     "has_prediction": sequence_id in predicted,
@@ -271,16 +262,7 @@ class ViewerContent:
             metrics, error_scale = self._metrics(truth, predicted)
         row = self.table[self.table["id"] == sequence_id].iloc[0].to_dict()
         document = {
-            "id": sequence_id,
-            "key": self.keys[sequence_id],
-            "subject_id": str(row["subject_id"]),
-            "take_id": str(row["take_id"]),
-            "sentence_id": str(row["sentence_id"]),
-            "split": str(row["split"]),
-            "emotion": _text(row.get("emotion")),
-            "gender": _text(row.get("gender")),
-            "age": None if _missing(row.get("age")) else int(row["age"]),
-            "text": _text(row.get("text")),
+            **self._take_fields(sequence_id, row),
             "fps": int(record.get("fps") or self.fps()),
             "num_frames": int(truth.shape[0]),
             "num_vertices": int(truth.shape[1]),
@@ -294,6 +276,21 @@ class ViewerContent:
         }
         files["take.json"] = json.dumps(document, ensure_ascii=False).encode("utf-8")
         return TakeFiles(files)
+
+    def _take_fields(self, sequence_id: str, row: dict) -> dict:
+        """What the take list and a take's own document both say of a take (its metadata row)."""
+        return {
+            "id": sequence_id,
+            "key": self.keys[sequence_id],
+            "subject_id": str(row["subject_id"]),
+            "take_id": str(row["take_id"]),
+            "sentence_id": str(row["sentence_id"]),
+            "split": str(row["split"]),
+            "emotion": _text(row.get("emotion")),
+            "gender": _text(row.get("gender")),
+            "age": None if _missing(row.get("age")) else int(row["age"]),
+            "text": _text(row.get("text")),
+        }
 
     def _metrics(self, truth: np.ndarray, predicted: np.ndarray) -> tuple[dict, float]:
         """The take's four metrics (metres and millimetres, on the common frames) and the colour bar's top (mm)."""
